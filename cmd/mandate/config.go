@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// serveConfig is `mandate serve`'s configuration: the YAML file's keys, each
+// also a flag (flags win). The yaml tag is the key; the flag is the same
+// name with dashes.
+type serveConfig struct {
+	Listen                   []string      `yaml:"listen"`
+	UnixSocketDir            string        `yaml:"unix_socket_dir"`
+	UnixPort                 int           `yaml:"unix_port"`
+	Upstream                 string        `yaml:"upstream"`
+	UpstreamConnectTimeout   time.Duration `yaml:"upstream_connect_timeout"`
+	AllowSuperuserUpstream   bool          `yaml:"allow_superuser_upstream"`
+	AdminListen              string        `yaml:"admin_listen"`
+	TLSCert                  string        `yaml:"tls_cert"`
+	TLSKey                   string        `yaml:"tls_key"`
+	TLSRequired              bool          `yaml:"tls_required"`
+	Auth                     string        `yaml:"auth"`
+	PasswdFile               string        `yaml:"passwd_file"`
+	AuthTimeout              time.Duration `yaml:"auth_timeout"`
+	MaxClientConns           int           `yaml:"max_client_conns"`
+	MaxMessageSize           int           `yaml:"max_message_size"`
+	IdleTimeout              time.Duration `yaml:"idle_timeout"`
+	IdleInTransactionTimeout time.Duration `yaml:"idle_in_transaction_timeout"`
+	ShutdownTimeout          time.Duration `yaml:"shutdown_timeout"`
+	Transparent              bool          `yaml:"transparent"`
+	LogFormat                string        `yaml:"log_format"`
+	LogLevel                 string        `yaml:"log_level"`
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		Listen:                 []string{"127.0.0.1:6432"},
+		UnixPort:               6432,
+		UpstreamConnectTimeout: 10 * time.Second,
+		AdminListen:            "127.0.0.1:9187",
+		Auth:                   "trust",
+		AuthTimeout:            30 * time.Second,
+		MaxClientConns:         1000,
+		MaxMessageSize:         64 << 20,
+		ShutdownTimeout:        30 * time.Second,
+		LogFormat:              "text",
+		LogLevel:               "info",
+	}
+}
+
+// bindServeFlags declares serve's flags on fs with c's current values as
+// defaults, so parsing after loading the file lets flags override it.
+func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
+	configPath := fs.String("config", "", "YAML config file; flags override its keys")
+	fs.Var(&listFlag{dst: &c.Listen}, "listen", "TCP address to accept clients on, host:port (repeat or comma-separate for several)")
+	fs.StringVar(&c.UnixSocketDir, "unix-socket-dir", c.UnixSocketDir, "directory for a unix socket .s.PGSQL.<unix-port> (psql -h DIR); empty: none")
+	fs.IntVar(&c.UnixPort, "unix-port", c.UnixPort, "port number in the unix socket's file name")
+	fs.StringVar(&c.Upstream, "upstream", c.Upstream, "upstream PostgreSQL as a postgres:// URL; its credentials are mandate's (SCRAM, MD5, password or trust; TLS per sslmode)")
+	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", c.UpstreamConnectTimeout, "time allowed to open an upstream connection")
+	fs.BoolVar(&c.AllowSuperuserUpstream, "allow-superuser-upstream", c.AllowSuperuserUpstream, "relay through a superuser upstream role (it bypasses all enforcement; tests only)")
+	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "HTTP address for /metrics, /healthz and /readyz; empty: none")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate for client TLS (SSLRequest)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key for --tls-cert")
+	fs.BoolVar(&c.TLSRequired, "tls-required", c.TLSRequired, "refuse TCP clients that do not negotiate TLS (unix sockets are exempt)")
+	fs.StringVar(&c.Auth, "auth", c.Auth, "client authentication: trust (loopback and unix socket only) or scram-sha-256")
+	fs.StringVar(&c.PasswdFile, "passwd-file", c.PasswdFile, "file of user:SCRAM-SHA-256$… verifiers (see mandate passwd)")
+	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "time a client has to complete startup and authentication")
+	fs.IntVar(&c.MaxClientConns, "max-client-conns", c.MaxClientConns, "client connections served at once; more are refused with SQLSTATE 53300")
+	fs.IntVar(&c.MaxMessageSize, "max-message-size", c.MaxMessageSize, "largest client message in bytes; larger ones end the session with SQLSTATE 08P01")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close client sessions idle this long outside a transaction (57P05); 0: never")
+	fs.DurationVar(&c.IdleInTransactionTimeout, "idle-in-transaction-timeout", c.IdleInTransactionTimeout, "close client sessions idle this long inside a transaction (25P03); 0: never")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time given to statements in flight before connections are closed")
+	fs.BoolVar(&c.Transparent, "transparent", c.Transparent, "relay statements without enforcing any policy (required until policies are configured)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	return configPath
+}
+
+// listFlag is a repeatable, comma-separable string list flag; its first
+// use on the command line replaces the default or the file's list.
+type listFlag struct {
+	dst *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.dst, l.set = nil, true
+	}
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.dst = append(*l.dst, s)
+		}
+	}
+	return nil
+}
+
+// loadServeConfig parses args: --config first, then the file, then every
+// flag over it.
+func loadServeConfig(args []string) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	probe := flag.NewFlagSet("serve", flag.ContinueOnError)
+	probe.SetOutput(new(bytes.Buffer))
+	scratch := cfg
+	path := bindServeFlags(probe, &scratch)
+	if err := probe.Parse(args); err != nil {
+		return cfg, err
+	}
+	if *path != "" {
+		if err := readYAMLFile(*path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = func() {}
+	fs.SetOutput(new(bytes.Buffer))
+	bindServeFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return cfg, nil
+}
+
+var yamlLineErr = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+// readYAMLFile decodes a YAML file strictly: an unknown key is an error
+// that names the key and its line.
+func readYAMLFile(path string, into any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(into); err != nil && !errors.Is(err, io.EOF) { // an empty file is an empty config
+		msg := yamlLineErr.ReplaceAllString(err.Error(), `line $1: unknown key "$2"`)
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		return fmt.Errorf("config %s: %s", path, msg)
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the proxy's Prometheus metrics, on a private registry so that
+// embedding mandate never pollutes (or is polluted by) the default one.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	connsActive      prometheus.Gauge
+	connsTotal       prometheus.Counter
+	connsRejected    *prometheus.CounterVec // by reason
+	authFailures     *prometheus.CounterVec // by method
+	bytesFromClient  prometheus.Counter
+	bytesToClient    prometheus.Counter
+	statements       *prometheus.CounterVec // by protocol path
+	errors           *prometheus.CounterVec // by SQLSTATE
+	upstreamConnect  prometheus.Histogram
+	upstreamFailures prometheus.Counter
+	cancels          *prometheus.CounterVec // by outcome
+
+	// Children of statements, resolved once: the relay's hot path must not
+	// hash label values per message.
+	stmtSimple, stmtParse, stmtExecute, stmtFunctionCall prometheus.Counter
+	stmtCopyIn, stmtCopyOut, stmtCopyBoth                prometheus.Counter
+}
+
+// NewMetrics registers the proxy's metrics (and the Go and process
+// collectors) on a new private registry.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		connsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mandate_client_connections", Help: "Client connections currently open.",
+		}),
+		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_client_connections_total", Help: "Client connections accepted.",
+		}),
+		connsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_client_connections_rejected_total", Help: "Client connections refused, by reason.",
+		}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_auth_failures_total", Help: "Failed client authentications, by method.",
+		}, []string{"method"}),
+		bytesFromClient: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_client_received_bytes_total", Help: "Bytes received from clients.",
+		}),
+		bytesToClient: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_client_sent_bytes_total", Help: "Bytes sent to clients.",
+		}),
+		statements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_statements_total", Help: "Statements received, by protocol path (simple, parse, execute, function_call, copy_in, copy_out, copy_both).",
+		}, []string{"path"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_errors_total", Help: "ErrorResponses sent to clients, by SQLSTATE.",
+		}, []string{"sqlstate"}),
+		upstreamConnect: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mandate_upstream_connect_seconds", Help: "Time to open and authenticate an upstream connection.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		upstreamFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_upstream_connect_failures_total", Help: "Upstream connection attempts that failed.",
+		}),
+		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_cancel_requests_total", Help: "CancelRequests received, by outcome (forwarded, unknown).",
+		}, []string{"outcome"}),
+	}
+	r.MustRegister(m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
+		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
+		m.upstreamConnect, m.upstreamFailures, m.cancels,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	path := m.statements.WithLabelValues
+	m.stmtSimple, m.stmtParse, m.stmtExecute, m.stmtFunctionCall = path("simple"), path("parse"), path("execute"), path("function_call")
+	m.stmtCopyIn, m.stmtCopyOut, m.stmtCopyBoth = path("copy_in"), path("copy_out"), path("copy_both")
+	return m
+}

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// upstreamFlushAt is how much client data (COPY FROM rows, mostly) may
+// collect before it is written upstream without a Sync or Flush.
+const upstreamFlushAt = 64 << 10
+
+// relay runs the two loops until either side ends. The client loop runs on
+// this goroutine; when it ends it closes the upstream, which ends the
+// upstream loop, and the other way round.
+func (s *session) relay() {
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		err := s.relayUpstream()
+		if s.closed.Swap(true) {
+			return // the client side ended first and closed us
+		}
+		if err != nil && !errors.Is(err, errUpstreamFatal) {
+			s.log.Warn("upstream connection lost", "err", err)
+			s.fail(fatalf(codeConnectionFailure, "connection to the upstream database server was lost", err))
+		}
+		s.conn.Close()
+	}()
+	err := s.relayClient()
+	if !s.closed.Swap(true) {
+		s.fail(err)
+		s.upstream.close()
+	}
+	<-upDone
+}
+
+// errUpstreamFatal marks an upstream that ended after sending a FATAL
+// error of its own, which the client has already received.
+var errUpstreamFatal = errors.New("upstream ended the session")
+
+// relayClient decodes client messages and forwards them upstream.
+func (s *session) relayClient() error {
+	u := s.upstream
+	m := s.srv.metrics
+	for {
+		if err := s.armIdle(); err != nil {
+			return err
+		}
+		msg, err := s.backend.Receive()
+		if err != nil {
+			if retry, err := s.clientReadError(err); !retry {
+				return err
+			}
+			continue
+		}
+		flush := false
+		switch msg := msg.(type) {
+		case *pgproto3.Query:
+			m.stmtSimple.Inc()
+			s.pending.Add(1)
+			flush = true
+		case *pgproto3.Parse:
+			m.stmtParse.Inc()
+		case *pgproto3.Execute:
+			m.stmtExecute.Inc()
+		case *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Close:
+		case *pgproto3.Sync:
+			s.pending.Add(1)
+			flush = true
+		case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			flush = true
+		case *pgproto3.CopyData:
+			flush = len(u.wbuf)+len(msg.Data) >= upstreamFlushAt
+		case *pgproto3.FunctionCall:
+			m.stmtFunctionCall.Inc()
+			s.pending.Add(1)
+			flush = true
+		case *pgproto3.Terminate:
+			return nil
+		default:
+			return fatalf(codeProtocolViolation, fmt.Sprintf("unexpected message type %T", msg), nil)
+		}
+		if u.wbuf, err = msg.Encode(u.wbuf); err != nil {
+			return fatalf(codeProtocolViolation, "cannot encode message", err)
+		}
+		if flush {
+			m.bytesFromClient.Add(float64(len(u.wbuf)))
+			if _, err := u.conn.Write(u.wbuf); err != nil {
+				return fmt.Errorf("write upstream: %w", err)
+			}
+			u.wbuf = u.wbuf[:0]
+		}
+	}
+}
+
+// armIdle sets the client read deadline for the next Receive: the idle
+// timeout that applies when nothing is in flight, none otherwise. A session
+// asked to stop ends here once it is idle.
+func (s *session) armIdle() error {
+	cfg := &s.srv.cfg
+	if s.stopping.Load() && s.idle() {
+		return fatalf(codeAdminShutdown, "terminating connection due to administrator command", nil)
+	}
+	if cfg.IdleTimeout == 0 && cfg.IdleInTransactionTimeout == 0 {
+		return nil
+	}
+	var d time.Duration
+	if s.pending.Load() == 0 {
+		d = cfg.IdleTimeout
+		if s.txStatus.Load() != 'I' {
+			d = cfg.IdleInTransactionTimeout
+		}
+	}
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	return s.conn.SetReadDeadline(deadline)
+}
+
+// clientReadError turns a failed Receive into the session's end, or says
+// to retry: a deadline that fired while a statement was in flight.
+func (s *session) clientReadError(err error) (retry bool, _ error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case s.pending.Load() > 0:
+			return true, s.conn.SetReadDeadline(time.Time{})
+		case s.stopping.Load():
+			return false, fatalf(codeAdminShutdown, "terminating connection due to administrator command", nil)
+		case s.txStatus.Load() == 'I':
+			return false, fatalf(codeIdleSession, "terminating connection due to idle-session timeout", nil)
+		default:
+			return false, fatalf(codeIdleInTransaction, "terminating connection due to idle-in-transaction timeout", nil)
+		}
+	}
+	var tooBig *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &tooBig) {
+		s.srv.metrics.connsRejected.WithLabelValues("message_too_large").Inc()
+		return false, fatalf(codeProtocolViolation, fmt.Sprintf("message of %d bytes exceeds the limit of %d", tooBig.ActualBodyLen, tooBig.MaxExpectedBodyLen), nil)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false, err
+	}
+	return false, fatalf(codeProtocolViolation, "invalid frontend message", err)
+}
+
+// relayUpstream copies upstream messages to the client as framed bytes,
+// tapping only their type and, for a few small messages, their body.
+func (s *session) relayUpstream() error {
+	r := s.upstream.r
+	m := s.srv.metrics
+	var sent int
+	var fatal bool
+	for {
+		hdr, err := r.Peek(5)
+		if err != nil {
+			if fatal {
+				return errUpstreamFatal
+			}
+			return err
+		}
+		typ := hdr[0]
+		n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
+		if n < 4 {
+			return fmt.Errorf("upstream sent a message with invalid length %d", n)
+		}
+		s.wmu.Lock()
+		if total := 1 + n; total <= r.Size() {
+			var msg []byte
+			if msg, err = r.Peek(total); err == nil {
+				fatal = s.tap(typ, msg[5:]) || fatal
+				_, err = s.cw.Write(msg)
+				_, _ = r.Discard(total)
+				sent += total
+			}
+		} else {
+			// Larger than the read buffer (a big DataRow or CopyData):
+			// stream it through without holding it.
+			if _, err = s.cw.Write(hdr); err == nil {
+				_, _ = r.Discard(5)
+				var copied int64
+				copied, err = io.CopyN(s.cw, r, int64(n-4))
+				sent += 5 + int(copied)
+			}
+		}
+		if err == nil && r.Buffered() == 0 {
+			err = s.cw.Flush()
+			m.bytesToClient.Add(float64(sent))
+			sent = 0
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// tap reads what metrics and session state need from an upstream message,
+// and reports whether it is a FATAL error (the upstream ends after it).
+func (s *session) tap(typ byte, body []byte) (fatal bool) {
+	switch typ {
+	case 'Z':
+		if len(body) == 1 {
+			s.txStatus.Store(uint32(body[0]))
+		}
+		if s.pending.Add(-1) < 0 {
+			s.pending.Store(0)
+		}
+		if s.stopping.Load() && s.idle() {
+			_ = s.conn.SetReadDeadline(time.Now()) // wake the client loop to end the session
+		}
+	case 'E':
+		severity, code := errorFields(body)
+		s.srv.metrics.errors.WithLabelValues(code).Inc()
+		return severity == "FATAL" || severity == "PANIC"
+	case 'G':
+		s.srv.metrics.stmtCopyIn.Inc()
+	case 'H':
+		s.srv.metrics.stmtCopyOut.Inc()
+	case 'W':
+		s.srv.metrics.stmtCopyBoth.Inc()
+	}
+	return false
+}
+
+// errorFields extracts the unlocalized severity and the SQLSTATE of an
+// ErrorResponse body without decoding the rest.
+func errorFields(body []byte) (severity, code string) {
+	for len(body) > 1 {
+		t := body[0]
+		end := bytes.IndexByte(body[1:], 0)
+		if end < 0 {
+			break
+		}
+		v := body[1 : 1+end]
+		switch t {
+		case 'V':
+			severity = string(v)
+		case 'S':
+			if severity == "" {
+				severity = string(v)
+			}
+		case 'C':
+			code = string(v)
+		}
+		body = body[2+end:]
+	}
+	return severity, code
+}

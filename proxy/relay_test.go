@@ -1,0 +1,435 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func TestSimpleQueryMultiStatement(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+
+	results, err := conn.PgConn().Exec(ctx, "SELECT 1 AS a; SELECT 'two' AS b, 3 AS c; CREATE TEMP TABLE t(x int); INSERT INTO t VALUES (1),(2)").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 4 {
+		t.Fatalf("got %d results, want 4", len(results))
+	}
+	if got := string(results[1].Rows[0][0]); got != "two" {
+		t.Errorf("second statement returned %q", got)
+	}
+	if got := results[3].CommandTag.String(); got != "INSERT 0 2" {
+		t.Errorf("command tag %q", got)
+	}
+
+	// An error in the middle aborts the rest, as PostgreSQL does, and the
+	// connection stays usable.
+	_, err = conn.PgConn().Exec(ctx, "SELECT 1; SELECT 1/0; SELECT 3").ReadAll()
+	if sqlState(err) != "22012" {
+		t.Fatalf("want division_by_zero, got %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT 42", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("connection unusable after error: %v %d", err, n)
+	}
+}
+
+func TestExtendedProtocol(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+
+	// Named prepared statement, reused.
+	if _, err := conn.Prepare(ctx, "add", "SELECT $1::int + $2::int"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		var sum int
+		if err := conn.QueryRow(ctx, "add", i, 10).Scan(&sum); err != nil || sum != i+10 {
+			t.Fatalf("named statement: %v %d", err, sum)
+		}
+	}
+	// Unnamed statements with every exec mode pgx has.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		var s string
+		if err := conn.QueryRow(ctx, "SELECT $1::text || 'x'", mode, "a").Scan(&s); err != nil || s != "ax" {
+			t.Fatalf("mode %v: %v %q", mode, err, s)
+		}
+	}
+	// Describe of a statement reports parameter and result types.
+	sd, err := conn.PgConn().Prepare(ctx, "desc", "SELECT $1::bigint AS big, now() AS ts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sd.ParamOIDs) != 1 || sd.ParamOIDs[0] != 20 || len(sd.Fields) != 2 || string(sd.Fields[1].Name) != "ts" {
+		t.Fatalf("describe: %+v", sd)
+	}
+	// Close a statement, then using it is an error and the session goes on.
+	if err := conn.PgConn().Deallocate(ctx, "desc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.PgConn().ExecPrepared(ctx, "desc", [][]byte{[]byte("1")}, nil, nil).Close(); sqlState(err) != "26000" {
+		t.Fatalf("closed statement: want 26000, got %v", err)
+	}
+	// Parse error in the extended protocol leaves the connection usable.
+	if _, err := conn.Exec(ctx, "SELEC 1"); sqlState(err) != "42601" {
+		t.Fatalf("want syntax error, got %v", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelineAndBatch(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+
+	batch := &pgx.Batch{}
+	for i := range 50 {
+		batch.Queue("SELECT $1::int * 2", i)
+	}
+	br := conn.SendBatch(ctx, batch)
+	for i := range 50 {
+		var v int
+		if err := br.QueryRow().Scan(&v); err != nil || v != 2*i {
+			t.Fatalf("batch row %d: %v %d", i, err, v)
+		}
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Raw pipeline with two syncs and an error in the first segment.
+	pl := conn.PgConn().StartPipeline(ctx)
+	pl.SendQueryParams("SELECT 1/0", nil, nil, nil, nil)
+	pl.SendPipelineSync()
+	pl.SendQueryParams("SELECT 7", nil, nil, nil, nil)
+	pl.SendPipelineSync()
+	if err := pl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var sawErr, sawSeven bool
+	for range 4 {
+		res, err := pl.GetResults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r := res.(type) {
+		case *pgconn.ResultReader:
+			rr := r.Read()
+			if sqlState(rr.Err) == "22012" {
+				sawErr = true
+			} else if rr.Err == nil && len(rr.Rows) == 1 && string(rr.Rows[0][0]) == "7" {
+				sawSeven = true
+			}
+		case *pgconn.PipelineSync:
+		}
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !sawErr || !sawSeven {
+		t.Fatalf("pipeline: error seen %v, second segment seen %v", sawErr, sawSeven)
+	}
+}
+
+func TestPortalsWithRowLimit(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// A named cursor fetched in pieces exercises portals across messages.
+	if _, err := tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 10) g"); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for {
+		rows, err := tx.Query(ctx, "FETCH 3 FROM c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if rows.Err() != nil {
+			t.Fatal(rows.Err())
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total != 10 {
+		t.Fatalf("fetched %d rows, want 10", total)
+	}
+}
+
+func TestCopyBothWays(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE items(id int, name text)"); err != nil {
+		t.Fatal(err)
+	}
+	// COPY FROM with enough rows to cross the upstream flush threshold.
+	const n = 20000
+	rows := make([][]any, n)
+	for i := range rows {
+		rows[i] = []any{i, fmt.Sprintf("item-%d", i)}
+	}
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"items"}, []string{"id", "name"}, pgx.CopyFromRows(rows))
+	if err != nil || copied != n {
+		t.Fatalf("copy from: %v %d", err, copied)
+	}
+	// Text COPY FROM STDIN through pgconn.
+	tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("-1\tminus\n-2\tminus two\n"), "COPY items FROM STDIN")
+	if err != nil || tag.RowsAffected() != 2 {
+		t.Fatalf("copy from stdin: %v %v", err, tag)
+	}
+	var buf bytes.Buffer
+	tag, err = conn.PgConn().CopyTo(ctx, &buf, "COPY (SELECT * FROM items ORDER BY id) TO STDOUT")
+	if err != nil || tag.RowsAffected() != n+2 {
+		t.Fatalf("copy to: %v %v", err, tag)
+	}
+	if !strings.HasPrefix(buf.String(), "-2\tminus two\n") {
+		t.Fatalf("copy to: unexpected start %q", buf.String()[:20])
+	}
+	// A failing COPY FROM (bad data) is an error and the session goes on.
+	_, err = conn.PgConn().CopyFrom(ctx, strings.NewReader("not-a-number\tx\n"), "COPY items FROM STDIN")
+	if sqlState(err) != "22P02" {
+		t.Fatalf("bad copy data: want 22P02, got %v", err)
+	}
+	var count int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&count); err != nil || count != n+2 {
+		t.Fatalf("after failed copy: %v %d", err, count)
+	}
+}
+
+func TestCancelRequest(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := conn.Exec(ctx, "SELECT pg_sleep(20)")
+	if err == nil {
+		t.Fatal("sleep was not cancelled")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	// pgx closes a connection whose query was interrupted by its context;
+	// the cancel must have reached PostgreSQL, which we check on a fresh
+	// connection: no backend of ours is still sleeping.
+	check := p.connect(t, "alice")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var sleeping int
+		if err := check.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'").Scan(&sleeping); err != nil {
+			t.Fatal(err)
+		}
+		if sleeping == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream query is still running: cancel was not forwarded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v := counterValue(t, p.srv.metrics.cancels.WithLabelValues("forwarded")); v < 1 {
+		t.Fatalf("cancel not counted as forwarded: %v", v)
+	}
+}
+
+func TestCancelWithForgedKeyIsIgnored(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+	pid := conn.PgConn().PID()
+	secret := conn.PgConn().SecretKey()
+	forged := append([]byte(nil), secret...)
+	forged[0] ^= 0xff
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: forged}).Encode(nil)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, c) // the proxy hangs up without a word
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("query was cancelled by a forged key: %v", err)
+	}
+	if v := counterValue(t, p.srv.metrics.cancels.WithLabelValues("unknown")); v != 1 {
+		t.Fatalf("forged cancel counted %v times as unknown", v)
+	}
+}
+
+func TestListenNotify(t *testing.T) {
+	p := startProxy(t, nil)
+	listener := p.connect(t, "alice")
+	notifier := p.connect(t, "bob")
+	ctx := ctxT(t)
+	if _, err := listener.Exec(ctx, "LISTEN events"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notifier.Exec(ctx, "SELECT pg_notify('events', 'hello')"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Channel != "events" || n.Payload != "hello" {
+		t.Fatalf("notification %+v", n)
+	}
+}
+
+func TestNoticeAndParameterStatus(t *testing.T) {
+	p := startProxy(t, nil)
+	var notices []string
+	cfg, err := pgx.ParseConfig(p.url("alice", "application_name=startup-app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	ctx := ctxT(t)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if got := conn.PgConn().ParameterStatus("application_name"); got != "startup-app" {
+		t.Errorf("startup parameter not passed on: application_name=%q", got)
+	}
+	if got := conn.PgConn().ParameterStatus("session_authorization"); got != "alice" {
+		t.Errorf("session_authorization=%q, want the client's user", got)
+	}
+	if _, err := conn.Exec(ctx, "DO $$ BEGIN RAISE NOTICE 'note %', 1; END $$"); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || notices[0] != "note 1" {
+		t.Fatalf("notices %q", notices)
+	}
+	if _, err := conn.Exec(ctx, "SET application_name = 'changed'"); err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.PgConn().ParameterStatus("application_name"); got != "changed" {
+		t.Errorf("ParameterStatus not relayed: %q", got)
+	}
+}
+
+func TestTransactionsAndErrors(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE acct(id int primary key, v int)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO acct VALUES (1, 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO acct VALUES (1, 2)"); sqlState(err) != "23505" {
+		t.Fatalf("want unique violation, got %v", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); sqlState(err) != "25P02" {
+		t.Fatalf("want in_failed_sql_transaction, got %v", err)
+	}
+	if conn.PgConn().TxStatus() != 'E' {
+		t.Fatalf("tx status %c", conn.PgConn().TxStatus())
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM acct").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rolled back rows visible: %v %d", err, n)
+	}
+	if got := counterValue(t, p.srv.metrics.errors.WithLabelValues("23505")); got < 1 {
+		t.Errorf("errors by SQLSTATE not counted: %v", got)
+	}
+}
+
+func TestLargeRowsStreamThrough(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := p.connect(t, "alice")
+	ctx := ctxT(t)
+	// Rows larger than the relay's read buffer take the streaming path.
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT repeat('x', 1000000)").Scan(&s); err != nil || len(s) != 1000000 {
+		t.Fatalf("large row: %v %d", err, len(s))
+	}
+	var big []byte
+	payload := bytes.Repeat([]byte{7}, 3<<20)
+	if err := conn.QueryRow(ctx, "SELECT $1::bytea", payload).Scan(&big); err != nil || !bytes.Equal(big, payload) {
+		t.Fatalf("large parameter round trip: %v %d", err, len(big))
+	}
+}
+
+func TestUnsafeStartupOptionsRefused(t *testing.T) {
+	p := startProxy(t, nil)
+	ctx := ctxT(t)
+	for _, extra := range []string{"options=-c%20role%3Dpostgres", "options=-c%20session_authorization%3Dpostgres", "role=postgres", "replication=database"} {
+		_, err := pgconn.Connect(ctx, p.url("alice", extra))
+		if err == nil {
+			t.Fatalf("%s: connected", extra)
+		}
+		if st := sqlState(err); st != codeInsufficientPriv && st != codeFeatureUnsupported {
+			t.Errorf("%s: want 42501 or 0A000, got %v", extra, err)
+		}
+	}
+	// Safe options pass on.
+	conn, err := pgconn.Connect(ctx, p.url("alice", "options=-c%20search_path%3Dpg_catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, "SHOW search_path").ReadAll()
+	if err != nil || string(res[0].Rows[0][0]) != "pg_catalog" {
+		t.Fatalf("search_path option: %v %v", err, res)
+	}
+}
+
+func TestUnknownDatabaseReportsUpstreamError(t *testing.T) {
+	p := startProxy(t, nil)
+	_, err := pgconn.Connect(ctxT(t), fmt.Sprintf("postgres://alice@%s/nosuchdb?sslmode=disable", p.addr))
+	if sqlState(err) != "3D000" {
+		t.Fatalf("want 3D000, got %v", err)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && !strings.Contains(pe.Message, "nosuchdb") {
+		t.Fatalf("message %q", pe.Message)
+	}
+}

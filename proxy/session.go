@@ -1,0 +1,243 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// session is one client connection and its upstream connection.
+type session struct {
+	srv  *Server
+	id   uint64
+	log  *slog.Logger
+	conn net.Conn // the client; a *tls.Conn after SSLRequest
+	tls  bool
+	unix bool
+
+	backend *pgproto3.Backend
+
+	// wmu orders writes to the client: the upstream loop copies results,
+	// the client loop may answer with errors of its own.
+	wmu sync.Mutex
+	cw  *bufio.Writer
+
+	pid    uint32 // the BackendKeyData we handed out
+	secret []byte
+
+	user     string // startup user name
+	subject  string // authenticated identity
+	upstream *upstreamConn
+
+	// pending counts responses still owed by the upstream: one
+	// ReadyForQuery per Query, Sync or FunctionCall forwarded.
+	pending  atomic.Int32
+	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
+	stopping atomic.Bool   // server shutdown asked this session to end when idle
+	closed   atomic.Bool
+}
+
+func (srv *Server) newSession(c net.Conn) *session {
+	id := srv.nextID.Add(1)
+	_, unix := c.(*net.UnixConn)
+	s := &session{srv: srv, id: id, conn: c, unix: unix,
+		log: srv.log.With("session", id, "client", c.RemoteAddr().String())}
+	s.txStatus.Store('I')
+	return s
+}
+
+// run is the session's whole life, step by step (see doc.go).
+func (s *session) run() {
+	defer s.conn.Close()
+	_ = s.conn.SetDeadline(time.Now().Add(s.srv.cfg.AuthTimeout))
+
+	res, err := s.negotiate()
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if res.cancel != nil {
+		s.handleCancel(res.cancel)
+		return
+	}
+	s.cw = bufio.NewWriterSize(s.conn, 16<<10)
+	s.backend = pgproto3.NewBackend(s.conn, io.Discard)
+	s.backend.SetMaxBodyLen(s.srv.cfg.MaxMessageSize)
+
+	if n := s.srv.active.Add(1); n > int64(s.srv.cfg.MaxClientConns) {
+		s.srv.active.Add(-1)
+		s.srv.metrics.connsRejected.WithLabelValues("too_many").Inc()
+		s.fail(fatalf(codeTooManyConnections, "sorry, too many clients already", nil))
+		return
+	}
+	defer s.srv.active.Add(-1)
+	s.srv.metrics.connsActive.Inc()
+	defer s.srv.metrics.connsActive.Dec()
+
+	err = s.start(res.startup)
+	if s.upstream != nil {
+		defer s.upstream.close()
+		defer s.srv.unregister(s)
+	}
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	s.log.Debug("session ready", "user", s.user)
+	s.relay()
+}
+
+// start authenticates the client, connects upstream and says ready.
+func (s *session) start(sm *pgproto3.StartupMessage) error {
+	if s.srv.cfg.RequireTLS && !s.tls && !s.unix {
+		s.srv.metrics.connsRejected.WithLabelValues("tls_required").Inc()
+		return fatalf(codeInvalidAuthSpec, "TLS is required: connect with sslmode=require", nil)
+	}
+	params, unrecognized, err := upstreamParams(sm)
+	if err != nil {
+		return err
+	}
+	s.user = sm.Parameters["user"]
+	subject, err := s.authenticate(s.user)
+	if err != nil {
+		return err
+	}
+	s.subject = subject
+	up, err := s.srv.connectUpstream(context.Background(), sm.Parameters["database"], params)
+	if err != nil {
+		return err
+	}
+	s.upstream = up
+	// Registered only once upstream is set: from here on other goroutines
+	// (cancel, shutdown) may reach the session.
+	if err := s.srv.register(s); err != nil {
+		up.close()
+		return err
+	}
+	return s.ready(sm.ProtocolVersion, unrecognized)
+}
+
+// ready ends the startup phase as PostgreSQL would: AuthenticationOk, the
+// upstream's ParameterStatus, our BackendKeyData, ReadyForQuery.
+func (s *session) ready(version uint32, unrecognized []string) error {
+	if version != protocol30 || len(unrecognized) > 0 {
+		s.queue(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized})
+	}
+	s.queue(&pgproto3.AuthenticationOk{})
+	for k, v := range s.upstream.params {
+		switch k {
+		case "session_authorization":
+			v = s.user // the upstream role is mandate's, not the client's
+		case "is_superuser":
+			v = "off"
+		}
+		s.queue(&pgproto3.ParameterStatus{Name: k, Value: v})
+	}
+	s.queue(&pgproto3.BackendKeyData{ProcessID: s.pid, SecretKey: s.secret})
+	s.queue(&pgproto3.ReadyForQuery{TxStatus: s.upstream.txStatus})
+	return s.flush()
+}
+
+// queue encodes a message into the client buffer (under wmu).
+func (s *session) queue(msg pgproto3.BackendMessage) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.queueLocked(msg)
+}
+
+func (s *session) queueLocked(msg pgproto3.BackendMessage) {
+	if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+		s.srv.metrics.errors.WithLabelValues(e.Code).Inc()
+	}
+	buf, err := msg.Encode(nil)
+	if err != nil {
+		return
+	}
+	s.cw.Write(buf)
+}
+
+func (s *session) flush() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.cw.Flush()
+}
+
+// send writes one message to the client at once.
+func (s *session) send(msg pgproto3.BackendMessage) error {
+	s.queue(msg)
+	return s.flush()
+}
+
+// fail reports err to the client, if it can still hear, and logs it.
+func (s *session) fail(err error) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	var pe *Error
+	if errors.As(err, &pe) || isPgError(err) {
+		s.log.Info("session refused", "err", err)
+	} else {
+		s.log.Warn("session error", "err", err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !errors.As(err, &pe) {
+		return // the client is gone or stalled; nothing to tell it
+	}
+	if s.cw == nil {
+		s.cw = bufio.NewWriterSize(s.conn, 512)
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.send(toErrorResponse(err))
+}
+
+func isPgError(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg)
+}
+
+// handleCancel forwards a client's CancelRequest to the upstream
+// connection of the session it names. Unknown keys are dropped silently,
+// as PostgreSQL does.
+func (s *session) handleCancel(cr *pgproto3.CancelRequest) {
+	target := s.srv.lookupCancel(cr.ProcessID, cr.SecretKey)
+	if target == nil {
+		s.srv.metrics.cancels.WithLabelValues("unknown").Inc()
+		return
+	}
+	s.srv.metrics.cancels.WithLabelValues("forwarded").Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := target.upstream.cancel(ctx); err != nil {
+		s.log.Warn("cancel request not forwarded", "err", err)
+	}
+}
+
+// beginShutdown asks the session to end once it is idle. An idle session
+// is woken now by an expired read deadline; a busy one ends when its
+// statement and transaction are done (see relayUpstream).
+func (s *session) beginShutdown() {
+	s.stopping.Store(true)
+	if s.idle() {
+		_ = s.conn.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *session) idle() bool {
+	return s.pending.Load() == 0 && s.txStatus.Load() == 'I'
+}
+
+// forceClose ends the session now (shutdown timeout reached).
+func (s *session) forceClose() {
+	s.conn.Close()
+	s.upstream.conn.Close()
+}

@@ -1,0 +1,524 @@
+package rewrite
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mandate-proxy/mandate/grant"
+)
+
+func (w *walker) fenced() bool { return w.dangerous && len(w.sites) > 0 }
+
+// apply replaces every site with its derived table:
+//
+//	(SELECT <columns, masked, in table order> FROM schema.table _mN
+//	 WHERE <filter> [OFFSET 0]) AS <original alias or table name>
+//
+// It runs on the walker's private copy of the statement.
+func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
+	applied := map[string]*RelationUse{}
+	fence := w.fenced()
+	for _, s := range w.sites {
+		t := s.table
+		name := t.QualifiedName()
+		g := set.Lookup(name)
+		if !g.Can(grant.Select) {
+			return nil, denial(name, g, "")
+		}
+		filter := g.RowFilter(grant.Select)
+		if s.locked {
+			// Locking a row blocks other writers, so it needs the right to
+			// update that row: only rows passing both filters are locked.
+			if !g.Can(grant.Update) {
+				return nil, denial(name, g, "FOR UPDATE/SHARE needs update permission")
+			}
+			filter = grant.And{Terms: []grant.Expr{filter, g.RowFilter(grant.Update)}}
+		}
+		filter = simplify(filter)
+		alias := w.freshAlias()
+		inner := &pgSelectStmt{LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE}
+		if b, ok := filter.(grant.Bool); !ok || !bool(b) {
+			where, err := filterNode(filter, t, alias)
+			if err != nil {
+				return nil, denial(name, g, err.Error())
+			}
+			inner.WhereClause = where
+		}
+		use := applied[name]
+		if use == nil {
+			use = &RelationUse{Name: name, Action: grant.Select, Protected: true, Policies: g.Policies}
+			applied[name] = use
+		}
+		use.Filters = append(use.Filters, renderExpr(filter))
+		for _, col := range t.Columns {
+			ref := columnRef(alias, col.Name)
+			m, ok := g.Masks[col.Name]
+			if !ok {
+				inner.TargetList = append(inner.TargetList, resTarget("", ref))
+				continue
+			}
+			expr, note := maskExpr(m, col, ref)
+			inner.TargetList = append(inner.TargetList, resTarget(col.Name, expr))
+			if !hasMask(use.Masks, col.Name) {
+				use.Masks = append(use.Masks, MaskUse{Column: col.Name, Kind: m.Kind, Note: note})
+			}
+		}
+		if len(inner.TargetList) == 0 {
+			return nil, denial(name, g, "relation has no columns in the catalog")
+		}
+		rv := &pgRangeVar{
+			Schemaname:     t.Schema,
+			Relname:        t.Name,
+			Inh:            s.rv.Inh,
+			Relpersistence: s.rv.Relpersistence,
+			Alias:          &pgAlias{Aliasname: alias},
+			Location:       -1,
+		}
+		from := &pgNode{Node: &pgNodeRangeVar{RangeVar: rv}}
+		if s.sample != nil {
+			// TABLESAMPLE applies to tables only: sample inside, filter after.
+			from = &pgNode{Node: &pgNodeRangeTableSample{RangeTableSample: &pgRangeTableSample{
+				Relation: from, Method: s.sample.Method, Args: s.sample.Args, Repeatable: s.sample.Repeatable, Location: -1,
+			}}}
+		}
+		inner.FromClause = []*pgNode{from}
+		if fence {
+			inner.LimitOffset = intConst(0)
+			inner.LimitOption = pgLimitOptionLIMITOPTIONCOUNT
+		}
+		outer := s.rv.Alias
+		if outer == nil {
+			outer = &pgAlias{Aliasname: t.Name}
+		}
+		s.slot.Node = &pgNodeRangeSubselect{RangeSubselect: &pgRangeSubselect{
+			Subquery: &pgNode{Node: &pgNodeSelectStmt{SelectStmt: inner}},
+			Alias:    outer,
+		}}
+	}
+	for _, f := range w.colFixes {
+		f.ref.Fields = f.ref.Fields[f.drop:]
+	}
+	return applied, nil
+}
+
+func hasMask(ms []MaskUse, col string) bool {
+	for _, m := range ms {
+		if m.Column == col {
+			return true
+		}
+	}
+	return false
+}
+
+// denial is the 42501 for a relation the grant does not allow.
+func denial(name string, g *grant.Relation, why string) *Error {
+	reason := why
+	if reason == "" && g != nil {
+		reason = g.Reason
+	}
+	if reason == "" {
+		reason = "no policy permits select"
+	}
+	e := &Error{Code: CodeDenied, Msg: fmt.Sprintf("permission denied for relation %s: %s", name, reason)}
+	if g != nil && len(g.Policies) > 0 {
+		e.Detail = "policies: " + strings.Join(g.Policies, ", ")
+	}
+	return e
+}
+
+// freshAlias names the base relation inside a derived table. The name is
+// scoped to the derived table, where nothing of the user's query can see or
+// shadow it; it is also chosen to appear nowhere in the input text.
+func (w *walker) freshAlias() string {
+	for {
+		w.aliasSeq++
+		a := "_m" + strconv.Itoa(w.aliasSeq)
+		if !strings.Contains(w.lowerSQL, a) {
+			return a
+		}
+	}
+}
+
+// simplify drops constant-true terms and folds constant results, so the
+// injected WHERE stays readable; it never widens a predicate.
+func simplify(e grant.Expr) grant.Expr {
+	switch x := e.(type) {
+	case grant.And:
+		var terms []grant.Expr
+		for _, t := range x.Terms {
+			t = simplify(t)
+			if b, ok := t.(grant.Bool); ok {
+				if !bool(b) {
+					return grant.False
+				}
+				continue
+			}
+			if a, ok := t.(grant.And); ok {
+				terms = append(terms, a.Terms...)
+				continue
+			}
+			terms = append(terms, t)
+		}
+		switch len(terms) {
+		case 0:
+			return grant.True
+		case 1:
+			return terms[0]
+		}
+		return grant.And{Terms: terms}
+	case grant.Or:
+		var terms []grant.Expr
+		for _, t := range x.Terms {
+			t = simplify(t)
+			if b, ok := t.(grant.Bool); ok {
+				if bool(b) {
+					return grant.True
+				}
+				continue
+			}
+			terms = append(terms, t)
+		}
+		switch len(terms) {
+		case 0:
+			return grant.False
+		case 1:
+			return terms[0]
+		}
+		return grant.Or{Terms: terms}
+	case grant.Not:
+		inner := simplify(x.X)
+		if b, ok := inner.(grant.Bool); ok {
+			return grant.Bool(!bool(b))
+		}
+		return grant.Not{X: inner}
+	case grant.In:
+		if len(x.Values) == 0 {
+			return grant.False
+		}
+	case nil:
+		return grant.False
+	}
+	return e
+}
+
+// filterNode turns a grant predicate into an expression over alias's
+// columns. Literals become A_Const nodes, which the deparser quotes: no
+// policy value is ever spliced into SQL text.
+func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
+	switch x := e.(type) {
+	case grant.Bool:
+		return boolConst(bool(x)), nil
+	case grant.And:
+		return boolExpr(pgBoolExprTypeANDEXPR, x.Terms, t, alias, true)
+	case grant.Or:
+		return boolExpr(pgBoolExprTypeOREXPR, x.Terms, t, alias, false)
+	case grant.Not:
+		inner, err := filterNode(x.X, t, alias)
+		if err != nil {
+			return nil, err
+		}
+		return &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{Boolop: pgBoolExprTypeNOTEXPR, Args: []*pgNode{inner}, Location: -1}}}, nil
+	case grant.Compare:
+		switch x.Op {
+		case grant.Eq, grant.Ne, grant.Lt, grant.Le, grant.Gt, grant.Ge:
+		default:
+			return nil, fmt.Errorf("policy filter uses unknown operator %q", x.Op)
+		}
+		l, err := operandNode(x.Left, t, alias)
+		if err != nil {
+			return nil, err
+		}
+		r, err := operandNode(x.Right, t, alias)
+		if err != nil {
+			return nil, err
+		}
+		return opExpr(string(x.Op), l, r), nil
+	case grant.In:
+		// col IN (a, b) as col = a OR col = b: same meaning, and each
+		// comparison names pg_catalog's operator explicitly.
+		terms := make([]grant.Expr, len(x.Values))
+		for i, v := range x.Values {
+			terms[i] = grant.Compare{Op: grant.Eq, Left: grant.Column{Name: x.Column}, Right: v}
+		}
+		if len(terms) == 0 {
+			return boolConst(false), nil
+		}
+		if len(terms) == 1 {
+			return filterNode(terms[0], t, alias)
+		}
+		return boolExpr(pgBoolExprTypeOREXPR, terms, t, alias, false)
+	case grant.NotNull:
+		ref, err := operandNode(grant.Column{Name: x.Column}, t, alias)
+		if err != nil {
+			return nil, err
+		}
+		return &pgNode{Node: &pgNodeNullTest{NullTest: &pgNullTest{Arg: ref, Nulltesttype: pgNullTestTypeISNOTNULL, Location: -1}}}, nil
+	}
+	return nil, fmt.Errorf("policy filter has an unsupported node %T", e)
+}
+
+func boolExpr(op pgBoolExprType, terms []grant.Expr, t *Table, alias string, empty bool) (*pgNode, error) {
+	if len(terms) == 0 {
+		return boolConst(empty), nil
+	}
+	args := make([]*pgNode, 0, len(terms))
+	for _, term := range terms {
+		n, err := filterNode(term, t, alias)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, n)
+	}
+	if len(args) == 1 {
+		return args[0], nil
+	}
+	return &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{Boolop: op, Args: args, Location: -1}}}, nil
+}
+
+func operandNode(o grant.Operand, t *Table, alias string) (*pgNode, error) {
+	switch x := o.(type) {
+	case grant.Column:
+		if t.Column(x.Name) == nil {
+			return nil, fmt.Errorf("policy filter refers to unknown column %q", x.Name)
+		}
+		return columnRef(alias, x.Name), nil
+	case grant.Literal:
+		return literalNode(x)
+	}
+	return nil, fmt.Errorf("policy filter has an unsupported operand %T", o)
+}
+
+// literalTypes are the casts a policy literal may carry; anything else is
+// refused rather than parsed, so Literal.Type can never inject SQL.
+var literalTypes = map[string]string{
+	"text": "text", "varchar": "varchar", "numeric": "numeric", "decimal": "numeric",
+	"int2": "int2", "smallint": "int2", "int4": "int4", "integer": "int4", "int8": "int8",
+	"bigint": "int8", "float8": "float8", "double precision": "float8", "bool": "bool",
+	"boolean": "bool", "date": "date", "time": "time", "timestamp": "timestamp",
+	"timestamptz": "timestamptz", "timestamp with time zone": "timestamptz",
+	"interval": "interval", "uuid": "uuid", "inet": "inet", "jsonb": "jsonb",
+}
+
+func literalNode(l grant.Literal) (*pgNode, error) {
+	var n *pgNode
+	switch v := l.V.(type) {
+	case string:
+		n = strConst(v)
+	case int64:
+		n = intConst(v)
+	case int:
+		n = intConst(int64(v))
+	case bool:
+		n = boolConst(v)
+	default:
+		return nil, fmt.Errorf("policy filter has an unsupported literal of type %T", l.V)
+	}
+	if l.Type == "" {
+		return n, nil
+	}
+	typ, ok := literalTypes[strings.ToLower(l.Type)]
+	if !ok {
+		return nil, fmt.Errorf("policy filter casts to unsupported type %q", l.Type)
+	}
+	return cast(n, catalogType(typ)), nil
+}
+
+// maskExpr builds the masked value of a column. Every result is cast back to
+// the column's declared type so the derived table keeps the column's name
+// and type; a mask that cannot keep the type falls back to NULL of the type,
+// which hides more, never less.
+func maskExpr(m grant.Mask, col *Column, ref *pgNode) (*pgNode, string) {
+	typ := func() *pgTypeName { return copyTypeName(col.typeName) }
+	null := func(note string) (*pgNode, string) { return cast(nullConst(), typ()), note }
+	cat := col.category()
+	switch m.Kind {
+	case grant.MaskNull:
+		return null("")
+	case grant.MaskRedact:
+		if cat == catText {
+			return cast(strConst("***"), typ()), ""
+		}
+		return null("")
+	case grant.MaskPartial:
+		if cat != catText {
+			return null("partial needs a text column; masked as null")
+		}
+		if m.Keep < 0 {
+			return null("partial with negative keep; masked as null")
+		}
+		// repeat('*', length(c) - keep) || right(c, keep): repeat of a
+		// negative count is '', so short values are not padded.
+		keep := intConst(int64(m.Keep))
+		stars := call("repeat", strConst("*"), opExpr("-", call("length", ref), keep))
+		return cast(opExpr("||", stars, call("right", copyColumnRef(ref), intConst(int64(m.Keep)))), typ()), ""
+	case grant.MaskEmail:
+		if cat != catText {
+			return null("email needs a text column; masked as null")
+		}
+		return cast(opExpr("||", strConst("***@"), call("split_part", ref, strConst("@"), intConst(2))), typ()), ""
+	case grant.MaskHash:
+		if m.Key == "" {
+			return null("hash without a key name; masked as null")
+		}
+		arg := cast(ref, catalogType("text"))
+		key := strConst(m.Key)
+		switch {
+		case cat == catText:
+			return cast(mandateCall("mask_hash", arg, key), typ()), ""
+		case cat == catInteger:
+			// mask_hash_int2/4/8 return the column's own integer type, so
+			// hashed keys still join with each other.
+			return mandateCall("mask_hash_"+col.base, arg, key), ""
+		case cat == catUUID:
+			return mandateCall("mask_hash_uuid", arg, key), ""
+		}
+		return null("hash needs a text, integer or uuid column; masked as null")
+	case grant.MaskRound, grant.MaskBucket:
+		if cat != catInteger && cat != catNumeric {
+			return null(string(m.Kind) + " needs a numeric column; masked as null")
+		}
+		if !(m.Step > 0) || math.IsInf(m.Step, 0) {
+			return null(string(m.Kind) + " needs a positive step; masked as null")
+		}
+		fn := "round"
+		if m.Kind == grant.MaskBucket {
+			fn = "floor"
+		}
+		// Compute in numeric: integer division would truncate before rounding.
+		q := opExpr("/", cast(ref, catalogType("numeric")), numConst(m.Step))
+		return cast(opExpr("*", call(fn, q), numConst(m.Step)), typ()), ""
+	case grant.MaskTruncate:
+		unit := strings.ToLower(m.Unit)
+		if !truncUnits[unit] {
+			return null("truncate with unknown unit; masked as null")
+		}
+		switch cat {
+		case catDate:
+			return cast(call("date_trunc", strConst(unit), cast(ref, catalogType("timestamp"))), typ()), ""
+		case catTimestamp:
+			return cast(call("date_trunc", strConst(unit), ref), typ()), ""
+		}
+		return null("truncate needs a date or timestamp column; masked as null")
+	}
+	return null("unknown mask kind; masked as null")
+}
+
+var truncUnits = map[string]bool{
+	"microseconds": true, "milliseconds": true, "second": true, "minute": true, "hour": true,
+	"day": true, "week": true, "month": true, "quarter": true, "year": true, "decade": true,
+	"century": true, "millennium": true,
+}
+
+// copyTypeName copies a catalog type name for injection: the catalog is
+// shared and read-only, the output tree is not. Type names hold only String
+// and A_Const/Integer nodes, so a shallow copy of those suffices; it is much
+// cheaper than proto.Clone on the hot path.
+func copyTypeName(t *pgTypeName) *pgTypeName {
+	c := &pgTypeName{Setof: t.Setof, PctType: t.PctType, Typemod: t.Typemod, TypeOid: t.TypeOid, Location: -1}
+	c.Names = copyLeaves(t.Names)
+	c.Typmods = copyLeaves(t.Typmods)
+	c.ArrayBounds = copyLeaves(t.ArrayBounds)
+	return c
+}
+
+func copyLeaves(ns []*pgNode) []*pgNode {
+	if ns == nil {
+		return nil
+	}
+	out := make([]*pgNode, len(ns))
+	for i, n := range ns {
+		switch x := n.Node.(type) {
+		case *pgNodeString:
+			out[i] = strNode(x.String_.Sval)
+		case *pgNodeInteger:
+			out[i] = &pgNode{Node: &pgNodeInteger{Integer: &pgInteger{Ival: x.Integer.Ival}}}
+		case *pgNodeAConst:
+			out[i] = aConst(proto.Clone(x.AConst).(*pgAConst))
+		default:
+			out[i] = proto.Clone(n).(*pgNode)
+		}
+	}
+	return out
+}
+
+func copyColumnRef(n *pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeColumnRef{ColumnRef: &pgColumnRef{Fields: copyLeaves(n.GetColumnRef().GetFields()), Location: -1}}}
+}
+
+// Node constructors. Injected names are qualified with pg_catalog (or
+// mandate) so a user's search_path cannot redirect them.
+
+func strNode(s string) *pgNode {
+	return &pgNode{Node: &pgNodeString{String_: &pgString{Sval: s}}}
+}
+
+func columnRef(names ...string) *pgNode {
+	fields := make([]*pgNode, len(names))
+	for i, n := range names {
+		fields[i] = strNode(n)
+	}
+	return &pgNode{Node: &pgNodeColumnRef{ColumnRef: &pgColumnRef{Fields: fields, Location: -1}}}
+}
+
+func resTarget(name string, val *pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeResTarget{ResTarget: &pgResTarget{Name: name, Val: val, Location: -1}}}
+}
+
+func aConst(c *pgAConst) *pgNode {
+	c.Location = -1
+	return &pgNode{Node: &pgNodeAConst{AConst: c}}
+}
+
+func strConst(s string) *pgNode {
+	return aConst(&pgAConst{Val: &pgAConstSval{Sval: &pgString{Sval: s}}})
+}
+
+func intConst(i int64) *pgNode {
+	if i >= math.MinInt32 && i <= math.MaxInt32 {
+		return aConst(&pgAConst{Val: &pgAConstIval{Ival: &pgInteger{Ival: int32(i)}}})
+	}
+	// The grammar reads integers beyond int4 as Float nodes; do the same.
+	return aConst(&pgAConst{Val: &pgAConstFval{Fval: &pgFloat{Fval: strconv.FormatInt(i, 10)}}})
+}
+
+func numConst(f float64) *pgNode {
+	return aConst(&pgAConst{Val: &pgAConstFval{Fval: &pgFloat{Fval: strconv.FormatFloat(f, 'f', -1, 64)}}})
+}
+
+func boolConst(b bool) *pgNode {
+	return aConst(&pgAConst{Val: &pgAConstBoolval{Boolval: &pgBoolean{Boolval: b}}})
+}
+
+func nullConst() *pgNode { return aConst(&pgAConst{Isnull: true}) }
+
+func catalogType(name string) *pgTypeName {
+	return &pgTypeName{Names: []*pgNode{strNode("pg_catalog"), strNode(name)}, Typemod: -1, Location: -1}
+}
+
+func cast(n *pgNode, t *pgTypeName) *pgNode {
+	return &pgNode{Node: &pgNodeTypeCast{TypeCast: &pgTypeCast{Arg: n, TypeName: t, Location: -1}}}
+}
+
+func call(name string, args ...*pgNode) *pgNode {
+	return funcCall([]*pgNode{strNode("pg_catalog"), strNode(name)}, args)
+}
+
+func mandateCall(name string, args ...*pgNode) *pgNode {
+	return funcCall([]*pgNode{strNode(mandateSchema), strNode(name)}, args)
+}
+
+func funcCall(name, args []*pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeFuncCall{FuncCall: &pgFuncCall{
+		Funcname: name, Args: args, Funcformat: pgCoercionFormCOERCEEXPLICITCALL, Location: -1,
+	}}}
+}
+
+func opExpr(op string, l, r *pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeAExpr{AExpr: &pgAExpr{
+		Kind: pgAExprKindAEXPROP, Name: []*pgNode{strNode("pg_catalog"), strNode(op)}, Lexpr: l, Rexpr: r, Location: -1,
+	}}}
+}

@@ -1,0 +1,359 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Catalog is the part of the upstream's pg_catalog the rewriter needs:
+// schemas, their relations and columns, functions and operators with their
+// leakproof flags. The proxy loads it (system schemas included) and replaces
+// it wholesale when the upstream changes; a Catalog is read-only after
+// NewCatalog, so one value may serve every session concurrently.
+type Catalog struct {
+	Schemas   map[string]*Schema
+	Operators []*Operator
+
+	ops map[opKey][]*Operator
+}
+
+// Schema is a namespace.
+type Schema struct {
+	Name      string
+	Tables    map[string]*Table      // relations by name: tables, views, …
+	Functions map[string][]*Function // overloads by name
+}
+
+// RelKind is pg_class.relkind.
+type RelKind byte
+
+// Relation kinds the rewriter distinguishes.
+const (
+	KindTable       RelKind = 'r'
+	KindPartitioned RelKind = 'p'
+	KindView        RelKind = 'v'
+	KindMatView     RelKind = 'm'
+	KindForeign     RelKind = 'f'
+	KindSequence    RelKind = 'S'
+)
+
+// Table is a relation. Columns are in attnum order without dropped columns;
+// the derived table that replaces a protected relation keeps that order so
+// `SELECT *`, NATURAL JOIN and column aliases keep working.
+type Table struct {
+	Schema  string
+	Name    string
+	Kind    RelKind
+	Columns []*Column
+	// BaseTables lists the schema-qualified relations a view or materialized
+	// view reads (pg_depend/pg_rewrite), transitively or not: a view that reads
+	// a protected relation and is not protected itself is refused.
+	BaseTables []string
+
+	colIndex map[string]*Column
+}
+
+// QualifiedName is "schema.name", the key of grants.
+func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
+
+// Column looks a column up by its exact (case-sensitive) name.
+func (t *Table) Column(name string) *Column { return t.colIndex[name] }
+
+// Column is an attribute. Type is format_type(atttypid, atttypmod), e.g.
+// "character varying(20)"; masks cast back to it so a masked column keeps a
+// compatible type.
+type Column struct {
+	Name string
+	Type string
+
+	typeName *pgTypeName // parsed Type; cloned whenever it is injected
+	base     string      // internal type name without typmod: "varchar", "int4"
+	array    bool
+}
+
+// Volatility is pg_proc.provolatile.
+type Volatility byte
+
+// Volatilities.
+const (
+	Immutable Volatility = 'i'
+	Stable    Volatility = 's'
+	Volatile  Volatility = 'v'
+)
+
+// FuncKind is pg_proc.prokind.
+type FuncKind byte
+
+// Function kinds.
+const (
+	KindFunction  FuncKind = 'f'
+	KindAggregate FuncKind = 'a'
+	KindWindow    FuncKind = 'w'
+	KindProcedure FuncKind = 'p'
+)
+
+// Function is one overload of a function.
+type Function struct {
+	Schema     string
+	Name       string
+	NArgs      int // pronargs; -1 when unknown
+	Leakproof  bool
+	Volatility Volatility
+	Kind       FuncKind
+}
+
+// Operator is one operator; Left and Right are internal type names ("int4",
+// "text"); Left is empty for a prefix operator.
+type Operator struct {
+	Schema    string
+	Name      string
+	Left      string
+	Right     string
+	Leakproof bool // proleakproof of oprcode
+}
+
+type opKey struct{ name, left, right string }
+
+// NewCatalog indexes and validates schemas and operators: every column type
+// must parse as a type name. The schemas must include pg_catalog (and
+// information_schema if clients use it): a relation missing from the catalog
+// is refused with 42P01, never passed through.
+func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
+	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators, ops: map[opKey][]*Operator{}}
+	for _, s := range schemas {
+		if _, dup := c.Schemas[s.Name]; dup {
+			return nil, fmt.Errorf("catalog: schema %q listed twice", s.Name)
+		}
+		c.Schemas[s.Name] = s
+		for name, t := range s.Tables {
+			if t.Name != name || t.Schema != s.Name {
+				return nil, fmt.Errorf("catalog: table %q filed under %s.%s", t.QualifiedName(), s.Name, name)
+			}
+			t.colIndex = make(map[string]*Column, len(t.Columns))
+			for _, col := range t.Columns {
+				tn, err := parseTypeName(col.Type)
+				if err != nil {
+					return nil, fmt.Errorf("catalog: %s.%s: type %q: %w", t.QualifiedName(), col.Name, col.Type, err)
+				}
+				col.typeName = tn
+				col.base, col.array = baseType(tn)
+				t.colIndex[col.Name] = col
+			}
+		}
+	}
+	for _, op := range operators {
+		k := opKey{op.Name, canonicalType(op.Left), canonicalType(op.Right)}
+		c.ops[k] = append(c.ops[k], op)
+	}
+	return c, nil
+}
+
+// baseType reduces a parsed type to the internal name the operator and mask
+// logic switch on.
+func baseType(tn *pgTypeName) (string, bool) {
+	if tn == nil || len(tn.Names) == 0 {
+		return "", false
+	}
+	name := tn.Names[len(tn.Names)-1].GetString_().GetSval()
+	if len(tn.Names) > 1 {
+		if s := tn.Names[0].GetString_().GetSval(); s != "pg_catalog" {
+			name = s + "." + name
+		}
+	}
+	return canonicalType(name), len(tn.ArrayBounds) > 0
+}
+
+// canonicalType maps spellings to one internal name. varchar shares text's
+// operators (it is binary-coercible), so it is treated as text.
+func canonicalType(t string) string {
+	switch t {
+	case "varchar", "character varying":
+		return "text"
+	case "integer", "int":
+		return "int4"
+	case "bigint":
+		return "int8"
+	case "smallint":
+		return "int2"
+	case "boolean":
+		return "bool"
+	case "decimal":
+		return "numeric"
+	case "double precision":
+		return "float8"
+	case "real":
+		return "float4"
+	case "character", "char":
+		return "bpchar"
+	case "timestamp with time zone":
+		return "timestamptz"
+	case "timestamp without time zone":
+		return "timestamp"
+	}
+	return t
+}
+
+// Session is the name-resolution state the proxy tracks per connection.
+type Session struct {
+	// User is the upstream session user, substituted for "$user".
+	User string
+	// SearchPath is the search_path setting as a list, "$user" and pg_temp
+	// allowed; nil means PostgreSQL's default ("$user", public).
+	SearchPath []string
+	// TempSchema is the session's pg_temp_N schema once it has temp tables.
+	TempSchema string
+}
+
+// relationPath is PostgreSQL's effective search path for relations: the temp
+// schema first and pg_catalog next unless the path lists them.
+func (s Session) relationPath() []string { return s.path(true) }
+
+// functionPath is the path for functions and operators: never pg_temp.
+func (s Session) functionPath() []string { return s.path(false) }
+
+func (s Session) path(withTemp bool) []string {
+	listed := s.SearchPath
+	if listed == nil {
+		listed = []string{"$user", "public"}
+	}
+	var out []string
+	hasTemp, hasCatalog := false, false
+	for _, n := range listed {
+		switch n {
+		case "pg_temp":
+			hasTemp = true
+		case "pg_catalog":
+			hasCatalog = true
+		}
+	}
+	if withTemp && !hasTemp && s.TempSchema != "" {
+		out = append(out, s.TempSchema)
+	}
+	if !hasCatalog {
+		out = append(out, "pg_catalog")
+	}
+	for _, n := range listed {
+		switch n {
+		case "$user":
+			if s.User != "" {
+				out = append(out, s.User)
+			}
+		case "pg_temp":
+			if withTemp && s.TempSchema != "" {
+				out = append(out, s.TempSchema)
+			}
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// lookupRelation resolves a possibly qualified relation name like
+// PostgreSQL's RangeVarGetRelid. It returns nil when nothing matches.
+func (c *Catalog) lookupRelation(sess Session, schema, name string) *Table {
+	if schema != "" {
+		if schema == "pg_temp" {
+			if sess.TempSchema == "" {
+				return nil
+			}
+			schema = sess.TempSchema
+		}
+		if s := c.Schemas[schema]; s != nil {
+			return s.Tables[name]
+		}
+		return nil
+	}
+	for _, sn := range sess.relationPath() {
+		if s := c.Schemas[sn]; s != nil {
+			if t := s.Tables[name]; t != nil {
+				return t
+			}
+		}
+	}
+	return nil
+}
+
+// lookupFunction resolves a function name to the overloads of the first
+// schema on the path that has any (argument types are not resolved; callers
+// treat the overloads conservatively). Unknown names resolve to pg_catalog
+// with no overloads.
+func (c *Catalog) lookupFunction(sess Session, schema, name string) (string, []*Function) {
+	if schema != "" {
+		if s := c.Schemas[schema]; s != nil {
+			return schema, s.Functions[name]
+		}
+		return schema, nil
+	}
+	for _, sn := range sess.functionPath() {
+		if s := c.Schemas[sn]; s != nil {
+			if fs := s.Functions[name]; len(fs) > 0 {
+				return sn, fs
+			}
+		}
+	}
+	return "pg_catalog", nil
+}
+
+// operatorLeakproof reports whether the operator that PostgreSQL would pick
+// for (left name right) is leakproof. Unknown operand types or a missing
+// operator mean false: the caller then fences.
+func (c *Catalog) operatorLeakproof(schema, name, left, right string) bool {
+	if left == "" || right == "" {
+		return false
+	}
+	ops := c.ops[opKey{name, left, right}]
+	if len(ops) == 0 {
+		return false
+	}
+	for _, op := range ops {
+		if schema != "" && op.Schema != schema {
+			continue
+		}
+		if op.Schema != "pg_catalog" || !op.Leakproof {
+			return false
+		}
+	}
+	return true
+}
+
+// typeCategory groups base types the way masks need them.
+type typeCategory int
+
+const (
+	catOther typeCategory = iota
+	catText
+	catInteger
+	catNumeric
+	catDate
+	catTimestamp
+	catUUID
+)
+
+func (col *Column) category() typeCategory {
+	if col.array {
+		return catOther
+	}
+	switch col.base {
+	case "text", "bpchar", "name", "citext", "public.citext":
+		return catText
+	case "int2", "int4", "int8":
+		return catInteger
+	case "numeric", "float4", "float8":
+		return catNumeric
+	case "date":
+		return catDate
+	case "timestamp", "timestamptz":
+		return catTimestamp
+	case "uuid":
+		return catUUID
+	}
+	return catOther
+}
+
+// isSystemSchema reports schemas whose relations are never protected by
+// default: the catalogs and the session's own temp schema.
+func isSystemSchema(s string) bool {
+	return s == "pg_catalog" || s == "information_schema" || s == "pg_toast" ||
+		strings.HasPrefix(s, "pg_temp_") || strings.HasPrefix(s, "pg_toast_temp_")
+}

@@ -1,0 +1,511 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CatalogBuilder assembles a Catalog by hand, for tests and tools. It starts
+// with the part of PostgreSQL 15's pg_catalog the rewriter consults: common
+// system relations, the built-in functions of DefaultFunctions with their
+// kinds, and the comparison and arithmetic operators of common types with
+// their real proleakproof flags (int4eq and texteq are leakproof, numeric_eq
+// and int4pl are not). The proxy builds its Catalog from the live upstream
+// instead.
+type CatalogBuilder struct {
+	schemas map[string]*Schema
+	order   []string
+	ops     []*Operator
+	err     error
+}
+
+// NewCatalogBuilder returns a builder holding the system catalog subset.
+func NewCatalogBuilder() *CatalogBuilder {
+	b := &CatalogBuilder{schemas: map[string]*Schema{}}
+	for _, name := range systemRelations {
+		b.add(&Table{Schema: "pg_catalog", Name: name, Kind: KindView})
+	}
+	for _, name := range []string{"tables", "columns", "schemata", "views", "routines", "table_constraints", "key_column_usage"} {
+		b.add(&Table{Schema: "information_schema", Name: name, Kind: KindView})
+	}
+	for _, name := range defaultFunctionNames {
+		f := &Function{Schema: "pg_catalog", Name: name, NArgs: -1, Volatility: Immutable, Kind: KindFunction}
+		switch {
+		case builtinLeakproof[name]:
+			f.Leakproof = true
+		case builtinVolatile[name]:
+			f.Volatility = Volatile
+		}
+		if knownAggregates[name] {
+			f.Kind = KindAggregate
+		}
+		b.function(f)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(builtinOperators), "\n") {
+		var name, left, right, leak string
+		if _, err := fmt.Sscan(line, &name, &left, &right, &leak); err != nil {
+			b.err = err
+			continue
+		}
+		if left == "-" {
+			left = ""
+		}
+		b.ops = append(b.ops, &Operator{Schema: "pg_catalog", Name: name, Left: left, Right: right, Leakproof: leak == "t"})
+	}
+	return b
+}
+
+// Table adds a table "schema.name" with columns written "name type", e.g.
+// "id integer", `"Full Name" character varying(40)`.
+func (b *CatalogBuilder) Table(name string, columns ...string) *CatalogBuilder {
+	return b.relation(KindTable, name, nil, columns)
+}
+
+// View adds a view over the schema-qualified base relations.
+func (b *CatalogBuilder) View(name string, bases []string, columns ...string) *CatalogBuilder {
+	return b.relation(KindView, name, bases, columns)
+}
+
+// Relation adds a prepared Table.
+func (b *CatalogBuilder) Relation(t *Table) *CatalogBuilder {
+	b.add(t)
+	return b
+}
+
+// Function adds a function overload.
+func (b *CatalogBuilder) Function(f *Function) *CatalogBuilder {
+	b.function(f)
+	return b
+}
+
+// Operator adds an operator.
+func (b *CatalogBuilder) Operator(op *Operator) *CatalogBuilder {
+	b.ops = append(b.ops, op)
+	return b
+}
+
+// Build validates and returns the catalog.
+func (b *CatalogBuilder) Build() (*Catalog, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	schemas := make([]*Schema, 0, len(b.order))
+	for _, n := range b.order {
+		schemas = append(schemas, b.schemas[n])
+	}
+	return NewCatalog(schemas, b.ops)
+}
+
+func (b *CatalogBuilder) relation(kind RelKind, name string, bases []string, columns []string) *CatalogBuilder {
+	schema, rel, ok := strings.Cut(name, ".")
+	if !ok {
+		b.err = fmt.Errorf("catalog builder: %q is not schema-qualified", name)
+		return b
+	}
+	t := &Table{Schema: schema, Name: rel, Kind: kind, BaseTables: bases}
+	for _, c := range columns {
+		col, err := parseColumnSpec(c)
+		if err != nil {
+			b.err = err
+			return b
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	b.add(t)
+	return b
+}
+
+func parseColumnSpec(spec string) (*Column, error) {
+	spec = strings.TrimSpace(spec)
+	if strings.HasPrefix(spec, `"`) {
+		end := strings.Index(spec[1:], `"`)
+		if end < 0 {
+			return nil, fmt.Errorf("catalog builder: bad column %q", spec)
+		}
+		return &Column{Name: spec[1 : end+1], Type: strings.TrimSpace(spec[end+2:])}, nil
+	}
+	name, typ, ok := strings.Cut(spec, " ")
+	if !ok {
+		return nil, fmt.Errorf("catalog builder: column %q has no type", spec)
+	}
+	return &Column{Name: name, Type: strings.TrimSpace(typ)}, nil
+}
+
+func (b *CatalogBuilder) schema(name string) *Schema {
+	s := b.schemas[name]
+	if s == nil {
+		s = &Schema{Name: name, Tables: map[string]*Table{}, Functions: map[string][]*Function{}}
+		b.schemas[name] = s
+		b.order = append(b.order, name)
+	}
+	return s
+}
+
+func (b *CatalogBuilder) add(t *Table) {
+	b.schema(t.Schema).Tables[t.Name] = t
+}
+
+func (b *CatalogBuilder) function(f *Function) {
+	s := b.schema(f.Schema)
+	s.Functions[f.Name] = append(s.Functions[f.Name], f)
+}
+
+var systemRelations = []string{
+	"pg_class", "pg_namespace", "pg_attribute", "pg_type", "pg_index", "pg_constraint",
+	"pg_description", "pg_am", "pg_roles", "pg_database", "pg_proc", "pg_settings", "pg_inherits",
+	"pg_trigger", "pg_policy", "pg_publication", "pg_publication_rel", "pg_publication_namespace",
+	"pg_attrdef", "pg_collation", "pg_tablespace", "pg_foreign_table", "pg_foreign_server",
+	"pg_statistic_ext", "pg_partitioned_table", "pg_rewrite", "pg_depend", "pg_sequence",
+	"pg_views", "pg_tables", "pg_matviews", "pg_indexes", "pg_user", "pg_auth_members",
+	"pg_extension", "pg_enum", "pg_operator", "pg_opclass", "pg_language", "pg_cursors",
+	"pg_prepared_statements", "pg_locks", "pg_timezone_names", "pg_available_extensions",
+	"pg_event_trigger", "pg_seclabel", "pg_shdescription",
+	// side doors, present so that they resolve and are refused by name
+	"pg_statistic", "pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data",
+	"pg_stat_activity", "pg_stat_user_tables", "pg_stat_all_tables", "pg_statio_user_tables",
+	"pg_largeobject", "pg_largeobject_metadata", "pg_authid", "pg_shadow", "pg_file_settings",
+	"pg_hba_file_rules", "pg_user_mappings",
+}
+
+// builtinLeakproof are the allow-listed built-ins PostgreSQL 15 marks
+// proleakproof (conversions and hashes that cannot fail).
+var builtinLeakproof = map[string]bool{
+	"md5": true, "sha224": true, "sha256": true, "sha384": true, "sha512": true,
+	"starts_with": true, "text": true, "gen_random_uuid": true,
+}
+
+var builtinVolatile = map[string]bool{
+	"random": true, "random_normal": true, "setseed": true, "clock_timestamp": true,
+	"timeofday": true, "txid_current": true, "pg_current_xact_id": true,
+	"array_shuffle": true, "array_sample": true,
+}
+
+// builtinOperators is "name left right leakproof" from PostgreSQL 15's
+// pg_operator ⋈ pg_proc for common types ("-" = no left operand).
+const builtinOperators = `
+!~ bpchar text f
+!~ name text f
+!~ text text f
+!~~ bpchar text f
+!~~ name text f
+!~~ text text f
+!~~* bpchar text f
+!~~* name text f
+!~~* text text f
+% int2 int2 f
+% int4 int4 f
+% int8 int8 f
+% numeric numeric f
+* float4 float4 f
+* float4 float8 f
+* float8 float4 f
+* float8 float8 f
+* float8 interval f
+* int2 int2 f
+* int2 int4 f
+* int2 int8 f
+* int4 int2 f
+* int4 int4 f
+* int4 int8 f
+* int8 int2 f
+* int8 int4 f
+* int8 int8 f
+* interval float8 f
+* numeric numeric f
++ date int4 f
++ date interval f
++ float4 float4 f
++ float4 float8 f
++ float8 float4 f
++ float8 float8 f
++ int2 int2 f
++ int2 int4 f
++ int2 int8 f
++ int4 date f
++ int4 int2 f
++ int4 int4 f
++ int4 int8 f
++ int8 int2 f
++ int8 int4 f
++ int8 int8 f
++ interval date f
++ interval interval f
++ interval timestamp f
++ interval timestamptz f
++ numeric numeric f
++ timestamp interval f
++ timestamptz interval f
++ - float4 f
++ - float8 f
++ - int2 f
++ - int4 f
++ - int8 f
++ - numeric f
+- date date f
+- date int4 f
+- date interval f
+- float4 float4 f
+- float4 float8 f
+- float8 float4 f
+- float8 float8 f
+- int2 int2 f
+- int2 int4 f
+- int2 int8 f
+- int4 int2 f
+- int4 int4 f
+- int4 int8 f
+- int8 int2 f
+- int8 int4 f
+- int8 int8 f
+- interval interval f
+- jsonb int4 f
+- jsonb text f
+- numeric numeric f
+- timestamp interval f
+- timestamp timestamp f
+- timestamptz interval f
+- timestamptz timestamptz f
+- - float4 f
+- - float8 f
+- - int2 f
+- - int4 f
+- - int8 f
+- - interval f
+- - numeric f
+/ float4 float4 f
+/ float4 float8 f
+/ float8 float4 f
+/ float8 float8 f
+/ int2 int2 f
+/ int2 int4 f
+/ int2 int8 f
+/ int4 int2 f
+/ int4 int4 f
+/ int4 int8 f
+/ int8 int2 f
+/ int8 int4 f
+/ int8 int8 f
+/ interval float8 f
+/ numeric numeric f
+< bool bool t
+< bpchar bpchar t
+< char char t
+< date date t
+< date timestamp f
+< date timestamptz f
+< float4 float4 t
+< float4 float8 t
+< float8 float4 t
+< float8 float8 t
+< int2 int2 t
+< int2 int4 t
+< int2 int8 t
+< int4 int2 t
+< int4 int4 t
+< int4 int8 t
+< int8 int2 t
+< int8 int4 t
+< int8 int8 t
+< interval interval t
+< jsonb jsonb f
+< name name t
+< name text t
+< numeric numeric f
+< oid oid t
+< text name t
+< text text t
+< timestamp date f
+< timestamp timestamp t
+< timestamp timestamptz f
+< timestamptz date f
+< timestamptz timestamp f
+< timestamptz timestamptz t
+< uuid uuid t
+<= bool bool t
+<= bpchar bpchar t
+<= char char t
+<= date date t
+<= date timestamp f
+<= date timestamptz f
+<= float4 float4 t
+<= float4 float8 t
+<= float8 float4 t
+<= float8 float8 t
+<= int2 int2 t
+<= int2 int4 t
+<= int2 int8 t
+<= int4 int2 t
+<= int4 int4 t
+<= int4 int8 t
+<= int8 int2 t
+<= int8 int4 t
+<= int8 int8 t
+<= interval interval t
+<= jsonb jsonb f
+<= name name t
+<= name text t
+<= numeric numeric f
+<= oid oid t
+<= text name t
+<= text text t
+<= timestamp date f
+<= timestamp timestamp t
+<= timestamp timestamptz f
+<= timestamptz date f
+<= timestamptz timestamp f
+<= timestamptz timestamptz t
+<= uuid uuid t
+<> bool bool t
+<> bpchar bpchar t
+<> char char t
+<> date date t
+<> date timestamp f
+<> date timestamptz f
+<> float4 float4 t
+<> float4 float8 t
+<> float8 float4 t
+<> float8 float8 t
+<> int2 int2 t
+<> int2 int4 t
+<> int2 int8 t
+<> int4 int2 t
+<> int4 int4 t
+<> int4 int8 t
+<> int8 int2 t
+<> int8 int4 t
+<> int8 int8 t
+<> interval interval t
+<> jsonb jsonb f
+<> name name t
+<> name text t
+<> numeric numeric f
+<> oid oid t
+<> text name t
+<> text text t
+<> timestamp date f
+<> timestamp timestamp t
+<> timestamp timestamptz f
+<> timestamptz date f
+<> timestamptz timestamp f
+<> timestamptz timestamptz t
+<> uuid uuid t
+= bool bool t
+= bpchar bpchar t
+= char char t
+= date date t
+= date timestamp f
+= date timestamptz f
+= float4 float4 t
+= float4 float8 t
+= float8 float4 t
+= float8 float8 t
+= int2 int2 t
+= int2 int4 t
+= int2 int8 t
+= int4 int2 t
+= int4 int4 t
+= int4 int8 t
+= int8 int2 t
+= int8 int4 t
+= int8 int8 t
+= interval interval t
+= jsonb jsonb f
+= name name t
+= name text t
+= numeric numeric f
+= oid oid t
+= text name t
+= text text t
+= timestamp date f
+= timestamp timestamp t
+= timestamp timestamptz f
+= timestamptz date f
+= timestamptz timestamp f
+= timestamptz timestamptz t
+= uuid uuid t
+> bool bool t
+> bpchar bpchar t
+> char char t
+> date date t
+> date timestamp f
+> date timestamptz f
+> float4 float4 t
+> float4 float8 t
+> float8 float4 t
+> float8 float8 t
+> int2 int2 t
+> int2 int4 t
+> int2 int8 t
+> int4 int2 t
+> int4 int4 t
+> int4 int8 t
+> int8 int2 t
+> int8 int4 t
+> int8 int8 t
+> interval interval t
+> jsonb jsonb f
+> name name t
+> name text t
+> numeric numeric f
+> oid oid t
+> text name t
+> text text t
+> timestamp date f
+> timestamp timestamp t
+> timestamp timestamptz f
+> timestamptz date f
+> timestamptz timestamp f
+> timestamptz timestamptz t
+> uuid uuid t
+>= bool bool t
+>= bpchar bpchar t
+>= char char t
+>= date date t
+>= date timestamp f
+>= date timestamptz f
+>= float4 float4 t
+>= float4 float8 t
+>= float8 float4 t
+>= float8 float8 t
+>= int2 int2 t
+>= int2 int4 t
+>= int2 int8 t
+>= int4 int2 t
+>= int4 int4 t
+>= int4 int8 t
+>= int8 int2 t
+>= int8 int4 t
+>= int8 int8 t
+>= interval interval t
+>= jsonb jsonb f
+>= name name t
+>= name text t
+>= numeric numeric f
+>= oid oid t
+>= text name t
+>= text text t
+>= timestamp date f
+>= timestamp timestamp t
+>= timestamp timestamptz f
+>= timestamptz date f
+>= timestamptz timestamp f
+>= timestamptz timestamptz t
+>= uuid uuid t
+|| jsonb jsonb f
+|| text text f
+~ bpchar text f
+~ name text f
+~ text text f
+~ - int2 f
+~ - int4 f
+~ - int8 f
+~* bpchar text f
+~* name text f
+~* text text f
+~~ bpchar text f
+~~ name text f
+~~ text text f
+~~* bpchar text f
+~~* name text f
+~~* text text f
+`

@@ -1,0 +1,91 @@
+// Package rewrite turns a client's SQL into SQL that can only see what the
+// caller's grants allow. It is a pure function of (statements, catalog,
+// session, grants): no network, no globals, no clock. The proxy parses,
+// calls Rewrite (or RewriteSQL), forwards Result.SQL and audits Result.
+//
+// # What it must never do
+//
+//   - Pass through what it does not understand. Statements and expression
+//     node kinds are allow-listed; anything else is a typed 0A000 *Error.
+//     A refusal carries SQLSTATE 42501 (denied), 0A000 (unsupported), 42P01
+//     (unknown relation) or 42601 (syntax). Panics are bugs and surface as
+//     XX000, never as a pass-through.
+//   - Mutate a tree it was given. Statements may be cached and shared;
+//     Rewrite works on a copy (RewriteSQL owns its private parse).
+//   - Splice text into SQL. Filters, masks and literals are built as parse
+//     tree nodes and deparsed, so quoting is libpg_query's. Injected
+//     functions and operators are schema-qualified (pg_catalog, mandate) so
+//     a user's search_path cannot redirect them.
+//   - Let user SQL reach schema mandate, run SQL given as text (query_to_xml,
+//     dblink, ts_stat, …), touch files or large objects, switch role, or read
+//     statistics side doors (pg_stats, pg_statistic, pg_stat_*). Ordinary
+//     catalogs (pg_class, pg_attribute, …) stay readable so psql's \d works.
+//
+// # Reads
+//
+// Every FROM reference to a protected relation (after PostgreSQL's name
+// resolution: CTE names first, then the search path with pg_temp and
+// pg_catalog implied) becomes
+//
+//	(SELECT <columns in table order, masked> FROM schema.table _mN
+//	 WHERE <select filter>) AS <original alias or table name>
+//
+// so joins, subqueries, CTEs, set operations, LATERAL, window functions,
+// TABLE t, t.* and whole-row references keep working unchanged, and masks
+// apply before any WHERE, JOIN, GROUP BY or aggregate sees the column.
+// FOR UPDATE/SHARE reaching a protected relation needs update permission and
+// locks only rows passing both the select and the update filter. COPY t TO
+// STDOUT becomes COPY (SELECT … FROM ONLY t) TO STDOUT. Writes to protected
+// relations and COPY FROM into them are refused for now (0A000); reads of
+// protected relations inside writes to unprotected ones are wrapped.
+//
+// # The fence rule (planner side channels)
+//
+// A plain derived table is pulled up into the outer query, and the planner
+// may then evaluate a user's qual before the filter: a leaky function sees
+// hidden rows, and a data-dependent error (division by zero, a failing cast)
+// reveals them. OFFSET 0 stops pull-up and qual push-down, but also stops an
+// outer "WHERE id = 500" from using the index. So the derived tables of a
+// statement get OFFSET 0 only when the statement contains a dangerous
+// expression:
+//
+//   - a function, operator or cast that is not leakproof (per the catalog's
+//     proleakproof; operand types are inferred from columns and constants;
+//     unknown types count as leaky; casts of row data count as leaky), in a
+//     qual context (WHERE, JOIN ON, HAVING, LIMIT, function arguments in
+//     FROM, or the target list of a subquery, CTE or sublink, which can be
+//     pulled up into a parent's quals), whose arguments may carry data of a
+//     protected relation (a column of one, or of a subquery/CTE/join that
+//     reads one, or a column it cannot resolve);
+//   - a volatile leaky function in a qual context, even without arguments
+//     (its call count would reveal how many hidden rows reach it);
+//   - a subquery that reads protected data feeding a leaky qual.
+//
+// Aggregates and window functions run above every scan, so their arguments
+// are exempt, as are ORDER BY, GROUP BY and the top-level target list.
+// Otherwise no fence: "WHERE id = 500" (int4eq is leakproof) keeps its index
+// scan. The rule is per statement and conservative: numeric comparisons are
+// not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.
+//
+// # Masks keep types
+//
+// A masked column keeps its name and is cast back to its declared type
+// (format_type of the catalog column): null → NULL::t; redact → '***'::t for
+// text types, NULL::t otherwise; partial → repeat('*', length(c) - k) ||
+// right(c, k); email → '***@' || split_part(c, '@', 2); hash →
+// mandate.mask_hash(c::text, 'key') for text, mask_hash_int2/4/8 returning
+// the column's own integer type (so hashed keys still join), mask_hash_uuid
+// for uuid; round/bucket → round|floor(c::numeric / step) * step; truncate →
+// date_trunc(unit, c). A mask that cannot keep the type (partial on an
+// integer, an invalid step) falls back to NULL::t and says so in
+// Result.Statements[].Relations[].Masks[].Note. masks.sql creates the
+// helpers and mandate.mask_keys; keys are referred to by name only.
+//
+// # Prepared statements and cursors
+//
+// PREPARE, DECLARE … WITH HOLD and the extended protocol bake the grants of
+// the moment into the server-side object. The proxy must re-prepare when the
+// scope or the grants version changes; StmtInfo.Name names the object.
+//
+// All cgo (libpg_query) sits in parse.go.
+package rewrite

@@ -1,0 +1,512 @@
+package rewrite
+
+import (
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// ectx is where an expression sits, for the fence rule (doc.go).
+type ectx struct {
+	// qual: the expression is, or may become after pull-up, a qual that the
+	// planner can evaluate at the scan of a protected relation.
+	qual bool
+	// leaky: an enclosing function, operator or cast is not leakproof.
+	leaky bool
+}
+
+func (w *walker) exprs(ns []*pgNode, sc *scope, c ectx) error {
+	for _, n := range ns {
+		if err := w.expr(n, sc, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expr walks an expression. Node kinds are an allow-list: anything not named
+// here is refused, so a node kind added to PostgreSQL's grammar can never
+// carry a relation reference past the rewriter.
+func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
+	if n == nil || n.Node == nil {
+		return nil
+	}
+	if err := w.enter(); err != nil {
+		return err
+	}
+	defer w.leave()
+	switch x := n.Node.(type) {
+	case *pgNodeAConst, *pgNodeParamRef, *pgNodeString, *pgNodeInteger, *pgNodeFloat,
+		*pgNodeBoolean, *pgNodeBitString, *pgNodeAStar, *pgNodeSqlvalueFunction,
+		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
+		return nil
+	case *pgNodeColumnRef:
+		return w.columnRef(x.ColumnRef, sc, c)
+	case *pgNodeFuncCall:
+		return w.funcCall(x.FuncCall, sc, c)
+	case *pgNodeAExpr:
+		return w.aExpr(x.AExpr, sc, c)
+	case *pgNodeSubLink:
+		return w.subLink(x.SubLink, sc, c)
+	case *pgNodeTypeCast:
+		// A cast of a constant is folded at plan time; a cast of row data can
+		// fail on some values (text → int), which is a data-dependent error.
+		if !isConstant(x.TypeCast.Arg) && !binaryCoercible(x.TypeCast) {
+			c.leaky = true
+		}
+		if err := w.expr(x.TypeCast.Arg, sc, c); err != nil {
+			return err
+		}
+		return w.typeName(x.TypeCast.TypeName)
+	case *pgNodeCaseExpr:
+		if x.CaseExpr.Arg != nil {
+			c.leaky = true // CASE x WHEN v compares with = of unknown types
+		}
+		return w.children(n, sc, c)
+	case *pgNodeMinMaxExpr, *pgNodeAIndirection, *pgNodeXmlExpr, *pgNodeXmlSerialize:
+		c.leaky = true
+		return w.children(n, sc, c)
+	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
+		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAArrayExpr, *pgNodeAIndices,
+		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList, *pgNodeResTarget,
+		*pgNodeMultiAssignRef, *pgNodeSortBy, *pgNodeWindowDef, *pgNodeGroupingSet,
+		*pgNodeGroupingFunc, *pgNodeDefElem, *pgNodeIndexElem:
+		return w.children(n, sc, c)
+	case *pgNodeTypeName:
+		return w.typeName(x.TypeName)
+	case *pgNodeColumnDef:
+		d := x.ColumnDef
+		if len(d.Constraints) > 0 || d.RawDefault != nil || d.CookedDefault != nil {
+			return unsupported("column constraints are not supported here")
+		}
+		return w.typeName(d.TypeName)
+	}
+	return unsupported("%s is not supported through mandate", nodeKind(n))
+}
+
+// children walks the node-typed fields of n's variant generically. Nested
+// messages that are not Nodes are walked only when known to hold
+// expressions; anything else is refused.
+func (w *walker) children(n *pgNode, sc *scope, c ectx) error {
+	m := n.ProtoReflect()
+	fd := m.WhichOneof(nodeOneof)
+	if fd == nil {
+		return nil
+	}
+	return w.fields(m.Get(fd).Message(), sc, c)
+}
+
+var nodeOneof = (&pgNode{}).ProtoReflect().Descriptor().Oneofs().ByName("node")
+
+func (w *walker) fields(m protoreflect.Message, sc *scope, c ectx) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = w.field(l.Get(i).Message(), sc, c)
+			}
+		} else {
+			err = w.field(v.Message(), sc, c)
+		}
+		return err == nil
+	})
+	return err
+}
+
+func (w *walker) field(m protoreflect.Message, sc *scope, c ectx) error {
+	switch v := m.Interface().(type) {
+	case *pgNode:
+		return w.expr(v, sc, c)
+	case *pgTypeName:
+		return w.typeName(v)
+	case *pgWindowDef, *pgCollateClause:
+		return w.fields(m, sc, c)
+	}
+	return unsupported("%s is not supported through mandate", m.Descriptor().Name())
+}
+
+// typeName allows type names; their typmods are constants.
+func (w *walker) typeName(t *pgTypeName) error {
+	if t == nil {
+		return nil
+	}
+	if err := w.exprs(t.Typmods, nil, ectx{}); err != nil {
+		return err
+	}
+	return w.exprs(t.ArrayBounds, nil, ectx{})
+}
+
+func nodeKind(n *pgNode) string {
+	if n == nil || n.Node == nil {
+		return "empty node"
+	}
+	fd := n.ProtoReflect().WhichOneof(nodeOneof)
+	if fd == nil {
+		return "empty node"
+	}
+	return string(fd.Message().Name())
+}
+
+func isConstant(n *pgNode) bool {
+	switch x := n.GetNode().(type) {
+	case *pgNodeAConst, *pgNodeParamRef:
+		return true
+	case *pgNodeTypeCast:
+		return isConstant(x.TypeCast.Arg)
+	}
+	return false
+}
+
+// binaryCoercible recognises the casts that cannot fail: to text of a text
+// type. Everything else is treated as able to raise an error.
+func binaryCoercible(tc *pgTypeCast) bool {
+	t, arr := baseType(tc.TypeName)
+	return !arr && t == "text" && len(tc.TypeName.Typmods) == 0
+}
+
+// columnRef records whether a reference may carry protected data, marks the
+// statement dangerous when it does under a leaky expression in a qual, and
+// shortens schema-qualified references to wrapped relations.
+func (w *walker) columnRef(cr *pgColumnRef, sc *scope, c ectx) error {
+	names := make([]string, 0, len(cr.Fields))
+	star := false
+	for i, f := range cr.Fields {
+		switch x := f.Node.(type) {
+		case *pgNodeString:
+			names = append(names, x.String_.Sval)
+		case *pgNodeAStar:
+			if i != len(cr.Fields)-1 {
+				return unsupported("unexpected * in column reference")
+			}
+			star = true
+		default:
+			return unsupported("%s in column reference is not supported", nodeKind(f))
+		}
+	}
+	it, carries := resolveColumn(sc, names, star)
+	if carries {
+		w.carryRefs++
+		if c.qual && c.leaky {
+			w.dangerous = true
+		}
+	}
+	quals := len(names)
+	if !star {
+		quals--
+	}
+	if it != nil && it.wrapped && !it.aliased && quals >= 2 {
+		w.colFixes = append(w.colFixes, colFix{ref: cr, drop: quals - 1})
+	}
+	return nil
+}
+
+// resolveColumn finds what a column reference can refer to, innermost level
+// first. carries is true when the data may come from a protected relation or
+// when it cannot tell (unknown columns of a subquery, an unresolved name).
+func resolveColumn(sc *scope, names []string, star bool) (*item, bool) {
+	qual := names
+	col := ""
+	if !star {
+		qual, col = names[:len(names)-1], names[len(names)-1]
+	}
+	if len(qual) > 0 {
+		rel := qual[len(qual)-1]
+		schema := ""
+		if len(qual) >= 2 {
+			schema = qual[len(qual)-2]
+		}
+		for s := sc; s != nil; s = s.parent {
+			for _, it := range s.items {
+				if it.refname != rel {
+					continue
+				}
+				if schema != "" && (it.aliased || it.schema != schema) {
+					continue
+				}
+				return it, it.carries
+			}
+		}
+		if len(qual) > 1 || star {
+			return nil, true
+		}
+		// (composite).field written as composite.field: resolve the first
+		// name as a column.
+		col = qual[0]
+	}
+	for s := sc; s != nil; s = s.parent {
+		matches, carries := 0, false
+		var only *item
+		for _, it := range s.items {
+			if star || it.table == nil || len(it.table.Columns) == 0 || it.table.Column(col) != nil || it.refname == col {
+				matches++
+				carries = carries || it.carries
+				only = it
+			}
+		}
+		if matches > 1 {
+			only = nil // ambiguous or unknown: no single item to type it by
+		}
+		if matches > 0 {
+			return only, carries
+		}
+	}
+	return nil, true
+}
+
+// funcCall checks the function against the allow-list and the leakproof
+// rule. Aggregates and window functions run above every scan, after the
+// filters, so their arguments are not quals.
+func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
+	schema, name, err := qualifiedName(fc.Funcname)
+	if err != nil {
+		return err
+	}
+	resolved, overloads := w.cat.lookupFunction(w.sess, schema, name)
+	if err := w.checkFunction(resolved, name, schema == "" && len(overloads) == 0, fc); err != nil {
+		return err
+	}
+	aggregate := fc.Over != nil || fc.AggStar || fc.AggDistinct || fc.AggWithinGroup ||
+		len(fc.AggOrder) > 0 || fc.AggFilter != nil
+	leakproof, volatile := len(overloads) > 0, len(overloads) == 0
+	for _, f := range overloads {
+		if f.NArgs >= 0 && f.NArgs != len(fc.Args) {
+			continue
+		}
+		if f.Kind == KindAggregate || f.Kind == KindWindow {
+			aggregate = true
+		}
+		leakproof = leakproof && f.Leakproof
+		volatile = volatile || f.Volatility == Volatile
+	}
+	if len(overloads) == 0 && knownAggregates[name] && resolved == "pg_catalog" {
+		aggregate = true
+	}
+	if aggregate {
+		above := ectx{}
+		if err := w.exprs(fc.Args, sc, above); err != nil {
+			return err
+		}
+		if err := w.exprs(fc.AggOrder, sc, above); err != nil {
+			return err
+		}
+		if err := w.expr(fc.AggFilter, sc, above); err != nil {
+			return err
+		}
+		if fc.Over != nil {
+			return w.fields(fc.Over.ProtoReflect(), sc, above)
+		}
+		return nil
+	}
+	if !leakproof {
+		if c.qual && volatile {
+			// Runs per row wherever the planner places it, even with no
+			// column argument: its calls count rows the filter would hide.
+			w.dangerous = true
+		}
+		c.leaky = true
+	}
+	return w.exprs(fc.Args, sc, c)
+}
+
+// knownAggregates lets aggregates be recognised when the catalog does not
+// list pg_catalog functions.
+var knownAggregates = map[string]bool{
+	"count": true, "sum": true, "avg": true, "min": true, "max": true, "array_agg": true,
+	"string_agg": true, "bool_and": true, "bool_or": true, "every": true, "json_agg": true,
+	"jsonb_agg": true, "json_object_agg": true, "jsonb_object_agg": true, "stddev": true,
+	"variance": true, "row_number": true, "rank": true, "dense_rank": true, "lag": true,
+	"lead": true, "first_value": true, "last_value": true, "nth_value": true, "ntile": true,
+	"percent_rank": true, "cume_dist": true,
+}
+
+func qualifiedName(parts []*pgNode) (schema, name string, err error) {
+	strs := make([]string, 0, len(parts))
+	for _, p := range parts {
+		s := p.GetString_()
+		if s == nil {
+			return "", "", unsupported("unexpected %s in a name", nodeKind(p))
+		}
+		strs = append(strs, s.Sval)
+	}
+	switch len(strs) {
+	case 1:
+		return "", strs[0], nil
+	case 2:
+		return strs[0], strs[1], nil
+	case 3:
+		return strs[1], strs[2], nil
+	}
+	return "", "", unsupported("improper qualified name %s", strings.Join(strs, "."))
+}
+
+func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncCall) error {
+	qualified := schema + "." + name
+	if unresolved {
+		qualified = name // not in the catalog: name it as the user wrote it
+	}
+	if schema == mandateSchema {
+		return denied("function %s is reserved for masks the proxy injects", qualified)
+	}
+	if reason, bad := deniedFunction(name); bad {
+		return denied("function %s is not allowed: %s", qualified, reason)
+	}
+	key := qualified
+	if schema == "pg_catalog" {
+		key = name
+	}
+	if !w.opts.Functions[key] {
+		return denied("function %s is not allowed: it is not on the function allow-list", qualified)
+	}
+	if name == "current_setting" && schema == "pg_catalog" && len(fc.Args) > 0 {
+		if s := fc.Args[0].GetAConst().GetSval(); s != nil && strings.HasPrefix(strings.ToLower(s.Sval), "mandate.") {
+			return denied("setting %s is handled by the proxy", s.Sval)
+		}
+	}
+	return nil
+}
+
+// aExpr checks an operator expression: qualified operators outside
+// pg_catalog need the allow-list; leakproofness comes from the catalog's
+// operator for the operand types it can infer.
+func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
+	schema, name, err := qualifiedName(e.Name)
+	if err != nil {
+		return err
+	}
+	if schema != "" && schema != "pg_catalog" {
+		if schema == mandateSchema || !w.opts.Functions[schema+"."+name] {
+			return denied("operator %s.%s is not allowed: it is not on the function allow-list", schema, name)
+		}
+	}
+	leakproof := false
+	switch e.Kind {
+	case pgAExprKindAEXPROP, pgAExprKindAEXPRLIKE, pgAExprKindAEXPRILIKE:
+		leakproof = e.Lexpr != nil && w.operatorLeakproof(schema, name, e.Lexpr, e.Rexpr, sc)
+	case pgAExprKindAEXPRDISTINCT, pgAExprKindAEXPRNOTDISTINCT, pgAExprKindAEXPRNULLIF:
+		leakproof = w.operatorLeakproof(schema, "=", e.Lexpr, e.Rexpr, sc)
+	case pgAExprKindAEXPRIN:
+		leakproof = true
+		for _, v := range e.Rexpr.GetList().GetItems() {
+			leakproof = leakproof && w.operatorLeakproof(schema, name, e.Lexpr, v, sc)
+		}
+	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN:
+		bounds := e.Rexpr.GetList().GetItems()
+		leakproof = len(bounds) == 2 &&
+			w.operatorLeakproof(schema, ">=", e.Lexpr, bounds[0], sc) &&
+			w.operatorLeakproof(schema, "<=", e.Lexpr, bounds[1], sc)
+	case pgAExprKindAEXPROPANY, pgAExprKindAEXPROPALL, pgAExprKindAEXPRSIMILAR,
+		pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
+		// Element types are not inferred; treat as not leakproof.
+	default:
+		return unsupported("operator expression kind %s is not supported", e.Kind)
+	}
+	if !leakproof {
+		c.leaky = true
+	}
+	if err := w.expr(e.Lexpr, sc, c); err != nil {
+		return err
+	}
+	return w.expr(e.Rexpr, sc, c)
+}
+
+func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
+	inner := c
+	if len(s.OperName) > 0 {
+		schema, name, err := qualifiedName(s.OperName)
+		if err != nil {
+			return err
+		}
+		if schema != "" && schema != "pg_catalog" && !w.opts.Functions[schema+"."+name] {
+			return denied("operator %s.%s is not allowed: it is not on the function allow-list", schema, name)
+		}
+		// x IN (SELECT …): the subquery's column type is not inferred.
+		inner.leaky = true
+	}
+	if err := w.expr(s.Testexpr, sc, inner); err != nil {
+		return err
+	}
+	sel := s.Subselect.GetSelectStmt()
+	if sel == nil {
+		return unsupported("unexpected %s in subquery", nodeKind(s.Subselect))
+	}
+	m := w.mark()
+	if err := w.selectStmt(sel, sc, true, false); err != nil {
+		return err
+	}
+	// The subquery's value flows into a leaky qual: if it can carry protected
+	// rows, the qual may see them before the filter after pull-up.
+	if c.qual && (c.leaky || inner.leaky) && w.since(m) {
+		w.dangerous = true
+	}
+	return nil
+}
+
+// operatorLeakproof infers operand types (columns of catalog relations,
+// typed constants; untyped literals and parameters take the other side's
+// type, as PostgreSQL's operator resolution does) and asks the catalog.
+func (w *walker) operatorLeakproof(schema, name string, l, r *pgNode, sc *scope) bool {
+	lt, lflex := w.exprType(l, sc)
+	rt, rflex := w.exprType(r, sc)
+	switch {
+	case lflex && rflex:
+		return true // constants only: folded at plan time
+	case lflex && rt != "":
+		return w.cat.operatorLeakproof(schema, name, rt, rt) || (lt != "" && w.cat.operatorLeakproof(schema, name, lt, rt))
+	case rflex && lt != "":
+		return w.cat.operatorLeakproof(schema, name, lt, lt) || (rt != "" && w.cat.operatorLeakproof(schema, name, lt, rt))
+	case lt != "" && rt != "":
+		return w.cat.operatorLeakproof(schema, name, lt, rt)
+	}
+	return false
+}
+
+// exprType returns a node's base type when it is easy to know, and whether
+// it is a constant whose type adapts to the other operand.
+func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
+	switch x := n.GetNode().(type) {
+	case *pgNodeAConst:
+		switch x.AConst.Val.(type) {
+		case *pgAConstIval:
+			return "int4", true
+		case *pgAConstFval:
+			return "numeric", true
+		case *pgAConstBoolval:
+			return "bool", true
+		}
+		return "", true
+	case *pgNodeParamRef:
+		return "", true
+	case *pgNodeTypeCast:
+		t, arr := baseType(x.TypeCast.TypeName)
+		if arr {
+			return "", false
+		}
+		return t, false
+	case *pgNodeColumnRef:
+		var names []string
+		for _, f := range x.ColumnRef.Fields {
+			s := f.GetString_()
+			if s == nil {
+				return "", false
+			}
+			names = append(names, s.Sval)
+		}
+		if len(names) == 0 {
+			return "", false
+		}
+		it, _ := resolveColumn(sc, names, false)
+		if it == nil || it.table == nil {
+			return "", false
+		}
+		col := it.table.Column(names[len(names)-1])
+		if col == nil || col.array {
+			return "", false
+		}
+		return col.base, false
+	}
+	return "", false
+}

@@ -1,0 +1,251 @@
+package rewrite
+
+// This is the only file that calls into libpg_query (cgo). Everything else in
+// the package works on the generated protobuf node types, so the parser can be
+// swapped or upgraded here alone.
+
+import (
+	"errors"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+)
+
+// treeVersion is the PostgreSQL version of the bundled grammar, which the
+// deparser checks.
+var treeVersion = func() int32 {
+	tree, err := pg.Parse("SELECT")
+	if err != nil {
+		return 0
+	}
+	return tree.Version
+}()
+
+// Statements is a parsed SQL string: one or more statements. It is immutable
+// once returned, so a cache may share it between sessions; Rewrite works on
+// copies.
+type Statements struct {
+	sql  string
+	tree *pg.ParseResult
+}
+
+// Parse parses sql with PostgreSQL's own grammar (libpg_query). A syntax
+// error is an *Error with SQLSTATE 42601.
+func Parse(sql string) (*Statements, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		msg := err.Error()
+		var pe *parser.Error
+		if errors.As(err, &pe) {
+			msg = pe.Message
+		}
+		return nil, &Error{Code: CodeSyntax, Msg: msg}
+	}
+	return &Statements{sql: sql, tree: tree}, nil
+}
+
+// Len is the number of statements.
+func (s *Statements) Len() int { return len(s.tree.GetStmts()) }
+
+// SQL is the text Parse was given.
+func (s *Statements) SQL() string { return s.sql }
+
+// text returns the original text of statement i, so statements the rewriter
+// leaves alone are forwarded byte for byte (comments and spelling included).
+func (s *Statements) text(i int) string {
+	raw := s.tree.Stmts[i]
+	start, end := int(raw.StmtLocation), len(s.sql)
+	if raw.StmtLen > 0 {
+		end = start + int(raw.StmtLen)
+	}
+	if start < 0 || start > end || end > len(s.sql) {
+		return ""
+	}
+	return strings.TrimSpace(s.sql[start:end])
+}
+
+// deparse turns one statement back into SQL.
+func deparse(stmt *pg.Node) (string, error) {
+	out, err := pg.Deparse(&pg.ParseResult{Version: treeVersion, Stmts: []*pg.RawStmt{{Stmt: stmt}}})
+	if err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// parseTypeName parses a type as format_type prints it ("character
+// varying(20)", "numeric(12,2)", "public.status[]"). The catalog calls it once
+// per column at construction, never per statement.
+func parseTypeName(typ string) (*pg.TypeName, error) {
+	if strings.ContainsAny(typ, ";'$") || strings.Contains(typ, "--") || strings.Contains(typ, "/*") {
+		return nil, errors.New("invalid type name")
+	}
+	tree, err := pg.Parse("SELECT NULL::" + typ)
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, errors.New("invalid type name")
+	}
+	sel := tree.Stmts[0].GetStmt().GetSelectStmt()
+	if sel == nil || len(sel.TargetList) != 1 || len(sel.FromClause) != 0 || sel.WhereClause != nil {
+		return nil, errors.New("invalid type name")
+	}
+	tc := sel.TargetList[0].GetResTarget().GetVal().GetTypeCast()
+	if tc == nil || tc.TypeName == nil || tc.Arg.GetAConst() == nil || !tc.Arg.GetAConst().Isnull {
+		return nil, errors.New("invalid type name")
+	}
+	return tc.TypeName, nil
+}
+
+// parseQuery parses a view definition (a single SELECT).
+func parseQuery(sql string) (*pg.SelectStmt, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
+		return nil, errors.New("view definition is not a single SELECT")
+	}
+	return tree.Stmts[0].GetStmt().GetSelectStmt(), nil
+}
+
+// The node types and constants the rest of the package uses, re-exported
+// here so that this file alone names the libpg_query binding: upgrading or
+// replacing it touches one file.
+type (
+	pgAConst                 = pg.A_Const
+	pgAConstBoolval          = pg.A_Const_Boolval
+	pgAConstFval             = pg.A_Const_Fval
+	pgAConstIval             = pg.A_Const_Ival
+	pgAConstSval             = pg.A_Const_Sval
+	pgAExpr                  = pg.A_Expr
+	pgAStar                  = pg.A_Star
+	pgAlias                  = pg.Alias
+	pgBoolExpr               = pg.BoolExpr
+	pgBoolExprType           = pg.BoolExprType
+	pgBoolean                = pg.Boolean
+	pgCollateClause          = pg.CollateClause
+	pgColumnRef              = pg.ColumnRef
+	pgCommonTableExpr        = pg.CommonTableExpr
+	pgCopyStmt               = pg.CopyStmt
+	pgDefElem                = pg.DefElem
+	pgExplainStmt            = pg.ExplainStmt
+	pgFloat                  = pg.Float
+	pgFuncCall               = pg.FuncCall
+	pgInteger                = pg.Integer
+	pgLockingClause          = pg.LockingClause
+	pgNode                   = pg.Node
+	pgNodeAArrayExpr         = pg.Node_AArrayExpr
+	pgNodeAConst             = pg.Node_AConst
+	pgNodeAExpr              = pg.Node_AExpr
+	pgNodeAIndices           = pg.Node_AIndices
+	pgNodeAIndirection       = pg.Node_AIndirection
+	pgNodeAStar              = pg.Node_AStar
+	pgNodeBitString          = pg.Node_BitString
+	pgNodeBoolExpr           = pg.Node_BoolExpr
+	pgNodeBoolean            = pg.Node_Boolean
+	pgNodeBooleanTest        = pg.Node_BooleanTest
+	pgNodeCallStmt           = pg.Node_CallStmt
+	pgNodeCaseExpr           = pg.Node_CaseExpr
+	pgNodeCaseWhen           = pg.Node_CaseWhen
+	pgNodeClosePortalStmt    = pg.Node_ClosePortalStmt
+	pgNodeCoalesceExpr       = pg.Node_CoalesceExpr
+	pgNodeCollateClause      = pg.Node_CollateClause
+	pgNodeColumnDef          = pg.Node_ColumnDef
+	pgNodeColumnRef          = pg.Node_ColumnRef
+	pgNodeCopyStmt           = pg.Node_CopyStmt
+	pgNodeCreateFunctionStmt = pg.Node_CreateFunctionStmt
+	pgNodeCurrentOfExpr      = pg.Node_CurrentOfExpr
+	pgNodeDeallocateStmt     = pg.Node_DeallocateStmt
+	pgNodeDeclareCursorStmt  = pg.Node_DeclareCursorStmt
+	pgNodeDefElem            = pg.Node_DefElem
+	pgNodeDeleteStmt         = pg.Node_DeleteStmt
+	pgNodeDiscardStmt        = pg.Node_DiscardStmt
+	pgNodeDoStmt             = pg.Node_DoStmt
+	pgNodeExecuteStmt        = pg.Node_ExecuteStmt
+	pgNodeExplainStmt        = pg.Node_ExplainStmt
+	pgNodeFetchStmt          = pg.Node_FetchStmt
+	pgNodeFloat              = pg.Node_Float
+	pgNodeFuncCall           = pg.Node_FuncCall
+	pgNodeGroupingFunc       = pg.Node_GroupingFunc
+	pgNodeGroupingSet        = pg.Node_GroupingSet
+	pgNodeIndexElem          = pg.Node_IndexElem
+	pgNodeInsertStmt         = pg.Node_InsertStmt
+	pgNodeInteger            = pg.Node_Integer
+	pgNodeJoinExpr           = pg.Node_JoinExpr
+	pgNodeList               = pg.Node_List
+	pgNodeListenStmt         = pg.Node_ListenStmt
+	pgNodeMergeStmt          = pg.Node_MergeStmt
+	pgNodeMinMaxExpr         = pg.Node_MinMaxExpr
+	pgNodeMultiAssignRef     = pg.Node_MultiAssignRef
+	pgNodeNamedArgExpr       = pg.Node_NamedArgExpr
+	pgNodeNotifyStmt         = pg.Node_NotifyStmt
+	pgNodeNullTest           = pg.Node_NullTest
+	pgNodeParamRef           = pg.Node_ParamRef
+	pgNodePrepareStmt        = pg.Node_PrepareStmt
+	pgNodeRangeFunction      = pg.Node_RangeFunction
+	pgNodeRangeSubselect     = pg.Node_RangeSubselect
+	pgNodeRangeTableSample   = pg.Node_RangeTableSample
+	pgNodeRangeVar           = pg.Node_RangeVar
+	pgNodeResTarget          = pg.Node_ResTarget
+	pgNodeRowExpr            = pg.Node_RowExpr
+	pgNodeSelectStmt         = pg.Node_SelectStmt
+	pgNodeSetToDefault       = pg.Node_SetToDefault
+	pgNodeSortBy             = pg.Node_SortBy
+	pgNodeSqlvalueFunction   = pg.Node_SqlvalueFunction
+	pgNodeString             = pg.Node_String_
+	pgNodeSubLink            = pg.Node_SubLink
+	pgNodeTransactionStmt    = pg.Node_TransactionStmt
+	pgNodeTypeCast           = pg.Node_TypeCast
+	pgNodeTypeName           = pg.Node_TypeName
+	pgNodeUnlistenStmt       = pg.Node_UnlistenStmt
+	pgNodeUpdateStmt         = pg.Node_UpdateStmt
+	pgNodeVariableSetStmt    = pg.Node_VariableSetStmt
+	pgNodeVariableShowStmt   = pg.Node_VariableShowStmt
+	pgNodeWindowDef          = pg.Node_WindowDef
+	pgNodeXmlExpr            = pg.Node_XmlExpr
+	pgNodeXmlSerialize       = pg.Node_XmlSerialize
+	pgNullTest               = pg.NullTest
+	pgRangeSubselect         = pg.RangeSubselect
+	pgRangeTableSample       = pg.RangeTableSample
+	pgRangeVar               = pg.RangeVar
+	pgResTarget              = pg.ResTarget
+	pgSelectStmt             = pg.SelectStmt
+	pgString                 = pg.String
+	pgSubLink                = pg.SubLink
+	pgTypeCast               = pg.TypeCast
+	pgTypeName               = pg.TypeName
+	pgVariableSetStmt        = pg.VariableSetStmt
+	pgWindowDef              = pg.WindowDef
+	pgWithClause             = pg.WithClause
+)
+
+const (
+	pgAExprKindAEXPRBETWEEN              = pg.A_Expr_Kind_AEXPR_BETWEEN
+	pgAExprKindAEXPRBETWEENSYM           = pg.A_Expr_Kind_AEXPR_BETWEEN_SYM
+	pgAExprKindAEXPRDISTINCT             = pg.A_Expr_Kind_AEXPR_DISTINCT
+	pgAExprKindAEXPRILIKE                = pg.A_Expr_Kind_AEXPR_ILIKE
+	pgAExprKindAEXPRIN                   = pg.A_Expr_Kind_AEXPR_IN
+	pgAExprKindAEXPRLIKE                 = pg.A_Expr_Kind_AEXPR_LIKE
+	pgAExprKindAEXPRNOTBETWEEN           = pg.A_Expr_Kind_AEXPR_NOT_BETWEEN
+	pgAExprKindAEXPRNOTBETWEENSYM        = pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM
+	pgAExprKindAEXPRNOTDISTINCT          = pg.A_Expr_Kind_AEXPR_NOT_DISTINCT
+	pgAExprKindAEXPRNULLIF               = pg.A_Expr_Kind_AEXPR_NULLIF
+	pgAExprKindAEXPROP                   = pg.A_Expr_Kind_AEXPR_OP
+	pgAExprKindAEXPROPALL                = pg.A_Expr_Kind_AEXPR_OP_ALL
+	pgAExprKindAEXPROPANY                = pg.A_Expr_Kind_AEXPR_OP_ANY
+	pgAExprKindAEXPRSIMILAR              = pg.A_Expr_Kind_AEXPR_SIMILAR
+	pgBoolExprTypeANDEXPR                = pg.BoolExprType_AND_EXPR
+	pgBoolExprTypeNOTEXPR                = pg.BoolExprType_NOT_EXPR
+	pgBoolExprTypeOREXPR                 = pg.BoolExprType_OR_EXPR
+	pgCTEMaterializeCTEMaterializeAlways = pg.CTEMaterialize_CTEMaterializeAlways
+	pgCoercionFormCOERCEEXPLICITCALL     = pg.CoercionForm_COERCE_EXPLICIT_CALL
+	pgLimitOptionLIMITOPTIONCOUNT        = pg.LimitOption_LIMIT_OPTION_COUNT
+	pgLimitOptionLIMITOPTIONDEFAULT      = pg.LimitOption_LIMIT_OPTION_DEFAULT
+	pgNullTestTypeISNOTNULL              = pg.NullTestType_IS_NOT_NULL
+	pgSetOperationSETOPNONE              = pg.SetOperation_SETOP_NONE
+	pgVariableSetKindVARRESET            = pg.VariableSetKind_VAR_RESET
+	pgVariableSetKindVARRESETALL         = pg.VariableSetKind_VAR_RESET_ALL
+)

@@ -1,0 +1,250 @@
+package rewrite
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mandate-proxy/mandate/grant"
+)
+
+// GrantSource returns the caller's grants for the protected relations a
+// statement touches (schema-qualified, sorted, distinct). Rewrite asks once
+// per call and only when a protected relation is referenced.
+type GrantSource interface {
+	Grants(relations []string) (*grant.Set, error)
+}
+
+// GrantFunc adapts a function to GrantSource.
+type GrantFunc func(relations []string) (*grant.Set, error)
+
+// Grants calls f.
+func (f GrantFunc) Grants(relations []string) (*grant.Set, error) { return f(relations) }
+
+// Options configure what is protected and which functions may be called.
+// The zero value is the default policy.
+type Options struct {
+	// Protected reports whether a relation (schema-qualified) is protected.
+	// Nil protects every relation outside the system schemas except sequences.
+	Protected func(qualifiedName string) bool
+	// Functions is the function allow-list (see DefaultFunctions); nil means
+	// DefaultFunctions(). User-defined functions and operators are listed as
+	// "schema.name".
+	Functions map[string]bool
+}
+
+// Kind is what a statement does, for the proxy's routing and audit.
+type Kind string
+
+// Statement kinds.
+const (
+	KindSelect      Kind = "select"
+	KindInsert      Kind = "insert"
+	KindUpdate      Kind = "update"
+	KindDelete      Kind = "delete"
+	KindMerge       Kind = "merge"
+	KindCopy        Kind = "copy"
+	KindExplain     Kind = "explain"
+	KindSet         Kind = "set"
+	KindShow        Kind = "show"
+	KindTransaction Kind = "transaction"
+	KindDeclare     Kind = "declare"
+	KindFetch       Kind = "fetch"
+	KindClose       Kind = "close"
+	KindPrepare     Kind = "prepare"
+	KindExecute     Kind = "execute"
+	KindDeallocate  Kind = "deallocate"
+	KindListen      Kind = "listen"
+	KindNotify      Kind = "notify"
+	KindUnlisten    Kind = "unlisten"
+	KindDiscard     Kind = "discard"
+)
+
+// Result is the rewritten SQL and what was applied, for audit.
+type Result struct {
+	// SQL is every statement, rewritten or verbatim, joined by "; ".
+	SQL        string
+	Statements []StmtInfo
+	// GrantsVersion is the grant.Set version used (0 when none was needed);
+	// a cache keyed by (SQL, GrantsVersion) never serves a stale decision.
+	GrantsVersion uint64
+}
+
+// StmtInfo describes one statement.
+type StmtInfo struct {
+	Kind Kind
+	// SQL is the statement as forwarded: the original text when nothing was
+	// rewritten, the deparsed rewrite otherwise.
+	SQL       string
+	Rewritten bool
+	// Name is the prepared statement, cursor or channel name, if any. A
+	// prepared statement or WITH HOLD cursor keeps the grants of the moment
+	// it was created: the proxy must re-prepare when the scope or the grants
+	// version changes.
+	Name      string
+	Relations []RelationUse
+	// Fenced is true when the derived tables carry OFFSET 0 (see doc.go).
+	Fenced bool
+}
+
+// RelationUse is one relation a statement touches and how.
+type RelationUse struct {
+	Name      string
+	Action    grant.Action
+	Protected bool
+	// Filters are the rendered row filters applied, one per reference.
+	Filters  []string
+	Masks    []MaskUse
+	Policies []string
+}
+
+// MaskUse is one mask applied to a column.
+type MaskUse struct {
+	Column string
+	Kind   grant.MaskKind
+	// Note explains a fallback, e.g. a text mask on a numeric column
+	// becoming NULL.
+	Note string
+}
+
+// Rewrite classifies every statement, resolves the relations it reads,
+// asks grants for the protected ones and replaces each protected reference
+// by a filtered, masked derived table. It never mutates stmts or cat, and it
+// refuses (typed *Error) whatever it cannot enforce.
+func Rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, opts *Options) (Result, error) {
+	return rewrite(stmts, cat, sess, grants, opts, false)
+}
+
+// RewriteSQL parses and rewrites sql in one step. The parse tree is private
+// to the call, so it is rewritten in place with a single walk and no copy:
+// the cheapest path for a statement the proxy has not cached.
+func RewriteSQL(sql string, cat *Catalog, sess Session, grants GrantSource, opts *Options) (Result, error) {
+	stmts, err := Parse(sql)
+	if err != nil {
+		return Result{}, err
+	}
+	return rewrite(stmts, cat, sess, grants, opts, true)
+}
+
+func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, opts *Options, owned bool) (res Result, err error) {
+	defer func() {
+		// A panic is a rewriter bug; it must never turn into a pass-through.
+		if p := recover(); p != nil {
+			res, err = Result{}, &Error{Code: CodeInternal, Msg: fmt.Sprintf("rewrite: internal error: %v", p)}
+		}
+	}()
+	if stmts == nil || cat == nil {
+		return Result{}, &Error{Code: CodeInternal, Msg: "rewrite: nil statements or catalog"}
+	}
+	o := opts.withDefaults()
+	lowerSQL := strings.ToLower(stmts.sql)
+	n := stmts.Len()
+
+	// Pass 1, read-only: classify and collect the protected relations.
+	walkers := make([]*walker, n)
+	need := map[string]bool{}
+	for i, raw := range stmts.tree.Stmts {
+		w := newWalker(cat, sess, &o, lowerSQL, owned)
+		if err := w.statement(raw.Stmt); err != nil {
+			return Result{}, err
+		}
+		walkers[i] = w
+		for _, s := range w.sites {
+			need[s.table.QualifiedName()] = true
+		}
+	}
+
+	var set *grant.Set
+	if len(need) > 0 {
+		if grants == nil {
+			return Result{}, &Error{Code: CodeInternal, Msg: "rewrite: no grant source"}
+		}
+		names := make([]string, 0, len(need))
+		for name := range need {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		if set, err = grants.Grants(names); err != nil {
+			return Result{}, fmt.Errorf("rewrite: grants: %w", err)
+		}
+		if set != nil {
+			res.GrantsVersion = set.Version
+		}
+	}
+
+	// Pass 2: rewrite a private copy of each statement that needs it.
+	texts := make([]string, 0, n)
+	for i, raw := range stmts.tree.Stmts {
+		w := walkers[i]
+		info := StmtInfo{Kind: w.kind, Name: w.name}
+		if len(w.sites) == 0 {
+			info.SQL = stmts.text(i)
+			info.Relations = w.relationUses(nil)
+		} else {
+			stmt := raw.Stmt
+			if !owned {
+				// Never touch a tree the caller may share: rewrite a copy,
+				// walked again so the sites point into the copy.
+				stmt = proto.Clone(raw.Stmt).(*pgNode)
+				w = newWalker(cat, sess, &o, lowerSQL, true)
+				if err := w.statement(stmt); err != nil {
+					return Result{}, err
+				}
+			}
+			applied, err := w.apply(set)
+			if err != nil {
+				return Result{}, err
+			}
+			sql, err := deparse(stmt)
+			if err != nil {
+				return Result{}, unsupported("statement cannot be rewritten: %v", err)
+			}
+			info.SQL, info.Rewritten, info.Fenced = sql, true, w.fenced()
+			info.Relations = w.relationUses(applied)
+		}
+		texts = append(texts, info.SQL)
+		res.Statements = append(res.Statements, info)
+	}
+	res.SQL = strings.Join(texts, "; ")
+	return res, nil
+}
+
+func (o *Options) withDefaults() Options {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Functions == nil {
+		out.Functions = DefaultFunctions()
+	}
+	return out
+}
+
+func (o *Options) protected(t *Table) bool {
+	if o.Protected != nil {
+		return o.Protected(t.QualifiedName())
+	}
+	return !isSystemSchema(t.Schema) && t.Kind != KindSequence
+}
+
+// relationUses merges the walker's references by (name, action) and attaches
+// what was applied to protected reads.
+func (w *walker) relationUses(applied map[string]*RelationUse) []RelationUse {
+	var out []RelationUse
+	index := map[string]int{}
+	for _, u := range w.uses {
+		key := u.name + "\x00" + string(u.action)
+		if _, ok := index[key]; ok {
+			continue
+		}
+		index[key] = len(out)
+		ru := RelationUse{Name: u.name, Action: u.action, Protected: u.protected}
+		if a := applied[u.name]; a != nil && u.action == grant.Select {
+			ru.Filters, ru.Masks, ru.Policies = a.Filters, a.Masks, a.Policies
+		}
+		out = append(out, ru)
+	}
+	return out
+}

@@ -1,0 +1,1 @@
+SELECT x, y FROM accounts AS a(x, y)

@@ -1,0 +1,1 @@
+COPY (SELECT iban FROM accounts) TO STDOUT

@@ -1,0 +1,1 @@
+COPY accounts (id, iban) TO STDOUT WITH (FORMAT csv)

@@ -1,0 +1,1 @@
+WITH big AS (SELECT * FROM transactions WHERE amount > 100) SELECT count(*) FROM big

@@ -1,0 +1,1 @@
+WITH m AS MATERIALIZED (SELECT * FROM customers) SELECT name FROM m

@@ -1,0 +1,1 @@
+WITH accounts AS (SELECT 1 AS id) SELECT * FROM accounts

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT * FROM customers) s WHERE leak(s.ssn)

@@ -1,0 +1,1 @@
+SELECT * FROM countries WHERE leak((SELECT ssn FROM customers LIMIT 1))

@@ -1,0 +1,1 @@
+SELECT * FROM accounts a, countries c FOR UPDATE OF c

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT * FROM accounts) s FOR NO KEY UPDATE

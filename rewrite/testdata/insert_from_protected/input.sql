@@ -1,0 +1,1 @@
+INSERT INTO audit_log (id, note) SELECT id, iban FROM accounts

@@ -1,0 +1,1 @@
+SELECT * FROM accounts NATURAL JOIN transactions JOIN customers USING (id)

@@ -1,0 +1,1 @@
+LISTEN jobs; NOTIFY jobs, 'x'; UNLISTEN *; DISCARD ALL

@@ -1,0 +1,1 @@
+SELECT iban FROM accounts; SELECT * FROM transactions WHERE category = 'tax'

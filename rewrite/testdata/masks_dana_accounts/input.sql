@@ -1,0 +1,1 @@
+SELECT * FROM accounts WHERE opened_at > now() - interval '1 year'

@@ -1,0 +1,1 @@
+SELECT merchant, avg(amount) FROM transactions GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT * FROM customers WHERE safe_fn(ssn) AND id = 3

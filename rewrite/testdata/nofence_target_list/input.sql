@@ -1,0 +1,1 @@
+SELECT upper(name), length(ssn) FROM customers WHERE id = 1

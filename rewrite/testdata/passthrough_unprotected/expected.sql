@@ -1,0 +1,1 @@
+SELECT * FROM countries /* untouched */ WHERE code = 'DE'

@@ -1,0 +1,1 @@
+SELECT * FROM country_names

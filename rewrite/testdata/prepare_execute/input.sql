@@ -1,0 +1,1 @@
+PREPARE p(int) AS SELECT * FROM accounts WHERE id = $1; EXECUTE p(1); DEALLOCATE p

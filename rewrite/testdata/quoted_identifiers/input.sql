@@ -1,0 +1,1 @@
+SELECT "Customer", o."Order Id" FROM "Sales"."Orders" o

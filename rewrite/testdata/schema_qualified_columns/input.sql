@@ -1,0 +1,1 @@
+SELECT public.accounts.id, accounts.iban FROM public.accounts

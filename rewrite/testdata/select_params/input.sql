@@ -1,0 +1,1 @@
+SELECT id, iban FROM accounts WHERE id = $1

@@ -1,0 +1,1 @@
+SELECT id FROM accounts UNION SELECT id FROM customers INTERSECT SELECT customer_id FROM accounts EXCEPT ALL SELECT 1

@@ -1,0 +1,1 @@
+COPY countries FROM PROGRAM 'id'

@@ -1,0 +1,1 @@
+COPY countries TO '/tmp/x'

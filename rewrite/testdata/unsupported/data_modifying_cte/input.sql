@@ -1,0 +1,1 @@
+WITH d AS (DELETE FROM accounts RETURNING *) SELECT * FROM d

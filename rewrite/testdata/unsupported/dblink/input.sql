@@ -1,0 +1,1 @@
+SELECT * FROM dblink('dbname=x', 'select * from accounts') AS t(id int)

@@ -1,0 +1,1 @@
+EXPLAIN VERBOSE SELECT * FROM accounts

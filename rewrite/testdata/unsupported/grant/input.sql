@@ -1,0 +1,1 @@
+GRANT SELECT ON accounts TO public

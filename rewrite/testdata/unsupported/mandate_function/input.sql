@@ -1,0 +1,1 @@
+SELECT mandate.mask_hash('x', 'customer')

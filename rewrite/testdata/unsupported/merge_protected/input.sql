@@ -1,0 +1,1 @@
+MERGE INTO accounts a USING countries c ON false WHEN NOT MATCHED THEN DO NOTHING

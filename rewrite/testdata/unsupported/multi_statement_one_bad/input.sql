@@ -1,0 +1,1 @@
+SELECT * FROM countries; SELECT * FROM support_tickets

@@ -1,0 +1,1 @@
+SET mandate.token = 'x'

@@ -1,0 +1,1 @@
+SELECT pg_catalog.table_to_xml('accounts', true, true, '')

@@ -1,0 +1,1 @@
+SELECT * FROM ts_stat('select ssn::tsvector from customers')

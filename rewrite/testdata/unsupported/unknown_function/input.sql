@@ -1,0 +1,1 @@
+SELECT evil(1)

@@ -1,0 +1,1 @@
+SELECT * FROM XMLTABLE('/r' PASSING '<r/>' COLUMNS a int)

@@ -1,0 +1,1 @@
+UPDATE audit_log SET note = a.iban FROM accounts a WHERE a.id = audit_log.id

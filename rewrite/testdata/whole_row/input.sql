@@ -1,0 +1,1 @@
+SELECT c, c.*, row_to_json(c) FROM customers c

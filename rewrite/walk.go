@@ -1,0 +1,799 @@
+package rewrite
+
+import (
+	"strings"
+
+	"github.com/mandate-proxy/mandate/grant"
+)
+
+// maxDepth bounds the walk; libpg_query bounds nesting too, this is a second
+// fence so no input can exhaust the stack.
+const maxDepth = 1000
+
+// walker visits one statement. The same walk runs twice: read-only to
+// classify and collect protected relations, then on a private copy to record
+// the nodes to replace. Every node is either handled here or refused.
+type walker struct {
+	cat      *Catalog
+	sess     Session
+	opts     *Options
+	lowerSQL string
+	mutable  bool
+
+	kind Kind
+	name string
+
+	sites    []*site
+	colFixes []colFix
+	uses     []relRef
+
+	// dangerous is set when a user expression that is not leakproof may see
+	// rows of a protected relation before its filter (see doc.go).
+	dangerous bool
+	// carryRefs counts column references that may carry protected data; a
+	// subquery that grows it carries protected data to its parent.
+	carryRefs int
+	depth     int
+	aliasSeq  int
+}
+
+// site is a reference to a protected relation, replaced by a derived table.
+type site struct {
+	slot   *pgNode // FROM item holding the RangeVar (or its TABLESAMPLE)
+	rv     *pgRangeVar
+	sample *pgRangeTableSample
+	table  *Table
+	locked bool // FOR UPDATE/SHARE reaches it
+}
+
+// colFix shortens a schema-qualified column reference to a wrapped relation
+// ("public.accounts.id" → "accounts.id"): the derived table has no schema.
+type colFix struct {
+	ref  *pgColumnRef
+	drop int
+}
+
+type relRef struct {
+	name      string
+	action    grant.Action
+	protected bool
+}
+
+// scope is one query level: the CTE names it defines and its FROM items.
+type scope struct {
+	parent *scope
+	ctes   []*cteDef
+	items  []*item
+}
+
+type cteDef struct {
+	name    string
+	carries bool
+}
+
+// item is a FROM entry as column resolution sees it.
+type item struct {
+	refname string
+	schema  string // for unaliased catalog relations
+	aliased bool
+	table   *Table // nil unless a catalog relation
+	carries bool   // may carry rows of a protected relation
+	wrapped bool
+}
+
+func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
+	return &walker{cat: cat, sess: sess, opts: opts, lowerSQL: lowerSQL, mutable: mutable}
+}
+
+func (sc *scope) lookupCTE(name string) *cteDef {
+	for s := sc; s != nil; s = s.parent {
+		for i := len(s.ctes) - 1; i >= 0; i-- {
+			if s.ctes[i].name == name {
+				return s.ctes[i]
+			}
+		}
+	}
+	return nil
+}
+
+// mark and since tell whether walking a subtree met protected data.
+type walkMark struct{ sites, refs int }
+
+func (w *walker) mark() walkMark { return walkMark{len(w.sites), w.carryRefs} }
+
+func (w *walker) since(m walkMark) bool { return len(w.sites) > m.sites || w.carryRefs > m.refs }
+
+func (w *walker) enter() error {
+	w.depth++
+	if w.depth > maxDepth {
+		return unsupported("statement is nested too deeply")
+	}
+	return nil
+}
+
+func (w *walker) leave() { w.depth-- }
+
+// statement classifies a top-level statement against the allow-list.
+func (w *walker) statement(n *pgNode) error {
+	if n == nil || n.Node == nil {
+		return unsupported("empty statement node")
+	}
+	switch x := n.Node.(type) {
+	case *pgNodeSelectStmt:
+		w.kind = KindSelect
+		return w.selectStmt(x.SelectStmt, nil, false, false)
+	case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
+		return w.write(n, nil)
+	case *pgNodeCopyStmt:
+		w.kind = KindCopy
+		return w.copyStmt(x.CopyStmt)
+	case *pgNodeExplainStmt:
+		w.kind = KindExplain
+		return w.explain(x.ExplainStmt)
+	case *pgNodeDeclareCursorStmt:
+		w.kind, w.name = KindDeclare, x.DeclareCursorStmt.Portalname
+		sel := x.DeclareCursorStmt.Query.GetSelectStmt()
+		if sel == nil {
+			return unsupported("DECLARE CURSOR supports SELECT only")
+		}
+		return w.selectStmt(sel, nil, false, false)
+	case *pgNodePrepareStmt:
+		w.kind, w.name = KindPrepare, x.PrepareStmt.Name
+		for _, t := range x.PrepareStmt.Argtypes {
+			if err := w.expr(t, nil, ectx{}); err != nil {
+				return err
+			}
+		}
+		return w.preparable(x.PrepareStmt.Query)
+	case *pgNodeExecuteStmt:
+		w.kind, w.name = KindExecute, x.ExecuteStmt.Name
+		return w.exprs(x.ExecuteStmt.Params, nil, ectx{})
+	case *pgNodeDeallocateStmt:
+		w.kind, w.name = KindDeallocate, x.DeallocateStmt.Name
+		return nil
+	case *pgNodeFetchStmt:
+		w.kind, w.name = KindFetch, x.FetchStmt.Portalname
+		return nil
+	case *pgNodeClosePortalStmt:
+		w.kind, w.name = KindClose, x.ClosePortalStmt.Portalname
+		return nil
+	case *pgNodeListenStmt:
+		w.kind, w.name = KindListen, x.ListenStmt.Conditionname
+		return nil
+	case *pgNodeUnlistenStmt:
+		w.kind, w.name = KindUnlisten, x.UnlistenStmt.Conditionname
+		return nil
+	case *pgNodeNotifyStmt:
+		w.kind, w.name = KindNotify, x.NotifyStmt.Conditionname
+		return nil
+	case *pgNodeDiscardStmt:
+		w.kind = KindDiscard
+		return nil
+	case *pgNodeTransactionStmt:
+		w.kind = KindTransaction
+		return w.exprs(x.TransactionStmt.Options, nil, ectx{})
+	case *pgNodeVariableSetStmt:
+		w.kind = KindSet
+		return w.setStmt(x.VariableSetStmt)
+	case *pgNodeVariableShowStmt:
+		w.kind = KindShow
+		return nil
+	case *pgNodeDoStmt:
+		return denied("DO blocks are not allowed: code run on the server cannot be filtered")
+	case *pgNodeCreateFunctionStmt:
+		return denied("CREATE FUNCTION and CREATE PROCEDURE are not allowed: code run on the server cannot be filtered")
+	case *pgNodeCallStmt:
+		return denied("CALL is not allowed: procedures run SQL that cannot be filtered")
+	}
+	return unsupported("%s is not supported through mandate", nodeKind(n))
+}
+
+// preparable is the statement inside PREPARE or EXPLAIN.
+func (w *walker) preparable(n *pgNode) error {
+	switch x := n.GetNode().(type) {
+	case *pgNodeSelectStmt:
+		return w.selectStmt(x.SelectStmt, nil, false, false)
+	case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
+		kind := w.kind
+		defer func() { w.kind = kind }()
+		return w.write(n, nil)
+	}
+	return unsupported("%s cannot be prepared or explained through mandate", nodeKind(n))
+}
+
+func (w *walker) explain(e *pgExplainStmt) error {
+	for _, o := range e.Options {
+		d := o.GetDefElem()
+		if d == nil {
+			return unsupported("unexpected EXPLAIN option")
+		}
+		if strings.EqualFold(d.Defname, "verbose") && !defElemFalse(d) {
+			return unsupported("EXPLAIN VERBOSE is not supported through mandate")
+		}
+		if err := w.expr(d.Arg, nil, ectx{}); err != nil {
+			return err
+		}
+	}
+	switch e.Query.GetNode().(type) {
+	case *pgNodeDeclareCursorStmt, *pgNodeExecuteStmt:
+		kind := w.kind
+		defer func() { w.kind, w.name = kind, "" }()
+		return w.statement(e.Query)
+	}
+	return w.preparable(e.Query)
+}
+
+func defElemFalse(d *pgDefElem) bool {
+	switch a := d.Arg.GetNode().(type) {
+	case *pgNodeBoolean:
+		return !a.Boolean.Boolval
+	case *pgNodeString:
+		v := strings.ToLower(a.String_.Sval)
+		return v == "false" || v == "off" || v == "0" || v == "no"
+	case *pgNodeInteger:
+		return a.Integer.Ival == 0
+	}
+	return false
+}
+
+func (w *walker) setStmt(s *pgVariableSetStmt) error {
+	name := strings.ToLower(s.Name)
+	reset := s.Kind == pgVariableSetKindVARRESET || s.Kind == pgVariableSetKindVARRESETALL
+	switch {
+	case strings.HasPrefix(name, "mandate."):
+		return denied("%s is handled by the proxy and must be sent as a statement of its own", s.Name)
+	case (name == "role" || name == "session_authorization") && !reset:
+		return denied("SET ROLE and SET SESSION AUTHORIZATION are not allowed: the proxy decides who you act as")
+	}
+	return w.exprs(s.Args, nil, ectx{})
+}
+
+// selectStmt walks one query level. feeds is true when its output can be
+// pulled up into a parent's quals (subquery in FROM, CTE, sublink); locked
+// when a FOR UPDATE/SHARE of a parent level reaches its FROM items.
+func (w *walker) selectStmt(s *pgSelectStmt, parent *scope, feeds, locked bool) error {
+	if s == nil {
+		return unsupported("missing query")
+	}
+	if err := w.enter(); err != nil {
+		return err
+	}
+	defer w.leave()
+	sc := &scope{parent: parent}
+	if s.WithClause != nil {
+		if err := w.with(s.WithClause, sc); err != nil {
+			return err
+		}
+	}
+	if s.IntoClause != nil {
+		return unsupported("SELECT INTO is not supported through mandate")
+	}
+	if s.Op != pgSetOperationSETOPNONE {
+		if len(s.LockingClause) > 0 {
+			return unsupported("FOR UPDATE/SHARE is not allowed with set operations")
+		}
+		if err := w.selectStmt(s.Larg, sc, feeds, locked); err != nil {
+			return err
+		}
+		if err := w.selectStmt(s.Rarg, sc, feeds, locked); err != nil {
+			return err
+		}
+		if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
+			return err
+		}
+		if err := w.expr(s.LimitCount, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		return w.expr(s.LimitOffset, sc, ectx{qual: true})
+	}
+	if err := w.exprs(s.ValuesLists, sc, ectx{qual: feeds}); err != nil {
+		return err
+	}
+	lock, err := lockTargets(s.LockingClause, locked)
+	if err != nil {
+		return err
+	}
+	for _, f := range s.FromClause {
+		if err := w.fromItem(f, sc, lock); err != nil {
+			return err
+		}
+	}
+	// The target list of a level whose output feeds a parent can become a
+	// qual after pull-up; ordering, grouping and windows run above every scan.
+	if err := w.exprs(s.TargetList, sc, ectx{qual: feeds}); err != nil {
+		return err
+	}
+	if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+		return err
+	}
+	if err := w.exprs(s.GroupClause, sc, ectx{}); err != nil {
+		return err
+	}
+	if err := w.expr(s.HavingClause, sc, ectx{qual: true}); err != nil {
+		return err
+	}
+	if err := w.exprs(s.WindowClause, sc, ectx{}); err != nil {
+		return err
+	}
+	if err := w.exprs(s.DistinctClause, sc, ectx{}); err != nil {
+		return err
+	}
+	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
+		return err
+	}
+	if err := w.expr(s.LimitCount, sc, ectx{qual: true}); err != nil {
+		return err
+	}
+	return w.expr(s.LimitOffset, sc, ectx{qual: true})
+}
+
+// lockSpec is which FROM items of a level a locking clause reaches.
+type lockSpec struct {
+	all   bool
+	names map[string]bool
+}
+
+func (l lockSpec) covers(refname string) bool { return l.all || l.names[refname] }
+
+func lockTargets(clauses []*pgNode, inherited bool) (lockSpec, error) {
+	l := lockSpec{all: inherited}
+	for _, c := range clauses {
+		lc := c.GetLockingClause()
+		if lc == nil {
+			return l, unsupported("unexpected %s in locking clause", nodeKind(c))
+		}
+		if len(lc.LockedRels) == 0 {
+			l.all = true
+		}
+		for _, r := range lc.LockedRels {
+			rv := r.GetRangeVar()
+			if rv == nil {
+				return l, unsupported("unexpected %s in locking clause", nodeKind(r))
+			}
+			if l.names == nil {
+				l.names = map[string]bool{}
+			}
+			l.names[rv.Relname] = true
+		}
+	}
+	return l, nil
+}
+
+func (w *walker) with(wc *pgWithClause, sc *scope) error {
+	ctes := make([]*pgCommonTableExpr, 0, len(wc.Ctes))
+	for _, n := range wc.Ctes {
+		c := n.GetCommonTableExpr()
+		if c == nil {
+			return unsupported("unexpected %s in WITH", nodeKind(n))
+		}
+		ctes = append(ctes, c)
+	}
+	if wc.Recursive {
+		// Every name is visible in every body; whether a self-reference carries
+		// protected rows is not known before the walk, so assume it does.
+		for _, c := range ctes {
+			sc.ctes = append(sc.ctes, &cteDef{name: c.Ctename, carries: true})
+		}
+	}
+	for _, c := range ctes {
+		m := w.mark()
+		switch q := c.Ctequery.GetNode().(type) {
+		case *pgNodeSelectStmt:
+			// A MATERIALIZED CTE is never pulled up into the parent's quals.
+			feeds := c.Ctematerialized != pgCTEMaterializeCTEMaterializeAlways
+			if err := w.selectStmt(q.SelectStmt, sc, feeds, false); err != nil {
+				return err
+			}
+		case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
+			kind := w.kind
+			err := w.write(c.Ctequery, sc)
+			w.kind = kind
+			if err != nil {
+				return err
+			}
+		default:
+			return unsupported("%s in WITH is not supported", nodeKind(c.Ctequery))
+		}
+		if c.SearchClause != nil || c.CycleClause != nil {
+			if err := w.cteClauses(c); err != nil {
+				return err
+			}
+		}
+		if !wc.Recursive {
+			sc.ctes = append(sc.ctes, &cteDef{name: c.Ctename, carries: w.since(m)})
+		}
+	}
+	return nil
+}
+
+// cteClauses checks SEARCH/CYCLE: column names and constant marks only.
+func (w *walker) cteClauses(c *pgCommonTableExpr) error {
+	if s := c.SearchClause; s != nil {
+		if err := w.exprs(s.SearchColList, nil, ectx{}); err != nil {
+			return err
+		}
+	}
+	if cy := c.CycleClause; cy != nil {
+		if err := w.exprs(cy.CycleColList, nil, ectx{}); err != nil {
+			return err
+		}
+		if err := w.expr(cy.CycleMarkValue, nil, ectx{}); err != nil {
+			return err
+		}
+		if err := w.expr(cy.CycleMarkDefault, nil, ectx{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fromItem walks one FROM entry and adds what it exposes to sc.
+func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
+	if err := w.enter(); err != nil {
+		return err
+	}
+	defer w.leave()
+	switch x := n.GetNode().(type) {
+	case *pgNodeRangeVar:
+		return w.rangeVar(n, x.RangeVar, nil, sc, lock)
+	case *pgNodeRangeTableSample:
+		ts := x.RangeTableSample
+		rv := ts.Relation.GetRangeVar()
+		if rv == nil {
+			return unsupported("TABLESAMPLE is supported on tables only")
+		}
+		if err := w.exprs(ts.Args, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		if err := w.expr(ts.Repeatable, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		return w.rangeVar(n, rv, ts, sc, lock)
+	case *pgNodeRangeSubselect:
+		rs := x.RangeSubselect
+		sel := rs.Subquery.GetSelectStmt()
+		if sel == nil {
+			return unsupported("unexpected subquery in FROM")
+		}
+		m := w.mark()
+		refname := rs.Alias.GetAliasname()
+		if err := w.selectStmt(sel, sc, true, lock.covers(refname) && refname != ""); err != nil {
+			return err
+		}
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m)})
+		return nil
+	case *pgNodeJoinExpr:
+		j := x.JoinExpr
+		m := w.mark()
+		// Locking reaches the tables under a join, not the join itself.
+		inner := lockSpec{all: lock.all, names: lock.names}
+		if err := w.fromItem(j.Larg, sc, inner); err != nil {
+			return err
+		}
+		if err := w.fromItem(j.Rarg, sc, inner); err != nil {
+			return err
+		}
+		if err := w.exprs(j.UsingClause, sc, ectx{}); err != nil {
+			return err
+		}
+		if err := w.expr(j.Quals, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		carries := w.since(m)
+		if j.Alias != nil {
+			sc.items = append(sc.items, &item{refname: j.Alias.Aliasname, aliased: true, carries: carries})
+		}
+		if j.JoinUsingAlias != nil {
+			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries})
+		}
+		return nil
+	case *pgNodeRangeFunction:
+		rf := x.RangeFunction
+		m := w.mark()
+		if err := w.exprs(rf.Functions, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		if err := w.exprs(rf.Coldeflist, sc, ectx{}); err != nil {
+			return err
+		}
+		refname := rf.Alias.GetAliasname()
+		if refname == "" && len(rf.Functions) > 0 {
+			if items := rf.Functions[0].GetList().GetItems(); len(items) > 0 {
+				if fn := items[0].GetFuncCall(); fn != nil && len(fn.Funcname) > 0 {
+					refname = fn.Funcname[len(fn.Funcname)-1].GetString_().GetSval()
+				}
+			}
+		}
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m)})
+		return nil
+	}
+	return unsupported("%s in FROM is not supported through mandate", nodeKind(n))
+}
+
+// rangeVar resolves a FROM relation: a CTE, an unprotected relation, or a
+// protected one, which becomes a site.
+func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSample, sc *scope, lock lockSpec) error {
+	refname := rv.Relname
+	if rv.Alias != nil {
+		refname = rv.Alias.Aliasname
+	}
+	if rv.Schemaname == "" && rv.Catalogname == "" {
+		if cte := sc.lookupCTE(rv.Relname); cte != nil {
+			sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: cte.carries})
+			return nil
+		}
+	}
+	t, err := w.resolve(rv)
+	if err != nil {
+		return err
+	}
+	prot := w.opts.protected(t)
+	w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select, protected: prot})
+	it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot, wrapped: prot}
+	if prot {
+		w.sites = append(w.sites, &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)})
+	} else if err := w.checkBases(t, "reads"); err != nil {
+		return err
+	}
+	sc.items = append(sc.items, it)
+	return nil
+}
+
+// resolve finds a relation in the catalog and refuses side doors.
+func (w *walker) resolve(rv *pgRangeVar) (*Table, error) {
+	t := w.cat.lookupRelation(w.sess, rv.Schemaname, rv.Relname)
+	if t == nil {
+		name := rv.Relname
+		if rv.Schemaname != "" {
+			name = rv.Schemaname + "." + name
+		}
+		return nil, &Error{Code: CodeUndefinedTable, Msg: `relation "` + name + `" does not exist`}
+	}
+	if reason, bad := deniedRelation(t.Schema, t.Name); bad {
+		return nil, denied("permission denied for relation %s: %s", t.QualifiedName(), reason)
+	}
+	return t, nil
+}
+
+// checkBases refuses an unprotected relation that reads protected ones (a
+// view, or a parent whose partitions or children are protected): its rows
+// would bypass their filters.
+func (w *walker) checkBases(t *Table, verb string) error {
+	for _, b := range t.BaseTables {
+		schema, name, ok := strings.Cut(b, ".")
+		if !ok {
+			return denied("permission denied for relation %s: unresolvable base relation %q", t.QualifiedName(), b)
+		}
+		bt := w.cat.lookupRelation(Session{}, schema, name)
+		if bt == nil || w.opts.protected(bt) {
+			return denied("permission denied for relation %s: it %s protected relation %s and is not protected itself", t.QualifiedName(), verb, b)
+		}
+	}
+	return nil
+}
+
+// write walks INSERT/UPDATE/DELETE/MERGE. Writing a protected relation is
+// refused for now; reads of protected relations inside a write are wrapped
+// like any read.
+func (w *walker) write(n *pgNode, parent *scope) error {
+	if err := w.enter(); err != nil {
+		return err
+	}
+	defer w.leave()
+	sc := &scope{parent: parent}
+	target := func(rv *pgRangeVar, action grant.Action, verb string) (*item, error) {
+		if rv == nil {
+			return nil, unsupported("missing target relation")
+		}
+		t, err := w.resolve(rv)
+		if err != nil {
+			return nil, err
+		}
+		if w.opts.protected(t) {
+			return nil, unsupported("%s on protected relation %s is not supported yet", verb, t.QualifiedName())
+		}
+		if err := w.checkBases(t, "writes"); err != nil {
+			return nil, err
+		}
+		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: action})
+		refname := rv.Relname
+		if rv.Alias != nil {
+			refname = rv.Alias.Aliasname
+		}
+		return &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t}, nil
+	}
+	withClause := func(wc *pgWithClause) error {
+		if wc == nil {
+			return nil
+		}
+		return w.with(wc, sc)
+	}
+	switch x := n.Node.(type) {
+	case *pgNodeInsertStmt:
+		s := x.InsertStmt
+		w.kind = KindInsert
+		if err := withClause(s.WithClause); err != nil {
+			return err
+		}
+		tgt, err := target(s.Relation, grant.Insert, "INSERT")
+		if err != nil {
+			return err
+		}
+		if s.SelectStmt != nil {
+			sel := s.SelectStmt.GetSelectStmt()
+			if sel == nil {
+				return unsupported("unexpected INSERT source")
+			}
+			if err := w.selectStmt(sel, sc, false, false); err != nil {
+				return err
+			}
+		}
+		if err := w.exprs(s.Cols, sc, ectx{}); err != nil {
+			return err
+		}
+		tsc := &scope{parent: sc, items: []*item{tgt, {refname: "excluded", aliased: true}}}
+		if oc := s.OnConflictClause; oc != nil {
+			if inf := oc.Infer; inf != nil {
+				if err := w.exprs(inf.IndexElems, tsc, ectx{}); err != nil {
+					return err
+				}
+				if err := w.expr(inf.WhereClause, tsc, ectx{}); err != nil {
+					return err
+				}
+			}
+			if err := w.exprs(oc.TargetList, tsc, ectx{}); err != nil {
+				return err
+			}
+			if err := w.expr(oc.WhereClause, tsc, ectx{qual: true}); err != nil {
+				return err
+			}
+		}
+		return w.exprs(s.ReturningList, tsc, ectx{})
+	case *pgNodeUpdateStmt:
+		s := x.UpdateStmt
+		w.kind = KindUpdate
+		if err := withClause(s.WithClause); err != nil {
+			return err
+		}
+		tgt, err := target(s.Relation, grant.Update, "UPDATE")
+		if err != nil {
+			return err
+		}
+		sc.items = append(sc.items, tgt)
+		for _, f := range s.FromClause {
+			if err := w.fromItem(f, sc, lockSpec{}); err != nil {
+				return err
+			}
+		}
+		if err := w.exprs(s.TargetList, sc, ectx{}); err != nil {
+			return err
+		}
+		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		return w.exprs(s.ReturningList, sc, ectx{})
+	case *pgNodeDeleteStmt:
+		s := x.DeleteStmt
+		w.kind = KindDelete
+		if err := withClause(s.WithClause); err != nil {
+			return err
+		}
+		tgt, err := target(s.Relation, grant.Delete, "DELETE")
+		if err != nil {
+			return err
+		}
+		sc.items = append(sc.items, tgt)
+		for _, f := range s.UsingClause {
+			if err := w.fromItem(f, sc, lockSpec{}); err != nil {
+				return err
+			}
+		}
+		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		return w.exprs(s.ReturningList, sc, ectx{})
+	case *pgNodeMergeStmt:
+		s := x.MergeStmt
+		w.kind = KindMerge
+		if err := withClause(s.WithClause); err != nil {
+			return err
+		}
+		// MERGE may insert, update and delete; refuse on protected targets
+		// under the strictest of them.
+		tgt, err := target(s.Relation, grant.Update, "MERGE")
+		if err != nil {
+			return err
+		}
+		if err := w.fromItem(s.SourceRelation, sc, lockSpec{}); err != nil {
+			return err
+		}
+		sc.items = append(sc.items, tgt)
+		if err := w.expr(s.JoinCondition, sc, ectx{qual: true}); err != nil {
+			return err
+		}
+		for _, wn := range s.MergeWhenClauses {
+			mw := wn.GetMergeWhenClause()
+			if mw == nil {
+				return unsupported("unexpected %s in MERGE", nodeKind(wn))
+			}
+			if err := w.expr(mw.Condition, sc, ectx{qual: true}); err != nil {
+				return err
+			}
+			if err := w.exprs(mw.TargetList, sc, ectx{}); err != nil {
+				return err
+			}
+			if err := w.exprs(mw.Values, sc, ectx{}); err != nil {
+				return err
+			}
+		}
+		return w.exprs(s.ReturningList, sc, ectx{})
+	}
+	return unsupported("%s is not supported through mandate", nodeKind(n))
+}
+
+// copyStmt allows COPY to and from the client only. COPY of a protected
+// relation TO the client becomes COPY (SELECT …) so it is filtered like a
+// read; COPY FROM into a protected relation is refused for now.
+func (w *walker) copyStmt(c *pgCopyStmt) error {
+	if c.Filename != "" || c.IsProgram {
+		return denied("COPY to or from a server file or program is not allowed; use STDIN or STDOUT")
+	}
+	if err := w.exprs(c.Options, nil, ectx{}); err != nil {
+		return err
+	}
+	if c.Query != nil {
+		switch q := c.Query.Node.(type) {
+		case *pgNodeSelectStmt:
+			return w.selectStmt(q.SelectStmt, nil, false, false)
+		case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
+			defer func() { w.kind = KindCopy }()
+			return w.write(c.Query, nil)
+		}
+		return unsupported("%s in COPY is not supported", nodeKind(c.Query))
+	}
+	if c.Relation == nil {
+		return unsupported("COPY without a relation")
+	}
+	t, err := w.resolve(c.Relation)
+	if err != nil {
+		return err
+	}
+	prot := w.opts.protected(t)
+	if c.IsFrom {
+		if prot {
+			return unsupported("COPY FROM into protected relation %s is not supported yet", t.QualifiedName())
+		}
+		if err := w.checkBases(t, "writes"); err != nil {
+			return err
+		}
+		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Insert})
+		sc := &scope{items: []*item{{refname: c.Relation.Relname, schema: t.Schema, table: t}}}
+		return w.expr(c.WhereClause, sc, ectx{qual: true})
+	}
+	if !prot {
+		if err := w.checkBases(t, "reads"); err != nil {
+			return err
+		}
+		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select})
+		return nil
+	}
+	// COPY t (a, b) TO STDOUT ≡ COPY (SELECT a, b FROM t) TO STDOUT.
+	sel := &pgSelectStmt{LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE}
+	if len(c.Attlist) == 0 {
+		sel.TargetList = []*pgNode{resTarget("", &pgNode{Node: &pgNodeColumnRef{ColumnRef: &pgColumnRef{Fields: []*pgNode{{Node: &pgNodeAStar{AStar: &pgAStar{}}}}}}})}
+	}
+	for _, a := range c.Attlist {
+		name := a.GetString_().GetSval()
+		if name == "" {
+			return unsupported("unexpected COPY column list")
+		}
+		sel.TargetList = append(sel.TargetList, resTarget("", columnRef(name)))
+	}
+	// COPY t TO reads t's own rows only, like SELECT … FROM ONLY t.
+	rv := &pgRangeVar{Schemaname: c.Relation.Schemaname, Relname: c.Relation.Relname, Inh: false, Relpersistence: c.Relation.Relpersistence}
+	sel.FromClause = []*pgNode{{Node: &pgNodeRangeVar{RangeVar: rv}}}
+	if w.mutable {
+		c.Query, c.Relation, c.Attlist = &pgNode{Node: &pgNodeSelectStmt{SelectStmt: sel}}, nil, nil
+	}
+	return w.selectStmt(sel, nil, false, false)
+}
