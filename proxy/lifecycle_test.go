@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,12 +100,35 @@ func TestTLS(t *testing.T) {
 	if sqlState(err) != codeInvalidAuthSpec || !strings.Contains(err.Error(), "TLS is required") {
 		t.Fatalf("plaintext: want 28000 TLS is required, got %v", err)
 	}
-	// A client that insists on GSS encryption first falls back cleanly.
-	conn, err = pgconn.Connect(ctx, "postgres://alice@"+p.addr+"/"+appDB+"?sslmode=require&gssencmode=prefer")
+}
+
+// TestGSSENCRequestRefused: a GSSENCRequest gets 'N', after which the
+// client may go on with a normal startup on the same connection.
+func TestGSSENCRequestRefused(t *testing.T) {
+	p := startProxy(t, nil)
+	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
-		t.Fatalf("gssencmode=prefer: %v", err)
+		t.Fatal(err)
 	}
-	conn.Close(ctx)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	gss := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 8), codeGSSENCRequest)
+	startup, _ := (&pgproto3StartupForTest{user: "alice", db: appDB}).encode()
+	if _, err := c.Write(gss); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 1)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[0] != 'N' {
+		t.Fatalf("GSSENCRequest answered %q, %v", reply, err)
+	}
+	if _, err := c.Write(startup); err != nil {
+		t.Fatal(err)
+	}
+	// AuthenticationOk comes first: 'R', length 8, code 0.
+	auth := make([]byte, 9)
+	if _, err := io.ReadFull(c, auth); err != nil || auth[0] != 'R' || binary.BigEndian.Uint32(auth[5:]) != 0 {
+		t.Fatalf("startup after GSSENCRequest: %q %v", auth, err)
+	}
 }
 
 func TestTLSNotOfferedWhenNotConfigured(t *testing.T) {
@@ -204,7 +229,9 @@ func TestGarbageInput(t *testing.T) {
 		if cw, ok := c.(*net.TCPConn); ok {
 			_ = cw.CloseWrite()
 		}
-		if _, err := io.Copy(io.Discard, c); err != nil {
+		// The proxy must hang up (EOF, or a reset when our bytes were left
+		// unread), never leave the connection hanging until our deadline.
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("%s: proxy did not end the connection: %v", name, err)
 		}
 		c.Close()

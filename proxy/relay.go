@@ -100,17 +100,28 @@ func (s *session) relayClient() error {
 	}
 }
 
-// armIdle sets the client read deadline for the next Receive: the idle
-// timeout that applies when nothing is in flight, none otherwise. A session
-// asked to stop ends here once it is idle.
+// armIdle ends a session asked to stop once it is idle, and otherwise sets
+// the read deadline for the next Receive.
 func (s *session) armIdle() error {
-	cfg := &s.srv.cfg
 	if s.stopping.Load() && s.idle() {
 		return fatalf(codeAdminShutdown, "terminating connection due to administrator command", nil)
 	}
+	s.updateReadDeadline()
+	return nil
+}
+
+// updateReadDeadline sets the client read deadline from the session's
+// state: the idle timeout that applies when nothing is in flight, none
+// otherwise. Both loops call it (the upstream loop when a ReadyForQuery
+// makes the session idle), under deadlineMu so the last call always
+// reflects the latest state.
+func (s *session) updateReadDeadline() {
+	cfg := &s.srv.cfg
 	if cfg.IdleTimeout == 0 && cfg.IdleInTransactionTimeout == 0 {
-		return nil
+		return
 	}
+	s.deadlineMu.Lock()
+	defer s.deadlineMu.Unlock()
 	var d time.Duration
 	if s.pending.Load() == 0 {
 		d = cfg.IdleTimeout
@@ -122,7 +133,7 @@ func (s *session) armIdle() error {
 	if d > 0 {
 		deadline = time.Now().Add(d)
 	}
-	return s.conn.SetReadDeadline(deadline)
+	_ = s.conn.SetReadDeadline(deadline)
 }
 
 // clientReadError turns a failed Receive into the session's end, or says
@@ -216,6 +227,8 @@ func (s *session) tap(typ byte, body []byte) (fatal bool) {
 		}
 		if s.stopping.Load() && s.idle() {
 			_ = s.conn.SetReadDeadline(time.Now()) // wake the client loop to end the session
+		} else if s.pending.Load() == 0 {
+			s.updateReadDeadline()
 		}
 	case 'E':
 		severity, code := errorFields(body)

@@ -43,7 +43,9 @@ type session struct {
 	pending  atomic.Int32
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
 	stopping atomic.Bool   // server shutdown asked this session to end when idle
-	closed   atomic.Bool
+
+	deadlineMu sync.Mutex // see updateReadDeadline
+	closed     atomic.Bool
 }
 
 func (srv *Server) newSession(c net.Conn) *session {

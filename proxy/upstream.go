@@ -41,6 +41,15 @@ func (srv *Server) connectUpstream(ctx context.Context, database string, params 
 	for k, v := range params {
 		cfg.RuntimeParams[k] = v
 	}
+	// pgconn reads through a background reader that may still be inside a
+	// Read when the connection is hijacked; reading the raw socket would
+	// race it for our first response. Keep reading through that reader: it
+	// hands out what it has, then reads the socket directly once stopped.
+	var pgReader io.Reader
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		pgReader = r
+		return pgproto3.NewFrontend(r, w)
+	}
 	start := time.Now()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	srv.metrics.upstreamConnect.Observe(time.Since(start).Seconds())
@@ -72,7 +81,7 @@ func (srv *Server) connectUpstream(ctx context.Context, database string, params 
 	raddr := hj.Conn.RemoteAddr()
 	return &upstreamConn{
 		conn:     hj.Conn,
-		r:        bufio.NewReaderSize(hj.Conn, upstreamReadBuffer),
+		r:        bufio.NewReaderSize(pgReader, upstreamReadBuffer),
 		wbuf:     make([]byte, 0, 8<<10),
 		params:   hj.ParameterStatuses,
 		txStatus: hj.TxStatus,
