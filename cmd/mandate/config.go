@@ -39,6 +39,22 @@ type serveConfig struct {
 	Transparent              bool          `yaml:"transparent"`
 	LogFormat                string        `yaml:"log_format"`
 	LogLevel                 string        `yaml:"log_level"`
+
+	// Decisions: Cedar policies, masks, live state, identity, audit.
+	PolicyDir            string        `yaml:"policy_dir"`
+	CedarSchema          string        `yaml:"cedar_schema"`
+	Entities             string        `yaml:"entities"`
+	Masks                string        `yaml:"masks"`
+	Store                string        `yaml:"store"`
+	StoreMaxStaleness    time.Duration `yaml:"store_max_staleness"`
+	StoreRefreshInterval time.Duration `yaml:"store_refresh_interval"`
+	JWTIssuer            string        `yaml:"jwt_issuer"`
+	JWTAudience          []string      `yaml:"jwt_audience"`
+	JWKSFile             string        `yaml:"jwks_file"`
+	JWKSURL              string        `yaml:"jwks_url"`
+	JWTAllowDevKeys      bool          `yaml:"jwt_allow_dev_keys"`
+	DevKey               string        `yaml:"dev_key"`
+	AuditLog             string        `yaml:"audit_log"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -54,6 +70,10 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout:        30 * time.Second,
 		LogFormat:              "text",
 		LogLevel:               "info",
+		StoreMaxStaleness:      30 * time.Second,
+		StoreRefreshInterval:   5 * time.Second,
+		JWTIssuer:              "mandate-dev",
+		JWTAudience:            []string{"mandate"},
 	}
 }
 
@@ -82,7 +102,74 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	fs.BoolVar(&c.Transparent, "transparent", c.Transparent, "relay statements without enforcing any policy (required until policies are configured)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	bindDecisionFlags(fs, c)
 	return configPath
+}
+
+// bindDecisionFlags declares the flags shared by serve and the commands
+// that read or change decisions (explain, check, delegate, consent, agent,
+// token, migrate).
+func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
+	fs.StringVar(&c.PolicyDir, "policy-dir", c.PolicyDir, "directory of Cedar policies (*.cedar), each with an @id")
+	fs.StringVar(&c.CedarSchema, "cedar-schema", c.CedarSchema, "Cedar schema file the policies are validated against")
+	fs.StringVar(&c.Entities, "entities", c.Entities, "Cedar entities file (users, groups, agents), JSON")
+	fs.StringVar(&c.Masks, "masks", c.Masks, "column masks file, YAML")
+	fs.StringVar(&c.Store, "store", c.Store, "policy store (delegations, consents, agents) as a postgres:// URL; default: --upstream")
+	fs.DurationVar(&c.StoreMaxStaleness, "store-max-staleness", c.StoreMaxStaleness, "refuse statements (57P03) when the policy store has not been read for this long")
+	fs.DurationVar(&c.StoreRefreshInterval, "store-refresh-interval", c.StoreRefreshInterval, "re-read the policy store this often, in case a notification was missed")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "required iss of bearer tokens")
+	fs.Var(&listFlag{dst: &c.JWTAudience}, "jwt-audience", "accepted aud of bearer tokens (repeat or comma-separate)")
+	fs.StringVar(&c.JWKSFile, "jwks-file", c.JWKSFile, "JWKS file with the token signing keys (re-read on change)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", c.JWKSURL, "JWKS URL with the token signing keys (cached, refreshed on rotation)")
+	fs.BoolVar(&c.JWTAllowDevKeys, "jwt-allow-dev-keys", c.JWTAllowDevKeys, "accept tokens signed with a mandate development key (demo only)")
+	fs.StringVar(&c.DevKey, "dev-key", c.DevKey, "development signing key (PEM) used by mandate token")
+	fs.StringVar(&c.AuditLog, "audit-log", c.AuditLog, "audit log file (hash-chained JSON lines); - for standard output")
+}
+
+// storeURL is the policy store's URL: --store, else the upstream.
+func (c *serveConfig) storeURL() (string, error) {
+	switch {
+	case c.Store != "":
+		return c.Store, nil
+	case c.Upstream != "":
+		return c.Upstream, nil
+	}
+	return "", errors.New("no policy store: set --store (or --upstream) to a postgres:// URL")
+}
+
+// loadCommandConfig is loadServeConfig for the other commands: it returns
+// the config and the remaining arguments. Commands declare their own
+// flags on fs before calling it.
+func loadCommandConfig(fs *flag.FlagSet, args []string) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	configPath := fs.String("config", "", "YAML config file (the one mandate serve uses); flags override it")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "upstream PostgreSQL URL (used as the policy store when --store is not set)")
+	bindDecisionFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if *configPath == "" {
+		return cfg, nil
+	}
+	fromFile := defaultServeConfig()
+	if err := readYAMLFile(*configPath, &fromFile); err != nil {
+		return cfg, err
+	}
+	// Flags given on the command line win over the file: replay them.
+	fs2 := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	fs2.SetOutput(new(bytes.Buffer))
+	fs2.StringVar(&fromFile.Upstream, "upstream", fromFile.Upstream, "")
+	bindDecisionFlags(fs2, &fromFile)
+	var replay []string
+	fs.Visit(func(f *flag.Flag) {
+		if fs2.Lookup(f.Name) != nil {
+			replay = append(replay, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	if err := fs2.Parse(replay); err != nil {
+		return cfg, err
+	}
+	return fromFile, nil
 }
 
 // listFlag is a repeatable, comma-separable string list flag; its first
