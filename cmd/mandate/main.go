@@ -18,8 +18,14 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve":  {"run the proxy", runServe},
-	"passwd": {"print a SCRAM-SHA-256 verifier line for the --passwd-file", runPasswd},
+	"serve":    {"run the proxy", runServe},
+	"passwd":   {"print a SCRAM-SHA-256 verifier line for the --passwd-file", runPasswd},
+	"migrate":  {"create or upgrade the policy store's schema", runMigrate},
+	"delegate": {"grant, revoke or list delegations (one user acting for another)", runDelegate},
+	"consent":  {"grant, withdraw or list consents to purposes of use", runConsent},
+	"agent":    {"register, disable or list AI agents", runAgent},
+	"token":    {"mint a development JWT for trying personas (or create the dev key)", runToken},
+	"audit":    {"verify an audit log's hash chain", runAudit},
 }
 
 func main() {

@@ -1,0 +1,41 @@
+# mandate — see README.md. `make test` is what CI runs.
+GO        ?= go
+BIN       := bin/mandate
+PKGS      := ./...
+FUZZTIME  ?= 60s
+
+.PHONY: all build test vet lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mandate
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# staticcheck is installed on demand from the Go module proxy.
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.2.2 $(PKGS)
+
+# Every test, against a real PostgreSQL started from /usr/lib/postgresql/*/bin,
+# plus a short fuzz of each fuzz target.
+test: vet build
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime 10s ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime 10s ./rewrite
+
+# Longer fuzzing: FUZZTIME per target.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./rewrite
+
+# pgbench -S through mandate, direct and pgbouncer, side by side.
+bench: build
+	@command -v pgbouncer >/dev/null || ls /usr/sbin/pgbouncer >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq pgbouncer)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./policy ./rewrite
+	$(GO) run ./bench
+
+clean:
+	rm -rf bin
