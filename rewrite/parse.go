@@ -249,3 +249,9 @@ const (
 	pgVariableSetKindVARRESET            = pg.VariableSetKind_VAR_RESET
 	pgVariableSetKindVARRESETALL         = pg.VariableSetKind_VAR_RESET_ALL
 )
+
+// Node kinds for MandateSetting (setting.go).
+const (
+	pgVariableSetKindVARSETVALUE = pg.VariableSetKind_VAR_SET_VALUE
+	pgDiscardModeDISCARDALL      = pg.DiscardMode_DISCARD_ALL
+)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/policy/identity"
@@ -47,8 +48,8 @@ func TestToken(t *testing.T) {
 	if id.Claims["device"] != "laptop-7" || id.Claims["risk"] != 2.0 || id.Claims["mfa"] != true {
 		t.Errorf("claims %v", id.Claims)
 	}
-	if ttl := id.ExpiresAt.Sub(id.ExpiresAt.Add(-10 * 60e9)); ttl <= 0 {
-		t.Errorf("expiry %v", id.ExpiresAt)
+	if left := time.Until(id.ExpiresAt); left <= 9*time.Minute || left > 10*time.Minute {
+		t.Errorf("token expires in %v, want --ttl 10m", left)
 	}
 	if aud, _ := id.Claims["aud"].([]any); len(aud) != 1 || aud[0] != "mandate" {
 		t.Errorf("aud %v, want only the first --jwt-audience", id.Claims["aud"])

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/mandate-proxy/mandate/grant"
+	"github.com/mandate-proxy/mandate/policy"
+	"github.com/mandate-proxy/mandate/policy/identity"
+	"github.com/mandate-proxy/mandate/policy/store"
+	"github.com/mandate-proxy/mandate/rewrite"
+)
+
+// Catalogs gives the current catalog of the upstream and its version.
+type Catalogs interface {
+	Current() (*rewrite.Catalog, uint64)
+}
+
+// Enforcer is everything a session needs to decide statements: the policy
+// engine, the live state, the catalog and the identity verifier. A Server
+// without one runs in transparent mode.
+type Enforcer struct {
+	Engine   *policy.Engine
+	State    *store.State
+	Catalogs Catalogs
+	Verifier *identity.Verifier // bearer tokens (auth jwt, SET mandate.token); nil: none accepted
+	Rewrite  *rewrite.Options
+	// AssumeAllowed lists the login principals that may name the end user
+	// per transaction with SET [LOCAL] mandate.token.
+	AssumeAllowed map[string]bool
+	Now           func() time.Time
+
+	cache rewriteCache
+}
+
+func (e *Enforcer) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// principal is who a statement runs as: the subject and the actor chain.
+type principal struct {
+	Subject string
+	Actors  []policy.Actor
+	Scopes  []string
+	Claims  map[string]any
+	Method  string // "jwt", "scram", "trust"
+	Expires time.Time
+}
+
+func fromIdentity(id identity.Identity) principal {
+	return principal{Subject: id.Subject, Actors: id.Actors, Scopes: id.Scopes, Claims: id.Claims, Method: "jwt", Expires: id.ExpiresAt}
+}
+
+// purpose is the declared purpose of use: SET mandate.purpose wins over the
+// token's "purpose" claim.
+func (p principal) purpose(set string) string {
+	if set != "" {
+		return set
+	}
+	if v, ok := p.Claims["purpose"].(string); ok {
+		return v
+	}
+	return ""
+}
+
+// decision is the outcome of one statement: the SQL to forward, or a
+// refusal; and what the audit log needs.
+type decision struct {
+	sql    string
+	result rewrite.Result
+	scope  policy.Scope
+	err    error
+}
+
+// decide builds the statement's scope from the session's current principal
+// and the live state, asks the engine for grants and the rewriter for SQL.
+// Every input is read anew per statement, so a revocation, an expiry or a
+// withdrawn consent applies to the very next one.
+func (e *Enforcer) decide(s *session, sql string) decision {
+	now := e.now()
+	p := s.principal()
+	if !p.Expires.IsZero() && !now.Before(p.Expires) {
+		return decision{err: &Error{Code: codeInvalidAuthSpec, Msg: "the identity token has expired; reconnect or SET mandate.token to a fresh one"}}
+	}
+	snap, err := e.State.Check(now)
+	if err != nil {
+		return decision{err: err}
+	}
+	scope := e.scope(s, p, snap, now)
+	cat, catVersion := e.Catalogs.Current()
+	if cat == nil {
+		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}}
+	}
+	sess := rewrite.Session{User: scope.Subject, SearchPath: s.searchPath.current()}
+	grants := func(names []string) (*grant.Set, error) {
+		infos := make([]policy.RelationInfo, 0, len(names))
+		for _, n := range names {
+			infos = append(infos, relationInfo(cat, n))
+		}
+		return e.Engine.GrantSet(scope, infos, snap.Version())
+	}
+	res, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: sess.SearchPath.key(), catalog: catVersion}, cat, sess, grants, e.Rewrite)
+	return decision{sql: res.SQL, result: res, scope: scope, err: err}
+}
+
+// scope assembles the policy scope of p at now.
+func (e *Enforcer) scope(s *session, p principal, snap *store.Snapshot, now time.Time) policy.Scope {
+	sc := policy.Scope{
+		Subject:  p.Subject,
+		Actors:   p.Actors,
+		Consents: snap.Consents(p.Subject),
+		Purpose:  p.purpose(s.purpose),
+		Context: policy.Context{
+			Now: now, ClientAddr: s.conn.RemoteAddr().String(), AuthMethod: p.Method,
+			SessionID: s.sessionID(), Scopes: p.Scopes, Claims: p.Claims,
+		},
+	}
+	// The delegation that matters is the subject's to the first delegate
+	// of the chain; an agent's registration is looked up by its id.
+	for _, a := range p.Actors {
+		switch a.Kind {
+		case policy.ActorDelegate:
+			if sc.Delegation == nil {
+				sc.Delegation = snap.Delegation(p.Subject, a.ID, now)
+			}
+		case policy.ActorAgent:
+			if sc.Agent == nil {
+				sc.Agent = snap.Agent(a.ID)
+			}
+		}
+	}
+	return sc
+}
+
+// relationInfo describes a relation to the engine from the catalog.
+func relationInfo(cat *rewrite.Catalog, qualified string) policy.RelationInfo {
+	info := policy.RelationInfo{Name: qualified}
+	if t := cat.Lookup(qualified); t != nil {
+		for _, c := range t.Columns {
+			info.Columns = append(info.Columns, policy.ColumnInfo{Name: c.Name, Type: c.Type})
+		}
+	}
+	return info
+}
+
+// rewriteCache maps a statement (text, search_path, catalog version) to its
+// parse and the relations it touches, and under that, the grants version to
+// the rewritten result. A repeated statement costs two map lookups and the
+// engine's warm grant lookup, not a parse.
+type rewriteCache struct {
+	mu      sync.Mutex
+	entries map[cacheKey]*cacheEntry
+}
+
+type cacheKey struct {
+	sql        string
+	searchPath string
+	catalog    uint64
+}
+
+type cacheEntry struct {
+	stmts     *rewrite.Statements
+	relations []string // nil until the first rewrite asked for grants
+	asked     bool
+	results   map[uint64]cachedResult // by grants version
+}
+
+type cachedResult struct {
+	res rewrite.Result
+	err error
+}
+
+const (
+	maxCacheEntries     = 8192
+	maxResultsPerEntry  = 32
+	noGrantsVersion     = 0
+	errNoGrantsRequired = "no grants"
+)
+
+func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, error) {
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[cacheKey]*cacheEntry{}
+	}
+	ent := c.entries[k]
+	c.mu.Unlock()
+	if ent == nil {
+		stmts, err := rewrite.Parse(k.sql)
+		if err != nil {
+			return rewrite.Result{}, err
+		}
+		ent = &cacheEntry{stmts: stmts, results: map[uint64]cachedResult{}}
+	}
+
+	// Grants for the relations this statement is known to touch decide
+	// which cached rewrite applies.
+	version := uint64(noGrantsVersion)
+	var set *grant.Set
+	c.mu.Lock()
+	asked, rels := ent.asked, ent.relations
+	c.mu.Unlock()
+	if asked && len(rels) > 0 {
+		var err error
+		if set, err = grants(rels); err != nil {
+			return rewrite.Result{}, err
+		}
+		version = set.Version
+	}
+	if asked {
+		c.mu.Lock()
+		r, ok := ent.results[version]
+		c.mu.Unlock()
+		if ok {
+			return r.res, r.err
+		}
+	}
+
+	var askedFor []string
+	src := rewrite.GrantFunc(func(names []string) (*grant.Set, error) {
+		askedFor = names
+		if set != nil && equalStrings(names, rels) {
+			return set, nil
+		}
+		s, err := grants(names)
+		if err == nil {
+			version = s.Version
+		}
+		return s, err
+	})
+	res, err := rewrite.Rewrite(ent.stmts, cat, sess, src, opts)
+	var grantErr *policy.Error
+	var storeErr *store.Error
+	if errors.As(err, &grantErr) && grantErr.Code != policy.CodeInsufficientPrivilege || errors.As(err, &storeErr) {
+		return res, err // transient: never cached
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ent.asked, ent.relations = true, askedFor
+	if len(ent.results) >= maxResultsPerEntry {
+		clear(ent.results)
+	}
+	ent.results[version] = cachedResult{res, err}
+	if c.entries[k] == nil {
+		if len(c.entries) >= maxCacheEntries {
+			for key := range c.entries { // map order is random: a cheap random eviction
+				delete(c.entries, key)
+				if len(c.entries) < maxCacheEntries*3/4 {
+					break
+				}
+			}
+		}
+		c.entries[k] = ent
+	}
+	return res, err
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
