@@ -19,26 +19,63 @@ var mockSalt = func() []byte {
 	return b
 }()
 
-// authenticate proves the client's identity and returns its subject.
-func (s *session) authenticate(user string) (string, error) {
+// authenticate proves the client's identity and returns it.
+func (s *session) authenticate(user string) (principal, error) {
 	if user == "" {
-		return "", fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet", nil)
+		return principal{}, fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet", nil)
 	}
-	switch s.srv.cfg.Auth {
+	method := s.srv.cfg.Auth
+	var p principal
+	var err error
+	switch method {
 	case AuthTrust:
 		// Checked at start-up too; this guards against a listener added later.
 		if !isLoopback(s.conn) {
-			return "", fatalf(codeInvalidAuthSpec, "trust authentication is allowed only from loopback", nil)
+			return p, fatalf(codeInvalidAuthSpec, "trust authentication is allowed only from loopback", nil)
 		}
-		return user, nil
+		return principal{Subject: user, Method: "trust"}, nil
 	case AuthSCRAM:
-		if err := s.authSCRAM(user); err != nil {
-			s.srv.metrics.authFailures.WithLabelValues(string(AuthSCRAM)).Inc()
-			return "", err
-		}
-		return user, nil
+		err = s.authSCRAM(user)
+		p = principal{Subject: user, Method: "scram"}
+	case AuthJWT:
+		p, err = s.authJWT(user)
+	default:
+		err = fatalf(codeInvalidAuthSpec, "no authentication method configured", nil)
 	}
-	return "", fatalf(codeInvalidAuthSpec, "no authentication method configured", nil)
+	if err != nil {
+		s.srv.metrics.authFailures.WithLabelValues(string(method)).Inc()
+	}
+	return p, err
+}
+
+// authJWT takes a bearer token as the password: cleartext, so only over
+// TLS or from this host.
+func (s *session) authJWT(user string) (principal, error) {
+	if !s.tls && !isLoopback(s.conn) {
+		return principal{}, fatalf(codeInvalidAuthSpec, "bearer tokens are accepted only over TLS (sslmode=require) or from loopback", nil)
+	}
+	if err := s.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return principal{}, err
+	}
+	msg, err := s.backend.Receive()
+	if err != nil {
+		return principal{}, err
+	}
+	pw, ok := msg.(*pgproto3.PasswordMessage)
+	if !ok {
+		return principal{}, fatalf(codeProtocolViolation, fmt.Sprintf("expected password response, got %T", msg), nil)
+	}
+	e := s.srv.cfg.Enforcer
+	id, err := e.Verifier.Verify(pw.Password)
+	if err != nil {
+		return principal{}, asFatal(err)
+	}
+	if id.Subject != user && !(len(id.Actors) > 0 && id.Actors[len(id.Actors)-1].ID == user) {
+		// The startup user must name the token's subject or its acting party,
+		// so logs and pg_stat_activity never show a misleading name.
+		return principal{}, fatalf(codeInvalidAuthSpec, fmt.Sprintf("token is for %q, not for user %q", id.Subject, user), nil)
+	}
+	return fromIdentity(id), nil
 }
 
 func (s *session) authSCRAM(user string) error {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/mandate-proxy/mandate/audit"
 )
 
 // AuthMethod is how clients prove who they are.
@@ -19,6 +21,9 @@ const (
 	AuthTrust AuthMethod = "trust"
 	// AuthSCRAM checks SCRAM-SHA-256 against a file of verifiers.
 	AuthSCRAM AuthMethod = "scram-sha-256"
+	// AuthJWT takes a bearer token as the password (over TLS or loopback
+	// only); its sub is the subject and its act claim the actor chain.
+	AuthJWT AuthMethod = "jwt"
 )
 
 // Config is what a Server needs. cmd/mandate fills it from flags and the
@@ -45,8 +50,12 @@ type Config struct {
 	ShutdownTimeout          time.Duration
 
 	// Transparent relays statements unchanged. It must be set explicitly
-	// until policies are configured: nothing is enforced in this mode.
+	// when no Enforcer is configured: nothing is enforced in this mode.
 	Transparent bool
+	// Enforcer decides every statement; nil only in transparent mode.
+	Enforcer *Enforcer
+	// Audit receives one record per decision; nil: none are written.
+	Audit *audit.Writer
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -88,7 +97,10 @@ func (c *Config) validate() error {
 	if len(c.Listen) == 0 && c.UnixSocketDir == "" {
 		return errors.New("nothing to listen on: set --listen or --unix-socket-dir")
 	}
-	if !c.Transparent {
+	switch {
+	case c.Transparent && c.Enforcer != nil:
+		return errors.New("--transparent and policies exclude each other")
+	case !c.Transparent && c.Enforcer == nil:
 		return errors.New("no policies are configured: start with --transparent to relay without enforcement")
 	}
 	switch c.Auth {
@@ -98,12 +110,16 @@ func (c *Config) validate() error {
 				return fmt.Errorf("auth trust is allowed only on loopback or unix-socket listeners, not %s", addr)
 			}
 		}
+	case AuthJWT:
+		if c.Enforcer == nil || c.Enforcer.Verifier == nil {
+			return errors.New("auth jwt needs a token verifier (--jwks-file or --jwks-url)")
+		}
 	case AuthSCRAM:
 		if len(c.Verifiers) == 0 {
 			return errors.New("auth scram-sha-256 needs a verifier file with at least one user (mandate passwd prints a line)")
 		}
 	default:
-		return fmt.Errorf("unknown auth method %q (want trust or scram-sha-256)", c.Auth)
+		return fmt.Errorf("unknown auth method %q (want trust, scram-sha-256 or jwt)", c.Auth)
 	}
 	if c.RequireTLS && c.TLS == nil {
 		return errors.New("require TLS needs --tls-cert and --tls-key")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,10 +71,11 @@ func (p principal) purpose(set string) string {
 // decision is the outcome of one statement: the SQL to forward, or a
 // refusal; and what the audit log needs.
 type decision struct {
-	sql    string
-	result rewrite.Result
-	scope  policy.Scope
-	err    error
+	sql         string
+	result      rewrite.Result
+	scope       policy.Scope
+	fingerprint string
+	err         error
 }
 
 // decide builds the statement's scope from the session's current principal
@@ -95,7 +97,7 @@ func (e *Enforcer) decide(s *session, sql string) decision {
 	if cat == nil {
 		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}}
 	}
-	sess := rewrite.Session{User: scope.Subject, SearchPath: s.searchPath.current()}
+	sess := rewrite.Session{User: s.srv.upstream.User, SearchPath: s.searchPath.current()}
 	grants := func(names []string) (*grant.Set, error) {
 		infos := make([]policy.RelationInfo, 0, len(names))
 		for _, n := range names {
@@ -103,8 +105,10 @@ func (e *Enforcer) decide(s *session, sql string) decision {
 		}
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
-	res, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: sess.SearchPath.key(), catalog: catVersion}, cat, sess, grants, e.Rewrite)
-	return decision{sql: res.SQL, result: res, scope: scope, err: err}
+	start := time.Now()
+	res, fp, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.Rewrite)
+	s.srv.metrics.rewriteSeconds.Observe(time.Since(start).Seconds())
+	return decision{sql: res.SQL, result: res, scope: scope, fingerprint: fp, err: err}
 }
 
 // scope assembles the policy scope of p at now.
@@ -139,9 +143,12 @@ func (e *Enforcer) scope(s *session, p principal, snap *store.Snapshot, now time
 // relationInfo describes a relation to the engine from the catalog.
 func relationInfo(cat *rewrite.Catalog, qualified string) policy.RelationInfo {
 	info := policy.RelationInfo{Name: qualified}
-	if t := cat.Lookup(qualified); t != nil {
-		for _, c := range t.Columns {
-			info.Columns = append(info.Columns, policy.ColumnInfo{Name: c.Name, Type: c.Type})
+	schema, name, _ := strings.Cut(qualified, ".")
+	if sch := cat.Schemas[schema]; sch != nil {
+		if t := sch.Tables[name]; t != nil {
+			for _, c := range t.Columns {
+				info.Columns = append(info.Columns, policy.ColumnInfo{Name: c.Name, Type: c.Type})
+			}
 		}
 	}
 	return info
@@ -163,10 +170,11 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	stmts     *rewrite.Statements
-	relations []string // nil until the first rewrite asked for grants
-	asked     bool
-	results   map[uint64]cachedResult // by grants version
+	stmts       *rewrite.Statements
+	fingerprint string
+	relations   []string // nil until the first rewrite asked for grants
+	asked       bool
+	results     map[uint64]cachedResult // by grants version
 }
 
 type cachedResult struct {
@@ -175,13 +183,12 @@ type cachedResult struct {
 }
 
 const (
-	maxCacheEntries     = 8192
-	maxResultsPerEntry  = 32
-	noGrantsVersion     = 0
-	errNoGrantsRequired = "no grants"
+	maxCacheEntries    = 8192
+	maxResultsPerEntry = 32
+	noGrantsVersion    = 0
 )
 
-func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, error) {
+func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, string, error) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[cacheKey]*cacheEntry{}
@@ -191,9 +198,9 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if ent == nil {
 		stmts, err := rewrite.Parse(k.sql)
 		if err != nil {
-			return rewrite.Result{}, err
+			return rewrite.Result{}, "", err
 		}
-		ent = &cacheEntry{stmts: stmts, results: map[uint64]cachedResult{}}
+		ent = &cacheEntry{stmts: stmts, fingerprint: stmts.Fingerprint(), results: map[uint64]cachedResult{}}
 	}
 
 	// Grants for the relations this statement is known to touch decide
@@ -206,7 +213,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if asked && len(rels) > 0 {
 		var err error
 		if set, err = grants(rels); err != nil {
-			return rewrite.Result{}, err
+			return rewrite.Result{}, ent.fingerprint, err
 		}
 		version = set.Version
 	}
@@ -215,7 +222,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		r, ok := ent.results[version]
 		c.mu.Unlock()
 		if ok {
-			return r.res, r.err
+			return r.res, ent.fingerprint, r.err
 		}
 	}
 
@@ -235,7 +242,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	var grantErr *policy.Error
 	var storeErr *store.Error
 	if errors.As(err, &grantErr) && grantErr.Code != policy.CodeInsufficientPrivilege || errors.As(err, &storeErr) {
-		return res, err // transient: never cached
+		return res, ent.fingerprint, err // transient: never cached
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -255,7 +262,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		}
 		c.entries[k] = ent
 	}
-	return res, err
+	return res, ent.fingerprint, err
 }
 
 func equalStrings(a, b []string) bool {

@@ -5,6 +5,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/mandate-proxy/mandate/policy"
+	"github.com/mandate-proxy/mandate/policy/identity"
+	"github.com/mandate-proxy/mandate/policy/store"
+	"github.com/mandate-proxy/mandate/rewrite"
 )
 
 // SQLSTATEs the proxy itself reports.
@@ -47,33 +51,45 @@ func fatalf(code, msg string, cause error) *Error {
 	return &Error{Code: code, Msg: msg, Fatal: true, Err: cause}
 }
 
-// coded is implemented by the typed errors of policy and rewrite.
-type coded interface {
-	error
-	SQLState() string
-}
-
 // toErrorResponse is the one place where an error becomes what the client
-// sees. Unknown errors are reported as internal without their text, so
-// nothing about the upstream or the policy store leaks.
+// sees: the typed errors of rewrite, policy, the store and identity carry
+// their SQLSTATE; unknown errors are reported as internal without their
+// text, so nothing about the upstream or the policy store leaks.
 func toErrorResponse(err error) *pgproto3.ErrorResponse {
-	severity := "ERROR"
-	var pe *Error
-	var upstream *pgconn.PgError
-	var c coded
+	r := &pgproto3.ErrorResponse{Severity: "ERROR", Code: codeInternal, Message: "internal error in mandate"}
+	var (
+		pe       *Error
+		upstream *pgconn.PgError
+		re       *rewrite.Error
+		pol      *policy.Error
+		se       *store.Error
+		ie       *identity.Error
+	)
 	switch {
 	case errors.As(err, &pe):
+		r.Code, r.Message, r.Detail, r.Hint = pe.Code, pe.Msg, pe.Detail, pe.Hint
 		if pe.Fatal {
-			severity = "FATAL"
+			r.Severity = "FATAL"
 		}
-		return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: pe.Code, Message: pe.Msg, Detail: pe.Detail, Hint: pe.Hint}
 	case errors.As(err, &upstream):
 		// Upstream errors during connect (e.g. database does not exist) are
 		// the client's to see, as PostgreSQL would report them.
-		return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: upstream.Code, Message: upstream.Message, Detail: upstream.Detail, Hint: upstream.Hint}
-	case errors.As(err, &c):
-		return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: c.SQLState(), Message: c.Error()}
-	default:
-		return &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: codeInternal, Message: "internal error in mandate"}
+		r.Severity, r.Code, r.Message, r.Detail, r.Hint = "FATAL", upstream.Code, upstream.Message, upstream.Detail, upstream.Hint
+	case errors.As(err, &re):
+		r.Code, r.Message, r.Detail = re.Code, re.Msg, re.Detail
+	case errors.As(err, &pol):
+		r.Code, r.Message, r.Detail = pol.Code, pol.Msg, pol.Detail
+	case errors.As(err, &se):
+		r.Code, r.Message = se.Code, se.Message
+	case errors.As(err, &ie):
+		r.Code, r.Message = ie.Code, ie.Msg
 	}
+	r.SeverityUnlocalized = r.Severity
+	return r
+}
+
+// asFatal makes any error end the session (an authentication failure).
+func asFatal(err error) *Error {
+	r := toErrorResponse(err)
+	return &Error{Code: r.Code, Msg: r.Message, Detail: r.Detail, Fatal: true, Err: err}
 }

@@ -21,6 +21,10 @@ type Metrics struct {
 	upstreamConnect  prometheus.Histogram
 	upstreamFailures prometheus.Counter
 	cancels          *prometheus.CounterVec // by outcome
+	decisions        *prometheus.CounterVec // by decision
+	refusals         prometheus.Counter
+	rewriteSeconds   prometheus.Histogram
+	revocation       prometheus.Histogram
 
 	// Children of statements, resolved once: the relay's hot path must not
 	// hash label values per message.
@@ -69,7 +73,22 @@ func NewMetrics() *Metrics {
 			Name: "mandate_cancel_requests_total", Help: "CancelRequests received, by outcome (forwarded, unknown).",
 		}, []string{"outcome"}),
 	}
-	r.MustRegister(m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mandate_decisions_total", Help: "Statement decisions, by outcome (allow, deny).",
+	}, []string{"decision"})
+	m.refusals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mandate_refusals_total", Help: "Statements refused by mandate (denied, unsupported or unverifiable).",
+	})
+	m.rewriteSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "mandate_decision_seconds", Help: "Time to decide and rewrite one statement (grants and rewrite, cached or not).",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+	})
+	m.revocation = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "mandate_revocation_seconds", Help: "Time from a delegation's revocation commit to the first statement it refused.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
+	r.MustRegister(m.decisions, m.refusals, m.rewriteSeconds, m.revocation,
+		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
 		m.upstreamConnect, m.upstreamFailures, m.cancels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

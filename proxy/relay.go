@@ -60,19 +60,41 @@ func (s *session) relayClient() error {
 			}
 			continue
 		}
+		enforce := s.srv.cfg.Enforcer != nil
 		flush := false
 		switch msg := msg.(type) {
 		case *pgproto3.Query:
 			m.stmtSimple.Inc()
+			if enforce {
+				s.onQuery(msg)
+			}
 			s.pending.Add(1)
+			s.segment++
 			flush = true
 		case *pgproto3.Parse:
 			m.stmtParse.Inc()
+			if enforce {
+				s.onParse(msg)
+			}
+		case *pgproto3.Bind:
+			if enforce {
+				if err := s.onBind(msg); err != nil {
+					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
+			}
 		case *pgproto3.Execute:
 			m.stmtExecute.Inc()
-		case *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Close:
+			if enforce {
+				s.onExecute(msg)
+			}
+		case *pgproto3.Close:
+			if enforce {
+				s.onClose(msg)
+			}
+		case *pgproto3.Describe:
 		case *pgproto3.Sync:
 			s.pending.Add(1)
+			s.segment++
 			flush = true
 		case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
 			flush = true
@@ -80,6 +102,11 @@ func (s *session) relayClient() error {
 			flush = len(u.wbuf)+len(msg.Data) >= upstreamFlushAt
 		case *pgproto3.FunctionCall:
 			m.stmtFunctionCall.Inc()
+			if enforce {
+				// A fast-path call names any function by OID, around every
+				// check the rewriter makes: it cannot be enforced.
+				return fatalf(codeFeatureUnsupported, "fast-path function calls are not supported through mandate", nil)
+			}
 			s.pending.Add(1)
 			flush = true
 		case *pgproto3.Terminate:
@@ -169,7 +196,7 @@ func (s *session) relayUpstream() error {
 	r := s.upstream.r
 	m := s.srv.metrics
 	var sent int
-	var fatal bool
+	var fatal bool // the upstream sent a FATAL error: its end is no surprise
 	for {
 		hdr, err := r.Peek(5)
 		if err != nil {
@@ -187,12 +214,18 @@ func (s *session) relayUpstream() error {
 		if total := 1 + n; total <= r.Size() {
 			var msg []byte
 			if msg, err = r.Peek(total); err == nil {
-				fatal = s.tap(typ, msg[5:]) || fatal
-				_, err = s.cw.Write(msg)
+				var out []byte
+				out, fatal = s.tap(typ, msg)
+				if out != nil {
+					_, err = s.cw.Write(out)
+					sent += len(out)
+				}
 				_, _ = r.Discard(total)
-				sent += total
 			}
 		} else {
+			if s.srv.cfg.Enforcer != nil && s.srv.cfg.Audit != nil && typ == 'D' {
+				s.auditTap(typ, nil)
+			}
 			// Larger than the read buffer (a big DataRow or CopyData):
 			// stream it through without holding it.
 			if _, err = s.cw.Write(hdr); err == nil {
@@ -214,9 +247,23 @@ func (s *session) relayUpstream() error {
 	}
 }
 
-// tap reads what metrics and session state need from an upstream message,
-// and reports whether it is a FATAL error (the upstream ends after it).
-func (s *session) tap(typ byte, body []byte) (fatal bool) {
+// tap reads what metrics and session state need from an upstream message
+// and returns what the client gets in its place: the message itself, a
+// refusal instead of its marker error, or nothing for an answer to a
+// message mandate injected. fatal reports a FATAL error: the upstream ends
+// after it.
+func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
+	body := msg[5:]
+	out = msg
+	enforce := s.srv.cfg.Enforcer != nil
+	if enforce {
+		if s.drops.hide(typ) {
+			return nil, false
+		}
+		if s.srv.cfg.Audit != nil {
+			s.auditTap(typ, body)
+		}
+	}
 	switch typ {
 	case 'Z':
 		if len(body) == 1 {
@@ -231,9 +278,14 @@ func (s *session) tap(typ byte, body []byte) (fatal bool) {
 			s.updateReadDeadline()
 		}
 	case 'E':
+		if enforce {
+			if swapped := s.markers.swap(body); swapped != nil {
+				return swapped, false // counted when refused
+			}
+		}
 		severity, code := errorFields(body)
 		s.srv.metrics.errors.WithLabelValues(code).Inc()
-		return severity == "FATAL" || severity == "PANIC"
+		fatal = severity == "FATAL" || severity == "PANIC"
 	case 'G':
 		s.srv.metrics.stmtCopyIn.Inc()
 	case 'H':
@@ -241,7 +293,7 @@ func (s *session) tap(typ byte, body []byte) (fatal bool) {
 	case 'W':
 		s.srv.metrics.stmtCopyBoth.Inc()
 	}
-	return false
+	return out, fatal
 }
 
 // errorFields extracts the unlocalized severity and the SQLSTATE of an

@@ -34,9 +34,22 @@ type session struct {
 	pid    uint32 // the BackendKeyData we handed out
 	secret []byte
 
-	user     string // startup user name
-	subject  string // authenticated identity
+	user     string    // startup user name
+	login    principal // who authenticated
 	upstream *upstreamConn
+
+	// Enforcement state, owned by the client loop unless noted.
+	assumed        *principal // SET mandate.token
+	local          *principal // SET LOCAL mandate.token, until the transaction ends
+	purpose        string     // SET mandate.purpose
+	searchPath     searchPath
+	stmts          map[string]*preparedStmt
+	portals        map[string]string // portal → statement
+	segment        uint64            // Syncs and Queries forwarded: the segment being sent
+	lastDelegation string            // delegation of the last allowed statement
+	markers        *markers          // shared with the upstream loop
+	drops          drops             // shared with the upstream loop
+	trail          auditTrail        // shared with the upstream loop
 
 	// pending counts responses still owed by the upstream: one
 	// ReadyForQuery per Query, Sync or FunctionCall forwarded.
@@ -52,7 +65,8 @@ func (srv *Server) newSession(c net.Conn) *session {
 	id := srv.nextID.Add(1)
 	_, unix := c.(*net.UnixConn)
 	s := &session{srv: srv, id: id, conn: c, unix: unix,
-		log: srv.log.With("session", id, "client", c.RemoteAddr().String())}
+		log:     srv.log.With("session", id, "client", c.RemoteAddr().String()),
+		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]string{}}
 	s.txStatus.Store('I')
 	return s
 }
@@ -110,11 +124,11 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 		return err
 	}
 	s.user = sm.Parameters["user"]
-	subject, err := s.authenticate(s.user)
+	login, err := s.authenticate(s.user)
 	if err != nil {
 		return err
 	}
-	s.subject = subject
+	s.login = login
 	up, err := s.srv.connectUpstream(context.Background(), sm.Parameters["database"], params)
 	if err != nil {
 		return err

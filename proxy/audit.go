@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/policy"
+)
+
+// auditTrail holds a session's allowed statements until the upstream
+// reports how they ended (rows affected, SQLSTATE), in the order it will
+// report them: one CommandComplete, EmptyQueryResponse, PortalSuspended or
+// ErrorResponse each. Refusals are written at once.
+type auditTrail struct {
+	mu      sync.Mutex
+	queue   []auditItem
+	rows    int64  // DataRows seen for the statement at the head
+	aborted string // SQLSTATE that aborted the rest of the segment
+}
+
+// auditItem is one answer the trail waits for: an allowed statement's
+// record, or a placeholder (skip) for what mandate itself forwarded in a
+// statement's place (a refusal marker, a handled SET).
+type auditItem struct {
+	rec  audit.Record
+	skip bool
+}
+
+// recordFor is the audit record of a decision, without its outcome.
+func (s *session) recordFor(d decision) audit.Record {
+	r := audit.Record{
+		Time:        s.srv.cfg.Enforcer.now(),
+		Session:     s.sessionID(),
+		ClientAddr:  s.conn.RemoteAddr().String(),
+		Subject:     d.scope.Subject,
+		Purpose:     d.scope.Purpose,
+		Fingerprint: d.fingerprint,
+		Decision:    audit.DecisionAllow,
+	}
+	for _, a := range d.scope.Actors {
+		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
+	}
+	if d.scope.Delegation != nil {
+		r.DelegationID = d.scope.Delegation.ID
+	}
+	seen := map[string]bool{}
+	for _, st := range d.result.Statements {
+		for _, rel := range st.Relations {
+			if !seen[rel.Name] {
+				seen[rel.Name] = true
+				r.Tables = append(r.Tables, rel.Name)
+			}
+			if r.Action == "" {
+				r.Action = string(rel.Action)
+			}
+			for _, f := range rel.Filters {
+				r.Filters = append(r.Filters, rel.Name+": "+f)
+			}
+			for _, m := range rel.Masks {
+				r.Masks = append(r.Masks, rel.Name+"."+m.Column+": "+string(m.Kind))
+			}
+			r.PolicyIDs = append(r.PolicyIDs, rel.Policies...)
+		}
+	}
+	return r
+}
+
+// audit records a decision: a refusal at once, an allowed statement when
+// the upstream reports its end (see auditTrail).
+func (s *session) audit(d decision) {
+	m := s.srv.metrics
+	if d.err != nil {
+		m.decisions.WithLabelValues("deny").Inc()
+		s.observeRevocation(d)
+		r := s.recordFor(d)
+		r.Decision = audit.DecisionDeny
+		r.SQLState = toErrorResponse(d.err).Code
+		var pe *policy.Error
+		if errors.As(d.err, &pe) && pe.Detail != "" {
+			r.PolicyIDs = append(r.PolicyIDs, pe.Detail)
+		}
+		s.writeAudit(r)
+		return
+	}
+	m.decisions.WithLabelValues("allow").Inc()
+	if d.scope.Delegation != nil {
+		s.lastDelegation = d.scope.Delegation.ID
+	}
+}
+
+// queueRecords queues n completions of an allowed simple query (one per
+// statement in it).
+func (s *session) queueRecords(r audit.Record, n int) {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	s.trail.mu.Lock()
+	for range max(1, n) {
+		s.trail.queue = append(s.trail.queue, auditItem{rec: r})
+	}
+	s.trail.mu.Unlock()
+}
+
+// auditPlaceholder keeps the trail aligned for a statement mandate
+// forwarded in the client's statement's place.
+func (s *session) auditPlaceholder() {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	s.trail.mu.Lock()
+	s.trail.queue = append(s.trail.queue, auditItem{skip: true})
+	s.trail.mu.Unlock()
+}
+
+// observeRevocation feeds mandate_revocation_seconds: the first refusal
+// of a session whose last allowed statement used a delegation that has
+// since been revoked measures revocation commit → enforcement.
+func (s *session) observeRevocation(d decision) {
+	if s.lastDelegation == "" {
+		return
+	}
+	snap, err := s.srv.cfg.Enforcer.State.Snapshot()
+	if err != nil {
+		return
+	}
+	if at, ok := snap.RevokedAt(s.lastDelegation); ok {
+		s.srv.metrics.revocation.Observe(s.srv.cfg.Enforcer.now().Sub(at).Seconds())
+		s.lastDelegation = ""
+	}
+}
+
+// queueExecution queues the record of a prepared statement's execution.
+func (s *session) queueExecution(r audit.Record) {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	r.Time = s.srv.cfg.Enforcer.now()
+	s.trail.mu.Lock()
+	s.trail.queue = append(s.trail.queue, auditItem{rec: r})
+	s.trail.mu.Unlock()
+}
+
+func (s *session) writeAudit(r audit.Record) {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	if err := s.srv.cfg.Audit.Write(r); err != nil {
+		s.log.Error("audit write failed", "err", err)
+	}
+}
+
+// auditTap follows the upstream's answers for the audit trail.
+func (s *session) auditTap(typ byte, body []byte) {
+	t := &s.trail
+	t.mu.Lock()
+	if len(t.queue) == 0 {
+		t.mu.Unlock()
+		return
+	}
+	var done *auditItem
+	switch typ {
+	case 'D':
+		t.rows++
+	case 'C', 'I', 's':
+		it := t.queue[0]
+		it.rec.Rows = t.rows
+		if typ == 'C' {
+			it.rec.Rows = commandRows(body, t.rows)
+		}
+		done = &it
+	case 'E':
+		it := t.queue[0]
+		_, it.rec.SQLState = errorFields(body)
+		t.aborted = it.rec.SQLState
+		done = &it
+	case 'Z':
+		// What is left was skipped after an error: decided, never run.
+		rest := t.queue
+		t.queue, t.rows = nil, 0
+		aborted := t.aborted
+		t.aborted = ""
+		t.mu.Unlock()
+		for _, it := range rest {
+			if !it.skip {
+				it.rec.SQLState = aborted
+				it.rec.Duration = time.Since(it.rec.Time)
+				s.writeAudit(it.rec)
+			}
+		}
+		return
+	}
+	if done != nil {
+		t.queue, t.rows = t.queue[1:], 0
+	}
+	t.mu.Unlock()
+	if done != nil && !done.skip {
+		done.rec.Duration = time.Since(done.rec.Time)
+		s.writeAudit(done.rec)
+	}
+}
+
+// commandRows is the row count at the end of a CommandComplete tag
+// ("INSERT 0 5", "SELECT 3", "COPY 10"), or counted when the tag has none.
+func commandRows(body []byte, counted int64) int64 {
+	tag := bytes.TrimRight(body, "\x00")
+	if i := bytes.LastIndexByte(tag, ' '); i >= 0 {
+		if n, err := strconv.ParseInt(string(tag[i+1:]), 10, 64); err == nil {
+			return n
+		}
+	}
+	return counted
+}

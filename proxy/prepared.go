@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/mandate-proxy/mandate/audit"
+)
+
+// A prepared statement keeps the SQL it was rewritten into at Parse, and
+// with it the grants of that moment. Before each Bind mandate decides the
+// client's SQL again (a cache hit when nothing changed); if the answer
+// differs — a delegation revoked, a consent withdrawn, a policy reloaded —
+// it re-prepares the statement under the same name first, and hides the
+// upstream's answers to that from the client.
+
+// preparedStmt is what mandate knows of one prepared statement.
+type preparedStmt struct {
+	sql       string   // the client's text
+	forwarded string   // what the upstream prepared under the name
+	paramOIDs []uint32 // the client's parameter types, for re-preparing
+	record    audit.Record
+	refused   bool // the marker was prepared: executions fail upstream
+	handled   bool // a mandate.* setting's stand-in: executions are not audited
+}
+
+// drops are upstream answers to messages mandate injected, to be hidden
+// from the client. Each belongs to a segment (the messages up to a Sync):
+// answers come in order, so within its segment an expected CloseComplete
+// or ParseComplete is the next one of its type; an ErrorResponse instead of
+// an expected ParseComplete is the client's to see (the re-prepare was
+// refused), and a segment that ended (ReadyForQuery) takes its unmet
+// expectations with it (an earlier error made the upstream skip them).
+type drops struct {
+	mu      sync.Mutex
+	pending []drop
+	synced  uint64 // ReadyForQuery answers seen: the segment being answered
+}
+
+type drop struct {
+	segment uint64
+	typ     byte
+}
+
+func (d *drops) expect(segment uint64, types ...byte) {
+	d.mu.Lock()
+	for _, t := range types {
+		d.pending = append(d.pending, drop{segment, t})
+	}
+	d.mu.Unlock()
+}
+
+// hide reports whether an upstream message must not reach the client.
+func (d *drops) hide(typ byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if typ == 'Z' {
+		d.synced++
+		for len(d.pending) > 0 && d.pending[0].segment < d.synced {
+			d.pending = d.pending[1:]
+		}
+		return false
+	}
+	if len(d.pending) == 0 || d.pending[0].segment != d.synced {
+		return false
+	}
+	switch head := d.pending[0].typ; {
+	case head == typ:
+		d.pending = d.pending[1:]
+		return true
+	case head == '1' && typ == 'E':
+		d.pending = d.pending[1:]
+	}
+	return false
+}
+
+// onParse decides a Parse and remembers the statement.
+func (s *session) onParse(m *pgproto3.Parse) {
+	ps := &preparedStmt{sql: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
+	var d decision
+	var o outcome
+	m.Query, d, o = s.decideText(m.Query)
+	ps.forwarded = m.Query
+	switch o {
+	case decided:
+		ps.record = s.recordFor(d)
+	case refused:
+		ps.refused = true
+		s.auditPlaceholder()
+	case handled:
+		ps.handled = true
+	}
+	s.stmts[m.Name] = ps
+}
+
+// onBind re-decides the statement a Bind names and, when the decision
+// changed, queues a re-prepare in front of the Bind.
+func (s *session) onBind(m *pgproto3.Bind) error {
+	s.portals[m.DestinationPortal] = m.PreparedStatement
+	ps := s.stmts[m.PreparedStatement]
+	if ps == nil {
+		return nil // the upstream answers "does not exist", as PostgreSQL would
+	}
+	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
+	forwarded := d.sql
+	if d.err == nil && forwarded == ps.forwarded {
+		return nil
+	}
+	s.audit(d)
+	refusedNow := d.err != nil
+	if refusedNow {
+		forwarded = s.refuse(d.err)
+	}
+	u := s.upstream
+	var err error
+	if u.wbuf, err = (&pgproto3.Close{ObjectType: 'S', Name: m.PreparedStatement}).Encode(u.wbuf); err != nil {
+		return err
+	}
+	if u.wbuf, err = (&pgproto3.Parse{Name: m.PreparedStatement, Query: forwarded, ParameterOIDs: ps.paramOIDs}).Encode(u.wbuf); err != nil {
+		return err
+	}
+	s.drops.expect(s.segment, '3', '1')
+	if refusedNow {
+		s.auditPlaceholder() // for the marker's error, which the client sees
+	}
+	ps.forwarded, ps.refused = forwarded, refusedNow
+	if !refusedNow {
+		ps.record = s.recordFor(d)
+	}
+	return nil
+}
+
+// onExecute queues the audit record of the statement a portal runs.
+func (s *session) onExecute(m *pgproto3.Execute) {
+	ps := s.stmts[s.portals[m.Portal]]
+	switch {
+	case ps == nil || ps.refused:
+	case ps.handled:
+		s.auditPlaceholder()
+	default:
+		s.queueExecution(ps.record)
+	}
+}
+
+// onClose forgets a closed statement or portal.
+func (s *session) onClose(m *pgproto3.Close) {
+	if m.ObjectType == 'S' {
+		delete(s.stmts, m.Name)
+	} else {
+		delete(s.portals, m.Name)
+	}
+}

@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/mandate-proxy/mandate/rewrite"
+)
+
+// This file is the decided path of the client loop: what a Query or Parse
+// becomes before it goes upstream, and how the upstream's answers to what
+// mandate injected are put back in the client's terms.
+//
+// A refusal must reach the client in order (after the answers to earlier
+// pipelined messages) and must leave the session exactly as PostgreSQL
+// would after an error (an open transaction aborted, the rest of an
+// extended-protocol batch skipped until Sync). So mandate does not answer a
+// refused statement itself: it forwards a marker statement that fails in
+// the upstream with a unique name, and the upstream loop swaps that error
+// for the refusal when it passes by.
+
+// markers is a session's table of pending refusals.
+type markers struct {
+	nonce []byte // random per session: a client cannot forge a marker
+
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]*pgproto3.ErrorResponse
+}
+
+func newMarkers() *markers {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &markers{nonce: []byte("mandate refusal " + hex.EncodeToString(b) + " #"), pending: map[uint64]*pgproto3.ErrorResponse{}}
+}
+
+// marker registers err's ErrorResponse and returns the SQL that makes the
+// upstream fail in its place (at parse analysis, so it fails at Parse in the
+// extended protocol and in statement order in a simple query).
+func (m *markers) marker(resp *pgproto3.ErrorResponse) string {
+	m.mu.Lock()
+	m.next++
+	n := m.next
+	m.pending[n] = resp
+	m.mu.Unlock()
+	return `SELECT "` + string(m.nonce) + strconv.FormatUint(n, 10) + `"`
+}
+
+// swap returns the encoded refusal for an upstream ErrorResponse body that
+// carries one of our markers, or nil.
+func (m *markers) swap(body []byte) []byte {
+	i := bytes.Index(body, m.nonce)
+	if i < 0 {
+		return nil
+	}
+	digits := body[i+len(m.nonce):]
+	end := 0
+	for end < len(digits) && digits[end] >= '0' && digits[end] <= '9' {
+		end++
+	}
+	n, err := strconv.ParseUint(string(digits[:end]), 10, 64)
+	if err != nil {
+		return nil
+	}
+	m.mu.Lock()
+	resp := m.pending[n]
+	delete(m.pending, n)
+	m.mu.Unlock()
+	if resp == nil {
+		return nil
+	}
+	out, _ := resp.Encode(nil)
+	return out
+}
+
+// settingReplacement is what a handled SET/RESET of mandate.* becomes
+// upstream: a statement with the same command tag and transaction
+// semantics (SET LOCAL outside a transaction warns, inside an aborted one
+// fails) that carries nothing of the value.
+func settingReplacement(st rewrite.Setting) string {
+	if st.Local {
+		return "SET LOCAL mandate.assumed TO DEFAULT"
+	}
+	return "SET mandate.assumed TO DEFAULT"
+}
+
+// outcome is what became of a client's statement text.
+type outcome int
+
+const (
+	decided outcome = iota // rewritten (or passed unchanged) under a decision
+	refused                // replaced by a refusal marker
+	handled                // a mandate.* setting, replaced by a stand-in
+)
+
+// decideText turns a statement text from the client into what goes
+// upstream: the rewrite, a handled session setting's stand-in, or a
+// refusal marker. Refusals are audited here; allowed statements are
+// audited when they complete (the caller queues them).
+func (s *session) decideText(sql string) (string, decision, outcome) {
+	if strings.Contains(strings.ToLower(sql), "mandate.") || containsResetAll(sql) {
+		if stmts, err := rewrite.Parse(sql); err == nil {
+			if st, ok := rewrite.MandateSetting(stmts); ok {
+				if err := s.applySetting(st); err != nil {
+					return s.refuse(err), decision{err: err}, refused
+				}
+				if st.ResetAll {
+					return sql, decision{}, handled
+				}
+				return settingReplacement(st), decision{}, handled
+			}
+		}
+	}
+	d := s.srv.cfg.Enforcer.decide(s, sql)
+	s.audit(d)
+	if d.err != nil {
+		return s.refuse(d.err), d, refused
+	}
+	return d.sql, d, decided
+}
+
+// onQuery decides a simple Query in place.
+func (s *session) onQuery(m *pgproto3.Query) {
+	var d decision
+	var o outcome
+	m.String, d, o = s.decideText(m.String)
+	if o == decided {
+		s.queueRecords(s.recordFor(d), len(d.result.Statements))
+	} else {
+		s.auditPlaceholder()
+	}
+}
+
+// containsResetAll is a cheap pre-check for RESET ALL / DISCARD ALL, which
+// also clear mandate's own settings.
+func containsResetAll(sql string) bool {
+	l := strings.ToLower(sql)
+	return strings.Contains(l, "all") && (strings.Contains(l, "reset") || strings.Contains(l, "discard"))
+}
+
+// refuse registers err as a refusal and returns its marker statement.
+func (s *session) refuse(err error) string {
+	resp := toErrorResponse(err)
+	if resp.Severity == "FATAL" {
+		resp.Severity, resp.SeverityUnlocalized = "ERROR", "ERROR"
+	}
+	s.srv.metrics.errors.WithLabelValues(resp.Code).Inc()
+	s.srv.metrics.refusals.Inc()
+	return s.markers.marker(resp)
+}
+
+// applySetting changes the session's own state for SET/RESET mandate.*.
+func (s *session) applySetting(st rewrite.Setting) error {
+	if st.ResetAll {
+		s.assumed, s.local, s.purpose = nil, nil, ""
+		return nil
+	}
+	switch st.Name {
+	case "mandate.token":
+		if st.Reset || st.Value == "" {
+			if st.Local {
+				s.local = nil
+			} else {
+				s.assumed, s.local = nil, nil
+			}
+			return nil
+		}
+		return s.assume(st.Value, st.Local)
+	case "mandate.purpose":
+		s.purpose = st.Value
+		return nil
+	}
+	return &Error{Code: "42704", Msg: fmt.Sprintf("unrecognized configuration parameter %q", st.Name)}
+}
+
+// assume verifies a token and makes it the session's principal, for the
+// session or (LOCAL) the current transaction. Only login principals the
+// configuration permits may assume identities.
+func (s *session) assume(token string, local bool) error {
+	e := s.srv.cfg.Enforcer
+	if !e.AssumeAllowed[s.login.Subject] {
+		return &Error{Code: codeInsufficientPriv, Msg: fmt.Sprintf("%q may not assume identities with SET mandate.token", s.login.Subject)}
+	}
+	if e.Verifier == nil {
+		return &Error{Code: codeInvalidAuthSpec, Msg: "no token verifier is configured"}
+	}
+	id, err := e.Verifier.Verify(token)
+	if err != nil {
+		return err
+	}
+	p := fromIdentity(id)
+	if local {
+		if s.txStatus.Load() == 'I' && s.pending.Load() == 0 {
+			return nil // PostgreSQL ignores SET LOCAL outside a transaction (with a warning the upstream sends)
+		}
+		s.local = &p
+		return nil
+	}
+	s.assumed, s.local = &p, nil
+	return nil
+}
+
+// principal is who the next statement runs as.
+func (s *session) principal() principal {
+	// SET LOCAL ends with the transaction.
+	if s.local != nil && s.txStatus.Load() == 'I' && s.pending.Load() == 0 {
+		s.local = nil
+	}
+	switch {
+	case s.local != nil:
+		return *s.local
+	case s.assumed != nil:
+		return *s.assumed
+	}
+	return s.login
+}
+
+func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }
