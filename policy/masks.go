@@ -228,3 +228,24 @@ func (m *Masks) checkTables(tables map[string]*table) error {
 	}
 	return nil
 }
+
+// HashKeys lists the key names the declared hash masks use, sorted: the
+// keys the proxy makes sure exist (mandate.mask_keys) before it serves.
+func (m *Masks) HashKeys() []string {
+	if m == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, mk := range m.columns {
+		if mk.Kind == grant.MaskHash && !seen[mk.Key] {
+			seen[mk.Key] = true
+			out = append(out, mk.Key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Masks returns the snapshot's mask declarations.
+func (s *Snapshot) Masks() *Masks { return s.masks }

@@ -137,6 +137,11 @@ func (e *Enforcer) scope(s *session, p principal, snap *store.Snapshot, now time
 			}
 		}
 	}
+	// Acting under a delegation is acting for its purpose, unless the
+	// statement declares one (which the engine then checks against it).
+	if sc.Purpose == "" && sc.Delegation != nil {
+		sc.Purpose = sc.Delegation.Purpose
+	}
 	return sc
 }
 
@@ -275,4 +280,16 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// StateConsents answers the engine's consent questions from the live state.
+type StateConsents struct{ State *store.State }
+
+// ConsentedSubjects lists the subjects consenting to purpose now.
+func (c StateConsents) ConsentedSubjects(purpose string) ([]string, error) {
+	snap, err := c.State.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return snap.ConsentedSubjects(purpose), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -122,6 +123,11 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	params, unrecognized, err := upstreamParams(sm)
 	if err != nil {
 		return err
+	}
+	// The catalog, the policies and the state are those of the upstream
+	// URL's database: an enforcing proxy serves that one only.
+	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
+		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)

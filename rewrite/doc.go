@@ -39,6 +39,38 @@
 // relations and COPY FROM into them are refused for now (0A000); reads of
 // protected relations inside writes to unprotected ones are wrapped.
 //
+// # Every relation is schema-qualified
+//
+// The rewriter resolves names with the search_path the proxy tracks, and the
+// proxy can get it wrong (a SET undone by ROLLBACK TO SAVEPOINT, a failed
+// implicit transaction). So the output names the schema of every relation it
+// resolved, protected or not, catalogs included (pg_class →
+// pg_catalog.pg_class), in FROM, write targets and COPY: the upstream then
+// reads exactly the relation that was checked, and a path mismatch can at
+// worst pick another table (with its own grants), never skip a wrapper. The
+// session's temp schema is written pg_temp, which PostgreSQL resolves to the
+// session's own pg_temp_N. Only CTE references stay unqualified. A statement
+// already written that way is forwarded byte for byte.
+//
+// # Session state
+//
+// Ways of changing search_path the proxy cannot follow are refused (0A000):
+// set_config() under any schema, SET search_path FROM CURRENT, non-name
+// values. StmtInfo.Effect (or Statements.Effects, for statements forwarded
+// without Rewrite) reports what the proxy must track, from the same parse:
+// SET/RESET of search_path with the new list and LOCAL (RESET ALL and
+// DISCARD ALL reset it too), transaction control (BEGIN, SAVEPOINT,
+// RELEASE, ROLLBACK TO, COMMIT/END, ROLLBACK/ABORT, PREPARE TRANSACTION) and
+// whether the statement may change the catalog (DDL, DO, CALL, SELECT INTO,
+// DISCARD). The proxy applies an effect only once its statement succeeded,
+// and follows PostgreSQL's rules: a SET inside a transaction block is undone
+// by ROLLBACK and by ROLLBACK TO a savepoint taken before it; SET LOCAL ends
+// with the transaction; a COMMIT of a failed transaction rolls back (its
+// command tag says ROLLBACK); the statements of one simple Query outside a
+// block form one implicit transaction; a reset returns to the value the
+// session started with. It reloads the Catalog after catalog changes have
+// committed.
+//
 // # The fence rule (planner side channels)
 //
 // A plain derived table is pulled up into the outer query, and the planner
@@ -78,7 +110,8 @@
 // for uuid; round/bucket → round|floor(c::numeric / step) * step; truncate →
 // date_trunc(unit, c). A mask that cannot keep the type (partial on an
 // integer, an invalid step) falls back to NULL::t and says so in
-// Result.Statements[].Relations[].Masks[].Note. masks.sql creates the
+// Result.Statements[].Relations[].Masks[].Note. The policy store migration
+// policy/store/migrations/0002_masks.sql creates the
 // helpers and mandate.mask_keys; keys are referred to by name only.
 //
 // # Prepared statements and cursors

@@ -1,3 +1,4 @@
+-- 0002: the mask helper functions the rewriter injects (see rewrite/doc.go).
 -- Helper functions for mandate's column masks. The rewriter injects calls to
 -- them (schema-qualified) and refuses any user statement that names schema
 -- mandate, so only injected SQL reaches them. Key material lives in

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mandate-proxy/mandate/rewrite"
+)
+
+// catalogQuery reads everything rewrite.Catalog holds in one round trip.
+// The statements share one REPEATABLE READ snapshot, so relations, columns
+// and dependencies are mutually consistent even while DDL runs. Reading
+// with search_path = pg_catalog makes format_type qualify every type outside
+// pg_catalog ("public.citext"), so injected casts cannot be redirected and
+// the names match the operator list's "schema.type" form.
+//
+// Scope: every schema except the TOAST ones (TOAST tables are not
+// queryable relations). Temp schemas (pg_temp_N) are listed only when they
+// hold relations: the rewriter needs the session's own temp schema to
+// resolve temp tables (Session.TempSchema picks it), and the loader cannot
+// tell whose a temp schema is; another session's temp tables resolve but
+// PostgreSQL itself refuses to read them. Base relations are the relations
+// a view's or a rule's query reads (pg_rewrite → pg_depend) and the
+// children of an inheritance or partition parent (pg_inherits).
+const catalogQuery = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SET LOCAL search_path = pg_catalog;
+SELECT n.nspname FROM pg_namespace n
+ WHERE n.nspname !~ '^pg_toast'
+   AND (n.nspname !~ '^pg_temp_' OR EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid));
+SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname !~ '^pg_toast'
+ ORDER BY c.oid, a.attnum;
+SELECT r.ev_class, d.refobjid
+  FROM pg_rewrite r
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+UNION
+SELECT inhparent, inhrelid FROM pg_inherits;
+SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname !~ '^pg_(toast|temp_)';
+SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coalesce(p.proleakproof, false)
+  FROM pg_operator o
+  JOIN pg_namespace n ON n.oid = o.oprnamespace
+  LEFT JOIN pg_type lt ON lt.oid = o.oprleft
+  LEFT JOIN pg_namespace ln ON ln.oid = lt.typnamespace
+  JOIN pg_type rt ON rt.oid = o.oprright
+  JOIN pg_namespace rn ON rn.oid = rt.typnamespace
+  LEFT JOIN pg_proc p ON p.oid = o.oprcode;
+COMMIT`
+
+// Result sets of catalogQuery, after BEGIN and SET.
+const (
+	resSchemas = 2 + iota
+	resRelations
+	resEdges
+	resFunctions
+	resOperators
+	catalogResults = resOperators + 2 // and COMMIT
+)
+
+// LoadCatalog reads the upstream's catalog for the rewriter. conn must be
+// idle and is left idle: a failed load rolls back its transaction.
+func LoadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, error) {
+	results, err := conn.Exec(ctx, catalogQuery).ReadAll()
+	if err != nil {
+		if conn.TxStatus() != 'I' && !conn.IsClosed() {
+			_, _ = conn.Exec(ctx, "ROLLBACK").ReadAll()
+		}
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if len(results) != catalogResults {
+		return nil, fmt.Errorf("catalog: %d results, want %d", len(results), catalogResults)
+	}
+	b := catalogReader{schemas: map[string]*rewrite.Schema{}}
+	for _, row := range results[resSchemas].Rows {
+		b.schema(string(row[0]))
+	}
+	if err := b.relations(results[resRelations].Rows); err != nil {
+		return nil, err
+	}
+	if err := b.baseTables(results[resEdges].Rows); err != nil {
+		return nil, err
+	}
+	if err := b.functions(results[resFunctions].Rows); err != nil {
+		return nil, err
+	}
+	ops := operators(results[resOperators].Rows)
+	schemas := make([]*rewrite.Schema, 0, len(b.schemas))
+	for _, s := range b.schemas {
+		schemas = append(schemas, s)
+	}
+	cat, err := rewrite.NewCatalog(schemas, ops)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return cat, nil
+}
+
+type catalogReader struct {
+	schemas map[string]*rewrite.Schema
+	byOID   map[uint32]*rewrite.Table
+}
+
+func (b *catalogReader) schema(name string) *rewrite.Schema {
+	s := b.schemas[name]
+	if s == nil {
+		s = &rewrite.Schema{Name: name, Tables: map[string]*rewrite.Table{}, Functions: map[string][]*rewrite.Function{}}
+		b.schemas[name] = s
+	}
+	return s
+}
+
+// relations reads one row per column (or one row with NULL column for a
+// relation without columns), ordered by relation and attnum.
+func (b *catalogReader) relations(rows [][][]byte) error {
+	b.byOID = make(map[uint32]*rewrite.Table)
+	var t *rewrite.Table
+	var cur uint32
+	for _, r := range rows {
+		oid, err := parseOID(r[0])
+		if err != nil {
+			return err
+		}
+		if t == nil || oid != cur {
+			if len(r[3]) != 1 {
+				return fmt.Errorf("catalog: relkind %q", r[3])
+			}
+			t = &rewrite.Table{Schema: string(r[1]), Name: string(r[2]), Kind: rewrite.RelKind(r[3][0])}
+			cur = oid
+			b.byOID[oid] = t
+			b.schema(t.Schema).Tables[t.Name] = t
+		}
+		if r[4] != nil {
+			t.Columns = append(t.Columns, &rewrite.Column{Name: string(r[4]), Type: string(r[5])})
+		}
+	}
+	return nil
+}
+
+// baseTables sets each relation's BaseTables to everything it reads,
+// transitively: the rewriter checks one level, so a view over an
+// unprotected view over a protected table must list the table itself.
+func (b *catalogReader) baseTables(rows [][][]byte) error {
+	reads := map[uint32][]uint32{}
+	for _, r := range rows {
+		from, err := parseOID(r[0])
+		if err != nil {
+			return err
+		}
+		to, err := parseOID(r[1])
+		if err != nil {
+			return err
+		}
+		if b.byOID[to] != nil { // indexes, composite types: not relations here
+			reads[from] = append(reads[from], to)
+		}
+	}
+	for oid, direct := range reads {
+		t := b.byOID[oid]
+		if t == nil {
+			continue
+		}
+		seen := map[uint32]bool{oid: true}
+		stack := append([]uint32(nil), direct...)
+		for len(stack) > 0 {
+			next := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[next] {
+				continue
+			}
+			seen[next] = true
+			t.BaseTables = append(t.BaseTables, b.byOID[next].QualifiedName())
+			stack = append(stack, reads[next]...)
+		}
+		sort.Strings(t.BaseTables)
+	}
+	return nil
+}
+
+func (b *catalogReader) functions(rows [][][]byte) error {
+	for _, r := range rows {
+		nargs, err := strconv.Atoi(string(r[2]))
+		if err != nil {
+			return fmt.Errorf("catalog: pronargs %q: %w", r[2], err)
+		}
+		if len(r[4]) != 1 || len(r[5]) != 1 {
+			return fmt.Errorf("catalog: function %s.%s: provolatile %q prokind %q", r[0], r[1], r[4], r[5])
+		}
+		f := &rewrite.Function{
+			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Leakproof: string(r[3]) == "t",
+			Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
+		}
+		s := b.schema(f.Schema)
+		s.Functions[f.Name] = append(s.Functions[f.Name], f)
+	}
+	return nil
+}
+
+// operators names operand types as the rewriter does: the bare type name in
+// pg_catalog ("int4"), "schema.name" elsewhere; no left type for a prefix
+// operator.
+func operators(rows [][][]byte) []*rewrite.Operator {
+	typeName := func(schema, name []byte) string {
+		if name == nil {
+			return ""
+		}
+		if string(schema) == "pg_catalog" {
+			return string(name)
+		}
+		return string(schema) + "." + string(name)
+	}
+	ops := make([]*rewrite.Operator, 0, len(rows))
+	for _, r := range rows {
+		ops = append(ops, &rewrite.Operator{
+			Schema: string(r[0]), Name: string(r[1]),
+			Left: typeName(r[2], r[3]), Right: typeName(r[4], r[5]),
+			Leakproof: string(r[6]) == "t",
+		})
+	}
+	return ops
+}
+
+func parseOID(b []byte) (uint32, error) {
+	n, err := strconv.ParseUint(string(b), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: oid %q: %w", b, err)
+	}
+	return uint32(n), nil
+}
+
+// catalogLoadTimeout bounds one periodic reload.
+const catalogLoadTimeout = 30 * time.Second
+
+// CatalogCache holds the upstream database's current catalog for the
+// rewriter. Readers never block (an atomic load); reloads are serialised
+// and run over one dedicated connection, redialled after any failure. A
+// failed reload keeps the previous catalog: a relation created since then
+// is unknown to the rewriter and refused (42P01), which fails closed.
+//
+// The catalog is per database: a proxy serving several needs one cache
+// per database.
+type CatalogCache struct {
+	cfg *pgconn.Config
+	log *slog.Logger
+
+	mu      sync.Mutex // serialises reloads; guards conn, version, lastOK
+	conn    *pgconn.PgConn
+	version uint64
+	lastOK  bool
+	started atomic.Uint64 // reloads begun
+
+	cur atomic.Pointer[versionedCatalog]
+}
+
+type versionedCatalog struct {
+	cat     *rewrite.Catalog
+	version uint64
+}
+
+// NewCatalogCache returns an empty cache that loads over connections made
+// from cfg (copied); call Refresh once before serving.
+func NewCatalogCache(cfg *pgconn.Config, log *slog.Logger) *CatalogCache {
+	cfg = cfg.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = "mandate catalog"
+	if log == nil {
+		log = slog.Default()
+	}
+	return &CatalogCache{cfg: cfg, log: log}
+}
+
+// Current returns the catalog and its version; nil and 0 before the first
+// successful load.
+func (c *CatalogCache) Current() (*rewrite.Catalog, uint64) {
+	if v := c.cur.Load(); v != nil {
+		return v.cat, v.version
+	}
+	return nil, 0
+}
+
+// Version changes on every successful reload, so rewrites cached under an
+// older version are never served against a newer catalog.
+func (c *CatalogCache) Version() uint64 {
+	_, v := c.Current()
+	return v
+}
+
+// Refresh reloads the catalog. Call it after DDL has committed: a reload
+// that began after the call reads a snapshot that includes the DDL, so
+// concurrent callers share one reload instead of queueing several.
+func (c *CatalogCache) Refresh(ctx context.Context) error {
+	asked := c.started.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started.Load() > asked && c.lastOK {
+		return nil
+	}
+	c.started.Add(1)
+	cat, err := c.load(ctx)
+	c.lastOK = err == nil
+	if err != nil {
+		return err
+	}
+	c.version++
+	c.cur.Store(&versionedCatalog{cat: cat, version: c.version})
+	return nil
+}
+
+func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, error) {
+	if c.conn == nil || c.conn.IsClosed() {
+		conn, err := pgconn.ConnectConfig(ctx, c.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: connect: %w", err)
+		}
+		c.conn = conn
+	}
+	start := time.Now()
+	cat, err := LoadCatalog(ctx, c.conn)
+	if err != nil {
+		// Whatever went wrong, a fresh connection is the known state.
+		_ = c.conn.Close(context.Background())
+		c.conn = nil
+		return nil, err
+	}
+	c.log.Debug("catalog loaded", "schemas", len(cat.Schemas), "operators", len(cat.Operators), "took", time.Since(start))
+	return cat, nil
+}
+
+// Run reloads every interval until ctx ends; failures are logged and the
+// previous catalog stays in use.
+func (c *CatalogCache) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, catalogLoadTimeout)
+		err := c.Refresh(lctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("catalog reload failed; keeping the previous catalog", "err", err)
+		}
+	}
+}
+
+// Close closes the cache's connection; a later Refresh dials again.
+func (c *CatalogCache) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		_ = c.conn.Close(context.Background())
+		c.conn = nil
+	}
+}

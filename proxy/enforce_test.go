@@ -1,0 +1,514 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/grant"
+	"github.com/mandate-proxy/mandate/policy"
+	"github.com/mandate-proxy/mandate/policy/identity"
+	"github.com/mandate-proxy/mandate/policy/store"
+)
+
+// bankWorld is the demo world of SPEC §5 behind an enforcing proxy: the
+// bank schema and data in their own database, the policy store migrated in
+// it, the bank policies, a development token key, an audit log.
+type bankWorld struct {
+	p        *testProxy
+	db       string
+	owner    *pgx.Conn // direct, as the upstream role: the oracle
+	store    *store.Store
+	devKey   *identity.DevKey
+	audit    string
+	clock    *testClock
+	enforcer *Enforcer
+}
+
+// testClock is the enforcer's clock; tests move it instead of sleeping.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+var bankSeq struct {
+	sync.Mutex
+	n int
+}
+
+// startBank creates a fresh bank database and an enforcing proxy before it.
+func startBank(t *testing.T) *bankWorld {
+	t.Helper()
+	ctx := ctxT(t)
+	bankSeq.Lock()
+	bankSeq.n++
+	db := fmt.Sprintf("bank%d", bankSeq.n)
+	bankSeq.Unlock()
+	if err := pg.ExecContext(ctx, "CREATE DATABASE "+db+" OWNER "+appRole); err != nil {
+		t.Fatal(err)
+	}
+	url := pg.TCPDSN(appRole, appPassword, db)
+	owner, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { owner.Close(context.Background()) })
+	schema, err := os.ReadFile(filepath.Join("..", "testdata", "bank", "schema.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Exec(ctx, string(schema)); err != nil {
+		t.Fatalf("bank schema: %v", err)
+	}
+	if _, err := store.Migrate(ctx, owner); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+
+	w := &bankWorld{db: db, owner: owner, store: store.New(owner), clock: &testClock{}}
+	dir := t.TempDir()
+	if w.devKey, err = identity.GenerateDevKey(dir); err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := identity.NewVerifier(identity.Config{
+		Issuer: "mandate-dev", Audiences: []string{"mandate"}, AllowDevKeys: true,
+		JWKSFile: filepath.Join(dir, "mandate-dev-jwks.json"), Now: w.clock.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(verifier.Close)
+
+	connCfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := store.NewState(store.Config{ConnConfig: connCfg, RefreshInterval: 200 * time.Millisecond, MaxStaleness: 5 * time.Second, Now: w.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { _ = state.Watch(watchCtx); close(watched) }()
+	t.Cleanup(func() { stopWatch(); <-watched })
+
+	bank := filepath.Join("..", "testdata", "bank")
+	engine, err := policy.Open(policy.Sources{
+		PolicyDir: filepath.Join(bank, "policies"), Schema: filepath.Join(bank, "schema.cedarschema"),
+		Entities: filepath.Join(bank, "entities.json"), Masks: filepath.Join(bank, "masks.yaml"),
+	}, policy.Options{Consents: StateConsents{state}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsureMaskKeys(ctx, owner, engine.Snapshot().Masks().HashKeys()); err != nil {
+		t.Fatal(err)
+	}
+	pgcfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalogs := NewCatalogCache(pgcfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(catalogs.Close)
+
+	w.audit = filepath.Join(dir, "audit.log")
+	aw, err := audit.Open(w.audit, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { aw.Close() })
+	w.enforcer = &Enforcer{
+		Engine: engine, State: state, Catalogs: catalogs, Verifier: verifier,
+		AssumeAllowed: map[string]bool{"app": true}, Now: w.clock.now,
+	}
+	w.p = startProxy(t, func(c *Config) {
+		c.Upstream = url
+		c.Transparent = false
+		c.Enforcer = w.enforcer
+		c.Audit = aw
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+	return w
+}
+
+// token mints a development token for sub acting through actors.
+func (w *bankWorld) token(t *testing.T, sub string, actors []string, claims map[string]any) string {
+	t.Helper()
+	var chain []policy.Actor
+	for _, a := range actors {
+		act, err := identity.ParseActor(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, act)
+	}
+	tok, err := identity.Mint(w.devKey, identity.MintClaims{Subject: sub, Actors: chain, Issuer: "mandate-dev", Audience: []string{"mandate"}, TTL: time.Hour, Extra: claims, Now: w.clock.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// connect logs in with trust as user.
+func (w *bankWorld) connect(t *testing.T, user string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctxT(t), fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, w.p.addr, w.db))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// assume connects as the pooled application and names sub (through
+// actors) with SET mandate.token.
+func (w *bankWorld) assume(t *testing.T, sub string, actors []string, claims map[string]any) *pgx.Conn {
+	t.Helper()
+	conn := w.connect(t, "app")
+	if _, err := conn.Exec(ctxT(t), "SET mandate.token = '"+w.token(t, sub, actors, claims)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("assume %s: %v", sub, err)
+	}
+	return conn
+}
+
+// rows returns a query's rows as strings, one per row, sorted.
+func rows(t *testing.T, conn *pgx.Conn, sql string, args ...any) ([]string, error) {
+	t.Helper()
+	r, err := conn.Query(ctxT(t), sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []string
+	for r.Next() {
+		vals, err := r.Values()
+		if err != nil {
+			return nil, err
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprint(v)
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	sort.Strings(out)
+	return out, r.Err()
+}
+
+func mustRows(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string {
+	t.Helper()
+	out, err := rows(t, conn, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
+func sameRows(t *testing.T, who string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s:\n got %q\nwant %q", who, got, want)
+	}
+}
+
+func (w *bankWorld) grantBob(t *testing.T, expires time.Time) string {
+	t.Helper()
+	id, err := w.store.GrantDelegation(ctxT(t), policy.Delegation{
+		Grantor: "alice", Delegate: "bob", Purpose: "tax",
+		Tables:        []string{"public.accounts", "public.transactions"},
+		Actions:       []grant.Action{grant.Select},
+		RowConstraint: map[string]string{"public.transactions": `resource.category in ["tax", "income"]`},
+		ExpiresAt:     expires,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestBankPersonas(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	w.grantBob(t, time.Now().Add(24*time.Hour))
+	if err := w.store.RegisterAgent(ctx, policy.Agent{ID: "assistant", Owner: "alice",
+		Tables: []string{"public.accounts", "public.transactions"}, Actions: []grant.Action{grant.Select},
+		Masked: []string{"public.customers.ssn", "public.accounts.iban"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.SetConsent(ctx, "alice", "analytics", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.SetConsent(ctx, "carol", "analytics", true); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w)
+
+	oracle := func(sql string) []string { return mustRows(t, w.owner, sql) }
+
+	alice := w.connect(t, "alice")
+	sameRows(t, "alice accounts", mustRows(t, alice, "SELECT id, balance::text FROM accounts"),
+		oracle("SELECT id, balance::text FROM accounts WHERE customer_id = 1"))
+	sameRows(t, "alice transactions", mustRows(t, alice, "SELECT id FROM transactions"),
+		oracle("SELECT id FROM transactions WHERE account_id IN (101, 102)"))
+	sameRows(t, "alice herself", mustRows(t, alice, "SELECT name, ssn FROM customers"),
+		oracle("SELECT name, ssn FROM customers WHERE id = 1"))
+
+	carol := w.connect(t, "carol")
+	sameRows(t, "carol accounts", mustRows(t, carol, "SELECT id FROM accounts"), oracle("SELECT id FROM accounts WHERE customer_id = 2"))
+
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	sameRows(t, "bob transactions", mustRows(t, bob, "SELECT id FROM transactions"),
+		oracle("SELECT id FROM transactions WHERE account_id IN (101, 102) AND category IN ('tax', 'income')"))
+	if _, err := rows(t, bob, "SELECT * FROM customers"); sqlState(err) != codeInsufficientPriv {
+		t.Errorf("bob reads customers: want 42501, got %v", err)
+	}
+	if _, err := bob.Exec(ctx, "UPDATE accounts SET balance = 0"); err == nil {
+		t.Error("bob updated accounts")
+	}
+
+	assistant := w.assume(t, "alice", []string{"agent:assistant"}, nil)
+	sameRows(t, "assistant accounts ids", mustRows(t, assistant, "SELECT id FROM accounts"), oracle("SELECT id FROM accounts WHERE customer_id = 1"))
+	for _, iban := range mustRows(t, assistant, "SELECT iban FROM accounts") {
+		if !strings.HasPrefix(iban, "*") {
+			t.Errorf("assistant sees iban %q unmasked", iban)
+		}
+	}
+	if _, err := assistant.Exec(ctx, "DELETE FROM transactions"); err == nil {
+		t.Error("assistant deleted transactions")
+	}
+
+	sam := w.connect(t, "sam")
+	samCustomers := mustRows(t, sam, "SELECT id, ssn FROM customers")
+	sameIDs := oracle("SELECT id FROM customers WHERE id IN (SELECT customer_id FROM support_tickets WHERE assignee = 'sam' AND status = 'open')")
+	if len(samCustomers) != len(sameIDs) {
+		t.Errorf("sam sees %d customers, want %d: %q", len(samCustomers), len(sameIDs), samCustomers)
+	}
+	for _, r := range samCustomers {
+		if ssn := r[strings.IndexByte(r, '|')+1:]; !strings.HasPrefix(ssn, "*") {
+			t.Errorf("sam sees ssn %q unmasked", ssn)
+		}
+	}
+
+	dana := w.assume(t, "dana", nil, map[string]any{"purpose": "analytics"})
+	sameRows(t, "dana transactions", mustRows(t, dana, "SELECT id FROM transactions"),
+		oracle("SELECT t.id FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE a.customer_id IN (1, 2)"))
+	if _, err := rows(t, dana, "SELECT name FROM customers"); sqlState(err) != codeInsufficientPriv {
+		t.Errorf("dana reads customer names: want 42501, got %v", err)
+	}
+	hashed := mustRows(t, dana, "SELECT DISTINCT customer_id FROM accounts")
+	for _, h := range hashed {
+		if h == "1" || h == "2" {
+			t.Errorf("dana sees raw customer id %s", h)
+		}
+	}
+
+	// A withdrawn consent removes carol's rows from dana's next statement.
+	before := len(mustRows(t, dana, "SELECT id FROM transactions"))
+	if err := w.store.SetConsent(ctx, "carol", "analytics", false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "consent withdrawal", func() bool { return len(mustRows(t, dana, "SELECT id FROM transactions")) < before })
+	sameRows(t, "dana after withdrawal", mustRows(t, dana, "SELECT id FROM transactions"),
+		oracle("SELECT t.id FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE a.customer_id = 1"))
+}
+
+func TestRevocationOnOpenConnection(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	if n := len(mustRows(t, bob, "SELECT id FROM transactions")); n == 0 {
+		t.Fatal("bob sees nothing before revocation")
+	}
+	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	var err error
+	for time.Since(revoked) < 5*time.Second {
+		if _, err = rows(t, bob, "SELECT id FROM transactions"); err != nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("after revocation: want 42501, got %v", err)
+	}
+	t.Logf("revocation enforced on the open connection after %v", time.Since(revoked))
+	// The connection stays usable for what remains allowed (nothing of
+	// alice's, but a plain SELECT).
+	if _, err := bob.Exec(ctxT(t), "SELECT 1"); err != nil {
+		t.Fatalf("connection unusable after refusal: %v", err)
+	}
+}
+
+func TestExpiryWithoutNotification(t *testing.T) {
+	w := startBank(t)
+	w.grantBob(t, time.Now().Add(time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	if n := len(mustRows(t, bob, "SELECT id FROM transactions")); n == 0 {
+		t.Fatal("bob sees nothing before expiry")
+	}
+	w.clock.advance(2 * time.Hour)
+	waitState(t, w) // the state is confirmed on the moved clock; no notification was sent
+	// The token itself is valid for an hour too: re-assume with a fresh one.
+	if _, err := bob.Exec(ctxT(t), "SET mandate.token = '"+w.token(t, "alice", []string{"bob"}, nil)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rows(t, bob, "SELECT id FROM transactions"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("after expiry: want 42501, got %v", err)
+	}
+}
+
+func TestRefusalKeepsTransactionSemantics(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	ctx := ctxT(t)
+	tx, err := alice.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT * FROM pg_stats"); sqlState(err) == "" {
+		t.Fatalf("pg_stats: want a refusal, got %v", err)
+	}
+	// As after any error in PostgreSQL, the transaction is aborted.
+	if _, err := tx.Exec(ctx, "SELECT 1"); sqlState(err) != "25P02" {
+		t.Fatalf("after refusal in a transaction: want 25P02, got %v", err)
+	}
+	_ = tx.Rollback(ctx)
+	// Pipelined: the refusal arrives in order between allowed answers.
+	pl := alice.PgConn().StartPipeline(ctx)
+	for _, q := range []string{"SELECT count(*) FROM accounts", "SELECT * FROM pg_stats", "SELECT 3"} {
+		pl.SendQueryParams(q, nil, nil, nil, nil)
+		pl.SendPipelineSync()
+	}
+	if err := pl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 3 {
+		res, err := pl.GetResults()
+		if err != nil {
+			got = append(got, "error "+sqlState(err))
+			continue
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			r := rr.Read()
+			if r.Err != nil {
+				got = append(got, "error "+sqlState(r.Err))
+			} else {
+				got = append(got, string(r.Rows[0][0]))
+			}
+		}
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "2,error 42501,3" {
+		t.Fatalf("pipeline answers %q, want 2, a refusal, 3 in that order", got)
+	}
+	if _, err := alice.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("connection unusable: %v", err)
+	}
+}
+
+func TestTokenRefusals(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	app := w.connect(t, "app")
+	for name, tok := range map[string]string{
+		"garbage": "not-a-token",
+		"expired": func() string {
+			tok, _ := identity.Mint(w.devKey, identity.MintClaims{Subject: "alice", Issuer: "mandate-dev", Audience: []string{"mandate"}, TTL: time.Minute, Now: time.Now().Add(-time.Hour)})
+			return tok
+		}(),
+		"wrong audience": func() string {
+			tok, _ := identity.Mint(w.devKey, identity.MintClaims{Subject: "alice", Issuer: "mandate-dev", Audience: []string{"elsewhere"}, TTL: time.Hour, Now: time.Now()})
+			return tok
+		}(),
+	} {
+		_, err := app.Exec(ctx, "SET mandate.token = '"+tok+"'", pgx.QueryExecModeSimpleProtocol)
+		if st := sqlState(err); st != "28000" && st != "28P01" {
+			t.Errorf("%s token: want 28000/28P01, got %v", name, err)
+		}
+	}
+	// Only permitted login principals may assume identities.
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctx, "SET mandate.token = '"+w.token(t, "carol", nil, nil)+"'", pgx.QueryExecModeSimpleProtocol); sqlState(err) != codeInsufficientPriv {
+		t.Errorf("alice assumes carol: want 42501, got %v", err)
+	}
+}
+
+func TestAuditRecordsDecisions(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	mustRows(t, alice, "SELECT id FROM accounts")
+	_, _ = rows(t, alice, "SELECT * FROM pg_stats")
+	alice.Close(ctxT(t))
+	waitFor(t, "audit records", func() bool {
+		f, err := os.Open(w.audit)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		n, err := audit.Verify(f)
+		return err == nil && n >= 2
+	})
+	data, _ := os.ReadFile(w.audit)
+	text := string(data)
+	for _, want := range []string{`"subject":"alice"`, `"decision":"allow"`, `"decision":"deny"`, `"rows_affected":2`, `"tables":["public.accounts"]`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "SELECT") {
+		t.Errorf("audit log holds statement text:\n%s", text)
+	}
+}
+
+// waitState waits until the proxy's state has caught up with the store.
+func waitState(t *testing.T, w *bankWorld) {
+	t.Helper()
+	if err := w.enforcer.State.Load(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
