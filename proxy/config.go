@@ -57,6 +57,8 @@ type Config struct {
 	// Audit receives one record per decision; nil: none are written.
 	Audit *audit.Writer
 
+	Pprof bool // serve /debug/pprof/ on the admin listener
+
 	Logger  *slog.Logger
 	Metrics *Metrics
 }

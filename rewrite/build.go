@@ -71,7 +71,7 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			return nil, denial(name, g, "relation has no columns in the catalog")
 		}
 		rv := &pgRangeVar{
-			Schemaname:     t.Schema,
+			Schemaname:     w.schemaOf(t),
 			Relname:        t.Name,
 			Inh:            s.rv.Inh,
 			Relpersistence: s.rv.Relpersistence,
@@ -101,6 +101,9 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	}
 	for _, f := range w.colFixes {
 		f.ref.Fields = f.ref.Fields[f.drop:]
+	}
+	for _, q := range w.quals {
+		q.rv.Schemaname = q.schema
 	}
 	return applied, nil
 }

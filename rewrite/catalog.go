@@ -45,9 +45,13 @@ type Table struct {
 	Name    string
 	Kind    RelKind
 	Columns []*Column
-	// BaseTables lists the schema-qualified relations a view or materialized
-	// view reads (pg_depend/pg_rewrite), transitively or not: a view that reads
-	// a protected relation and is not protected itself is refused.
+	// BaseTables lists the schema-qualified relations reading this one reads:
+	// for a view, materialized view or relation with rules, what their
+	// queries read (pg_rewrite → pg_depend); for an inheritance or partition
+	// parent, its children. An unprotected relation with a protected base
+	// table is refused, and only this list is checked, so it must be
+	// transitive (proxy.LoadCatalog makes it so). System views list none:
+	// PostgreSQL records no dependencies on its pinned catalogs.
 	BaseTables []string
 
 	colIndex map[string]*Column
@@ -120,6 +124,9 @@ type opKey struct{ name, left, right string }
 // is refused with 42P01, never passed through.
 func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators, ops: map[opKey][]*Operator{}}
+	// A live catalog has thousands of columns but few distinct types: parse
+	// each once. Parsed types are shared read-only (injection copies them).
+	parsed := map[string]*pgTypeName{}
 	for _, s := range schemas {
 		if _, dup := c.Schemas[s.Name]; dup {
 			return nil, fmt.Errorf("catalog: schema %q listed twice", s.Name)
@@ -131,9 +138,13 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 			}
 			t.colIndex = make(map[string]*Column, len(t.Columns))
 			for _, col := range t.Columns {
-				tn, err := parseTypeName(col.Type)
-				if err != nil {
-					return nil, fmt.Errorf("catalog: %s.%s: type %q: %w", t.QualifiedName(), col.Name, col.Type, err)
+				tn := parsed[col.Type]
+				if tn == nil {
+					var err error
+					if tn, err = parseTypeName(col.Type); err != nil {
+						return nil, fmt.Errorf("catalog: %s.%s: type %q: %w", t.QualifiedName(), col.Name, col.Type, err)
+					}
+					parsed[col.Type] = tn
 				}
 				col.typeName = tn
 				col.base, col.array = baseType(tn)

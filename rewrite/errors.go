@@ -5,12 +5,13 @@ import "fmt"
 // SQLSTATE codes the rewriter returns. The proxy maps an *Error to an
 // ErrorResponse in one place; nothing in this package talks to a client.
 const (
-	CodeDenied          = "42501" // insufficient_privilege: a grant or a rule refuses
-	CodeUnsupported     = "0A000" // feature_not_supported: cannot be enforced, so refused
-	CodeUndefinedTable  = "42P01" // undefined_table: not in the catalog
-	CodeSyntax          = "42601" // syntax_error: the statement does not parse
-	CodeInternal        = "XX000" // internal_error: a bug in the rewriter, never data-dependent
-	codeUndefinedColumn = "42703"
+	CodeDenied             = "42501" // insufficient_privilege: a grant or a rule refuses
+	CodeUnsupported        = "0A000" // feature_not_supported: cannot be enforced, so refused
+	CodeUndefinedTable     = "42P01" // undefined_table: not in the catalog
+	CodeSyntax             = "42601" // syntax_error: the statement does not parse
+	CodeInternal           = "XX000" // internal_error: a bug in the rewriter, never data-dependent
+	codeUndefinedColumn    = "42703"
+	codeUndefinedParameter = "42P02"
 )
 
 // Error is a refusal with the SQLSTATE the client should see. Msg names the

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -36,7 +37,13 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 	}
 	defer w.leave()
 	switch x := n.Node.(type) {
-	case *pgNodeAConst, *pgNodeParamRef, *pgNodeString, *pgNodeInteger, *pgNodeFloat,
+	case *pgNodeParamRef:
+		// PostgreSQL refuses $0 too, but the deparser would print it as "?".
+		if x.ParamRef.Number < 1 {
+			return &Error{Code: codeUndefinedParameter, Msg: fmt.Sprintf("there is no parameter $%d", x.ParamRef.Number)}
+		}
+		return nil
+	case *pgNodeAConst, *pgNodeString, *pgNodeInteger, *pgNodeFloat,
 		*pgNodeBoolean, *pgNodeBitString, *pgNodeAStar, *pgNodeSqlvalueFunction,
 		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
 		return nil
@@ -350,6 +357,12 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 	}
 	if schema == mandateSchema {
 		return denied("function %s is reserved for masks the proxy injects", qualified)
+	}
+	if name == "set_config" {
+		// Refused under any schema: a setting changed by a function is
+		// invisible to the proxy, which must know search_path (names
+		// resolve by it), the role and its own mandate.* settings.
+		return unsupported("function %s is not supported through mandate: change settings with SET, which the proxy tracks", qualified)
 	}
 	if reason, bad := deniedFunction(name); bad {
 		return denied("function %s is not allowed: %s", qualified, reason)

@@ -117,8 +117,6 @@ func deniedFunction(name string) (reason string, denied bool) {
 	case strings.HasPrefix(name, "pg_read_") || strings.HasPrefix(name, "pg_ls_") ||
 		name == "pg_stat_file" || strings.HasPrefix(name, "pg_file_"):
 		return "it reads server files", true
-	case name == "set_config":
-		return "settings are changed with SET, which the proxy checks", true
 	case strings.HasPrefix(name, "pg_stat_") || strings.HasPrefix(name, "pg_statio_") ||
 		name == "pg_mcv_list_items":
 		return "statistics reveal rows the caller may not see", true

@@ -185,7 +185,9 @@ var injectedAlias = regexp.MustCompile(`^_m[0-9]+$`)
 // reference to a protected relation is the only FROM item of a derived table
 // whose WHERE is exactly the grant's filter (AND the update filter under FOR
 // UPDATE) and whose columns are the relation's, masked as granted.
-// Unqualified names that are not protected tables must be CTE names.
+// Every other relation reference names its schema, so the upstream resolves
+// it as the rewriter did whatever its search_path; only CTE references are
+// unqualified.
 func checkWrapped(sql string, cat *Catalog, sess Session, opts *Options, set *grant.Set) error {
 	stmts, err := Parse(sql)
 	if err != nil {
@@ -220,6 +222,9 @@ func checkWrapped(sql string, cat *Catalog, sess Session, opts *Options, set *gr
 			return failure
 		}
 		for _, rv := range rels {
+			if rv.Schemaname == "" && !ctes[rv.Relname] {
+				return fmt.Errorf("relation reference %s is not schema-qualified", rv.Relname)
+			}
 			tbl := cat.lookupRelation(sess, rv.Schemaname, rv.Relname)
 			if tbl == nil || !o.protected(tbl) || wrapped[rv] {
 				continue

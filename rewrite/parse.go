@@ -248,6 +248,16 @@ const (
 	pgSetOperationSETOPNONE              = pg.SetOperation_SETOP_NONE
 	pgVariableSetKindVARRESET            = pg.VariableSetKind_VAR_RESET
 	pgVariableSetKindVARRESETALL         = pg.VariableSetKind_VAR_RESET_ALL
+	pgVariableSetKindVARSETDEFAULT       = pg.VariableSetKind_VAR_SET_DEFAULT
+	pgTransStmtBegin                     = pg.TransactionStmtKind_TRANS_STMT_BEGIN
+	pgTransStmtStart                     = pg.TransactionStmtKind_TRANS_STMT_START
+	pgTransStmtCommit                    = pg.TransactionStmtKind_TRANS_STMT_COMMIT
+	pgTransStmtRollback                  = pg.TransactionStmtKind_TRANS_STMT_ROLLBACK
+	pgTransStmtSavepoint                 = pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT
+	pgTransStmtRelease                   = pg.TransactionStmtKind_TRANS_STMT_RELEASE
+	pgTransStmtRollbackTo                = pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO
+	pgTransStmtPrepare                   = pg.TransactionStmtKind_TRANS_STMT_PREPARE
+	pgDiscardTemp                        = pg.DiscardMode_DISCARD_TEMP
 )
 
 // Node kinds for MandateSetting (setting.go).
@@ -255,3 +265,13 @@ const (
 	pgVariableSetKindVARSETVALUE = pg.VariableSetKind_VAR_SET_VALUE
 	pgDiscardModeDISCARDALL      = pg.DiscardMode_DISCARD_ALL
 )
+
+// Fingerprint identifies the statements' shape with constants left out
+// (libpg_query's fingerprint), for audit records: it never carries a value.
+func (s *Statements) Fingerprint() string {
+	fp, err := pg.Fingerprint(s.sql)
+	if err != nil {
+		return ""
+	}
+	return fp
+}

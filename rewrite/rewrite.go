@@ -87,6 +87,8 @@ type StmtInfo struct {
 	Relations []RelationUse
 	// Fenced is true when the derived tables carry OFFSET 0 (see doc.go).
 	Fenced bool
+	// Effect is what the statement does to session state and the catalog.
+	Effect Effect
 }
 
 // RelationUse is one relation a statement touches and how.
@@ -145,7 +147,11 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	// Pass 1, read-only: classify and collect the protected relations.
 	walkers := make([]*walker, n)
 	need := map[string]bool{}
+	effects := make([]Effect, n)
 	for i, raw := range stmts.tree.Stmts {
+		if effects[i], err = effectOf(raw.Stmt); err != nil {
+			return Result{}, err
+		}
 		w := newWalker(cat, sess, &o, lowerSQL, owned)
 		if err := w.statement(raw.Stmt); err != nil {
 			return Result{}, err
@@ -178,8 +184,10 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	texts := make([]string, 0, n)
 	for i, raw := range stmts.tree.Stmts {
 		w := walkers[i]
-		info := StmtInfo{Kind: w.kind, Name: w.name}
-		if len(w.sites) == 0 {
+		info := StmtInfo{Kind: w.kind, Name: w.name, Effect: effects[i]}
+		// Forwarded verbatim only when there is nothing to wrap and every
+		// relation is already written as the rewriter resolved it.
+		if len(w.sites) == 0 && len(w.quals) == 0 {
 			info.SQL = stmts.text(i)
 			info.Relations = w.relationUses(nil)
 		} else {

@@ -25,6 +25,7 @@ type walker struct {
 
 	sites    []*site
 	colFixes []colFix
+	quals    []qualFix
 	uses     []relRef
 
 	// dangerous is set when a user expression that is not leakproof may see
@@ -51,6 +52,14 @@ type site struct {
 type colFix struct {
 	ref  *pgColumnRef
 	drop int
+}
+
+// qualFix writes the schema the rewriter resolved into a relation
+// reference, so the upstream resolves it the same way whatever its
+// search_path (which the proxy tracks and could get wrong).
+type qualFix struct {
+	rv     *pgRangeVar
+	schema string
 }
 
 type relRef struct {
@@ -532,11 +541,32 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot, wrapped: prot}
 	if prot {
 		w.sites = append(w.sites, &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)})
-	} else if err := w.checkBases(t, "reads"); err != nil {
-		return err
+	} else {
+		if err := w.checkBases(t, "reads"); err != nil {
+			return err
+		}
+		w.qualify(rv, t)
 	}
 	sc.items = append(sc.items, it)
 	return nil
+}
+
+// qualify records that rv, resolved to t, must name t's schema. A protected
+// reference needs none: its site is replaced by a qualified derived table.
+func (w *walker) qualify(rv *pgRangeVar, t *Table) {
+	if schema := w.schemaOf(t); rv.Schemaname != schema {
+		w.quals = append(w.quals, qualFix{rv: rv, schema: schema})
+	}
+}
+
+// schemaOf is the schema to write for t: pg_temp for the session's own temp
+// schema (PostgreSQL resolves pg_temp to it, so the proxy never needs to
+// know pg_temp_N exactly), the schema's name otherwise.
+func (w *walker) schemaOf(t *Table) string {
+	if w.sess.TempSchema != "" && t.Schema == w.sess.TempSchema {
+		return "pg_temp"
+	}
+	return t.Schema
 }
 
 // resolve finds a relation in the catalog and refuses side doors.
@@ -595,6 +625,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := w.checkBases(t, "writes"); err != nil {
 			return nil, err
 		}
+		w.qualify(rv, t)
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: action})
 		refname := rv.Relname
 		if rv.Alias != nil {
@@ -766,6 +797,7 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		if err := w.checkBases(t, "writes"); err != nil {
 			return err
 		}
+		w.qualify(c.Relation, t)
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Insert})
 		sc := &scope{items: []*item{{refname: c.Relation.Relname, schema: t.Schema, table: t}}}
 		return w.expr(c.WhereClause, sc, ectx{qual: true})
@@ -774,6 +806,7 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		if err := w.checkBases(t, "reads"); err != nil {
 			return err
 		}
+		w.qualify(c.Relation, t)
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select})
 		return nil
 	}

@@ -25,6 +25,7 @@ type serveConfig struct {
 	UpstreamConnectTimeout   time.Duration `yaml:"upstream_connect_timeout"`
 	AllowSuperuserUpstream   bool          `yaml:"allow_superuser_upstream"`
 	AdminListen              string        `yaml:"admin_listen"`
+	AdminPprof               bool          `yaml:"admin_pprof"`
 	TLSCert                  string        `yaml:"tls_cert"`
 	TLSKey                   string        `yaml:"tls_key"`
 	TLSRequired              bool          `yaml:"tls_required"`
@@ -88,6 +89,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", c.UpstreamConnectTimeout, "time allowed to open an upstream connection")
 	fs.BoolVar(&c.AllowSuperuserUpstream, "allow-superuser-upstream", c.AllowSuperuserUpstream, "relay through a superuser upstream role (it bypasses all enforcement; tests only)")
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "HTTP address for /metrics, /healthz and /readyz; empty: none")
+	fs.BoolVar(&c.AdminPprof, "admin-pprof", c.AdminPprof, "also serve Go's profiler under /debug/pprof/ on --admin-listen")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate for client TLS (SSLRequest)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key for --tls-cert")
 	fs.BoolVar(&c.TLSRequired, "tls-required", c.TLSRequired, "refuse TCP clients that do not negotiate TLS (unix sockets are exempt)")

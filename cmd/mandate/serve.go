@@ -106,6 +106,7 @@ func proxyConfig(c serveConfig, log *slog.Logger) (proxy.Config, error) {
 		IdleInTransactionTimeout: c.IdleInTransactionTimeout,
 		ShutdownTimeout:          c.ShutdownTimeout,
 		Transparent:              c.Transparent,
+		Pprof:                    c.AdminPprof,
 		Logger:                   log,
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

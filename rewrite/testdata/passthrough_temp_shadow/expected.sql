@@ -1,1 +1,1 @@
-SELECT * FROM accounts
+SELECT * FROM pg_temp.accounts

@@ -1,1 +1,1 @@
-SELECT * FROM countries /* untouched */ WHERE code = 'DE'
+SELECT * FROM public.countries WHERE code = 'DE'

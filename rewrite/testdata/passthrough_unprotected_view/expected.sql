@@ -1,1 +1,1 @@
-SELECT * FROM country_names
+SELECT * FROM public.country_names

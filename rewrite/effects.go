@@ -1,0 +1,170 @@
+package rewrite
+
+import "strings"
+
+// Effect is what a statement does beyond its result: to the session state
+// the proxy tracks (search_path, the transaction) or to the catalog. It is
+// read from the parse the rewriter already has, so the proxy never parses a
+// statement twice. The proxy applies an effect only once its statement has
+// succeeded (see doc.go, "Session state").
+type Effect struct {
+	// SearchPath is set when the statement sets or resets search_path.
+	SearchPath *SearchPathChange
+	// Tx is the statement's transaction control, if any.
+	Tx TxControl
+	// Savepoint names the savepoint of TxSavepoint, TxRelease, TxRollbackTo.
+	Savepoint string
+	// Chain is COMMIT/ROLLBACK AND CHAIN: a new transaction starts at once.
+	Chain bool
+	// ChangesCatalog is true for DDL and for whatever else may create,
+	// alter or drop relations, columns, functions, operators, types or
+	// schemas (DO, CALL, SELECT INTO, DISCARD ALL/TEMP): the proxy reloads
+	// its Catalog after it.
+	ChangesCatalog bool
+}
+
+// SearchPathChange is a SET or RESET of search_path.
+type SearchPathChange struct {
+	// Reset returns to the session's default: RESET search_path, SET
+	// search_path TO DEFAULT, RESET ALL, DISCARD ALL.
+	Reset bool
+	// Path is the new value, one schema name per element exactly as
+	// PostgreSQL stores it ("$user" included): the form Session.SearchPath
+	// takes. Nil when Reset.
+	Path []string
+	// Local is SET LOCAL: the value lasts until the transaction ends.
+	Local bool
+}
+
+// TxControl is a transaction control statement.
+type TxControl string
+
+// Transaction controls. COMMIT PREPARED and ROLLBACK PREPARED act on another
+// transaction and are TxNone.
+const (
+	TxNone       TxControl = ""
+	TxBegin      TxControl = "begin"       // BEGIN, START TRANSACTION
+	TxSavepoint  TxControl = "savepoint"   // SAVEPOINT name
+	TxRelease    TxControl = "release"     // RELEASE [SAVEPOINT] name
+	TxRollbackTo TxControl = "rollback_to" // ROLLBACK TO [SAVEPOINT] name
+	TxCommit     TxControl = "commit"      // COMMIT, END
+	TxRollback   TxControl = "rollback"    // ROLLBACK, ABORT
+	TxPrepare    TxControl = "prepare"     // PREPARE TRANSACTION: settings persist as on COMMIT
+)
+
+// Ends reports whether the transaction ends (COMMIT, ROLLBACK, PREPARE
+// TRANSACTION), which also ends every SET LOCAL.
+func (t TxControl) Ends() bool { return t == TxCommit || t == TxRollback || t == TxPrepare }
+
+// Effects reports the effect of every statement, for statements the proxy
+// forwards without Rewrite. A search_path change the proxy could not track
+// is a 0A000 *Error, as in Rewrite.
+func (s *Statements) Effects() ([]Effect, error) {
+	out := make([]Effect, 0, s.Len())
+	for _, raw := range s.tree.GetStmts() {
+		e, err := effectOf(raw.Stmt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func effectOf(n *pgNode) (Effect, error) {
+	var e Effect
+	switch x := n.GetNode().(type) {
+	case *pgNodeVariableSetStmt:
+		sp, err := searchPathChange(x.VariableSetStmt)
+		e.SearchPath = sp
+		return e, err
+	case *pgNodeTransactionStmt:
+		t := x.TransactionStmt
+		e.Savepoint, e.Chain = t.SavepointName, t.Chain
+		switch t.Kind {
+		case pgTransStmtBegin, pgTransStmtStart:
+			e.Tx = TxBegin
+		case pgTransStmtSavepoint:
+			e.Tx = TxSavepoint
+		case pgTransStmtRelease:
+			e.Tx = TxRelease
+		case pgTransStmtRollbackTo:
+			e.Tx = TxRollbackTo
+		case pgTransStmtCommit:
+			e.Tx = TxCommit
+		case pgTransStmtRollback:
+			e.Tx = TxRollback
+		case pgTransStmtPrepare:
+			e.Tx = TxPrepare
+		}
+		return e, nil
+	case *pgNodeDiscardStmt:
+		switch x.DiscardStmt.Target {
+		case pgDiscardModeDISCARDALL:
+			// DISCARD ALL is RESET ALL plus dropping temp tables.
+			e.SearchPath = &SearchPathChange{Reset: true}
+			e.ChangesCatalog = true
+		case pgDiscardTemp:
+			e.ChangesCatalog = true
+		}
+		return e, nil
+	}
+	e.ChangesCatalog = changesCatalog(n)
+	return e, nil
+}
+
+// searchPathChange reads SET/RESET of search_path. Only forms whose result
+// the proxy can know from the text are accepted: a literal list, DEFAULT,
+// RESET. SET … FROM CURRENT and non-string values are refused rather than
+// guessed (and set_config is refused by the function check).
+func searchPathChange(s *pgVariableSetStmt) (*SearchPathChange, error) {
+	if s.Kind == pgVariableSetKindVARRESETALL {
+		return &SearchPathChange{Reset: true}, nil
+	}
+	if !strings.EqualFold(s.Name, "search_path") {
+		return nil, nil
+	}
+	switch s.Kind {
+	case pgVariableSetKindVARRESET, pgVariableSetKindVARSETDEFAULT:
+		return &SearchPathChange{Reset: true, Local: s.IsLocal}, nil
+	case pgVariableSetKindVARSETVALUE:
+	default:
+		return nil, unsupported("this form of SET search_path is not supported through mandate; use SET search_path TO schema, …")
+	}
+	// search_path quotes each argument as one identifier: 'a, b' names a
+	// single schema "a, b", as in PostgreSQL.
+	path := make([]string, 0, len(s.Args))
+	for _, a := range s.Args {
+		sv := a.GetAConst().GetSval()
+		if sv == nil {
+			return nil, unsupported("SET search_path takes schema names only")
+		}
+		path = append(path, sv.Sval)
+	}
+	return &SearchPathChange{Path: path, Local: s.IsLocal}, nil
+}
+
+// changesCatalog classifies DDL by parse node name: every Create*, Alter*
+// and Drop* statement plus the DDL nodes named otherwise. Over-reporting
+// costs a catalog reload; under-reporting leaves a stale catalog until the
+// periodic refresh, which fails closed (42P01) for new relations.
+func changesCatalog(n *pgNode) bool {
+	switch x := n.GetNode().(type) {
+	case *pgNodeSelectStmt:
+		return x.SelectStmt.IntoClause != nil
+	case *pgNodeExplainStmt:
+		return changesCatalog(x.ExplainStmt.Query) // EXPLAIN ANALYZE CREATE TABLE AS
+	case *pgNodeDoStmt, *pgNodeCallStmt:
+		return true // run arbitrary SQL
+	}
+	kind := nodeKind(n)
+	if strings.HasPrefix(kind, "Create") || strings.HasPrefix(kind, "Alter") || strings.HasPrefix(kind, "Drop") {
+		return true
+	}
+	switch kind {
+	case "RenameStmt", "ViewStmt", "IndexStmt", "RuleStmt", "DefineStmt", "CompositeTypeStmt",
+		"ImportForeignSchemaStmt", "ReassignOwnedStmt":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,1 @@
+SELECT  *  FROM public.countries   -- kept byte for byte

@@ -1,0 +1,1 @@
+SELECT * FROM "Orders" o, countries c; SET search_path = "Sales", public

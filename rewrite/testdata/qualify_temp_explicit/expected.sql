@@ -1,0 +1,1 @@
+SELECT * FROM pg_temp.accounts a JOIN pg_temp.accounts b USING (id)
