@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -13,9 +14,11 @@ import (
 	"github.com/mandate-proxy/mandate/rewrite"
 )
 
-// Catalogs gives the current catalog of the upstream and its version.
+// Catalogs gives the current catalog of the upstream and its version, and
+// reloads it after DDL.
 type Catalogs interface {
 	Current() (*rewrite.Catalog, uint64)
+	Refresh(ctx context.Context) error
 }
 
 // Enforcer is everything a session needs to decide statements: the policy

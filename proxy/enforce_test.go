@@ -512,3 +512,28 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSearchPathFollowed(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA scratch; CREATE TABLE scratch.accounts(id int); INSERT INTO scratch.accounts VALUES (99)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctx, "SET search_path = scratch, public"); err != nil {
+		t.Fatal(err)
+	}
+	// Now "accounts" is scratch.accounts, which no policy covers: denied
+	// by default, never confused with public.accounts.
+	_, err := rows(t, alice, "SELECT id FROM accounts")
+	if sqlState(err) != codeInsufficientPriv || !strings.Contains(err.Error(), "scratch.accounts") {
+		t.Fatalf("after SET search_path: want a denial naming scratch.accounts, got %v", err)
+	}
+	if _, err := alice.Exec(ctx, "RESET search_path"); err != nil {
+		t.Fatal(err)
+	}
+	sameRows(t, "after RESET", mustRows(t, alice, "SELECT id FROM accounts"), mustRows(t, w.owner, "SELECT id FROM accounts WHERE customer_id = 1"))
+}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -25,6 +27,8 @@ type Metrics struct {
 	refusals         prometheus.Counter
 	rewriteSeconds   prometheus.Histogram
 	revocation       prometheus.Histogram
+	notifyLag        prometheus.Histogram
+	policyReloads    *prometheus.CounterVec // by result
 
 	// Children of statements, resolved once: the relay's hot path must not
 	// hash label values per message.
@@ -87,7 +91,14 @@ func NewMetrics() *Metrics {
 		Name: "mandate_revocation_seconds", Help: "Time from a delegation's revocation commit to the first statement it refused.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
-	r.MustRegister(m.decisions, m.refusals, m.rewriteSeconds, m.revocation,
+	m.notifyLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "mandate_store_notify_lag_seconds", Help: "Time from a policy-store change in the database to its notification here.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mandate_policy_reloads_total", Help: "Policy set reloads, by result (ok, rejected).",
+	}, []string{"result"})
+	r.MustRegister(m.decisions, m.refusals, m.rewriteSeconds, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
 		m.upstreamConnect, m.upstreamFailures, m.cancels,
@@ -96,4 +107,16 @@ func NewMetrics() *Metrics {
 	m.stmtSimple, m.stmtParse, m.stmtExecute, m.stmtFunctionCall = path("simple"), path("parse"), path("execute"), path("function_call")
 	m.stmtCopyIn, m.stmtCopyOut, m.stmtCopyBoth = path("copy_in"), path("copy_out"), path("copy_both")
 	return m
+}
+
+// ObserveNotifyLag records a policy-store notification's lag.
+func (m *Metrics) ObserveNotifyLag(lag time.Duration) { m.notifyLag.Observe(lag.Seconds()) }
+
+// PolicyReloaded counts a policy reload; a rejected one keeps the old set.
+func (m *Metrics) PolicyReloaded(err error) {
+	if err != nil {
+		m.policyReloads.WithLabelValues("rejected").Inc()
+		return
+	}
+	m.policyReloads.WithLabelValues("ok").Inc()
 }

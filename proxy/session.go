@@ -48,6 +48,7 @@ type session struct {
 	portals        map[string]string // portal → statement
 	segment        uint64            // Syncs and Queries forwarded: the segment being sent
 	lastDelegation string            // delegation of the last allowed statement
+	catalogStale   bool              // DDL was forwarded: reload the catalog once it committed
 	markers        *markers          // shared with the upstream loop
 	drops          drops             // shared with the upstream loop
 	trail          auditTrail        // shared with the upstream loop

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -117,10 +118,22 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 			}
 		}
 	}
-	d := s.srv.cfg.Enforcer.decide(s, sql)
+	e := s.srv.cfg.Enforcer
+	if s.catalogStale && s.idle() {
+		// DDL committed since the last statement: see it before deciding.
+		if err := e.Catalogs.Refresh(context.Background()); err != nil {
+			s.log.Warn("catalog refresh failed", "err", err)
+		}
+		s.catalogStale = false
+	}
+	d := e.decide(s, sql)
 	s.audit(d)
 	if d.err != nil {
 		return s.refuse(d.err), d, refused
+	}
+	for _, st := range d.result.Statements {
+		s.searchPath.apply(st.Effect)
+		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
 	}
 	return d.sql, d, decided
 }

@@ -56,6 +56,9 @@ type serveConfig struct {
 	JWTAllowDevKeys      bool          `yaml:"jwt_allow_dev_keys"`
 	DevKey               string        `yaml:"dev_key"`
 	AuditLog             string        `yaml:"audit_log"`
+	AssumePrincipals     []string      `yaml:"assume_principals"`
+	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
+	CatalogRefresh       time.Duration `yaml:"catalog_refresh_interval"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -75,6 +78,8 @@ func defaultServeConfig() serveConfig {
 		StoreRefreshInterval:   5 * time.Second,
 		JWTIssuer:              "mandate-dev",
 		JWTAudience:            []string{"mandate"},
+		PolicyReloadInterval:   2 * time.Second,
+		CatalogRefresh:         time.Minute,
 	}
 }
 
@@ -93,7 +98,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate for client TLS (SSLRequest)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key for --tls-cert")
 	fs.BoolVar(&c.TLSRequired, "tls-required", c.TLSRequired, "refuse TCP clients that do not negotiate TLS (unix sockets are exempt)")
-	fs.StringVar(&c.Auth, "auth", c.Auth, "client authentication: trust (loopback and unix socket only) or scram-sha-256")
+	fs.StringVar(&c.Auth, "auth", c.Auth, "client authentication: trust (loopback and unix socket only), scram-sha-256, or jwt (a bearer token as the password, over TLS or loopback)")
 	fs.StringVar(&c.PasswdFile, "passwd-file", c.PasswdFile, "file of user:SCRAM-SHA-256$… verifiers (see mandate passwd)")
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "time a client has to complete startup and authentication")
 	fs.IntVar(&c.MaxClientConns, "max-client-conns", c.MaxClientConns, "client connections served at once; more are refused with SQLSTATE 53300")
@@ -126,6 +131,9 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.BoolVar(&c.JWTAllowDevKeys, "jwt-allow-dev-keys", c.JWTAllowDevKeys, "accept tokens signed with a mandate development key (demo only)")
 	fs.StringVar(&c.DevKey, "dev-key", c.DevKey, "development signing key (PEM) used by mandate token")
 	fs.StringVar(&c.AuditLog, "audit-log", c.AuditLog, "audit log file (hash-chained JSON lines); - for standard output")
+	fs.Var(&listFlag{dst: &c.AssumePrincipals}, "assume-principals", "login users (e.g. a pooled application) allowed to name the end user with SET mandate.token")
+	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "check the policy files for changes this often (SIGHUP reloads at once)")
+	fs.DurationVar(&c.CatalogRefresh, "catalog-refresh-interval", c.CatalogRefresh, "re-read the upstream catalog this often (it is also re-read after DDL)")
 }
 
 // storeURL is the policy store's URL: --store, else the upstream.

@@ -39,6 +39,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pcfg.Metrics = proxy.NewMetrics()
+	if !cfg.Transparent {
+		bgCtx, stopBackground := context.WithCancel(context.Background())
+		defer stopBackground()
+		enf, err := buildEnforcement(bgCtx, cfg, log, pcfg.Metrics)
+		if err != nil {
+			return err
+		}
+		defer enf.close()
+		pcfg.Enforcer, pcfg.Audit = enf.enforcer, enf.audit
+	}
 	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err
