@@ -86,8 +86,25 @@ type decision struct {
 // Every input is read anew per statement, so a revocation, an expiry or a
 // withdrawn consent applies to the very next one.
 func (e *Enforcer) decide(s *session, sql string) decision {
+	return e.decideFor(caller{
+		principal: s.principal(), purpose: s.purpose, searchPath: s.searchPath.current(),
+		clientAddr: s.conn.RemoteAddr().String(), sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
+	}, sql, s.srv.metrics)
+}
+
+// caller is what a decision needs to know of the session it is for.
+type caller struct {
+	principal    principal
+	purpose      string // SET mandate.purpose
+	searchPath   []string
+	clientAddr   string
+	sessionID    string
+	upstreamUser string // substituted for "$user" in the search path
+}
+
+func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	now := e.now()
-	p := s.principal()
+	p := c.principal
 	if !p.Expires.IsZero() && !now.Before(p.Expires) {
 		return decision{err: &Error{Code: codeInvalidAuthSpec, Msg: "the identity token has expired; reconnect or SET mandate.token to a fresh one"}}
 	}
@@ -95,12 +112,12 @@ func (e *Enforcer) decide(s *session, sql string) decision {
 	if err != nil {
 		return decision{err: err}
 	}
-	scope := e.scope(s, p, snap, now)
+	scope := e.scope(c, snap, now)
 	cat, catVersion := e.Catalogs.Current()
 	if cat == nil {
 		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}}
 	}
-	sess := rewrite.Session{User: s.srv.upstream.User, SearchPath: s.searchPath.current()}
+	sess := rewrite.Session{User: c.upstreamUser, SearchPath: c.searchPath}
 	grants := func(names []string) (*grant.Set, error) {
 		infos := make([]policy.RelationInfo, 0, len(names))
 		for _, n := range names {
@@ -110,20 +127,40 @@ func (e *Enforcer) decide(s *session, sql string) decision {
 	}
 	start := time.Now()
 	res, fp, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.Rewrite)
-	s.srv.metrics.rewriteSeconds.Observe(time.Since(start).Seconds())
+	if m != nil {
+		m.rewriteSeconds.Observe(time.Since(start).Seconds())
+	}
 	return decision{sql: res.SQL, result: res, scope: scope, fingerprint: fp, err: err}
 }
 
-// scope assembles the policy scope of p at now.
-func (e *Enforcer) scope(s *session, p principal, snap *store.Snapshot, now time.Time) policy.Scope {
+// Explanation is a decision made without a session, for mandate explain.
+type Explanation struct {
+	Scope  policy.Scope
+	Result rewrite.Result
+	Err    error
+}
+
+// Explain decides sql for subject acting through actors with purpose, as
+// the proxy would for a session with the upstream's default search_path.
+func (e *Enforcer) Explain(subject string, actors []policy.Actor, purpose, upstreamUser, sql string) Explanation {
+	d := e.decideFor(caller{
+		principal: principal{Subject: subject, Actors: actors, Method: "explain"},
+		purpose:   purpose, clientAddr: "explain", sessionID: "explain", upstreamUser: upstreamUser,
+	}, sql, nil)
+	return Explanation{Scope: d.scope, Result: d.result, Err: d.err}
+}
+
+// scope assembles the policy scope of a caller at now.
+func (e *Enforcer) scope(c caller, snap *store.Snapshot, now time.Time) policy.Scope {
+	p := c.principal
 	sc := policy.Scope{
 		Subject:  p.Subject,
 		Actors:   p.Actors,
 		Consents: snap.Consents(p.Subject),
-		Purpose:  p.purpose(s.purpose),
+		Purpose:  p.purpose(c.purpose),
 		Context: policy.Context{
-			Now: now, ClientAddr: s.conn.RemoteAddr().String(), AuthMethod: p.Method,
-			SessionID: s.sessionID(), Scopes: p.Scopes, Claims: p.Claims,
+			Now: now, ClientAddr: c.clientAddr, AuthMethod: p.Method,
+			SessionID: c.sessionID, Scopes: p.Scopes, Claims: p.Claims,
 		},
 	}
 	// The delegation that matters is the subject's to the first delegate

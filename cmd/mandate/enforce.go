@@ -67,8 +67,9 @@ func migrateDB(ctx context.Context, url string, maskKeys []string) error {
 
 // buildEnforcement loads the policies, migrates and watches the policy
 // store, loads the catalog and opens the audit log. The background loops
-// run until ctx ends.
-func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metrics *proxy.Metrics) (*enforcement, error) {
+// run until ctx ends. With oneShot (mandate explain) it reads the store and
+// the catalog once and starts, migrates and opens nothing else.
+func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metrics *proxy.Metrics, oneShot bool) (*enforcement, error) {
 	out := &enforcement{}
 	fail := func(err error) (*enforcement, error) { out.close(); return nil, err }
 
@@ -86,6 +87,9 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	}
 	keys := snap.Masks().HashKeys()
 	for _, url := range uniq(storeURL, c.Upstream) {
+		if oneShot {
+			break
+		}
 		if err := migrateDB(ctx, url, keys); err != nil {
 			return nil, fmt.Errorf("migrate %s: %w", redactURL(url), err)
 		}
@@ -106,15 +110,28 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	if err := state.Load(ctx); err != nil {
 		return nil, fmt.Errorf("policy store: %w", err)
 	}
-	watchCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = state.Watch(watchCtx); close(done) }()
-	out.closers = append(out.closers, func() { stop(); <-done })
-
 	engine, err := policy.Open(src, policy.Options{Consents: proxy.StateConsents{State: state}})
 	if err != nil {
 		return fail(err)
 	}
+	upCfg, err := pgconn.ParseConfig(c.Upstream)
+	if err != nil {
+		return fail(fmt.Errorf("upstream URL: %w", err))
+	}
+	catalogs := proxy.NewCatalogCache(upCfg, log)
+	out.closers = append(out.closers, catalogs.Close)
+	if err := catalogs.Refresh(ctx); err != nil {
+		return fail(fmt.Errorf("upstream catalog: %w", err))
+	}
+	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs}
+	if oneShot {
+		return out, nil
+	}
+
+	watchCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = state.Watch(watchCtx); close(done) }()
+	out.closers = append(out.closers, func() { stop(); <-done })
 	onReload := func(err error) {
 		metrics.PolicyReloaded(err)
 		if err != nil {
@@ -138,15 +155,6 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 		}
 	}()
 
-	upCfg, err := pgconn.ParseConfig(c.Upstream)
-	if err != nil {
-		return fail(fmt.Errorf("upstream URL: %w", err))
-	}
-	catalogs := proxy.NewCatalogCache(upCfg, log)
-	out.closers = append(out.closers, catalogs.Close)
-	if err := catalogs.Refresh(ctx); err != nil {
-		return fail(fmt.Errorf("upstream catalog: %w", err))
-	}
 	go catalogs.Run(watchCtx, c.CatalogRefresh)
 	if err := engine.Snapshot().CheckCatalog(catalogRelations(catalogs)); err != nil {
 		log.Warn("policies and the live catalog disagree (run mandate check)", "err", err)
@@ -178,7 +186,7 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	for _, p := range c.AssumePrincipals {
 		assume[p] = true
 	}
-	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs, Verifier: verifier, AssumeAllowed: assume}
+	out.enforcer.Verifier, out.enforcer.AssumeAllowed = verifier, assume
 	return out, nil
 }
 

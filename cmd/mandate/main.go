@@ -26,6 +26,8 @@ var commands = map[string]command{
 	"agent":    {"register, disable or list AI agents", runAgent},
 	"token":    {"mint a development JWT for trying personas (or create the dev key)", runToken},
 	"audit":    {"verify an audit log's hash chain", runAudit},
+	"explain":  {"print the decision and the rewritten SQL for a statement, without running it", runExplain},
+	"check":    {"validate policies and masks against the Cedar schema and the live catalog", runCheck},
 }
 
 func main() {
@@ -49,6 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := cmd.run(args[1:], stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		if errors.Is(err, errExplained) {
+			return 1
 		}
 		fmt.Fprintf(stderr, "mandate %s: %v\n", args[0], err)
 		return 1

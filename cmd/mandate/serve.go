@@ -43,7 +43,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if !cfg.Transparent {
 		bgCtx, stopBackground := context.WithCancel(context.Background())
 		defer stopBackground()
-		enf, err := buildEnforcement(bgCtx, cfg, log, pcfg.Metrics)
+		enf, err := buildEnforcement(bgCtx, cfg, log, pcfg.Metrics, false)
 		if err != nil {
 			return err
 		}

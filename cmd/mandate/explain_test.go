@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mandate-proxy/mandate/internal/pgtest"
+)
+
+// bankArgs starts a PostgreSQL with the bank world loaded and returns the
+// flags that point mandate at it and at the bank policies.
+func bankArgs(t *testing.T) []string {
+	t.Helper()
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, "CREATE ROLE app LOGIN")
+	c.Exec(t, "CREATE DATABASE bank OWNER app")
+	schema, err := os.ReadFile(filepath.Join("..", "..", "testdata", "bank", "schema.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := c.DSN("app", "bank")
+	mustCLI(t, "migrate", "--upstream", url)
+	if err := runSQL(url, string(schema)); err != nil {
+		t.Fatal(err)
+	}
+	bank := filepath.Join("..", "..", "testdata", "bank")
+	return []string{"--upstream", url,
+		"--policy-dir", filepath.Join(bank, "policies"), "--cedar-schema", filepath.Join(bank, "schema.cedarschema"),
+		"--entities", filepath.Join(bank, "entities.json"), "--masks", filepath.Join(bank, "masks.yaml")}
+}
+
+func TestExplainAndCheck(t *testing.T) {
+	args := bankArgs(t)
+	out := mustCLI(t, append([]string{"explain", "--as", "sam"}, append(args, "SELECT id, ssn FROM customers")...)...)
+	for _, want := range []string{"subject:    sam", "decision:   allow", "public.customers (select)", "filter:", "mask:     ssn partial", "rewritten SQL:", "FROM public.customers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ := cli(t, append([]string{"explain", "--as", "dana"}, append(args, "SELECT name FROM customers")...)...)
+	if code != 1 || !strings.Contains(out, "decision:   deny") || !strings.Contains(out, "42501") {
+		t.Errorf("denied explain: exit %d\n%s", code, out)
+	}
+	if out := mustCLI(t, append([]string{"check"}, args...)...); !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("check: %s", out)
+	}
+}
+
+// runSQL executes a script on url.
+func runSQL(url, sql string) error {
+	conn, err := pgconn.Connect(context.Background(), url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), sql).ReadAll()
+	return err
+}
