@@ -28,6 +28,8 @@ import (
 type bankWorld struct {
 	p        *testProxy
 	db       string
+	url      string // the bank database, as the upstream role
+	jwks     string
 	owner    *pgx.Conn // direct, as the upstream role: the oracle
 	store    *store.Store
 	devKey   *identity.DevKey
@@ -60,7 +62,7 @@ var bankSeq struct {
 }
 
 // startBank creates a fresh bank database and an enforcing proxy before it.
-func startBank(t *testing.T) *bankWorld {
+func startBank(t testing.TB) *bankWorld {
 	t.Helper()
 	ctx := ctxT(t)
 	bankSeq.Lock()
@@ -92,9 +94,21 @@ func startBank(t *testing.T) *bankWorld {
 	if w.devKey, err = identity.GenerateDevKey(dir); err != nil {
 		t.Fatal(err)
 	}
+	w.jwks = filepath.Join(dir, "mandate-dev-jwks.json")
+	w.url = url
+	w.audit = filepath.Join(dir, "audit.log")
+	w.p, w.enforcer = w.replica(t, w.audit)
+	return w
+}
+
+// replica starts one more enforcing proxy over the bank database, with its
+// own state watcher, catalog and audit log: as a second mandate replica.
+func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforcer) {
+	ctx := ctxT(t)
+	url := w.url
 	verifier, err := identity.NewVerifier(identity.Config{
 		Issuer: "mandate-dev", Audiences: []string{"mandate"}, AllowDevKeys: true,
-		JWKSFile: filepath.Join(dir, "mandate-dev-jwks.json"), Now: w.clock.now,
+		JWKSFile: w.jwks, Now: w.clock.now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +139,7 @@ func startBank(t *testing.T) *bankWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnsureMaskKeys(ctx, owner, engine.Snapshot().Masks().HashKeys()); err != nil {
+	if err := store.EnsureMaskKeys(ctx, w.owner, engine.Snapshot().Masks().HashKeys()); err != nil {
 		t.Fatal(err)
 	}
 	pgcfg, err := pgconn.ParseConfig(url)
@@ -138,28 +152,27 @@ func startBank(t *testing.T) *bankWorld {
 	}
 	t.Cleanup(catalogs.Close)
 
-	w.audit = filepath.Join(dir, "audit.log")
-	aw, err := audit.Open(w.audit, audit.Options{})
+	aw, err := audit.Open(auditPath, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { aw.Close() })
-	w.enforcer = &Enforcer{
+	enforcer := &Enforcer{
 		Engine: engine, State: state, Catalogs: catalogs, Verifier: verifier,
 		AssumeAllowed: map[string]bool{"app": true}, Now: w.clock.now,
 	}
-	w.p = startProxy(t, func(c *Config) {
+	p := startProxy(t, func(c *Config) {
 		c.Upstream = url
 		c.Transparent = false
-		c.Enforcer = w.enforcer
+		c.Enforcer = enforcer
 		c.Audit = aw
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	})
-	return w
+	return p, enforcer
 }
 
 // token mints a development token for sub acting through actors.
-func (w *bankWorld) token(t *testing.T, sub string, actors []string, claims map[string]any) string {
+func (w *bankWorld) token(t testing.TB, sub string, actors []string, claims map[string]any) string {
 	t.Helper()
 	var chain []policy.Actor
 	for _, a := range actors {
@@ -177,9 +190,14 @@ func (w *bankWorld) token(t *testing.T, sub string, actors []string, claims map[
 }
 
 // connect logs in with trust as user.
-func (w *bankWorld) connect(t *testing.T, user string) *pgx.Conn {
+func (w *bankWorld) connect(t testing.TB, user string) *pgx.Conn {
+	return w.connectTo(t, w.p, user)
+}
+
+// connectTo logs in with trust as user to one of the replicas.
+func (w *bankWorld) connectTo(t testing.TB, p *testProxy, user string) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(ctxT(t), fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, w.p.addr, w.db))
+	conn, err := pgx.Connect(ctxT(t), fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, p.addr, w.db))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -189,9 +207,13 @@ func (w *bankWorld) connect(t *testing.T, user string) *pgx.Conn {
 
 // assume connects as the pooled application and names sub (through
 // actors) with SET mandate.token.
-func (w *bankWorld) assume(t *testing.T, sub string, actors []string, claims map[string]any) *pgx.Conn {
+func (w *bankWorld) assume(t testing.TB, sub string, actors []string, claims map[string]any) *pgx.Conn {
+	return w.assumeOn(t, w.p, sub, actors, claims)
+}
+
+func (w *bankWorld) assumeOn(t testing.TB, p *testProxy, sub string, actors []string, claims map[string]any) *pgx.Conn {
 	t.Helper()
-	conn := w.connect(t, "app")
+	conn := w.connectTo(t, p, "app")
 	if _, err := conn.Exec(ctxT(t), "SET mandate.token = '"+w.token(t, sub, actors, claims)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatalf("assume %s: %v", sub, err)
 	}
@@ -199,7 +221,7 @@ func (w *bankWorld) assume(t *testing.T, sub string, actors []string, claims map
 }
 
 // rows returns a query's rows as strings, one per row, sorted.
-func rows(t *testing.T, conn *pgx.Conn, sql string, args ...any) ([]string, error) {
+func rows(t testing.TB, conn *pgx.Conn, sql string, args ...any) ([]string, error) {
 	t.Helper()
 	r, err := conn.Query(ctxT(t), sql, args...)
 	if err != nil {
@@ -222,7 +244,7 @@ func rows(t *testing.T, conn *pgx.Conn, sql string, args ...any) ([]string, erro
 	return out, r.Err()
 }
 
-func mustRows(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string {
+func mustRows(t testing.TB, conn *pgx.Conn, sql string, args ...any) []string {
 	t.Helper()
 	out, err := rows(t, conn, sql, args...)
 	if err != nil {
@@ -231,14 +253,14 @@ func mustRows(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string {
 	return out
 }
 
-func sameRows(t *testing.T, who string, got, want []string) {
+func sameRows(t testing.TB, who string, got, want []string) {
 	t.Helper()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("%s:\n got %q\nwant %q", who, got, want)
 	}
 }
 
-func (w *bankWorld) grantBob(t *testing.T, expires time.Time) string {
+func (w *bankWorld) grantBob(t testing.TB, expires time.Time) string {
 	t.Helper()
 	id, err := w.store.GrantDelegation(ctxT(t), policy.Delegation{
 		Grantor: "alice", Delegate: "bob", Purpose: "tax",
@@ -495,14 +517,14 @@ func TestAuditRecordsDecisions(t *testing.T) {
 }
 
 // waitState waits until the proxy's state has caught up with the store.
-func waitState(t *testing.T, w *bankWorld) {
+func waitState(t testing.TB, w *bankWorld) {
 	t.Helper()
 	if err := w.enforcer.State.Load(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !ok() {
