@@ -2,13 +2,12 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/mandate-proxy/mandate/audit"
-	"github.com/mandate-proxy/mandate/policy"
 )
 
 // auditTrail holds a session's allowed statements until the upstream
@@ -78,15 +77,26 @@ func (s *session) audit(d decision) {
 		s.observeRevocation(d)
 		r := s.recordFor(d)
 		r.Decision = audit.DecisionDeny
-		r.SQLState = toErrorResponse(d.err).Code
-		var pe *policy.Error
-		if errors.As(d.err, &pe) && pe.Detail != "" {
-			r.PolicyIDs = append(r.PolicyIDs, pe.Detail)
+		resp := toErrorResponse(d.err)
+		r.SQLState = resp.Code
+		// A denial names its deciding policies in the detail (see policy.Denied).
+		if ids, ok := strings.CutPrefix(resp.Detail, "policies: "); ok {
+			r.PolicyIDs = append(r.PolicyIDs, strings.Split(ids, ", ")...)
+		}
+		for _, id := range r.PolicyIDs {
+			m.decisionPolicies.WithLabelValues("deny", id).Inc()
 		}
 		s.writeAudit(r)
 		return
 	}
 	m.decisions.WithLabelValues("allow").Inc()
+	for _, st := range d.result.Statements {
+		for _, rel := range st.Relations {
+			for _, id := range rel.Policies {
+				m.decisionPolicies.WithLabelValues("allow", id).Inc()
+			}
+		}
+	}
 	if d.scope.Delegation != nil {
 		s.lastDelegation = d.scope.Delegation.ID
 	}

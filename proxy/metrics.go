@@ -24,6 +24,7 @@ type Metrics struct {
 	upstreamFailures prometheus.Counter
 	cancels          *prometheus.CounterVec // by outcome
 	decisions        *prometheus.CounterVec // by decision
+	decisionPolicies *prometheus.CounterVec // by decision and policy id
 	refusals         prometheus.Counter
 	rewriteSeconds   prometheus.Histogram
 	revocation       prometheus.Histogram
@@ -80,6 +81,9 @@ func NewMetrics() *Metrics {
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mandate_decisions_total", Help: "Statement decisions, by outcome (allow, deny).",
 	}, []string{"decision"})
+	m.decisionPolicies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mandate_decision_policies_total", Help: "Decisions by outcome and by the id (@id) of each policy that took part.",
+	}, []string{"decision", "policy"})
 	m.refusals = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mandate_refusals_total", Help: "Statements refused by mandate (denied, unsupported or unverifiable).",
 	})
@@ -98,7 +102,7 @@ func NewMetrics() *Metrics {
 	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mandate_policy_reloads_total", Help: "Policy set reloads, by result (ok, rejected).",
 	}, []string{"result"})
-	r.MustRegister(m.decisions, m.refusals, m.rewriteSeconds, m.revocation, m.notifyLag, m.policyReloads,
+	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
 		m.upstreamConnect, m.upstreamFailures, m.cancels,
