@@ -57,7 +57,7 @@ func parseFlags() (config, error) {
 	)
 	flag.StringVar(&cfg.mandateBin, "mandate-bin", "./bin/mandate", "mandate binary")
 	flag.StringVar(&mandateArgs, "mandate-args", "", "extra arguments for `mandate serve`, space-separated; they override the defaults")
-	flag.StringVar(&targets, "targets", "direct,mandate,pgbouncer", "targets to compare, comma-separated: "+strings.Join(slices.Sorted(maps.Keys(starters)), ", "))
+	flag.StringVar(&targets, "targets", "direct,mandate,mandate-protected,pgbouncer", "targets to compare, comma-separated: "+strings.Join(slices.Sorted(maps.Keys(starters)), ", "))
 	flag.StringVar(&modes, "modes", "simple,extended,prepared", "pgbench query modes (-M), comma-separated")
 	flag.StringVar(&clients, "clients", "1,8,32", "pgbench client counts (-c), comma-separated")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one pgbench run (-T, whole seconds)")

@@ -30,24 +30,34 @@ type target struct {
 var starters = map[string]func(context.Context, *env, config) (*target, error){
 	"direct": func(_ context.Context, e *env, _ config) (*target, error) { return e.direct(), nil },
 	"mandate": func(ctx context.Context, e *env, cfg config) (*target, error) {
-		return startMandate(ctx, e, "mandate", cfg.mandateBin, cfg.mandateArgs)
+		return startMandate(ctx, e, "mandate", cfg.mandateBin, []string{"--transparent"}, cfg.mandateArgs)
+	},
+	// mandate enforcing testdata/pgbench's policies: a row filter (branch 1)
+	// and a mask (abalance rounded) on every pgbench -S statement.
+	"mandate-protected": func(ctx context.Context, e *env, cfg config) (*target, error) {
+		dir := filepath.Join("testdata", "pgbench")
+		return startMandate(ctx, e, "mandate-protected", cfg.mandateBin, []string{
+			"--policy-dir", filepath.Join(dir, "policies"), "--cedar-schema", filepath.Join(dir, "schema.cedarschema"),
+			"--entities", filepath.Join(dir, "entities.json"), "--masks", filepath.Join(dir, "masks.yaml"),
+		}, cfg.mandateArgs)
 	},
 	"pgbouncer": startPgbouncer,
 }
 
-// startMandate runs mandate in transparent mode in front of the cluster;
-// extraArgs come last, so they override the defaults.
-func startMandate(ctx context.Context, e *env, name, bin string, extraArgs []string) (*target, error) {
+// startMandate runs mandate in front of the cluster in the given mode
+// (--transparent, or the policy flags); extraArgs come last, so they
+// override the defaults.
+func startMandate(ctx context.Context, e *env, name, bin string, mode, extraArgs []string) (*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	upstream := e.cluster.TCPDSN(benchRole, e.password, benchRole)
-	args := append([]string{"serve", "--transparent",
+	args := append(append([]string{"serve"}, mode...),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		"--upstream", upstream, "--admin-listen", "", "--auth", "trust",
-		"--log-level", "warn", "--shutdown-timeout", "5s"}, extraArgs...)
-	cmd := exec.Command(bin, args...)
+		"--log-level", "warn", "--shutdown-timeout", "5s")
+	cmd := exec.Command(bin, append(args, extraArgs...)...)
 	return startTarget(ctx, name, cmd, filepath.Join(e.dir, name+".log"), port)
 }
 
