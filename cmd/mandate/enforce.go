@@ -108,6 +108,10 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 		return nil, err
 	}
 	if err := state.Load(ctx); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42P01" {
+			return nil, fmt.Errorf("the policy store at %s has no mandate schema: run mandate migrate", redactURL(storeURL))
+		}
 		return nil, fmt.Errorf("policy store: %w", err)
 	}
 	engine, err := policy.Open(src, policy.Options{Consents: proxy.StateConsents{State: state}})
