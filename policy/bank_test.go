@@ -129,7 +129,7 @@ func checkGrant(t *testing.T, r *grant.Relation, w want) {
 	got := map[grant.Action]string{}
 	for _, a := range grant.Actions {
 		if r.Can(a) {
-			got[a] = FormatExpr(r.RowFilter(a))
+			got[a] = grant.Format(r.RowFilter(a))
 		}
 	}
 	if w.filters == nil {
@@ -140,7 +140,7 @@ func checkGrant(t *testing.T, r *grant.Relation, w want) {
 	}
 	gotMasks := map[string]string{}
 	for c, m := range r.Masks {
-		gotMasks[c] = FormatMask(m)
+		gotMasks[c] = m.String()
 	}
 	if w.masks == nil {
 		w.masks = map[string]string{}
@@ -360,7 +360,7 @@ func TestConsentWithdrawal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := FormatExpr(set.Lookup("public.transactions").RowFilter(grant.Select)); got != "account_id IN (104, 105, 107, 109, 111)" {
+	if got := grant.Format(set.Lookup("public.transactions").RowFilter(grant.Select)); got != "account_id IN (104, 105, 107, 109, 111)" {
 		t.Fatalf("before withdrawal: %s", got)
 	}
 	idx.withdraw("analytics", "frank") // customer 4, account 105
@@ -368,10 +368,10 @@ func TestConsentWithdrawal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := FormatExpr(set.Lookup("public.transactions").RowFilter(grant.Select)); got != "account_id IN (104, 107, 109, 111)" {
+	if got := grant.Format(set.Lookup("public.transactions").RowFilter(grant.Select)); got != "account_id IN (104, 107, 109, 111)" {
 		t.Errorf("transactions after withdrawal: %s", got)
 	}
-	if got := FormatExpr(set.Lookup("public.accounts").RowFilter(grant.Select)); got != "customer_id IN (3, 6, 8, 10)" {
+	if got := grant.Format(set.Lookup("public.accounts").RowFilter(grant.Select)); got != "customer_id IN (3, 6, 8, 10)" {
 		t.Errorf("accounts after withdrawal: %s", got)
 	}
 	for _, s := range []string{"erin", "heidi", "judy", "niaj"} {
@@ -379,7 +379,7 @@ func TestConsentWithdrawal(t *testing.T) {
 	}
 	set, _ = e.GrantSet(danaScope, rels, 9)
 	if r := set.Lookup("public.transactions"); r.Can(grant.Select) {
-		t.Errorf("no consent left, yet dana reads %s", FormatExpr(r.RowFilter(grant.Select)))
+		t.Errorf("no consent left, yet dana reads %s", grant.Format(r.RowFilter(grant.Select)))
 	}
 }
 
@@ -479,7 +479,7 @@ func TestAgentNeverExceedsSubject(t *testing.T) {
 				have := conjuncts(agent.RowFilter(a))
 				for _, c := range conjuncts(alice.RowFilter(a)) {
 					if c != "true" && !slices.Contains(have, c) {
-						t.Fatalf("case %d: agent's %s filter on %s lacks alice's %q: %s", i, a, rel.Name, c, FormatExpr(agent.RowFilter(a)))
+						t.Fatalf("case %d: agent's %s filter on %s lacks alice's %q: %s", i, a, rel.Name, c, grant.Format(agent.RowFilter(a)))
 					}
 				}
 			}
@@ -498,9 +498,9 @@ func conjuncts(e grant.Expr) []string {
 	if a, ok := e.(grant.And); ok {
 		out := make([]string, len(a.Terms))
 		for i, t := range a.Terms {
-			out[i] = FormatExpr(t)
+			out[i] = grant.Format(t)
 		}
 		return out
 	}
-	return []string{FormatExpr(e)}
+	return []string{grant.Format(e)}
 }

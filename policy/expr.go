@@ -67,7 +67,7 @@ func collapse(terms []grant.Expr, empty grant.Bool, wrap func([]grant.Expr) gran
 	seen := make(map[string]bool, len(terms))
 	uniq := terms[:0]
 	for _, t := range terms {
-		k := FormatExpr(t)
+		k := grant.Format(t)
 		if !seen[k] {
 			seen[k] = true
 			uniq = append(uniq, t)

@@ -219,8 +219,8 @@ columns:
 	want := map[string]string{"a": "hash(customer)", "b": "null", "c": "redact", "d": "partial(2)", "e": "email", "f": "bucket(0.5)", "g": "truncate(month)", "h": "null"}
 	for col, w := range want {
 		mk, ok := m.Column("public.t", col)
-		if !ok || FormatMask(mk) != w {
-			t.Errorf("%s: got %v %v, want %s", col, FormatMask(mk), ok, w)
+		if !ok || mk.String() != w {
+			t.Errorf("%s: got %v %v, want %s", col, mk.String(), ok, w)
 		}
 	}
 	if mk, _ := m.Column("public.t", "a"); mk.Tag != "ref" {
