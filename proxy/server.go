@@ -245,10 +245,20 @@ func (s *Server) lookupCancel(pid uint32, secret []byte) *session {
 	return ss
 }
 
-// Ready reports whether the server accepts clients and reaches its upstream.
+// Ready reports whether the server accepts clients, its policy state is
+// fresh enough to decide (an enforcing replica that would answer every
+// statement with 57P03 is not ready) and it reaches its upstream.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.isClosing() {
 		return errors.New("shutting down")
+	}
+	if e := s.cfg.Enforcer; e != nil {
+		if _, err := e.State.Check(e.now()); err != nil {
+			return err
+		}
+		if cat, _ := e.Catalogs.Current(); cat == nil {
+			return errors.New("upstream catalog not loaded")
+		}
 	}
 	conn, err := pgconn.ConnectConfig(ctx, s.upstream)
 	if err != nil {
