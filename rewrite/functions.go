@@ -71,10 +71,12 @@ var defaultFunctionNames = []string{
 	"version", "current_database", "current_catalog", "current_schema", "current_schemas",
 	"current_user", "session_user", "current_role", "user", "current_setting", "pg_backend_pid",
 	"inet_server_addr", "inet_server_port", "inet_client_addr", "inet_client_port",
-	"pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery", "txid_current",
+	"pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery", "pg_is_wal_replay_paused", "txid_current",
 	"pg_current_xact_id", "txid_current_if_assigned", "pg_current_xact_id_if_assigned",
 	"pg_encoding_to_char", "pg_char_to_encoding", "pg_client_encoding", "pg_jit_available",
 	"pg_typeof", "pg_collation_for", "pg_get_keywords",
+	// JDBC DatabaseMetaData.getPrimaryKeys/getIndexInfo expand index key arrays.
+	"information_schema._pg_expandarray",
 	// catalog introspection (psql \d and friends): metadata, not row data
 	"format_type", "pg_get_userbyid", "pg_table_is_visible", "pg_type_is_visible",
 	"pg_function_is_visible", "pg_operator_is_visible", "pg_opclass_is_visible",
