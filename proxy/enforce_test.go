@@ -559,3 +559,18 @@ func TestSearchPathFollowed(t *testing.T) {
 	}
 	sameRows(t, "after RESET", mustRows(t, alice, "SELECT id FROM accounts"), mustRows(t, w.owner, "SELECT id FROM accounts WHERE customer_id = 1"))
 }
+
+func TestMultiStatementRefusalRunsThePrefix(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	ctx := ctxT(t)
+	results, err := alice.PgConn().Exec(ctx, "SELECT count(*) FROM accounts; SELECT * FROM pg_stats; SELECT 3").ReadAll()
+	if sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("want the second statement refused with 42501, got %v", err)
+	}
+	// As PostgreSQL would: the first statement's result, then the error;
+	// the third statement never runs.
+	if len(results) != 1 || len(results[0].Rows) != 1 || string(results[0].Rows[0][0]) != "2" {
+		t.Fatalf("results before the refusal: %+v", results)
+	}
+}

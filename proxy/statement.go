@@ -127,10 +127,17 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 		s.catalogStale = false
 	}
 	d := e.decide(s, sql)
-	s.audit(d)
 	if d.err != nil {
-		return s.refuse(d.err), d, refused
+		prefix := ""
+		if p, refusedPart, ok := s.allowedPrefix(sql); ok {
+			// As in PostgreSQL, the statements before the refused one run
+			// (in the query's implicit transaction) and the rest do not.
+			prefix, d = p, refusedPart
+		}
+		s.audit(d)
+		return prefix + s.refuse(d.err), d, refused
 	}
+	s.audit(d)
 	for _, st := range d.result.Statements {
 		s.searchPath.apply(st.Effect)
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
@@ -148,6 +155,38 @@ func (s *session) onQuery(m *pgproto3.Query) {
 	} else {
 		s.auditPlaceholder()
 	}
+}
+
+// allowedPrefix decides the statements of a refused multi-statement query
+// one by one. It returns the rewritten statements before the first refused
+// one, each followed by "; " (their decisions audited and queued like any
+// other), and the refused statement's decision. ok is false for a single
+// statement or when the first statement is the refused one.
+func (s *session) allowedPrefix(sql string) (prefix string, refusedPart decision, ok bool) {
+	parts, err := rewrite.Split(sql)
+	if err != nil || len(parts) < 2 {
+		return "", decision{}, false
+	}
+	var allowed []decision
+	for _, part := range parts {
+		d := s.srv.cfg.Enforcer.decide(s, part)
+		if d.err == nil {
+			allowed = append(allowed, d)
+			continue
+		}
+		if len(allowed) == 0 {
+			return "", decision{}, false
+		}
+		var b strings.Builder
+		for _, a := range allowed {
+			s.audit(a)
+			s.queueRecords(s.recordFor(a), len(a.result.Statements))
+			b.WriteString(a.sql)
+			b.WriteString("; ")
+		}
+		return b.String(), d, true
+	}
+	return "", decision{}, false // every part allowed alone: the whole stays refused
 }
 
 // containsResetAll is a cheap pre-check for RESET ALL / DISCARD ALL, which

@@ -126,16 +126,21 @@ type (
 	pgBoolExpr               = pg.BoolExpr
 	pgBoolExprType           = pg.BoolExprType
 	pgBoolean                = pg.Boolean
+	pgCaseExpr               = pg.CaseExpr
+	pgCaseWhen               = pg.CaseWhen
 	pgCollateClause          = pg.CollateClause
 	pgColumnRef              = pg.ColumnRef
 	pgCommonTableExpr        = pg.CommonTableExpr
 	pgCopyStmt               = pg.CopyStmt
 	pgDefElem                = pg.DefElem
+	pgDeleteStmt             = pg.DeleteStmt
 	pgExplainStmt            = pg.ExplainStmt
 	pgFloat                  = pg.Float
 	pgFuncCall               = pg.FuncCall
+	pgInsertStmt             = pg.InsertStmt
 	pgInteger                = pg.Integer
 	pgLockingClause          = pg.LockingClause
+	pgMultiAssignRef         = pg.MultiAssignRef
 	pgNode                   = pg.Node
 	pgNodeAArrayExpr         = pg.Node_AArrayExpr
 	pgNodeAConst             = pg.Node_AConst
@@ -208,6 +213,7 @@ type (
 	pgNodeXmlExpr            = pg.Node_XmlExpr
 	pgNodeXmlSerialize       = pg.Node_XmlSerialize
 	pgNullTest               = pg.NullTest
+	pgOnConflictClause       = pg.OnConflictClause
 	pgRangeSubselect         = pg.RangeSubselect
 	pgRangeTableSample       = pg.RangeTableSample
 	pgRangeVar               = pg.RangeVar
@@ -217,6 +223,7 @@ type (
 	pgSubLink                = pg.SubLink
 	pgTypeCast               = pg.TypeCast
 	pgTypeName               = pg.TypeName
+	pgUpdateStmt             = pg.UpdateStmt
 	pgVariableSetStmt        = pg.VariableSetStmt
 	pgWindowDef              = pg.WindowDef
 	pgWithClause             = pg.WithClause
@@ -245,6 +252,8 @@ const (
 	pgLimitOptionLIMITOPTIONCOUNT        = pg.LimitOption_LIMIT_OPTION_COUNT
 	pgLimitOptionLIMITOPTIONDEFAULT      = pg.LimitOption_LIMIT_OPTION_DEFAULT
 	pgNullTestTypeISNOTNULL              = pg.NullTestType_IS_NOT_NULL
+	pgOnConflictUpdate                   = pg.OnConflictAction_ONCONFLICT_UPDATE
+	pgSubLinkTypeEXPR                    = pg.SubLinkType_EXPR_SUBLINK
 	pgSetOperationSETOPNONE              = pg.SetOperation_SETOP_NONE
 	pgVariableSetKindVARRESET            = pg.VariableSetKind_VAR_RESET
 	pgVariableSetKindVARRESETALL         = pg.VariableSetKind_VAR_RESET_ALL
@@ -274,4 +283,10 @@ func (s *Statements) Fingerprint() string {
 		return ""
 	}
 	return fp
+}
+
+// Split returns each statement of sql as its own text, so that a proxy can
+// decide the statements of a multi-statement query one by one.
+func Split(sql string) ([]string, error) {
+	return pg.SplitWithParser(sql, true)
 }
