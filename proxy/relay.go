@@ -266,6 +266,9 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	}
 	switch typ {
 	case 'Z':
+		if enforce {
+			s.markers.segmentEnded()
+		}
 		if len(body) == 1 {
 			s.txStatus.Store(uint32(body[0]))
 		}

@@ -32,23 +32,32 @@ type markers struct {
 
 	mu      sync.Mutex
 	next    uint64
-	pending map[uint64]*pgproto3.ErrorResponse
+	pending map[uint64]pendingRefusal
+	synced  uint64 // ReadyForQuery answers seen
+}
+
+// pendingRefusal is a refusal waiting for its marker's error, which comes
+// before the end of its segment or never (an earlier error made the
+// upstream skip the marker).
+type pendingRefusal struct {
+	resp    *pgproto3.ErrorResponse
+	segment uint64
 }
 
 func newMarkers() *markers {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &markers{nonce: []byte("mandate refusal " + hex.EncodeToString(b) + " #"), pending: map[uint64]*pgproto3.ErrorResponse{}}
+	return &markers{nonce: []byte("mandate refusal " + hex.EncodeToString(b) + " #"), pending: map[uint64]pendingRefusal{}}
 }
 
 // marker registers err's ErrorResponse and returns the SQL that makes the
 // upstream fail in its place (at parse analysis, so it fails at Parse in the
 // extended protocol and in statement order in a simple query).
-func (m *markers) marker(resp *pgproto3.ErrorResponse) string {
+func (m *markers) marker(resp *pgproto3.ErrorResponse, segment uint64) string {
 	m.mu.Lock()
 	m.next++
 	n := m.next
-	m.pending[n] = resp
+	m.pending[n] = pendingRefusal{resp, segment}
 	m.mu.Unlock()
 	return `SELECT "` + string(m.nonce) + strconv.FormatUint(n, 10) + `"`
 }
@@ -70,14 +79,27 @@ func (m *markers) swap(body []byte) []byte {
 		return nil
 	}
 	m.mu.Lock()
-	resp := m.pending[n]
+	p, ok := m.pending[n]
 	delete(m.pending, n)
 	m.mu.Unlock()
-	if resp == nil {
+	if !ok {
 		return nil
 	}
-	out, _ := resp.Encode(nil)
+	out, _ := p.resp.Encode(nil)
 	return out
+}
+
+// segmentEnded forgets the refusals whose segment is over: their markers
+// were skipped, so their errors will never come.
+func (m *markers) segmentEnded() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced++
+	for n, p := range m.pending {
+		if p.segment < m.synced {
+			delete(m.pending, n)
+		}
+	}
 }
 
 // settingReplacement is what a handled SET/RESET of mandate.* becomes
@@ -204,7 +226,7 @@ func (s *session) refuse(err error) string {
 	}
 	s.srv.metrics.errors.WithLabelValues(resp.Code).Inc()
 	s.srv.metrics.refusals.Inc()
-	return s.markers.marker(resp)
+	return s.markers.marker(resp, s.segment)
 }
 
 // applySetting changes the session's own state for SET/RESET mandate.*.
