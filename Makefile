@@ -4,7 +4,7 @@ BIN       := bin/mandate
 PKGS      := ./...
 FUZZTIME  ?= 60s
 
-.PHONY: all build test vet lint fuzz bench clean
+.PHONY: all build test vet lint fuzz bench demo clean
 
 all: build
 
@@ -36,6 +36,11 @@ bench: build
 	@command -v pgbouncer >/dev/null || ls /usr/sbin/pgbouncer >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq pgbouncer)
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./policy ./rewrite
 	$(GO) run ./bench
+
+# The bank world behind an enforcing proxy, for trying every persona with psql
+# (see README.md). Ctrl-C stops it and removes what it created.
+demo: build
+	$(BIN) demo
 
 clean:
 	rm -rf bin

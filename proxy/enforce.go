@@ -33,7 +33,12 @@ type Enforcer struct {
 	// AssumeAllowed lists the login principals that may name the end user
 	// per transaction with SET [LOCAL] mandate.token.
 	AssumeAllowed map[string]bool
-	Now           func() time.Time
+	// LazyState skips the per-statement store sync (State.Sync) for scopes
+	// that depend on live state (actors, a purpose): a revocation then
+	// applies once its notification arrives (milliseconds), not strictly
+	// from the next statement. Off by default.
+	LazyState bool
+	Now       func() time.Time
 
 	cache rewriteCache
 }
@@ -107,6 +112,13 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	p := c.principal
 	if !p.Expires.IsZero() && !now.Before(p.Expires) {
 		return decision{err: &Error{Code: codeInvalidAuthSpec, Msg: "the identity token has expired; reconnect or SET mandate.token to a fresh one"}}
+	}
+	if !e.LazyState && (len(p.Actors) > 0 || p.purpose(c.purpose) != "") {
+		// Delegations, agent registrations and consents decide this scope:
+		// see every change committed before this statement.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = e.State.Sync(ctx) // on failure, Check bounds the staleness
+		cancel()
 	}
 	snap, err := e.State.Check(now)
 	if err != nil {

@@ -48,10 +48,10 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			}
 			inner.WhereClause = where
 		}
-		use := applied[name]
+		use := applied[useKey(name, grant.Select)]
 		if use == nil {
 			use = &RelationUse{Name: name, Action: grant.Select, Protected: true, Policies: g.Policies}
-			applied[name] = use
+			applied[useKey(name, grant.Select)] = use
 		}
 		use.Filters = append(use.Filters, renderExpr(filter))
 		for _, col := range t.Columns {
@@ -99,6 +99,9 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			Alias:    outer,
 		}}
 	}
+	if err := w.applyWrites(set, applied); err != nil {
+		return nil, err
+	}
 	for _, f := range w.colFixes {
 		f.ref.Fields = f.ref.Fields[f.drop:]
 	}
@@ -116,6 +119,9 @@ func hasMask(ms []MaskUse, col string) bool {
 	}
 	return false
 }
+
+// useKey keys what apply did to a relation by relation and action.
+func useKey(name string, a grant.Action) string { return name + "\x00" + string(a) }
 
 // denial is the 42501 for a relation the grant does not allow.
 func denial(name string, g *grant.Relation, why string) *Error {
@@ -212,15 +218,24 @@ func simplify(e grant.Expr) grant.Expr {
 // columns. Literals become A_Const nodes, which the deparser quotes: no
 // policy value is ever spliced into SQL text.
 func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
+	return filterExpr(e, t, func(name string) *pgNode { return columnRef(alias, name) })
+}
+
+// colRefFunc builds the expression standing for a column of the relation a
+// predicate is about: a qualified reference, or a new value being checked.
+type colRefFunc func(name string) *pgNode
+
+// filterExpr is filterNode with each column given by cols.
+func filterExpr(e grant.Expr, t *Table, cols colRefFunc) (*pgNode, error) {
 	switch x := e.(type) {
 	case grant.Bool:
 		return boolConst(bool(x)), nil
 	case grant.And:
-		return boolExpr(pgBoolExprTypeANDEXPR, x.Terms, t, alias, true)
+		return boolExpr(pgBoolExprTypeANDEXPR, x.Terms, t, cols, true)
 	case grant.Or:
-		return boolExpr(pgBoolExprTypeOREXPR, x.Terms, t, alias, false)
+		return boolExpr(pgBoolExprTypeOREXPR, x.Terms, t, cols, false)
 	case grant.Not:
-		inner, err := filterNode(x.X, t, alias)
+		inner, err := filterExpr(x.X, t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -231,11 +246,11 @@ func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
 		default:
 			return nil, fmt.Errorf("policy filter uses unknown operator %q", x.Op)
 		}
-		l, err := operandNode(x.Left, t, alias)
+		l, err := operandNode(x.Left, t, cols)
 		if err != nil {
 			return nil, err
 		}
-		r, err := operandNode(x.Right, t, alias)
+		r, err := operandNode(x.Right, t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -251,11 +266,11 @@ func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
 			return boolConst(false), nil
 		}
 		if len(terms) == 1 {
-			return filterNode(terms[0], t, alias)
+			return filterExpr(terms[0], t, cols)
 		}
-		return boolExpr(pgBoolExprTypeOREXPR, terms, t, alias, false)
+		return boolExpr(pgBoolExprTypeOREXPR, terms, t, cols, false)
 	case grant.NotNull:
-		ref, err := operandNode(grant.Column{Name: x.Column}, t, alias)
+		ref, err := operandNode(grant.Column{Name: x.Column}, t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -264,13 +279,13 @@ func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
 	return nil, fmt.Errorf("policy filter has an unsupported node %T", e)
 }
 
-func boolExpr(op pgBoolExprType, terms []grant.Expr, t *Table, alias string, empty bool) (*pgNode, error) {
+func boolExpr(op pgBoolExprType, terms []grant.Expr, t *Table, cols colRefFunc, empty bool) (*pgNode, error) {
 	if len(terms) == 0 {
 		return boolConst(empty), nil
 	}
 	args := make([]*pgNode, 0, len(terms))
 	for _, term := range terms {
-		n, err := filterNode(term, t, alias)
+		n, err := filterExpr(term, t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -282,13 +297,13 @@ func boolExpr(op pgBoolExprType, terms []grant.Expr, t *Table, alias string, emp
 	return &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{Boolop: op, Args: args, Location: -1}}}, nil
 }
 
-func operandNode(o grant.Operand, t *Table, alias string) (*pgNode, error) {
+func operandNode(o grant.Operand, t *Table, cols colRefFunc) (*pgNode, error) {
 	switch x := o.(type) {
 	case grant.Column:
 		if t.Column(x.Name) == nil {
 			return nil, fmt.Errorf("policy filter refers to unknown column %q", x.Name)
 		}
-		return columnRef(alias, x.Name), nil
+		return cols(x.Name), nil
 	case grant.Literal:
 		return literalNode(x)
 	}

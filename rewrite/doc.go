@@ -35,9 +35,74 @@
 // apply before any WHERE, JOIN, GROUP BY or aggregate sees the column.
 // FOR UPDATE/SHARE reaching a protected relation needs update permission and
 // locks only rows passing both the select and the update filter. COPY t TO
-// STDOUT becomes COPY (SELECT … FROM ONLY t) TO STDOUT. Writes to protected
-// relations and COPY FROM into them are refused for now (0A000); reads of
-// protected relations inside writes to unprotected ones are wrapped.
+// STDOUT becomes COPY (SELECT … FROM ONLY t) TO STDOUT. Reads of protected
+// relations inside any write are wrapped the same way.
+//
+// # Writes
+//
+// A protected relation written by INSERT, UPDATE, DELETE (also inside a
+// WITH, PREPARE or EXPLAIN) or COPY FROM stays the statement's target,
+// schema-qualified, and needs the grant's insert, update or delete action
+// (else 42501). Like PostgreSQL's row-level security:
+//
+//   - UPDATE, DELETE and ON CONFLICT DO UPDATE reach only rows passing the
+//     action's filter, ANDed to their WHERE over the target's name or
+//     alias. When the statement reads the target's columns (WHERE, SET
+//     values, ON CONFLICT, RETURNING) it also needs select permission and
+//     the select filter is added, so a WHERE cannot probe rows the caller
+//     cannot see. The user's condition stays a plain conjunct (its index
+//     conditions keep driving the scan) unless the fence rule finds it
+//     dangerous; then it runs as CASE WHEN <filter> THEN <condition> ELSE
+//     false END, never on a row the filter excludes. A conflicting row the
+//     caller may not update is left alone (the DO UPDATE does nothing).
+//   - Every new row must pass the insert filter (INSERT, COPY FROM) or the
+//     update filter (UPDATE, DO UPDATE). The check is
+//     mandate.deny_unless(<filter over the new row>, 'schema.t'), created
+//     by policy/store/migrations/0003_write_checks.sql: it raises 42501
+//     ("new row violates mandate write policy for relation …") unless its
+//     argument is true (NULL raises too), so the statement fails and
+//     writes nothing, however many rows were fine.
+//     INSERT … VALUES/SELECT becomes INSERT INTO schema.t (cols) SELECT
+//     _mandate_new.* FROM (SELECT <values cast to the columns' types>
+//     FROM (<original source>) AS _mandate_src(cols) OFFSET 0) AS
+//     _mandate_new(cols) WHERE mandate.deny_unless(…); a plain VALUES list
+//     gets the casts in its cells. Without a column list the table's
+//     columns are named. UPDATE and DO UPDATE assign the columns the filter
+//     reads through one sub-select, SET (a, b) = (SELECT … FROM (SELECT
+//     CAST(<new a> AS …), … OFFSET 0) AS _mandate_new(a, b) WHERE
+//     mandate.deny_unless(<filter over the new a, b and the row's other
+//     columns>, …)), which runs only for rows that passed the WHERE; other
+//     assignments are untouched (the old row passed the filter). OFFSET 0
+//     makes each new value a single evaluation, so a volatile value or a
+//     sub-query cannot differ between the check and the store. Values are
+//     cast to the column's type without a length or precision modifier
+//     where dropping it loses nothing (varchar, numeric, time types), so
+//     the assignment still rejects an over-long string (22001) instead of
+//     truncating it, and the check applies the modifier: it sees the value
+//     that is stored. COPY FROM gets WHERE mandate.deny_unless(…) (under
+//     CASE WHEN <the user's WHERE>), which PostgreSQL evaluates per row
+//     after input conversion and column defaults.
+//   - RETURNING is masked like a read: a masked column becomes its mask
+//     expression under its own name, and *, or t.*, of the target expands
+//     to its columns, masked. Reading a masked column of the target
+//     anywhere else (WHERE, SET values, ON CONFLICT) is refused (42501): it
+//     would see raw values; so is a whole-row reference to it.
+//
+// Refused with 0A000, because the new value cannot be known to the
+// rewriter or the check cannot be placed: a checked column (one the write
+// filter reads) left to its default (missing from the INSERT column list,
+// DEFAULT VALUES, DEFAULT in VALUES or SET), assigned by SET (…) = (SELECT
+// …) or in part (c[1], c.f); DEFAULT in only some VALUES rows; WHERE
+// CURRENT OF; MERGE into a protected relation; writes through a view or
+// other non-table relation that is protected. Writes to an unprotected view
+// or parent over protected relations stay refused (42501). Limits, as with
+// row-level security: a unique violation or ON CONFLICT can reveal that a
+// key exists in a row the caller cannot see; BEFORE triggers and generated
+// columns run after the check, so filters should not read columns they
+// compute; a RETURNING row of an INSERT is the caller's own data, not
+// checked against the select filter; for INSERT … SELECT * (width not
+// known without the catalog) extra source columns are ignored rather than
+// refused.
 //
 // # Every relation is schema-qualified
 //

@@ -48,7 +48,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
 		return nil
 	case *pgNodeColumnRef:
-		return w.columnRef(x.ColumnRef, sc, c)
+		return w.columnRef(n, x.ColumnRef, sc, c)
 	case *pgNodeFuncCall:
 		return w.funcCall(x.FuncCall, sc, c)
 	case *pgNodeAExpr:
@@ -178,7 +178,7 @@ func binaryCoercible(tc *pgTypeCast) bool {
 // columnRef records whether a reference may carry protected data, marks the
 // statement dangerous when it does under a leaky expression in a qual, and
 // shortens schema-qualified references to wrapped relations.
-func (w *walker) columnRef(cr *pgColumnRef, sc *scope, c ectx) error {
+func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx) error {
 	names := make([]string, 0, len(cr.Fields))
 	star := false
 	for i, f := range cr.Fields {
@@ -207,6 +207,9 @@ func (w *walker) columnRef(cr *pgColumnRef, sc *scope, c ectx) error {
 	}
 	if it != nil && it.wrapped && !it.aliased && quals >= 2 {
 		w.colFixes = append(w.colFixes, colFix{ref: cr, drop: quals - 1})
+	}
+	if len(w.targets) > 0 && !w.noTargetReads {
+		w.noteTargetRead(n, sc, names, star)
 	}
 	return nil
 }

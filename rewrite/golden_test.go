@@ -207,6 +207,14 @@ func checkWrapped(sql string, cat *Catalog, sess Session, opts *Options, set *gr
 				ctes[x.Ctename] = true
 			case *pgRangeVar:
 				rels = append(rels, x)
+			case *pgInsertStmt, *pgUpdateStmt, *pgDeleteStmt, *pgCopyStmt:
+				rv, err := writeGuard(x, cat, sess, &o, set)
+				if err != nil && failure == nil {
+					failure = err
+				}
+				if rv != nil {
+					wrapped[rv] = true
+				}
 			case *pgRangeSubselect:
 				rv, err := wrapper(x, cat, set)
 				if err != nil && failure == nil {
@@ -328,4 +336,186 @@ func visitMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
 		visitMessages(v.Message(), fn)
 		return true
 	})
+}
+
+// writeGuard checks the guards of a write to a protected relation: the
+// reach filter among the WHERE's conjuncts (UPDATE, DELETE, ON CONFLICT DO
+// UPDATE), and mandate.deny_unless over the new row wherever new values
+// the write filter reads are produced (INSERT source, SET, COPY FROM). It
+// returns the target when it is protected and guarded.
+func writeGuard(stmt any, cat *Catalog, sess Session, o *Options, set *grant.Set) (*pgRangeVar, error) {
+	var rv *pgRangeVar
+	switch x := stmt.(type) {
+	case *pgInsertStmt:
+		rv = x.Relation
+	case *pgUpdateStmt:
+		rv = x.Relation
+	case *pgDeleteStmt:
+		rv = x.Relation
+	case *pgCopyStmt:
+		if !x.IsFrom || x.Relation == nil {
+			return nil, nil
+		}
+		rv = x.Relation
+	}
+	if rv == nil {
+		return nil, nil
+	}
+	tbl := cat.lookupRelation(sess, rv.Schemaname, rv.Relname)
+	if tbl == nil || !o.protected(tbl) {
+		return nil, nil
+	}
+	name := tbl.QualifiedName()
+	g := set.Lookup(name)
+	refname := rv.Relname
+	if rv.Alias != nil {
+		refname = rv.Alias.Aliasname
+	}
+	reached := func(where *pgNode, a grant.Action) error {
+		if !g.Can(a) {
+			return fmt.Errorf("%s written without %s permission", name, a)
+		}
+		have := map[string]bool{}
+		for _, c := range conjuncts(where) {
+			have[exprSQL(c)] = true
+		}
+		for _, reads := range []bool{false, true} {
+			f := reach(&writeTarget{reads: reads}, g, a)
+			if f == grant.True {
+				return nil
+			}
+			n, err := filterExpr(f, tbl, func(c string) *pgNode { return columnRef(refname, c) })
+			if err != nil {
+				return err
+			}
+			ok := true
+			for _, c := range conjuncts(n) {
+				ok = ok && have[exprSQL(c)]
+			}
+			if ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s %s without its filter: WHERE %s", a, name, exprSQL(where))
+	}
+	switch x := stmt.(type) {
+	case *pgDeleteStmt:
+		return rv, reached(x.WhereClause, grant.Delete)
+	case *pgUpdateStmt:
+		if err := reached(x.WhereClause, grant.Update); err != nil {
+			return nil, err
+		}
+		return rv, checkedSet(x.TargetList, tbl, refname, g)
+	case *pgCopyStmt:
+		f := check(g, grant.Insert)
+		if f == nil {
+			return rv, nil
+		}
+		want, err := denyUnless(f, tbl, func(c string) *pgNode { return columnRef(c) })
+		if err != nil {
+			return nil, err
+		}
+		where := x.WhereClause
+		if ce := where.GetCaseExpr(); ce != nil && len(ce.Args) == 1 {
+			where = ce.Args[0].GetCaseWhen().GetResult()
+		}
+		if exprSQL(where) != exprSQL(want) {
+			return nil, fmt.Errorf("COPY FROM into %s without its check: WHERE %s", name, exprSQL(x.WhereClause))
+		}
+		return rv, nil
+	case *pgInsertStmt:
+		if !g.Can(grant.Insert) {
+			return nil, fmt.Errorf("%s inserted into without insert permission", name)
+		}
+		if f := check(g, grant.Insert); f != nil {
+			sel := x.SelectStmt.GetSelectStmt()
+			if sel == nil || len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeSubselect() == nil {
+				return nil, fmt.Errorf("INSERT into %s without its check", name)
+			}
+			alias := sel.FromClause[0].GetRangeSubselect().GetAlias().GetAliasname()
+			want, err := denyUnless(f, tbl, func(c string) *pgNode { return checkedValue(alias, tbl.Column(c)) })
+			if err != nil {
+				return nil, err
+			}
+			if exprSQL(sel.WhereClause) != exprSQL(want) {
+				return nil, fmt.Errorf("INSERT into %s without its check: WHERE %s", name, exprSQL(sel.WhereClause))
+			}
+			for i, t := range sel.TargetList {
+				cols := x.Cols
+				if i >= len(cols) || exprSQL(t.GetResTarget().GetVal()) != exprSQL(columnRef(alias, cols[i].GetResTarget().GetName())) {
+					return nil, fmt.Errorf("INSERT into %s stores values it did not check", name)
+				}
+			}
+		}
+		if oc := x.OnConflictClause; oc != nil && oc.Action == pgOnConflictUpdate {
+			if err := reached(oc.WhereClause, grant.Update); err != nil {
+				return nil, err
+			}
+			if err := checkedSet(oc.TargetList, tbl, refname, g); err != nil {
+				return nil, err
+			}
+		}
+		return rv, nil
+	}
+	return nil, nil
+}
+
+// checkedSet checks that every column the update filter reads is assigned
+// through a sub-select guarded by deny_unless over the new row.
+func checkedSet(list []*pgNode, tbl *Table, refname string, g *grant.Relation) error {
+	f := check(g, grant.Update)
+	if f == nil {
+		return nil
+	}
+	reads := map[string]bool{}
+	for _, c := range grant.Columns(f) {
+		reads[c] = true
+	}
+	for _, n := range list {
+		rt := n.GetResTarget()
+		if !reads[rt.GetName()] {
+			continue
+		}
+		val := rt.GetVal()
+		if m := val.GetMultiAssignRef(); m != nil {
+			val = m.Source
+		}
+		sub := val.GetSubLink().GetSubselect().GetSelectStmt()
+		if sub == nil || len(sub.FromClause) != 1 || sub.FromClause[0].GetRangeSubselect() == nil {
+			return fmt.Errorf("UPDATE of %s.%s without its check", tbl.QualifiedName(), rt.GetName())
+		}
+		a := sub.FromClause[0].GetRangeSubselect().GetAlias()
+		assigned := map[string]bool{}
+		for _, c := range a.GetColnames() {
+			assigned[c.GetString_().GetSval()] = true
+		}
+		want, err := denyUnless(f, tbl, func(c string) *pgNode {
+			if assigned[c] {
+				return checkedValue(a.GetAliasname(), tbl.Column(c))
+			}
+			return columnRef(refname, c)
+		})
+		if err != nil {
+			return err
+		}
+		if exprSQL(sub.WhereClause) != exprSQL(want) {
+			return fmt.Errorf("UPDATE of %s.%s without its check: %s", tbl.QualifiedName(), rt.GetName(), exprSQL(sub.WhereClause))
+		}
+	}
+	return nil
+}
+
+// conjuncts flattens nested ANDs.
+func conjuncts(n *pgNode) []*pgNode {
+	if b := n.GetBoolExpr(); b != nil && b.Boolop == pgBoolExprTypeANDEXPR {
+		var out []*pgNode
+		for _, a := range b.Args {
+			out = append(out, conjuncts(a)...)
+		}
+		return out
+	}
+	if n == nil {
+		return nil
+	}
+	return []*pgNode{n}
 }

@@ -80,6 +80,10 @@ func scenarios() map[string]*grant.Set {
 			r := allow("public.accounts", eq("customer_id", int64(1)), nil, "customer-own-accounts")
 			r.Allowed[grant.Update] = true
 			r.Filter[grant.Update] = grant.And{Terms: []grant.Expr{eq("customer_id", int64(1)), grant.Compare{Op: grant.Ge, Left: col("balance"), Right: grant.Literal{V: "0", Type: "numeric"}}}}
+			r.Allowed[grant.Insert] = true
+			r.Filter[grant.Insert] = eq("customer_id", int64(1))
+			r.Allowed[grant.Delete] = true
+			r.Filter[grant.Delete] = grant.And{Terms: []grant.Expr{eq("customer_id", int64(1)), eq("balance", int64(0))}}
 			return r
 		}(),
 		"public.transactions": allow("public.transactions",
@@ -106,12 +110,21 @@ func scenarios() map[string]*grant.Set {
 			"phone":      {Kind: grant.MaskRedact},
 			"birth_date": {Kind: grant.MaskTruncate, Unit: "year"},
 		}, "analytics"),
-		"public.accounts": allow("public.accounts", grant.True, map[string]grant.Mask{
-			"customer_id": {Kind: grant.MaskHash, Key: "customer"},
-			"iban":        {Kind: grant.MaskNull},
-			"balance":     {Kind: grant.MaskRound, Step: 100},
-			"opened_at":   {Kind: grant.MaskTruncate, Unit: "month"},
-		}, "analytics"),
+		"public.accounts": func() *grant.Relation {
+			r := allow("public.accounts", grant.True, map[string]grant.Mask{
+				"customer_id": {Kind: grant.MaskHash, Key: "customer"},
+				"iban":        {Kind: grant.MaskNull},
+				"balance":     {Kind: grant.MaskRound, Step: 100},
+				"opened_at":   {Kind: grant.MaskTruncate, Unit: "month"},
+			}, "analytics")
+			// Analysts may correct accounts they see (all of them) and add
+			// ones with a positive id; reads stay masked.
+			r.Allowed[grant.Update] = true
+			r.Filter[grant.Update] = grant.True
+			r.Allowed[grant.Insert] = true
+			r.Filter[grant.Insert] = grant.Compare{Op: grant.Gt, Left: col("id"), Right: lit(int64(0))}
+			return r
+		}(),
 		"public.transactions": allow("public.transactions", grant.Or{Terms: []grant.Expr{
 			grant.Compare{Op: grant.Ge, Left: col("booked_at"), Right: grant.Literal{V: "2024-01-01T00:00:00Z", Type: "timestamptz"}},
 			grant.Not{X: eq("category", "medical")},
@@ -122,7 +135,16 @@ func scenarios() map[string]*grant.Set {
 		"public.support_tickets": deny("public.support_tickets", "analytics purpose excludes tickets", "analytics"),
 	}}
 	none := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{}}
-	return map[string]*grant.Set{"alice": alice, "bob": bob, "dana": dana, "none": none}
+	// deleter may delete its own accounts blindly but read nothing.
+	deleter := &grant.Set{Version: 2, Relations: map[string]*grant.Relation{
+		"public.accounts": {
+			Name:     "public.accounts",
+			Allowed:  map[grant.Action]bool{grant.Delete: true},
+			Filter:   map[grant.Action]grant.Expr{grant.Delete: eq("customer_id", int64(1))},
+			Policies: []string{"cleanup"},
+		},
+	}}
+	return map[string]*grant.Set{"alice": alice, "bob": bob, "dana": dana, "none": none, "deleter": deleter}
 }
 
 // setSource serves a grant.Set and records what was asked.

@@ -96,8 +96,14 @@ type RelationUse struct {
 	Name      string
 	Action    grant.Action
 	Protected bool
-	// Filters are the rendered row filters applied, one per reference.
-	Filters  []string
+	// Filters are the rendered row filters applied, one per reference: for
+	// a read, the rows it sees; for a write, the rows it may reach (the
+	// action's filter, AND the select filter when the statement reads the
+	// target's columns).
+	Filters []string
+	// Checks are the rendered write checks every new row must pass (insert
+	// or update filter), raised as SQLSTATE 42501 by mandate.deny_unless.
+	Checks   []string
 	Masks    []MaskUse
 	Policies []string
 }
@@ -160,6 +166,9 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		for _, s := range w.sites {
 			need[s.table.QualifiedName()] = true
 		}
+		for _, t := range w.targets {
+			need[t.table.QualifiedName()] = true
+		}
 	}
 
 	var set *grant.Set
@@ -187,7 +196,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		info := StmtInfo{Kind: w.kind, Name: w.name, Effect: effects[i]}
 		// Forwarded verbatim only when there is nothing to wrap and every
 		// relation is already written as the rewriter resolved it.
-		if len(w.sites) == 0 && len(w.quals) == 0 {
+		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.targets) == 0 {
 			info.SQL = stmts.text(i)
 			info.Relations = w.relationUses(nil)
 		} else {
@@ -238,19 +247,19 @@ func (o *Options) protected(t *Table) bool {
 }
 
 // relationUses merges the walker's references by (name, action) and attaches
-// what was applied to protected reads.
+// what was applied to protected reads and writes.
 func (w *walker) relationUses(applied map[string]*RelationUse) []RelationUse {
 	var out []RelationUse
 	index := map[string]int{}
 	for _, u := range w.uses {
-		key := u.name + "\x00" + string(u.action)
+		key := useKey(u.name, u.action)
 		if _, ok := index[key]; ok {
 			continue
 		}
 		index[key] = len(out)
 		ru := RelationUse{Name: u.name, Action: u.action, Protected: u.protected}
-		if a := applied[u.name]; a != nil && u.action == grant.Select {
-			ru.Filters, ru.Masks, ru.Policies = a.Filters, a.Masks, a.Policies
+		if a := applied[key]; a != nil {
+			ru.Filters, ru.Checks, ru.Masks, ru.Policies = a.Filters, a.Checks, a.Masks, a.Policies
 		}
 		out = append(out, ru)
 	}

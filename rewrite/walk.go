@@ -27,6 +27,15 @@ type walker struct {
 	colFixes []colFix
 	quals    []qualFix
 	uses     []relRef
+	// targets are the protected relations the statement writes (write.go).
+	targets []*writeTarget
+	// While RETURNING is walked: the entry being walked, so a column
+	// reference that is its whole value can keep its name when masked.
+	returning      bool
+	returningEntry *pgResTarget
+	// noTargetReads is set while walking clauses that name target columns
+	// without reading their values (ON CONFLICT arbiter inference).
+	noTargetReads bool
 
 	// dangerous is set when a user expression that is not leakproof may see
 	// rows of a protected relation before its filter (see doc.go).
@@ -88,6 +97,7 @@ type item struct {
 	table   *Table // nil unless a catalog relation
 	carries bool   // may carry rows of a protected relation
 	wrapped bool
+	target  *writeTarget // set when the item is a protected write target
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
@@ -602,9 +612,9 @@ func (w *walker) checkBases(t *Table, verb string) error {
 	return nil
 }
 
-// write walks INSERT/UPDATE/DELETE/MERGE. Writing a protected relation is
-// refused for now; reads of protected relations inside a write are wrapped
-// like any read.
+// write walks INSERT/UPDATE/DELETE/MERGE. A protected target becomes a
+// writeTarget, guarded in apply (write.go); reads of protected relations
+// inside a write are wrapped like any read.
 func (w *walker) write(n *pgNode, parent *scope) error {
 	if err := w.enter(); err != nil {
 		return err
@@ -619,19 +629,26 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err != nil {
 			return nil, err
 		}
-		if w.opts.protected(t) {
-			return nil, unsupported("%s on protected relation %s is not supported yet", verb, t.QualifiedName())
-		}
-		if err := w.checkBases(t, "writes"); err != nil {
+		prot := w.opts.protected(t)
+		if prot {
+			if err := writableTarget(t, verb); err != nil {
+				return nil, err
+			}
+		} else if err := w.checkBases(t, "writes"); err != nil {
 			return nil, err
 		}
 		w.qualify(rv, t)
-		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: action})
+		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: action, protected: prot})
 		refname := rv.Relname
 		if rv.Alias != nil {
 			refname = rv.Alias.Aliasname
 		}
-		return &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t}, nil
+		it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot}
+		if prot {
+			it.target = &writeTarget{action: action, table: t, item: it, stmt: n}
+			w.targets = append(w.targets, it.target)
+		}
+		return it, nil
 	}
 	withClause := func(wc *pgWithClause) error {
 		if wc == nil {
@@ -664,11 +681,18 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		}
 		tsc := &scope{parent: sc, items: []*item{tgt, {refname: "excluded", aliased: true}}}
 		if oc := s.OnConflictClause; oc != nil {
+			if oc.Action == pgOnConflictUpdate {
+				w.uses = append(w.uses, relRef{name: tgt.table.QualifiedName(), action: grant.Update, protected: tgt.target != nil})
+			}
 			if inf := oc.Infer; inf != nil {
-				if err := w.exprs(inf.IndexElems, tsc, ectx{}); err != nil {
-					return err
+				// The arbiter names the unique index; it reads no row.
+				w.noTargetReads = true
+				err := w.exprs(inf.IndexElems, tsc, ectx{})
+				if err == nil {
+					err = w.expr(inf.WhereClause, tsc, ectx{})
 				}
-				if err := w.expr(inf.WhereClause, tsc, ectx{}); err != nil {
+				w.noTargetReads = false
+				if err != nil {
 					return err
 				}
 			}
@@ -679,7 +703,8 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 				return err
 			}
 		}
-		return w.exprs(s.ReturningList, tsc, ectx{})
+		// RETURNING sees the target only, never EXCLUDED.
+		return w.returningList(s.ReturningList, &scope{parent: sc, items: []*item{tgt}})
 	case *pgNodeUpdateStmt:
 		s := x.UpdateStmt
 		w.kind = KindUpdate
@@ -688,6 +713,9 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		}
 		tgt, err := target(s.Relation, grant.Update, "UPDATE")
 		if err != nil {
+			return err
+		}
+		if err := refuseCurrentOf(tgt, s.WhereClause, "UPDATE"); err != nil {
 			return err
 		}
 		sc.items = append(sc.items, tgt)
@@ -702,7 +730,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
 			return err
 		}
-		return w.exprs(s.ReturningList, sc, ectx{})
+		return w.returningList(s.ReturningList, sc)
 	case *pgNodeDeleteStmt:
 		s := x.DeleteStmt
 		w.kind = KindDelete
@@ -711,6 +739,9 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		}
 		tgt, err := target(s.Relation, grant.Delete, "DELETE")
 		if err != nil {
+			return err
+		}
+		if err := refuseCurrentOf(tgt, s.WhereClause, "DELETE"); err != nil {
 			return err
 		}
 		sc.items = append(sc.items, tgt)
@@ -722,15 +753,15 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
 			return err
 		}
-		return w.exprs(s.ReturningList, sc, ectx{})
+		return w.returningList(s.ReturningList, sc)
 	case *pgNodeMergeStmt:
 		s := x.MergeStmt
 		w.kind = KindMerge
 		if err := withClause(s.WithClause); err != nil {
 			return err
 		}
-		// MERGE may insert, update and delete; refuse on protected targets
-		// under the strictest of them.
+		// MERGE may insert, update and delete; writableTarget refuses it on
+		// protected targets, so the action only labels the audit record.
 		tgt, err := target(s.Relation, grant.Update, "MERGE")
 		if err != nil {
 			return err
@@ -762,9 +793,23 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 	return unsupported("%s is not supported through mandate", nodeKind(n))
 }
 
+// returningList walks RETURNING one entry at a time, so a reference to a
+// masked target column that is an entry's whole value keeps its name.
+func (w *walker) returningList(list []*pgNode, sc *scope) error {
+	w.returning = true
+	defer func() { w.returning, w.returningEntry = false, nil }()
+	for _, n := range list {
+		w.returningEntry = n.GetResTarget()
+		if err := w.expr(n, sc, ectx{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // copyStmt allows COPY to and from the client only. COPY of a protected
 // relation TO the client becomes COPY (SELECT …) so it is filtered like a
-// read; COPY FROM into a protected relation is refused for now.
+// read; COPY FROM into a protected relation gets the insert check (write.go).
 func (w *walker) copyStmt(c *pgCopyStmt) error {
 	if c.Filename != "" || c.IsProgram {
 		return denied("COPY to or from a server file or program is not allowed; use STDIN or STDOUT")
@@ -792,13 +837,16 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 	prot := w.opts.protected(t)
 	if c.IsFrom {
 		if prot {
-			return unsupported("COPY FROM into protected relation %s is not supported yet", t.QualifiedName())
-		}
-		if err := w.checkBases(t, "writes"); err != nil {
+			if err := writableTarget(t, "COPY FROM"); err != nil {
+				return err
+			}
+			// COPY's WHERE sees the incoming rows only: no stored row is read.
+			w.targets = append(w.targets, &writeTarget{action: grant.Insert, table: t, copy: c})
+		} else if err := w.checkBases(t, "writes"); err != nil {
 			return err
 		}
 		w.qualify(c.Relation, t)
-		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Insert})
+		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Insert, protected: prot})
 		sc := &scope{items: []*item{{refname: c.Relation.Relname, schema: t.Schema, table: t}}}
 		return w.expr(c.WhereClause, sc, ectx{qual: true})
 	}

@@ -107,7 +107,9 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	if err != nil {
 		return nil, err
 	}
+	out.closers = append(out.closers, state.Close)
 	if err := state.Load(ctx); err != nil {
+		out.close()
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42P01" {
 			return nil, fmt.Errorf("the policy store at %s has no mandate schema: run mandate migrate", redactURL(storeURL))

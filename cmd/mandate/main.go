@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"consent":  {"grant, withdraw or list consents to purposes of use", runConsent},
 	"agent":    {"register, disable or list AI agents", runAgent},
 	"token":    {"mint a development JWT for trying personas (or create the dev key)", runToken},
+	"demo":     {"try every persona: a throwaway bank database behind an enforcing proxy", runDemo},
 	"audit":    {"verify an audit log's hash chain", runAudit},
 	"explain":  {"print the decision and the rewritten SQL for a statement, without running it", runExplain},
 	"check":    {"validate policies and masks against the Cedar schema and the live catalog", runCheck},

@@ -35,6 +35,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return serve(cfg, log, nil, nil)
+}
+
+// serve runs the proxy until stop delivers a signal; with a nil stop, until
+// SIGTERM or SIGINT. ready, if set, is called once clients are accepted.
+// mandate demo passes both: it owns the signals for its whole run.
+func serve(cfg serveConfig, log *slog.Logger, stop <-chan os.Signal, ready func()) error {
 	pcfg, err := proxyConfig(cfg, log)
 	if err != nil {
 		return err
@@ -78,13 +85,19 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
+	if stop == nil {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+		stop = sigs
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	if ready != nil {
+		ready()
+	}
 
-	sig := <-sigs
+	sig := <-stop
 	log.Info("shutting down: no new clients; statements in flight may finish", "signal", sig.String(), "timeout", cfg.ShutdownTimeout)
 	ctx, cancel = context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

@@ -68,7 +68,11 @@ type State struct {
 	snap      atomic.Pointer[Snapshot]
 	confirmed atomic.Int64 // Now() in unix nanoseconds when the state was last known current
 
-	readMu   sync.Mutex // orders reads and installs, so versions follow database order
+	readMu sync.Mutex // orders reads and installs, so versions follow database order
+
+	syncMu   sync.Mutex // one Sync at a time; see Sync
+	syncConn *pgx.Conn  // Sync's own connection, opened on first use
+	lastSync time.Time  // when the last successful Sync began
 	ready    chan struct{}
 	onReady  sync.Once
 	watching atomic.Bool

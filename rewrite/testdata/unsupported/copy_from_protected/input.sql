@@ -1,1 +1,0 @@
-COPY accounts FROM STDIN

@@ -1,1 +1,0 @@
-WITH d AS (DELETE FROM accounts RETURNING *) SELECT * FROM d

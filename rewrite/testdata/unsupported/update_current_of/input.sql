@@ -1,0 +1,1 @@
+UPDATE accounts SET iban = 'x' WHERE CURRENT OF c

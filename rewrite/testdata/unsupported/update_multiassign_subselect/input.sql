@@ -1,0 +1,1 @@
+UPDATE accounts SET (customer_id, balance) = (SELECT 1, 0) WHERE id = 1

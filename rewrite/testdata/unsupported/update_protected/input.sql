@@ -1,1 +1,0 @@
-UPDATE accounts SET balance = 0

@@ -1,0 +1,1 @@
+UPDATE accounts SET customer_id = DEFAULT WHERE id = 1

@@ -1,0 +1,1 @@
+UPDATE accounts SET iban = NULL RETURNING accounts

@@ -1,0 +1,1 @@
+UPDATE account_summary SET total = 0

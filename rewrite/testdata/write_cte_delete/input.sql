@@ -1,0 +1,1 @@
+WITH d AS (DELETE FROM accounts WHERE id = 1 RETURNING *) SELECT * FROM d

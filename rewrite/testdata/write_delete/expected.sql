@@ -1,0 +1,1 @@
+DELETE FROM public.accounts WHERE id = 5 AND (accounts.customer_id OPERATOR(pg_catalog.=) 1 AND accounts.balance OPERATOR(pg_catalog.=) 0)

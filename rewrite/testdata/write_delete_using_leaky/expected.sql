@@ -1,0 +1,1 @@
+DELETE FROM public.accounts a USING public.countries c WHERE (a.customer_id OPERATOR(pg_catalog.=) 1 AND a.balance OPERATOR(pg_catalog.=) 0) AND CASE WHEN a.customer_id OPERATOR(pg_catalog.=) 1 AND a.balance OPERATOR(pg_catalog.=) 0 THEN leak(a.iban) AND c.code = 'DE' ELSE false END

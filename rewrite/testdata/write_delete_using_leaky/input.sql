@@ -1,0 +1,1 @@
+DELETE FROM accounts a USING countries c WHERE leak(a.iban) AND c.code = 'DE'

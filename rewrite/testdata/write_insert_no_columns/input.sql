@@ -1,0 +1,1 @@
+INSERT INTO accounts VALUES (7, 1, 'DE7')

@@ -1,0 +1,1 @@
+INSERT INTO public.accounts (id, customer_id) SELECT _mandate_new.id, _mandate_new.customer_id FROM (SELECT _mandate_src.id, _mandate_src.customer_id FROM (VALUES (1::int, 1::int)) _mandate_src(id, customer_id) OFFSET 0) _mandate_new(id, customer_id) WHERE mandate.deny_unless(_mandate_new.customer_id OPERATOR(pg_catalog.=) 1, 'public.accounts') ON CONFLICT (id) DO NOTHING

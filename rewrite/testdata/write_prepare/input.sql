@@ -1,0 +1,1 @@
+PREPARE p AS UPDATE accounts SET customer_id = $1 WHERE id = $2

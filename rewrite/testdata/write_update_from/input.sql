@@ -1,0 +1,1 @@
+UPDATE accounts a SET balance = t.amount FROM transactions t WHERE t.account_id = a.id

@@ -1,0 +1,1 @@
+UPDATE accounts SET iban = 'DE00' WHERE id = 5
