@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mandate-proxy/mandate/grant"
@@ -41,6 +42,28 @@ type Enforcer struct {
 	Now       func() time.Time
 
 	cache rewriteCache
+	infos atomic.Pointer[relationInfos]
+}
+
+// relationInfos memoizes the engine's view of the catalog's relations,
+// for one catalog: a repeated statement must not rebuild column lists.
+type relationInfos struct {
+	cat    *rewrite.Catalog
+	byName sync.Map // string → policy.RelationInfo
+}
+
+func (e *Enforcer) relationInfo(cat *rewrite.Catalog, name string) policy.RelationInfo {
+	ri := e.infos.Load()
+	if ri == nil || ri.cat != cat {
+		ri = &relationInfos{cat: cat}
+		e.infos.Store(ri)
+	}
+	if v, ok := ri.byName.Load(name); ok {
+		return v.(policy.RelationInfo)
+	}
+	info := relationInfo(cat, name)
+	ri.byName.Store(name, info)
+	return info
 }
 
 func (e *Enforcer) now() time.Time {
@@ -133,7 +156,7 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	grants := func(names []string) (*grant.Set, error) {
 		infos := make([]policy.RelationInfo, 0, len(names))
 		for _, n := range names {
-			infos = append(infos, relationInfo(cat, n))
+			infos = append(infos, e.relationInfo(cat, n))
 		}
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
