@@ -569,3 +569,59 @@ func TestMultiStatementRefusalRunsThePrefix(t *testing.T) {
 		t.Fatalf("results before the refusal: %+v", results)
 	}
 }
+
+// TestAssumePerTransaction is the pooled application's pattern: log in
+// once as app, name the end user per transaction with SET LOCAL.
+func TestAssumePerTransaction(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	app := w.connect(t, "app")
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL mandate.token = '"+w.token(t, "carol", nil, nil)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	// The token never reaches the upstream: app's backend ran a stand-in.
+	var last string
+	if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND state = 'idle in transaction'").Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if last != "SET LOCAL mandate.assumed TO DEFAULT" {
+		t.Fatalf("the upstream ran %q for SET LOCAL mandate.token", last)
+	}
+	var ids []string
+	r, err := tx.Query(ctx, "SELECT id FROM accounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var id int
+		if err := r.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprint(id))
+	}
+	sameRows(t, "carol inside the transaction", ids, mustRows(t, w.owner, "SELECT id FROM accounts WHERE customer_id = 2"))
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// After COMMIT the statement runs as app again, which no policy names.
+	if _, err := rows(t, app, "SELECT id FROM accounts"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("after COMMIT: want 42501 as app, got %v", err)
+	}
+	// Session-level assume, then RESET back to the login identity.
+	if _, err := app.Exec(ctx, "SET mandate.token = '"+w.token(t, "alice", nil, nil)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustRows(t, app, "SELECT id FROM accounts")); n != 2 {
+		t.Fatalf("as alice: %d accounts", n)
+	}
+	if _, err := app.Exec(ctx, "RESET mandate.token"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rows(t, app, "SELECT id FROM accounts"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("after RESET: want 42501 as app, got %v", err)
+	}
+}
