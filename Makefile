@@ -31,6 +31,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./rewrite
 
+SOAK ?= 5m
+# Every persona through an enforcing proxy for $(SOAK), and 2,000 idle connections (~2 min).
+soak:
+	MANDATE_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./proxy
+	MANDATE_IDLE_CONNS=2000 $(GO) test -count=1 -timeout 10m -run '^TestFaultManyIdleConnections$$' -v ./proxy
+
 # pgbench -S through mandate, direct and pgbouncer, side by side.
 bench: build
 	@command -v pgbouncer >/dev/null || ls /usr/sbin/pgbouncer >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq pgbouncer)

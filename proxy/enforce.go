@@ -116,7 +116,7 @@ type decision struct {
 func (e *Enforcer) decide(s *session, sql string) decision {
 	return e.decideFor(caller{
 		principal: s.principal(), purpose: s.purpose, searchPath: s.searchPath.current(),
-		clientAddr: s.conn.RemoteAddr().String(), sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
+		clientAddr: s.clientHost, sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
 	}, sql, s.srv.metrics)
 }
 
@@ -125,7 +125,7 @@ type caller struct {
 	principal    principal
 	purpose      string // SET mandate.purpose
 	searchPath   []string
-	clientAddr   string
+	clientAddr   string // the client's host, without the port: policies care about the address, and grants cached per port would be per connection
 	sessionID    string
 	upstreamUser string // substituted for "$user" in the search path
 }

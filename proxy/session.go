@@ -25,6 +25,8 @@ type session struct {
 	tls  bool
 	unix bool
 
+	clientHost string // the client's address without its port (for policy context)
+
 	backend *pgproto3.Backend
 
 	// wmu orders writes to the client: the upstream loop copies results,
@@ -69,6 +71,10 @@ func (srv *Server) newSession(c net.Conn) *session {
 	s := &session{srv: srv, id: id, conn: c, unix: unix,
 		log:     srv.log.With("session", id, "client", c.RemoteAddr().String()),
 		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]string{}}
+	s.clientHost = c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(s.clientHost); err == nil {
+		s.clientHost = host
+	}
 	s.txStatus.Store('I')
 	return s
 }

@@ -36,6 +36,21 @@ func BenchmarkRewriteCold(b *testing.B) {
 	}
 }
 
+// BenchmarkRewriteColdDeparse is BenchmarkRewriteCold with splicing off:
+// the whole rewritten statement deparsed, the fallback path.
+func BenchmarkRewriteColdDeparse(b *testing.B) {
+	cat := testCatalog(b)
+	opts := testOptions()
+	opts.deparseAll = true
+	src := &setSource{set: scenarios()["dana"]}
+	for b.Loop() {
+		src.asked = src.asked[:0]
+		if _, err := RewriteSQL(benchSQL, cat, Session{}, src, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRewriteParsed starts from a cached parse tree (Statements are
 // immutable and shareable): the rewriter's own cost plus deparse.
 func BenchmarkRewriteParsed(b *testing.B) {

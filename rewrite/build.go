@@ -102,6 +102,12 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	if err := w.applyWrites(set, applied); err != nil {
 		return nil, err
 	}
+	for _, f := range w.rows {
+		f.ref.Node = w.wholeRowNode(f.it).Node
+		if f.entry != nil && f.entry.Name == "" {
+			f.entry.Name = f.it.refname // keep the column's output name
+		}
+	}
 	for _, f := range w.colFixes {
 		f.ref.Fields = f.ref.Fields[f.drop:]
 	}
@@ -109,6 +115,31 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		q.rv.Schemaname = q.schema
 	}
 	return applied, nil
+}
+
+// wholeRowNode is the whole row of a wrapped item as its table's row type:
+// ROW(t.*)::schema.table. On the nullable side of an outer join it is
+// CASE WHEN t.* IS DISTINCT FROM NULL THEN … END, because a null-extended
+// whole row is NULL while ROW(NULL, …) is not; IS DISTINCT FROM tests the
+// value itself, so a visible row whose fields are all NULL stays a row.
+func (w *walker) wholeRowNode(it *item) *pgNode {
+	star := func() *pgNode {
+		return &pgNode{Node: &pgNodeColumnRef{ColumnRef: &pgColumnRef{
+			Fields: []*pgNode{strNode(it.refname), {Node: &pgNodeAStar{AStar: &pgAStar{}}}}, Location: -1,
+		}}}
+	}
+	row := &pgNode{Node: &pgNodeRowExpr{RowExpr: &pgRowExpr{Args: []*pgNode{star()}, RowFormat: pgCoercionFormCOERCEEXPLICITCALL, Location: -1}}}
+	typ := &pgTypeName{Names: []*pgNode{strNode(w.schemaOf(it.table)), strNode(it.table.Name)}, Typemod: -1, Location: -1}
+	val := cast(row, typ)
+	if !it.nullable {
+		return val
+	}
+	present := &pgNode{Node: &pgNodeAExpr{AExpr: &pgAExpr{
+		Kind: pgAExprKindAEXPRDISTINCT, Name: []*pgNode{strNode("=")}, Lexpr: star(), Rexpr: nullConst(), Location: -1,
+	}}}
+	return &pgNode{Node: &pgNodeCaseExpr{CaseExpr: &pgCaseExpr{
+		Args: []*pgNode{{Node: &pgNodeCaseWhen{CaseWhen: &pgCaseWhen{Expr: present, Result: val, Location: -1}}}}, Location: -1,
+	}}}
 }
 
 func hasMask(ms []MaskUse, col string) bool {

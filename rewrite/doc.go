@@ -12,10 +12,12 @@
 //     XX000, never as a pass-through.
 //   - Mutate a tree it was given. Statements may be cached and shared;
 //     Rewrite works on a copy (RewriteSQL owns its private parse).
-//   - Splice text into SQL. Filters, masks and literals are built as parse
+//   - Build SQL from strings. Filters, masks and literals are built as parse
 //     tree nodes and deparsed, so quoting is libpg_query's. Injected
 //     functions and operators are schema-qualified (pg_catalog, mandate) so
-//     a user's search_path cannot redirect them.
+//     a user's search_path cannot redirect them. (Splicing, below, places
+//     deparsed derived tables into the user's own text; the only text it
+//     writes itself is identifiers quoted per libpg_query's keyword list.)
 //   - Let user SQL reach schema mandate, run SQL given as text (query_to_xml,
 //     dblink, ts_stat, …), touch files or large objects, switch role, or read
 //     statistics side doors (pg_stats, pg_statistic, pg_stat_*). Ordinary
@@ -31,8 +33,46 @@
 //	 WHERE <select filter>) AS <original alias or table name>
 //
 // so joins, subqueries, CTEs, set operations, LATERAL, window functions,
-// TABLE t, t.* and whole-row references keep working unchanged, and masks
-// apply before any WHERE, JOIN, GROUP BY or aggregate sees the column.
+// TABLE t and t.* keep working unchanged, and masks apply before any WHERE,
+// JOIN, GROUP BY or aggregate sees the column.
+//
+// A derived table's whole row is an anonymous record, so a whole-row
+// reference to a protected relation (SELECT t, row_to_json(t), pg_typeof(t),
+// f(t.*)) becomes ROW(t.*)::schema.table: the table's own row type, masked
+// values included, under the reference's output name. On the nullable side
+// of an outer join it is CASE WHEN t.* IS DISTINCT FROM NULL THEN … END, so a
+// null-extended row stays NULL while a visible row whose fields are all NULL
+// stays a row (IS DISTINCT FROM tests the value, not its fields). Where the
+// rewriter cannot be sure a bare name is a whole-row reference (a FROM item
+// whose columns it does not know, e.g. a subquery or function, might have a
+// column of that name) or t.* is not a function argument, the reference is
+// left alone and reads as a record: a type difference, never a leak.
+//
+// System columns (ctid, tableoid, xmin, xmax, cmin, cmax) of a protected
+// relation are refused (0A000): the derived table has none, and passing them
+// through would change SELECT * expansion.
+//
+// EXPLAIN of a statement that reads or writes a protected relation is
+// refused (42501), with or without ANALYZE: a plan shows the injected
+// filters' constants (ids, consent lists), mask key names, and row counts
+// of rows the caller may not see. EXPLAIN EXECUTE is refused too, as the
+// prepared statement's relations are not known here. EXPLAIN of statements
+// over unprotected relations works (EXPLAIN VERBOSE stays refused, 0A000).
+//
+// # Splicing
+//
+// Deparsing a whole rewritten statement costs more than parsing it, so when
+// every change has an exact text span the output is the statement's own
+// text (comments and spelling kept, trailing comments dropped) with only
+// those spans replaced: [ONLY] name of each protected FROM item by its
+// deparsed derived table (the user's alias kept, or AS <name as written>),
+// the schema inserted before each unqualified relation, whole-row
+// references replaced as above. Spans come from libpg_query's scanner and
+// must spell the names the parse tree holds and follow FROM, JOIN, USING,
+// a comma or a parenthesis. Anything else — writes to protected relations,
+// schema-qualified column references to wrapped relations, TABLESAMPLE,
+// COPY t TO, TABLE t, a replaced written schema — falls back to deparsing
+// the whole statement. Both paths are compared on every golden case.
 // FOR UPDATE/SHARE reaching a protected relation needs update permission and
 // locks only rows passing both the select and the update filter. COPY t TO
 // STDOUT becomes COPY (SELECT … FROM ONLY t) TO STDOUT. Reads of protected
@@ -41,7 +81,7 @@
 // # Writes
 //
 // A protected relation written by INSERT, UPDATE, DELETE (also inside a
-// WITH, PREPARE or EXPLAIN) or COPY FROM stays the statement's target,
+// WITH or PREPARE) or COPY FROM stays the statement's target,
 // schema-qualified, and needs the grant's insert, update or delete action
 // (else 42501). Like PostgreSQL's row-level security:
 //

@@ -14,6 +14,9 @@ type ectx struct {
 	qual bool
 	// leaky: an enclosing function, operator or cast is not leakproof.
 	leaky bool
+	// wholeRow: the node is a function argument, where t.* means t's
+	// whole row rather than its columns. It holds for the node itself only.
+	wholeRow bool
 }
 
 func (w *walker) exprs(ns []*pgNode, sc *scope, c ectx) error {
@@ -36,6 +39,8 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		return err
 	}
 	defer w.leave()
+	wholeRow := c.wholeRow
+	c.wholeRow = false
 	switch x := n.Node.(type) {
 	case *pgNodeParamRef:
 		// PostgreSQL refuses $0 too, but the deparser would print it as "?".
@@ -48,7 +53,13 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
 		return nil
 	case *pgNodeColumnRef:
-		return w.columnRef(n, x.ColumnRef, sc, c)
+		return w.columnRef(n, x.ColumnRef, sc, c, wholeRow)
+	case *pgNodeResTarget:
+		entry := w.entry
+		w.entry = x.ResTarget
+		err := w.children(n, sc, c)
+		w.entry = entry
+		return err
 	case *pgNodeFuncCall:
 		return w.funcCall(x.FuncCall, sc, c)
 	case *pgNodeAExpr:
@@ -75,7 +86,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		return w.children(n, sc, c)
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
 		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAArrayExpr, *pgNodeAIndices,
-		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList, *pgNodeResTarget,
+		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList,
 		*pgNodeMultiAssignRef, *pgNodeSortBy, *pgNodeWindowDef, *pgNodeGroupingSet,
 		*pgNodeGroupingFunc, *pgNodeDefElem, *pgNodeIndexElem:
 		return w.children(n, sc, c)
@@ -178,7 +189,7 @@ func binaryCoercible(tc *pgTypeCast) bool {
 // columnRef records whether a reference may carry protected data, marks the
 // statement dangerous when it does under a leaky expression in a qual, and
 // shortens schema-qualified references to wrapped relations.
-func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx) error {
+func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeRow bool) error {
 	names := make([]string, 0, len(cr.Fields))
 	star := false
 	for i, f := range cr.Fields {
@@ -192,6 +203,12 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx) error 
 			star = true
 		default:
 			return unsupported("%s in column reference is not supported", nodeKind(f))
+		}
+	}
+	if !star && len(names) > 0 && systemColumns[names[len(names)-1]] {
+		if rel := wrappedSystemColumn(sc, names); rel != "" {
+			return unsupported("system column %s of protected relation %s is not available through mandate: "+
+				"the relation is read through a filtered derived table, which has no system columns", names[len(names)-1], rel)
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
@@ -208,10 +225,79 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx) error 
 	if it != nil && it.wrapped && !it.aliased && quals >= 2 {
 		w.colFixes = append(w.colFixes, colFix{ref: cr, drop: quals - 1})
 	}
+	w.noteWholeRow(n, sc, names, star, wholeRow)
 	if len(w.targets) > 0 && !w.noTargetReads {
 		w.noteTargetRead(n, sc, names, star)
 	}
 	return nil
+}
+
+// systemColumns are PostgreSQL's system column names; no user column may
+// take them, so a reference by one of these names is always a system column
+// when it names a table.
+var systemColumns = map[string]bool{
+	"ctid": true, "tableoid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true,
+}
+
+// wrappedSystemColumn returns the protected relation a system column
+// reference would read, or "". Qualified, it is the relation the qualifier
+// names; unqualified, PostgreSQL takes it from the innermost level that has
+// a table, so any wrapped item up to that level counts (conservatively, as
+// a derived table of that level might also expose the name).
+func wrappedSystemColumn(sc *scope, names []string) string {
+	if len(names) > 1 {
+		if it, _ := resolveColumn(sc, names, false); it != nil && it.wrapped {
+			return it.table.QualifiedName()
+		}
+		return ""
+	}
+	for s := sc; s != nil; s = s.parent {
+		tables := false
+		for _, it := range s.items {
+			if it.wrapped {
+				return it.table.QualifiedName()
+			}
+			tables = tables || it.table != nil
+		}
+		if tables {
+			return ""
+		}
+	}
+	return ""
+}
+
+// noteWholeRow records a whole-row reference to a wrapped relation: a bare
+// name that is no column of any FROM item in scope (PostgreSQL tries
+// columns first, at every level), or t.* as a function argument. Where it
+// cannot be sure (an item whose columns it does not know, t.* elsewhere) it
+// leaves the reference alone: it then reads as an anonymous record, which
+// hides nothing more or less.
+func (w *walker) noteWholeRow(n *pgNode, sc *scope, names []string, star, funcArg bool) {
+	var it *item
+	switch {
+	case star && funcArg && len(names) == 1:
+		it, _ = resolveColumn(sc, names, true)
+	case !star && len(names) == 1:
+		for s := sc; s != nil; s = s.parent {
+			for _, i := range s.items {
+				if i.table == nil || len(i.table.Columns) == 0 || i.table.Column(names[0]) != nil {
+					return // it may name a column
+				}
+			}
+		}
+		it, _ = resolveColumn(sc, names, false)
+		if it != nil && it.refname != names[0] {
+			return
+		}
+	}
+	if it == nil || !it.wrapped {
+		return
+	}
+	f := wholeRowFix{ref: n, it: it}
+	if w.entry != nil && w.entry.Val == n && w.entry.Name == "" {
+		f.entry = w.entry
+	}
+	w.rows = append(w.rows, f)
 }
 
 // resolveColumn finds what a column reference can refer to, innermost level
@@ -297,7 +383,7 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	}
 	if aggregate {
 		above := ectx{}
-		if err := w.exprs(fc.Args, sc, above); err != nil {
+		if err := w.args(fc.Args, sc, above); err != nil {
 			return err
 		}
 		if err := w.exprs(fc.AggOrder, sc, above); err != nil {
@@ -319,7 +405,13 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		}
 		c.leaky = true
 	}
-	return w.exprs(fc.Args, sc, c)
+	return w.args(fc.Args, sc, c)
+}
+
+// args walks function arguments, where t.* is a whole-row reference.
+func (w *walker) args(ns []*pgNode, sc *scope, c ectx) error {
+	c.wholeRow = true
+	return w.exprs(ns, sc, c)
 }
 
 // knownAggregates lets aggregates be recognised when the catalog does not

@@ -7,6 +7,7 @@ package rewrite
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
@@ -63,6 +64,87 @@ func (s *Statements) text(i int) string {
 		return ""
 	}
 	return strings.TrimSpace(s.sql[start:end])
+}
+
+// stmtRange is the byte range of statement i in the input.
+func (s *Statements) stmtRange(i int) (start, end int, ok bool) {
+	raw := s.tree.Stmts[i]
+	start, end = int(raw.StmtLocation), len(s.sql)
+	if raw.StmtLen > 0 {
+		end = start + int(raw.StmtLen)
+	}
+	return start, end, start >= 0 && start <= end && end <= len(s.sql)
+}
+
+// token is one lexical token of the input, for splicing (splice.go).
+type token struct {
+	start, end int
+	id         pg.Token
+	// keyword: the token is a keyword; colID: one that may also stand as
+	// a bare name or alias (unreserved or column-name keyword).
+	keyword, colID bool
+}
+
+const (
+	tokIdent    = pg.Token_IDENT
+	tokOnly     = pg.Token_ONLY
+	tokDot      = pg.Token_ASCII_46
+	tokStar     = pg.Token_ASCII_42
+	tokLParen   = pg.Token_ASCII_40
+	tokRParen   = pg.Token_ASCII_41
+	tokComment  = pg.Token_SQL_COMMENT
+	tokCComment = pg.Token_C_COMMENT
+	tokFrom     = pg.Token_FROM
+	tokJoin     = pg.Token_JOIN
+	tokUsing    = pg.Token_USING
+	tokComma    = pg.Token_ASCII_44
+)
+
+// scan splits sql into tokens with their byte offsets, comments included.
+func scan(sql string) ([]token, error) {
+	res, err := pg.Scan(sql)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]token, len(res.Tokens))
+	for i, t := range res.Tokens {
+		out[i] = token{
+			start: int(t.Start), end: int(t.End), id: t.Token,
+			keyword: t.KeywordKind != pg.KeywordKind_NO_KEYWORD,
+			colID:   t.KeywordKind == pg.KeywordKind_UNRESERVED_KEYWORD || t.KeywordKind == pg.KeywordKind_COL_NAME_KEYWORD,
+		}
+	}
+	return out, nil
+}
+
+// bareIdents memoizes which simple names are not keywords of the bundled
+// grammar: a fact of the parser version, so sharing it keeps Rewrite pure.
+// Only catalog schema and table names reach it, which bounds its size.
+var bareIdents sync.Map
+
+// quoteIdent writes name as an identifier that reads back as name in any
+// position: bare when it is lower-case and no keyword, double-quoted else.
+func quoteIdent(name string) string {
+	simple := name != "" && len(name) < 64
+	for i := 0; i < len(name) && simple; i++ {
+		c := name[i]
+		simple = c == '_' || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9')
+	}
+	if simple {
+		if bare, ok := bareIdents.Load(name); ok {
+			if bare.(bool) {
+				return name
+			}
+		} else {
+			res, err := pg.Scan(name)
+			bare := err == nil && len(res.Tokens) == 1 && res.Tokens[0].Token == pg.Token_IDENT
+			bareIdents.Store(name, bare)
+			if bare {
+				return name
+			}
+		}
+	}
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // deparse turns one statement back into SQL.
@@ -128,6 +210,7 @@ type (
 	pgBoolean                = pg.Boolean
 	pgCaseExpr               = pg.CaseExpr
 	pgCaseWhen               = pg.CaseWhen
+	pgRowExpr                = pg.RowExpr
 	pgCollateClause          = pg.CollateClause
 	pgColumnRef              = pg.ColumnRef
 	pgCommonTableExpr        = pg.CommonTableExpr
@@ -255,6 +338,9 @@ const (
 	pgOnConflictUpdate                   = pg.OnConflictAction_ONCONFLICT_UPDATE
 	pgSubLinkTypeEXPR                    = pg.SubLinkType_EXPR_SUBLINK
 	pgSetOperationSETOPNONE              = pg.SetOperation_SETOP_NONE
+	pgJoinLeft                           = pg.JoinType_JOIN_LEFT
+	pgJoinRight                          = pg.JoinType_JOIN_RIGHT
+	pgJoinFull                           = pg.JoinType_JOIN_FULL
 	pgVariableSetKindVARRESET            = pg.VariableSetKind_VAR_RESET
 	pgVariableSetKindVARRESETALL         = pg.VariableSetKind_VAR_RESET_ALL
 	pgVariableSetKindVARSETDEFAULT       = pg.VariableSetKind_VAR_SET_DEFAULT

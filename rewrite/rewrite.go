@@ -33,6 +33,9 @@ type Options struct {
 	// DefaultFunctions(). User-defined functions and operators are listed as
 	// "schema.name".
 	Functions map[string]bool
+
+	// deparseAll turns splicing off, so tests can compare both paths.
+	deparseAll bool
 }
 
 // Kind is what a statement does, for the proxy's routing and audit.
@@ -191,6 +194,8 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 
 	// Pass 2: rewrite a private copy of each statement that needs it.
 	texts := make([]string, 0, n)
+	var toks []token
+	scanned := false
 	for i, raw := range stmts.tree.Stmts {
 		w := walkers[i]
 		info := StmtInfo{Kind: w.kind, Name: w.name, Effect: effects[i]}
@@ -210,13 +215,32 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 					return Result{}, err
 				}
 			}
+			if !scanned && !o.deparseAll {
+				scanned = true
+				if toks, err = scan(stmts.sql); err != nil {
+					toks = nil // no spans: deparse whole statements
+				}
+			}
+			var edits []spliceEdit
+			spliceable := toks != nil && !o.deparseAll
+			if spliceable {
+				edits, spliceable = w.splicePlan(stmts.sql, toks)
+			}
 			applied, err := w.apply(set)
 			if err != nil {
 				return Result{}, err
 			}
-			sql, err := deparse(stmt)
-			if err != nil {
-				return Result{}, unsupported("statement cannot be rewritten: %v", err)
+			var sql string
+			if spliceable {
+				start, end, ok := stmts.stmtRange(i)
+				if sql, err = splice(stmts.sql, toks, start, end, edits); err != nil || !ok {
+					spliceable = false
+				}
+			}
+			if !spliceable {
+				if sql, err = deparse(stmt); err != nil {
+					return Result{}, unsupported("statement cannot be rewritten: %v", err)
+				}
 			}
 			info.SQL, info.Rewritten, info.Fenced = sql, true, w.fenced()
 			info.Relations = w.relationUses(applied)

@@ -26,6 +26,7 @@ type walker struct {
 	sites    []*site
 	colFixes []colFix
 	quals    []qualFix
+	rows     []wholeRowFix
 	uses     []relRef
 	// targets are the protected relations the statement writes (write.go).
 	targets []*writeTarget
@@ -33,6 +34,9 @@ type walker struct {
 	// reference that is its whole value can keep its name when masked.
 	returning      bool
 	returningEntry *pgResTarget
+	// entry is the target list entry being walked, so a whole-row
+	// reference that is its whole value keeps its output name.
+	entry *pgResTarget
 	// noTargetReads is set while walking clauses that name target columns
 	// without reading their values (ON CONFLICT arbiter inference).
 	noTargetReads bool
@@ -71,6 +75,14 @@ type qualFix struct {
 	schema string
 }
 
+// wholeRowFix turns a whole-row reference to a wrapped relation into its
+// table's row type: the derived table's own row is an anonymous record.
+type wholeRowFix struct {
+	ref   *pgNode
+	it    *item        // the wrapped item it names
+	entry *pgResTarget // set when the reference is an unnamed entry's whole value
+}
+
 type relRef struct {
 	name      string
 	action    grant.Action
@@ -97,7 +109,10 @@ type item struct {
 	table   *Table // nil unless a catalog relation
 	carries bool   // may carry rows of a protected relation
 	wrapped bool
-	target  *writeTarget // set when the item is a protected write target
+	// nullable: the item is on the nullable side of an outer join, where
+	// its whole-row value is NULL for a null-extended row.
+	nullable bool
+	target   *writeTarget // set when the item is a protected write target
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
@@ -233,14 +248,37 @@ func (w *walker) explain(e *pgExplainStmt) error {
 			return err
 		}
 	}
+	var err error
 	switch e.Query.GetNode().(type) {
-	case *pgNodeDeclareCursorStmt, *pgNodeExecuteStmt:
+	case *pgNodeExecuteStmt:
+		// The prepared statement was rewritten when it was prepared; its
+		// relations are not known here, so its plan may show filters.
+		return denied("EXPLAIN EXECUTE is not available through mandate: the prepared statement may read protected " +
+			"relations, and plans show policy filters and row counts of rows you may not see")
+	case *pgNodeDeclareCursorStmt:
 		kind := w.kind
-		defer func() { w.kind, w.name = kind, "" }()
-		return w.statement(e.Query)
+		err = w.statement(e.Query)
+		w.kind, w.name = kind, ""
+	default:
+		err = w.preparable(e.Query)
 	}
-	return w.preparable(e.Query)
+	if err != nil {
+		return err
+	}
+	// A plan shows the injected filters' constants (other users' ids, a
+	// consent list), mask key names, and with ANALYZE how many hidden rows
+	// each filter removed: refuse rather than redact a format PostgreSQL
+	// may change.
+	for _, u := range w.uses {
+		if u.protected {
+			return denied("%s (%s)", explainRefusal, u.name)
+		}
+	}
+	return nil
 }
+
+const explainRefusal = "EXPLAIN of statements reading protected relations is not available through mandate: " +
+	"plans show policy filters and row counts of rows you may not see"
 
 func defElemFalse(d *pgDefElem) bool {
 	switch a := d.Arg.GetNode().(type) {
@@ -486,11 +524,21 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		m := w.mark()
 		// Locking reaches the tables under a join, not the join itself.
 		inner := lockSpec{all: lock.all, names: lock.names}
+		first := len(sc.items)
 		if err := w.fromItem(j.Larg, sc, inner); err != nil {
 			return err
 		}
+		mid := len(sc.items)
 		if err := w.fromItem(j.Rarg, sc, inner); err != nil {
 			return err
+		}
+		switch j.Jointype {
+		case pgJoinLeft:
+			markNullable(sc.items[mid:])
+		case pgJoinRight:
+			markNullable(sc.items[first:mid])
+		case pgJoinFull:
+			markNullable(sc.items[first:])
 		}
 		if err := w.exprs(j.UsingClause, sc, ectx{}); err != nil {
 			return err
@@ -527,6 +575,12 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		return nil
 	}
 	return unsupported("%s in FROM is not supported through mandate", nodeKind(n))
+}
+
+func markNullable(items []*item) {
+	for _, it := range items {
+		it.nullable = true
+	}
 }
 
 // rangeVar resolves a FROM relation: a CTE, an unprotected relation, or a
@@ -871,7 +925,8 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		sel.TargetList = append(sel.TargetList, resTarget("", columnRef(name)))
 	}
 	// COPY t TO reads t's own rows only, like SELECT … FROM ONLY t.
-	rv := &pgRangeVar{Schemaname: c.Relation.Schemaname, Relname: c.Relation.Relname, Inh: false, Relpersistence: c.Relation.Relpersistence}
+	// Location -1: this reference has no text of its own to splice into.
+	rv := &pgRangeVar{Schemaname: c.Relation.Schemaname, Relname: c.Relation.Relname, Inh: false, Relpersistence: c.Relation.Relpersistence, Location: -1}
 	sel.FromClause = []*pgNode{{Node: &pgNodeRangeVar{RangeVar: rv}}}
 	if w.mutable {
 		c.Query, c.Relation, c.Attlist = &pgNode{Node: &pgNodeSelectStmt{SelectStmt: sel}}, nil, nil

@@ -1,0 +1,1 @@
+EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM public.countries WHERE code = 'DE'

@@ -1,0 +1,1 @@
+EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM countries WHERE code = 'DE'

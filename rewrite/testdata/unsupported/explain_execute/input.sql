@@ -1,0 +1,1 @@
+EXPLAIN EXECUTE p(1)

@@ -1,0 +1,1 @@
+EXPLAIN (COSTS OFF) SELECT count(*) FROM transactions t JOIN countries k ON true

@@ -1,0 +1,1 @@
+EXPLAIN ANALYZE UPDATE accounts SET iban = 'x' WHERE id = 1

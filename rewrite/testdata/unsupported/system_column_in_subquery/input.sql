@@ -1,0 +1,1 @@
+SELECT id FROM accounts a WHERE EXISTS (SELECT 1 FROM (SELECT 1 AS x) s WHERE a.cmax = 0)

@@ -1,0 +1,1 @@
+SELECT a.tableoid, a.id FROM accounts a JOIN countries k ON true

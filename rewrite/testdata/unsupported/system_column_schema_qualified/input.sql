@@ -1,0 +1,1 @@
+SELECT public.accounts.xmax FROM public.accounts

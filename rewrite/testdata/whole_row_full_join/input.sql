@@ -1,0 +1,1 @@
+SELECT c, a FROM customers c FULL JOIN accounts a ON a.customer_id = c.id

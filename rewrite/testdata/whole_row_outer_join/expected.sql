@@ -1,0 +1,1 @@
+SELECT k.code, CASE WHEN a.* IS DISTINCT FROM NULL THEN ROW(a.*)::public.accounts END AS a, row_to_json(CASE WHEN a.* IS DISTINCT FROM NULL THEN ROW(a.*)::public.accounts END) FROM public.countries k LEFT JOIN (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1) a ON a.iban = k.name
