@@ -93,7 +93,7 @@ func (s *session) run() {
 		s.handleCancel(res.cancel)
 		return
 	}
-	s.cw = bufio.NewWriterSize(s.conn, 16<<10)
+	s.cw = bufio.NewWriterSize(s.conn, clientWriteBuffer)
 	s.backend = pgproto3.NewBackend(s.conn, io.Discard)
 	s.backend.SetMaxBodyLen(s.srv.cfg.MaxMessageSize)
 

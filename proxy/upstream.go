@@ -27,7 +27,13 @@ type upstreamConn struct {
 	address  string
 }
 
-const upstreamReadBuffer = 32 << 10
+// Buffer sizes per session: a message larger than the read buffer is
+// streamed through, so these bound memory per idle connection (the issue's
+// target is 64 KiB) rather than what can be relayed. pgbouncer uses 4 KiB.
+const (
+	upstreamReadBuffer = 16 << 10
+	clientWriteBuffer  = 8 << 10
+)
 
 func (srv *Server) connectUpstream(ctx context.Context, database string, params map[string]string) (*upstreamConn, error) {
 	cfg := srv.upstream.Copy()
