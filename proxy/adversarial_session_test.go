@@ -755,8 +755,16 @@ func advDelegation() advClass {
 				got, _, err := x.exec("dana", conn, "SELECT id FROM transactions")
 				return got, err
 			}),
+			// A statement prepared before the withdrawal is refused after it
+			// (prepare it again); it must never return carol's rows.
 			consentCase("consent/withdrawn-sql-prepared", []string{"PREPARE p AS SELECT id FROM transactions"}, func(x *advCtx, conn *pgx.Conn) ([]string, error) {
 				got, _, err := x.exec("dana", conn, "EXECUTE p")
+				if sqlState(err) == codeInsufficientPriv {
+					_, _, err = x.exec("dana", conn, "DEALLOCATE p; PREPARE p AS SELECT id FROM transactions")
+					if err == nil {
+						got, _, err = x.exec("dana", conn, "EXECUTE p")
+					}
+				}
 				return got, err
 			}),
 			consentCase("consent/withdrawn-extended-prepared", nil, func(x *advCtx, conn *pgx.Conn) ([]string, error) {

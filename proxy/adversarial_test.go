@@ -39,16 +39,6 @@ var knownLeaks = map[string]string{
 	"dyn/user-operator": "an operator runs its function around the allow-list: with public.<?> backed by a user " +
 		"function that reads customers, alice's `SELECT 'a' <?> 'b'` returns every customer's ssn",
 	"dyn/user-operator-in-where": "the same: an operator over a non-allow-listed user function is not refused in WHERE",
-	"proto/sql-prepare-then-switch-identity": "SQL PREPARE is not re-decided: PREPARE p as alice, SET mandate.token to carol, " +
-		"EXECUTE p returns alice's accounts 101, 102 to carol",
-	"deleg/revoked-sql-prepared": "SQL PREPARE is not re-decided: EXECUTE p right after bob's delegation is revoked " +
-		"still returns alice's transactions 2, 3, 5, 6",
-	"consent/withdrawn-sql-prepared": "SQL PREPARE is not re-decided: after carol withdraws her analytics consent, " +
-		"dana's EXECUTE p still returns carol's transactions 9-12",
-	"proto/with-hold-cursor-then-switch-identity": "a WITH HOLD cursor declared as alice is fetched after SET mandate.token " +
-		"to carol: carol receives alice's account ids and raw ibans",
-	"deleg/revoked-with-hold-cursor": "FETCH from a WITH HOLD cursor after the revocation still returns alice's " +
-		"transactions to bob (documented in docs/security.md)",
 	"cat/listen-state-channel": "LISTEN mandate_state is forwarded: alice receives the policy store's broadcasts, " +
 		`e.g. {"kind":"consent","op":"update","id":"analytics","subject":"carol"}: other users' consent, delegation and agent changes`,
 	"dyn/notify-forged-state-change": "NOTIFY mandate_state is forwarded: any client can send forged policy-store " +
@@ -73,8 +63,6 @@ var knownLeaks = map[string]string{
 		"(PostgreSQL rolled it back): accounts is refused as shadow.accounts afterwards",
 	"names/search-path-same-query": "SET search_path = shadow, public; SELECT iban FROM accounts reads public.accounts " +
 		"(PostgreSQL reads shadow.accounts): the SET is not applied to later statements of the same query",
-	"proto/startup-options-search-path": "options=-c search_path=shadow,public is accepted but not tracked: accounts " +
-		"is read as public.accounts, PostgreSQL would read shadow.accounts",
 }
 
 // advCase is one attack.

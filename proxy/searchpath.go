@@ -45,3 +45,33 @@ func (p *searchPath) apply(e rewrite.Effect) {
 
 // searchPathKey is a path as a cache key component.
 func searchPathKey(path []string) string { return strings.Join(path, "\x00") }
+
+// startupSearchPath is the search_path a client sets at startup, as a
+// parameter or with -c in options; nil when it sets none. Names are split
+// on commas with surrounding blanks and double quotes removed: enough to
+// resolve names as the upstream will (see searchPath on why a wrong guess
+// is never a leak).
+func startupSearchPath(params map[string]string) []string {
+	v, ok := params["search_path"]
+	fields := strings.Fields(params["options"])
+	for i := 0; i < len(fields); i++ {
+		kv := strings.TrimPrefix(strings.TrimPrefix(fields[i], "--"), "-c")
+		if kv == "" && i+1 < len(fields) {
+			i++
+			kv = fields[i]
+		}
+		if name, val, found := strings.Cut(kv, "="); found && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
+			v, ok = val, true
+		}
+	}
+	if !ok {
+		return nil
+	}
+	var path []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.Trim(strings.TrimSpace(p), `"`); p != "" {
+			path = append(path, p)
+		}
+	}
+	return path
+}

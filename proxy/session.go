@@ -47,6 +47,7 @@ type session struct {
 	purpose        string     // SET mandate.purpose
 	searchPath     searchPath
 	stmts          map[string]*preparedStmt
+	named          namedObjects      // SQL PREPARE and DECLARE (named.go)
 	portals        map[string]string // portal → statement
 	segment        uint64            // Syncs and Queries forwarded: the segment being sent
 	lastDelegation string            // delegation of the last allowed statement
@@ -136,6 +137,7 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
 		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
+	s.searchPath.session = startupSearchPath(sm.Parameters)
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)
 	if err != nil {

@@ -159,6 +159,17 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 		s.audit(d)
 		return prefix + s.refuse(d.err), d, refused
 	}
+	if needsNamedCheck(d) {
+		texts := []string{sql}
+		if len(d.result.Statements) > 1 {
+			texts, _ = rewrite.Split(sql)
+		}
+		if err := s.checkNamed(d, texts); err != nil {
+			d.err = err
+			s.audit(d)
+			return s.refuse(err), d, refused
+		}
+	}
 	s.audit(d)
 	for _, st := range d.result.Statements {
 		s.searchPath.apply(st.Effect)
@@ -177,6 +188,19 @@ func (s *session) onQuery(m *pgproto3.Query) {
 	} else {
 		s.auditPlaceholder()
 	}
+}
+
+// needsNamedCheck reports whether a decision creates, uses or drops a
+// SQL prepared statement or cursor (see named.go).
+func needsNamedCheck(d decision) bool {
+	for _, st := range d.result.Statements {
+		switch st.Kind {
+		case rewrite.KindPrepare, rewrite.KindExecute, rewrite.KindDeallocate,
+			rewrite.KindDeclare, rewrite.KindFetch, rewrite.KindClose, rewrite.KindDiscard:
+			return true
+		}
+	}
+	return false
 }
 
 // allowedPrefix decides the statements of a refused multi-statement query

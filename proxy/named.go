@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/mandate-proxy/mandate/rewrite"
+)
+
+// SQL-level prepared statements (PREPARE/EXECUTE) and cursors
+// (DECLARE/FETCH) keep the SQL they were rewritten into, and with it the
+// grants of that moment. mandate remembers what each was created from and,
+// before each EXECUTE or FETCH, decides that text again: if the result
+// differs (another identity after SET mandate.token, a revoked delegation,
+// a withdrawn consent, a reloaded policy) the statement is refused, and
+// the client prepares or declares it again under the grants in force.
+// (Protocol-level statements are re-prepared transparently: prepared.go.)
+
+// namedObject is a prepared statement or cursor and what made it.
+type namedObject struct {
+	text      string // the PREPARE or DECLARE statement as the client sent it
+	forwarded string // what mandate forwarded for it
+}
+
+// namedObjects holds a session's SQL prepared statements and cursors.
+type namedObjects struct {
+	prepared map[string]namedObject
+	cursors  map[string]namedObject
+}
+
+func (n *namedObjects) table(k rewrite.Kind) map[string]namedObject {
+	switch k {
+	case rewrite.KindPrepare, rewrite.KindExecute, rewrite.KindDeallocate:
+		if n.prepared == nil {
+			n.prepared = map[string]namedObject{}
+		}
+		return n.prepared
+	case rewrite.KindDeclare, rewrite.KindFetch, rewrite.KindClose:
+		if n.cursors == nil {
+			n.cursors = map[string]namedObject{}
+		}
+		return n.cursors
+	}
+	return nil
+}
+
+// checkNamed refuses an EXECUTE or FETCH whose object was made under other
+// grants; it records PREPARE and DECLARE and forgets DEALLOCATE and CLOSE.
+// texts are the statements' own texts, in order.
+func (s *session) checkNamed(d decision, texts []string) error {
+	for i, st := range d.result.Statements {
+		tbl := s.named.table(st.Kind)
+		if tbl == nil {
+			if st.Kind == rewrite.KindDiscard {
+				s.named = namedObjects{}
+			}
+			continue
+		}
+		switch st.Kind {
+		case rewrite.KindPrepare, rewrite.KindDeclare:
+			if st.Name != "" && i < len(texts) {
+				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL}
+			}
+		case rewrite.KindDeallocate, rewrite.KindClose:
+			if st.Name == "" {
+				clear(tbl) // ALL
+			} else {
+				delete(tbl, st.Name)
+			}
+		case rewrite.KindExecute, rewrite.KindFetch:
+			obj, ok := tbl[st.Name]
+			if !ok {
+				continue // unknown to mandate: the upstream answers as PostgreSQL would
+			}
+			now := s.srv.cfg.Enforcer.decide(s, obj.text)
+			if now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded {
+				continue
+			}
+			what, again := "prepared statement", "PREPARE"
+			if st.Kind == rewrite.KindFetch {
+				what, again = "cursor", "DECLARE"
+			}
+			return &Error{Code: codeInsufficientPriv,
+				Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, st.Name),
+				Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
+		}
+	}
+	return nil
+}
