@@ -482,7 +482,7 @@ func advCatalogs() advClass {
 				return statementTextCase(x, "bob", []string{"BEGIN", "DECLARE c CURSOR FOR SELECT id FROM transactions"},
 					"SELECT statement FROM pg_cursors")
 			}),
-			clean("cat/pg_locks", "alice", "SELECT locktype, mode, granted FROM pg_locks", true),
+			refuse("cat/pg_locks", "alice", "SELECT locktype, mode, granted FROM pg_locks", stDenied),
 			same("cat/pg_class-readable", "alice", "SELECT relname FROM pg_class WHERE relname = 'customers'", "SELECT 'customers'"),
 			refuse("cat/pg_largeobject", "alice", "SELECT data FROM pg_largeobject", stDenied),
 			refuse("cat/pg_largeobject_metadata", "alice", "SELECT oid FROM pg_largeobject_metadata", stDenied),

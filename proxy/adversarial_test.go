@@ -36,21 +36,10 @@ import (
 // knownLeaks maps a case name to the leak or bug it exposes.
 var knownLeaks = map[string]string{
 	// Data outside the caller's scope.
-	"dyn/user-operator": "an operator runs its function around the allow-list: with public.<?> backed by a user " +
-		"function that reads customers, alice's `SELECT 'a' <?> 'b'` returns every customer's ssn",
-	"dyn/user-operator-in-where": "the same: an operator over a non-allow-listed user function is not refused in WHERE",
-	"cat/listen-state-channel": "LISTEN mandate_state is forwarded: alice receives the policy store's broadcasts, " +
-		`e.g. {"kind":"consent","op":"update","id":"analytics","subject":"carol"}: other users' consent, delegation and agent changes`,
-	"dyn/notify-forged-state-change": "NOTIFY mandate_state is forwarded: any client can send forged policy-store " +
-		"broadcasts to every replica (each forces a state re-read)",
 
 	// Metadata and side channels. (At 83502a4 every side/explain-* case leaked too: the injected
 	// filter and "Rows Removed by Filter: 44"; EXPLAIN of protected relations is now refused.)
-	"cat/pg_prepared_statements-text": "pg_prepared_statements.statement is the rewritten SQL: dana reads the injected filter " +
-		"and mask expressions (hash key name) of her PREPAREd statement",
-	"cat/pg_prepared_statements-extended": "the same for statements the driver prepares (sam: masks and filter of customers)",
-	"cat/pg_cursors-text":                 "pg_cursors.statement is the rewritten SQL with bob's delegation filter",
-	"cat/pg_class-reltuples":              "pg_class.reltuples says accounts has 13 rows; alice may see 2 (documented)",
+	"cat/pg_class-reltuples": "pg_class.reltuples says accounts has 13 rows; alice may see 2 (documented)",
 	"write/insert-hidden-key-unique-violation": "INSERT of ticket id 4 (erin's) fails with 23505: alice learns the hidden " +
 		"key exists (documented, as with RLS)",
 	"write/on-conflict-do-nothing-probe": "INSERT … ON CONFLICT DO NOTHING answers INSERT 0 0 for hidden ticket 4 and " +

@@ -97,15 +97,33 @@ func startBank(t testing.TB) *bankWorld {
 	w.jwks = filepath.Join(dir, "mandate-dev-jwks.json")
 	w.url = url
 	w.audit = filepath.Join(dir, "audit.log")
-	w.p, w.enforcer = w.replica(t, w.audit)
+	w.p, w.enforcer = w.replica(t, replicaOptions{auditPath: w.audit})
 	return w
 }
 
-// replica starts one more enforcing proxy over the bank database, with its
-// own state watcher, catalog and audit log: as a second mandate replica.
-func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforcer) {
+// replicaOptions adjust an enforcing proxy over the bank world.
+type replicaOptions struct {
+	auditPath string              // audit log file; none when empty
+	storeURL  string              // the policy store's database; default the bank's
+	state     func(*store.Config) // adjusts the State's configuration
+	policyDir string              // default testdata/bank/policies
+	lazy      bool                // Enforcer.LazyState
+	metrics   *Metrics
+}
+
+// replica starts one more enforcing proxy over w's bank database (as a
+// mandate replica would be) with its own State watcher, catalog and
+// engine; o adjusts what a test controls.
+func (w *bankWorld) replica(t testing.TB, o replicaOptions) (*testProxy, *Enforcer) {
+	t.Helper()
 	ctx := ctxT(t)
-	url := w.url
+	if o.storeURL == "" {
+		o.storeURL = w.url
+	}
+	bank := filepath.Join("..", "testdata", "bank")
+	if o.policyDir == "" {
+		o.policyDir = filepath.Join(bank, "policies")
+	}
 	verifier, err := identity.NewVerifier(identity.Config{
 		Issuer: "mandate-dev", Audiences: []string{"mandate"}, AllowDevKeys: true,
 		JWKSFile: w.jwks, Now: w.clock.now,
@@ -114,12 +132,16 @@ func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforc
 		t.Fatal(err)
 	}
 	t.Cleanup(verifier.Close)
-
-	connCfg, err := pgx.ParseConfig(url)
+	connCfg, err := pgx.ParseConfig(o.storeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := store.NewState(store.Config{ConnConfig: connCfg, RefreshInterval: 200 * time.Millisecond, MaxStaleness: 5 * time.Second, Now: w.clock.now})
+	cfg := store.Config{ConnConfig: connCfg, RefreshInterval: 200 * time.Millisecond, MaxStaleness: 5 * time.Second,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Now: w.clock.now}
+	if o.state != nil {
+		o.state(&cfg)
+	}
+	state, err := store.NewState(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +154,8 @@ func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforc
 	go func() { _ = state.Watch(watchCtx); close(watched) }()
 	t.Cleanup(func() { stopWatch(); <-watched })
 
-	bank := filepath.Join("..", "testdata", "bank")
 	engine, err := policy.Open(policy.Sources{
-		PolicyDir: filepath.Join(bank, "policies"), Schema: filepath.Join(bank, "schema.cedarschema"),
+		PolicyDir: o.policyDir, Schema: filepath.Join(bank, "schema.cedarschema"),
 		Entities: filepath.Join(bank, "entities.json"), Masks: filepath.Join(bank, "masks.yaml"),
 	}, policy.Options{Consents: StateConsents{state}})
 	if err != nil {
@@ -143,7 +164,14 @@ func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforc
 	if err := store.EnsureMaskKeys(ctx, w.owner, engine.Snapshot().Masks().HashKeys()); err != nil {
 		t.Fatal(err)
 	}
-	pgcfg, err := pgconn.ParseConfig(url)
+	var aw *audit.Writer
+	if o.auditPath != "" {
+		if aw, err = audit.Open(o.auditPath, audit.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { aw.Close() })
+	}
+	pgcfg, err := pgconn.ParseConfig(w.url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,20 +180,15 @@ func (w *bankWorld) replica(t testing.TB, auditPath string) (*testProxy, *Enforc
 		t.Fatal(err)
 	}
 	t.Cleanup(catalogs.Close)
-
-	aw, err := audit.Open(auditPath, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { aw.Close() })
 	enforcer := &Enforcer{
 		Engine: engine, State: state, Catalogs: catalogs, Verifier: verifier,
-		AssumeAllowed: map[string]bool{"app": true}, Now: w.clock.now,
+		AssumeAllowed: map[string]bool{"app": true}, LazyState: o.lazy, Now: w.clock.now,
 	}
 	p := startProxy(t, func(c *Config) {
-		c.Upstream = url
+		c.Upstream = w.url
 		c.Transparent = false
 		c.Enforcer = enforcer
+		c.Metrics = o.metrics
 		c.Audit = aw
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	})

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,7 +30,6 @@ import (
 	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 	"github.com/mandate-proxy/mandate/policy"
-	"github.com/mandate-proxy/mandate/policy/identity"
 	"github.com/mandate-proxy/mandate/policy/store"
 	"go.uber.org/goleak"
 )
@@ -170,88 +168,6 @@ func (r *restartingReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// replicaOptions adjust an enforcing proxy over the bank world for a
-// fault test.
-type replicaOptions struct {
-	storeURL  string              // the policy store's database; default the bank's
-	state     func(*store.Config) // adjusts the State's configuration
-	policyDir string              // default testdata/bank/policies
-	lazy      bool                // Enforcer.LazyState
-	metrics   *Metrics
-}
-
-// faultReplica starts an enforcing proxy over w's bank database whose
-// State, policies and metrics the test controls. It writes no audit log.
-func (w *bankWorld) faultReplica(t testing.TB, o replicaOptions) (*testProxy, *Enforcer) {
-	t.Helper()
-	ctx := ctxT(t)
-	if o.storeURL == "" {
-		o.storeURL = w.url
-	}
-	bank := filepath.Join("..", "testdata", "bank")
-	if o.policyDir == "" {
-		o.policyDir = filepath.Join(bank, "policies")
-	}
-	verifier, err := identity.NewVerifier(identity.Config{
-		Issuer: "mandate-dev", Audiences: []string{"mandate"}, AllowDevKeys: true,
-		JWKSFile: w.jwks, Now: w.clock.now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(verifier.Close)
-	connCfg, err := pgx.ParseConfig(o.storeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := store.Config{ConnConfig: connCfg, RefreshInterval: 200 * time.Millisecond, MaxStaleness: 5 * time.Second,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Now: w.clock.now}
-	if o.state != nil {
-		o.state(&cfg)
-	}
-	state, err := store.NewState(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := state.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(state.Close)
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watched := make(chan struct{})
-	go func() { _ = state.Watch(watchCtx); close(watched) }()
-	t.Cleanup(func() { stopWatch(); <-watched })
-
-	engine, err := policy.Open(policy.Sources{
-		PolicyDir: o.policyDir, Schema: filepath.Join(bank, "schema.cedarschema"),
-		Entities: filepath.Join(bank, "entities.json"), Masks: filepath.Join(bank, "masks.yaml"),
-	}, policy.Options{Consents: StateConsents{state}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgcfg, err := pgconn.ParseConfig(w.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalogs := NewCatalogCache(pgcfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(catalogs.Close)
-	enforcer := &Enforcer{
-		Engine: engine, State: state, Catalogs: catalogs, Verifier: verifier,
-		AssumeAllowed: map[string]bool{"app": true}, LazyState: o.lazy, Now: w.clock.now,
-	}
-	p := startProxy(t, func(c *Config) {
-		c.Upstream = w.url
-		c.Transparent = false
-		c.Enforcer = enforcer
-		c.Metrics = o.metrics
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
-	return p, enforcer
-}
-
 // bobDelegation is alice's delegation to bob, as grantBob makes it.
 func bobDelegation(expires time.Time) policy.Delegation {
 	return policy.Delegation{
@@ -295,7 +211,7 @@ func TestFaultPolicyStoreUnreachable(t *testing.T) {
 	}
 
 	const maxStaleness = 5 * time.Second
-	p, e := w.faultReplica(t, replicaOptions{storeURL: storeURL, state: func(c *store.Config) { c.MaxStaleness = maxStaleness }})
+	p, e := w.replica(t, replicaOptions{storeURL: storeURL, state: func(c *store.Config) { c.MaxStaleness = maxStaleness }})
 	want := mustRows(t, w.owner, bobSees)
 	bob := w.assumeOn(t, p, "alice", []string{"bob"}, nil)
 	alice := w.connectTo(t, p, "alice")
@@ -358,7 +274,7 @@ func TestFaultLostNotification(t *testing.T) {
 		t.Run(fmt.Sprintf("LazyState=%v", lazy), func(t *testing.T) {
 			w := startBank(t)
 			id := w.grantBob(t, time.Now().Add(24*time.Hour))
-			p, _ := w.faultReplica(t, replicaOptions{lazy: lazy, state: func(c *store.Config) {
+			p, _ := w.replica(t, replicaOptions{lazy: lazy, state: func(c *store.Config) {
 				c.DisableListen = true
 				c.RefreshInterval = refresh
 			}})
@@ -418,7 +334,7 @@ func TestFaultBrokenPolicyReload(t *testing.T) {
 		}
 	}
 	m := NewMetrics()
-	p, e := w.faultReplica(t, replicaOptions{policyDir: dir, metrics: m})
+	p, e := w.replica(t, replicaOptions{policyDir: dir, metrics: m})
 	alice := w.connectTo(t, p, "alice")
 	carol := w.connectTo(t, p, "carol")
 	decisions := func() []string {

@@ -17,7 +17,7 @@ import (
 // issue's 100 revocations; it reports p50, p99 and max in ms.
 func BenchmarkRevocationTwoReplicas(b *testing.B) {
 	w := startBank(b)
-	second, _ := w.replica(b, filepath.Join(b.TempDir(), "audit2.log"))
+	second, _ := w.replica(b, replicaOptions{auditPath: filepath.Join(b.TempDir(), "audit2.log")})
 	replicas := []*testProxy{w.p, second}
 	var lat []time.Duration
 	b.ResetTimer()

@@ -14,7 +14,8 @@ type Catalog struct {
 	Schemas   map[string]*Schema
 	Operators []*Operator
 
-	ops map[opKey][]*Operator
+	ops    map[opKey][]*Operator
+	byName map[string][]*Operator
 }
 
 // Schema is a namespace.
@@ -123,7 +124,7 @@ type opKey struct{ name, left, right string }
 // information_schema if clients use it): a relation missing from the catalog
 // is refused with 42P01, never passed through.
 func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
-	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators, ops: map[opKey][]*Operator{}}
+	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators, ops: map[opKey][]*Operator{}, byName: map[string][]*Operator{}}
 	// A live catalog has thousands of columns but few distinct types: parse
 	// each once. Parsed types are shared read-only (injection copies them).
 	parsed := map[string]*pgTypeName{}
@@ -155,6 +156,7 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 	for _, op := range operators {
 		k := opKey{op.Name, canonicalType(op.Left), canonicalType(op.Right)}
 		c.ops[k] = append(c.ops[k], op)
+		c.byName[op.Name] = append(c.byName[op.Name], op)
 	}
 	return c, nil
 }
@@ -304,6 +306,59 @@ func (c *Catalog) lookupFunction(sess Session, schema, name string) (string, []*
 		}
 	}
 	return "pg_catalog", nil
+}
+
+// operatorSchemas returns the schemas of the operators PostgreSQL may run
+// for an operator written name (OPERATOR(schema.name) when schema is set)
+// with operand types left and right (internal names, "" when unknown;
+// prefix operators have no left operand). Like OpernameGetOprid, an exact
+// match of known types is looked up along the function path and the first
+// schema holding one wins. Otherwise PostgreSQL chooses among the operators
+// of that name on the path (one hidden by an operator of the same operand
+// types earlier on the path is no candidate) by implicit coercion, which is
+// not modelled here, so every schema holding a candidate is returned. An
+// empty result means no operator of that name is known.
+func (c *Catalog) operatorSchemas(sess Session, schema, name string, prefix bool, left, right string) []string {
+	matches := func(op *Operator) bool { return op.Name == name && (op.Left == "") == prefix }
+	path := sess.functionPath()
+	if schema != "" {
+		path = []string{schema}
+	}
+	if right != "" && (prefix || left != "") {
+		for _, sn := range path {
+			for _, op := range c.byName[name] {
+				if op.Schema == sn && matches(op) && canonicalType(op.Left) == left && canonicalType(op.Right) == right {
+					return []string{sn}
+				}
+			}
+		}
+	}
+	// Like OpernameGetCandidates, an operator is hidden by one of the same
+	// operand types in a schema earlier on the path.
+	var out []string
+	seen := map[[2]string]bool{}
+	for _, sn := range path {
+		found := false
+		var sigs [][2]string
+		for _, op := range c.byName[name] {
+			if op.Schema != sn || !matches(op) {
+				continue
+			}
+			sig := [2]string{canonicalType(op.Left), canonicalType(op.Right)}
+			if seen[sig] {
+				continue
+			}
+			sigs = append(sigs, sig)
+			found = true
+		}
+		for _, sig := range sigs {
+			seen[sig] = true
+		}
+		if found {
+			out = append(out, sn)
+		}
+	}
+	return out
 }
 
 // operatorLeakproof reports whether the operator that PostgreSQL would pick

@@ -177,7 +177,7 @@ var builtinLeakproof = map[string]bool{
 var builtinVolatile = map[string]bool{
 	"random": true, "random_normal": true, "setseed": true, "clock_timestamp": true,
 	"timeofday": true, "txid_current": true, "pg_current_xact_id": true,
-	"array_shuffle": true, "array_sample": true,
+	"array_shuffle": true, "array_sample": true, "pg_notify": true,
 }
 
 // builtinOperators is "name left right leakproof" from PostgreSQL 15's
@@ -186,16 +186,33 @@ const builtinOperators = `
 !~ bpchar text f
 !~ name text f
 !~ text text f
+!~* bpchar text f
+!~* name text f
+!~* text text f
 !~~ bpchar text f
 !~~ name text f
 !~~ text text f
 !~~* bpchar text f
 !~~* name text f
 !~~* text text f
+# int2 int2 f
+# int4 int4 f
+# int8 int8 f
+#- jsonb _text f
+#> json _text f
+#> jsonb _text f
+#>> json _text f
+#>> jsonb _text f
 % int2 int2 f
 % int4 int4 f
 % int8 int8 f
 % numeric numeric f
+& int2 int2 f
+& int4 int4 f
+& int8 int8 f
+&& anyarray anyarray f
+&& daterange daterange f
+&& tstzrange tstzrange f
 * float4 float4 f
 * float4 float8 f
 * float8 float4 f
@@ -258,6 +275,7 @@ const builtinOperators = `
 - int8 int4 f
 - int8 int8 f
 - interval interval f
+- jsonb _text f
 - jsonb int4 f
 - jsonb text f
 - numeric numeric f
@@ -272,6 +290,14 @@ const builtinOperators = `
 - - int8 f
 - - interval f
 - - numeric f
+-> json int4 f
+-> json text f
+-> jsonb int4 f
+-> jsonb text f
+->> json int4 f
+->> json text f
+->> jsonb int4 f
+->> jsonb text f
 / float4 float4 f
 / float4 float8 f
 / float8 float4 f
@@ -312,6 +338,7 @@ const builtinOperators = `
 < name text t
 < numeric numeric f
 < oid oid t
+< record record f
 < text name t
 < text text t
 < timestamp date f
@@ -321,6 +348,9 @@ const builtinOperators = `
 < timestamptz timestamp f
 < timestamptz timestamptz t
 < uuid uuid t
+<< int2 int4 f
+<< int4 int4 f
+<< int8 int4 f
 <= bool bool t
 <= bpchar bpchar t
 <= char char t
@@ -346,6 +376,7 @@ const builtinOperators = `
 <= name text t
 <= numeric numeric f
 <= oid oid t
+<= record record f
 <= text name t
 <= text text t
 <= timestamp date f
@@ -355,8 +386,10 @@ const builtinOperators = `
 <= timestamptz timestamp f
 <= timestamptz timestamptz t
 <= uuid uuid t
+<> anyarray anyarray f
 <> bool bool t
 <> bpchar bpchar t
+<> bytea bytea t
 <> char char t
 <> date date t
 <> date timestamp f
@@ -365,6 +398,7 @@ const builtinOperators = `
 <> float4 float8 t
 <> float8 float4 t
 <> float8 float8 t
+<> inet inet t
 <> int2 int2 t
 <> int2 int4 t
 <> int2 int8 t
@@ -380,6 +414,7 @@ const builtinOperators = `
 <> name text t
 <> numeric numeric f
 <> oid oid t
+<> record record f
 <> text name t
 <> text text t
 <> timestamp date f
@@ -389,8 +424,12 @@ const builtinOperators = `
 <> timestamptz timestamp f
 <> timestamptz timestamptz t
 <> uuid uuid t
+<@ anyarray anyarray f
+<@ jsonb jsonb f
+= anyarray anyarray f
 = bool bool t
 = bpchar bpchar t
+= bytea bytea t
 = char char t
 = date date t
 = date timestamp f
@@ -399,6 +438,7 @@ const builtinOperators = `
 = float4 float8 t
 = float8 float4 t
 = float8 float8 t
+= inet inet t
 = int2 int2 t
 = int2 int4 t
 = int2 int8 t
@@ -414,6 +454,7 @@ const builtinOperators = `
 = name text t
 = numeric numeric f
 = oid oid t
+= record record f
 = text name t
 = text text t
 = timestamp date f
@@ -448,6 +489,7 @@ const builtinOperators = `
 > name text t
 > numeric numeric f
 > oid oid t
+> record record f
 > text name t
 > text text t
 > timestamp date f
@@ -482,6 +524,7 @@ const builtinOperators = `
 >= name text t
 >= numeric numeric f
 >= oid oid t
+>= record record f
 >= text name t
 >= text text t
 >= timestamp date f
@@ -491,8 +534,38 @@ const builtinOperators = `
 >= timestamptz timestamp f
 >= timestamptz timestamptz t
 >= uuid uuid t
+>> int2 int4 f
+>> int4 int4 f
+>> int8 int4 f
+? jsonb text f
+?& jsonb _text f
+?| jsonb _text f
+@ - float8 f
+@ - int4 f
+@ - int8 f
+@ - numeric f
+@> anyarray anyarray f
+@> daterange date f
+@> jsonb jsonb f
+@> tstzrange timestamptz f
+@? jsonb jsonpath f
+@@ jsonb jsonpath f
+@@ text tsquery f
+@@ tsvector tsquery f
+^ float8 float8 f
+^ numeric numeric f
+| int2 int2 f
+| int4 int4 f
+| int8 int8 f
+|/ - float8 f
+|| anyarray anyarray f
+|| anycompatible anycompatiblearray f
+|| anycompatiblearray anycompatible f
+|| anynonarray text f
 || jsonb jsonb f
+|| text anynonarray f
 || text text f
+||/ - float8 f
 ~ bpchar text f
 ~ name text f
 ~ text text f
@@ -502,6 +575,8 @@ const builtinOperators = `
 ~* bpchar text f
 ~* name text f
 ~* text text f
+~<~ text text f
+~>=~ text text f
 ~~ bpchar text f
 ~~ name text f
 ~~ text text f

@@ -20,8 +20,33 @@
 //     writes itself is identifiers quoted per libpg_query's keyword list.)
 //   - Let user SQL reach schema mandate, run SQL given as text (query_to_xml,
 //     dblink, ts_stat, …), touch files or large objects, switch role, or read
-//     statistics side doors (pg_stats, pg_statistic, pg_stat_*). Ordinary
-//     catalogs (pg_class, pg_attribute, …) stay readable so psql's \d works.
+//     side doors (42501): statistics (pg_stats, pg_statistic, pg_stat_*,
+//     pg_stat_activity included), statements as rewritten, which show the
+//     injected filters and masks (pg_prepared_statements, pg_cursors and
+//     their functions), other sessions' locks (pg_locks). Ordinary catalogs
+//     (pg_class, pg_attribute, …) stay readable so psql's \d works.
+//   - Run a user-defined operator. Its function runs with the upstream
+//     role's rights and could read any relation unfiltered, so an operator
+//     (infix, prefix, and those PostgreSQL finds by name for IN, BETWEEN,
+//     IS DISTINCT FROM, NULLIF, CASE x WHEN, ANY/ALL and ORDER BY … USING)
+//     must resolve to schema pg_catalog, else 42501. Resolution follows
+//     PostgreSQL over the catalog's operators and the function path: with
+//     both operand types inferred (columns, casts, typed constants; an
+//     untyped literal takes the other side's type, a parameter does not, as
+//     the client chooses its type), the first exact match on the path wins;
+//     otherwise every operator of that name on the path that is not hidden
+//     by one of the same operand types earlier on the path is a candidate,
+//     and each must be built in. OPERATOR(schema.op) names its schema. A
+//     name no pg_catalog operator has is refused. So where an extension's
+//     operators share built-in names on the path (citext's =), comparisons
+//     of types the rewriter cannot infer are refused; an operator vetted by
+//     the deployment may be allow-listed as "schema.op" in Options.Functions
+//     (never in schema mandate).
+//   - Let a client LISTEN to, UNLISTEN or NOTIFY the policy store's channels
+//     (names starting with "mandate", any case, after identifier folding):
+//     they carry other users' consent and delegation changes, and a forged
+//     notification reaches every replica (42501). UNLISTEN * stays allowed;
+//     pg_notify needs its channel as a string constant outside them.
 //
 // # Reads
 //
@@ -222,8 +247,12 @@
 // # Prepared statements and cursors
 //
 // PREPARE, DECLARE … WITH HOLD and the extended protocol bake the grants of
-// the moment into the server-side object. The proxy must re-prepare when the
-// scope or the grants version changes; StmtInfo.Name names the object.
+// the moment into the server-side object. The proxy must decide again at
+// EXECUTE and FETCH/MOVE when the scope or the grants version changed, so
+// StmtInfo names the object: Kind prepare, execute or deallocate with Name
+// the prepared statement; declare, fetch (MOVE too) or close with Name the
+// cursor; Name as PostgreSQL folds it. DEALLOCATE ALL and CLOSE ALL (and
+// UNLISTEN *) report Name "" and All set.
 //
 // All cgo (libpg_query) sits in parse.go.
 package rewrite

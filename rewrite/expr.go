@@ -78,7 +78,25 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		return w.typeName(x.TypeCast.TypeName)
 	case *pgNodeCaseExpr:
 		if x.CaseExpr.Arg != nil {
-			c.leaky = true // CASE x WHEN v compares with = of unknown types
+			// CASE x WHEN v compares with the operator = found by name.
+			for _, a := range x.CaseExpr.Args {
+				if err := w.checkOperands("", "=", x.CaseExpr.Arg, a.GetCaseWhen().GetExpr(), sc); err != nil {
+					return err
+				}
+			}
+			c.leaky = true // of types not inferred for leakproofness
+		}
+		return w.children(n, sc, c)
+	case *pgNodeSortBy:
+		if op := x.SortBy.UseOp; len(op) > 0 {
+			// ORDER BY x USING op: resolved by name like any operator.
+			schema, name, err := qualifiedName(op)
+			if err != nil {
+				return err
+			}
+			if err := w.checkOperator(schema, name, false, "", ""); err != nil {
+				return err
+			}
 		}
 		return w.children(n, sc, c)
 	case *pgNodeMinMaxExpr, *pgNodeAIndirection, *pgNodeXmlExpr, *pgNodeXmlSerialize:
@@ -87,7 +105,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
 		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAArrayExpr, *pgNodeAIndices,
 		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList,
-		*pgNodeMultiAssignRef, *pgNodeSortBy, *pgNodeWindowDef, *pgNodeGroupingSet,
+		*pgNodeMultiAssignRef, *pgNodeWindowDef, *pgNodeGroupingSet,
 		*pgNodeGroupingFunc, *pgNodeDefElem, *pgNodeIndexElem:
 		return w.children(n, sc, c)
 	case *pgNodeTypeName:
@@ -469,6 +487,19 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 	if !w.opts.Functions[key] {
 		return denied("function %s is not allowed: it is not on the function allow-list", qualified)
 	}
+	if name == "pg_notify" {
+		// Under any schema: the channel must be known now to keep mandate's
+		// own channels out of reach (see checkChannel).
+		ch := ""
+		if len(fc.Args) > 0 {
+			if s := fc.Args[0].GetAConst().GetSval(); s != nil {
+				ch = s.Sval
+			}
+		}
+		if ch == "" || reservedChannel(ch) {
+			return denied("function %s is not allowed here: its channel must be a string constant not naming a mandate… channel", qualified)
+		}
+	}
 	if name == "current_setting" && schema == "pg_catalog" && len(fc.Args) > 0 {
 		if s := fc.Args[0].GetAConst().GetSval(); s != nil && strings.HasPrefix(strings.ToLower(s.Sval), "mandate.") {
 			return denied("setting %s is handled by the proxy", s.Sval)
@@ -477,38 +508,71 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 	return nil
 }
 
-// aExpr checks an operator expression: qualified operators outside
-// pg_catalog need the allow-list; leakproofness comes from the catalog's
-// operator for the operand types it can infer.
+// aExpr checks an operator expression: every operator it runs, including
+// those PostgreSQL picks by name for IN, BETWEEN, IS DISTINCT FROM and
+// NULLIF, must resolve to a built-in (checkOperator); leakproofness comes
+// from the catalog's operator for the operand types it can infer.
 func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	schema, name, err := qualifiedName(e.Name)
 	if err != nil {
 		return err
 	}
-	if schema != "" && schema != "pg_catalog" {
-		if schema == mandateSchema || !w.opts.Functions[schema+"."+name] {
-			return denied("operator %s.%s is not allowed: it is not on the function allow-list", schema, name)
-		}
-	}
 	leakproof := false
 	switch e.Kind {
 	case pgAExprKindAEXPROP, pgAExprKindAEXPRLIKE, pgAExprKindAEXPRILIKE:
+		if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
+			return err
+		}
 		leakproof = e.Lexpr != nil && w.operatorLeakproof(schema, name, e.Lexpr, e.Rexpr, sc)
 	case pgAExprKindAEXPRDISTINCT, pgAExprKindAEXPRNOTDISTINCT, pgAExprKindAEXPRNULLIF:
+		if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
+			return err
+		}
 		leakproof = w.operatorLeakproof(schema, "=", e.Lexpr, e.Rexpr, sc)
 	case pgAExprKindAEXPRIN:
 		leakproof = true
 		for _, v := range e.Rexpr.GetList().GetItems() {
+			if err := w.checkOperands(schema, name, e.Lexpr, v, sc); err != nil {
+				return err
+			}
 			leakproof = leakproof && w.operatorLeakproof(schema, name, e.Lexpr, v, sc)
 		}
-	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN:
-		bounds := e.Rexpr.GetList().GetItems()
-		leakproof = len(bounds) == 2 &&
-			w.operatorLeakproof(schema, ">=", e.Lexpr, bounds[0], sc) &&
-			w.operatorLeakproof(schema, "<=", e.Lexpr, bounds[1], sc)
-	case pgAExprKindAEXPROPANY, pgAExprKindAEXPROPALL, pgAExprKindAEXPRSIMILAR,
+	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN,
 		pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
-		// Element types are not inferred; treat as not leakproof.
+		// The name is the keyword; PostgreSQL compares with >= and <= (NOT
+		// BETWEEN: < and >), found by name like any operator. SYMMETRIC
+		// compares the bounds with each other too.
+		lower, upper := ">=", "<="
+		if e.Kind == pgAExprKindAEXPRNOTBETWEEN || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
+			lower, upper = "<", ">"
+		}
+		bounds := e.Rexpr.GetList().GetItems()
+		if len(bounds) != 2 {
+			return unsupported("BETWEEN needs two bounds")
+		}
+		symmetric := e.Kind == pgAExprKindAEXPRBETWEENSYM || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM
+		for _, op := range []string{lower, upper} {
+			for _, b := range bounds {
+				if err := w.checkOperands("", op, e.Lexpr, b, sc); err != nil {
+					return err
+				}
+			}
+			if symmetric {
+				if err := w.checkOperands("", op, bounds[0], bounds[1], sc); err != nil {
+					return err
+				}
+			}
+		}
+		leakproof = !symmetric &&
+			w.operatorLeakproof(schema, lower, e.Lexpr, bounds[0], sc) &&
+			w.operatorLeakproof(schema, upper, e.Lexpr, bounds[1], sc)
+	case pgAExprKindAEXPROPANY, pgAExprKindAEXPROPALL, pgAExprKindAEXPRSIMILAR:
+		// The right operand's element type is not inferred; the operator
+		// is resolved by name, and not treated as leakproof.
+		lt, _ := w.exprType(e.Lexpr, sc)
+		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
+			return err
+		}
 	default:
 		return unsupported("operator expression kind %s is not supported", e.Kind)
 	}
@@ -521,6 +585,54 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	return w.expr(e.Rexpr, sc, c)
 }
 
+// checkOperands checks the operator name applied to l and r (l nil for a
+// prefix operator), with the operand types it can infer: an untyped
+// literal takes the other operand's type, as in PostgreSQL's exact-match
+// rule. A parameter stays unknown: its type is the client's to choose.
+func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) error {
+	rt, rflex := w.exprType(r, sc)
+	if l == nil {
+		return w.checkOperator(schema, name, true, "", rt)
+	}
+	lt, lflex := w.exprType(l, sc)
+	switch {
+	case lflex && lt == "" && l.GetParamRef() == nil:
+		lt = rt
+	case rflex && rt == "" && r.GetParamRef() == nil:
+		rt = lt
+	}
+	return w.checkOperator(schema, name, false, lt, rt)
+}
+
+// checkOperator allows an operator only when every operator PostgreSQL may
+// pick for it is a built-in (schema pg_catalog) or, outside schema mandate,
+// listed on the function allow-list as "schema.name". A user-defined
+// operator runs its function with the upstream role's rights, so it could
+// read any relation unfiltered; an operator name no built-in has is refused
+// too, as whatever answers to it is not built in.
+func (w *walker) checkOperator(schema, name string, prefix bool, left, right string) error {
+	written := name
+	if schema != "" {
+		written = "OPERATOR(" + schema + "." + name + ")"
+	}
+	schemas := []string{schema}
+	if schema == "" || schema == "pg_catalog" {
+		schemas = w.cat.operatorSchemas(w.sess, schema, name, prefix, left, right)
+	}
+	if len(schemas) == 0 {
+		return denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and no built-in operator has that name", written)
+	}
+	for _, s := range schemas {
+		if s == "pg_catalog" {
+			continue
+		}
+		if s == mandateSchema || !w.opts.Functions[s+"."+name] {
+			return denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and it may resolve to %s.%s", written, s, name)
+		}
+	}
+	return nil
+}
+
 func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	inner := c
 	if len(s.OperName) > 0 {
@@ -528,8 +640,9 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 		if err != nil {
 			return err
 		}
-		if schema != "" && schema != "pg_catalog" && !w.opts.Functions[schema+"."+name] {
-			return denied("operator %s.%s is not allowed: it is not on the function allow-list", schema, name)
+		lt, _ := w.exprType(s.Testexpr, sc)
+		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
+			return err
 		}
 		// x IN (SELECT …): the subquery's column type is not inferred.
 		inner.leaky = true

@@ -75,6 +75,9 @@ var defaultFunctionNames = []string{
 	"pg_current_xact_id", "txid_current_if_assigned", "pg_current_xact_id_if_assigned",
 	"pg_encoding_to_char", "pg_char_to_encoding", "pg_client_encoding", "pg_jit_available",
 	"pg_typeof", "pg_collation_for", "pg_get_keywords",
+	// NOTIFY as a function; the channel must be a constant outside mandate's
+	// own (checkFunction).
+	"pg_notify",
 	// JDBC DatabaseMetaData.getPrimaryKeys/getIndexInfo expand index key arrays.
 	"information_schema._pg_expandarray",
 	// catalog introspection (psql \d and friends): metadata, not row data
@@ -122,6 +125,10 @@ func deniedFunction(name string) (reason string, denied bool) {
 	case strings.HasPrefix(name, "pg_stat_") || strings.HasPrefix(name, "pg_statio_") ||
 		name == "pg_mcv_list_items":
 		return "statistics reveal rows the caller may not see", true
+	case name == "pg_prepared_statement" || name == "pg_cursor":
+		return "it shows statements as rewritten, with the injected filters and masks", true
+	case name == "pg_lock_status" || name == "pg_blocking_pids" || name == "pg_safe_snapshot_blocking_pids":
+		return "it reveals other sessions and the relations they use", true
 	case name == "pg_terminate_backend" || name == "pg_cancel_backend" || name == "pg_reload_conf":
 		return "it acts on the server", true
 	}
@@ -143,6 +150,10 @@ func deniedRelation(schema, name string) (reason string, denied bool) {
 		return "planner statistics reveal values of rows the caller may not see", true
 	case strings.HasPrefix(name, "pg_stat_") || strings.HasPrefix(name, "pg_statio_"):
 		return "activity statistics reveal other sessions and row counts", true
+	case name == "pg_prepared_statements" || name == "pg_cursors":
+		return "it shows statements as rewritten, with the injected filters and masks", true
+	case name == "pg_locks":
+		return "it reveals other sessions and the relations they use", true
 	case name == "pg_largeobject" || name == "pg_largeobject_metadata":
 		return "large objects are not filtered", true
 	case name == "pg_authid" || name == "pg_shadow" || name == "pg_user_mapping" ||

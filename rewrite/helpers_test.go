@@ -26,6 +26,12 @@ func testCatalog(t testing.TB) *Catalog {
 		Function(&Function{Schema: "public", Name: "leak", NArgs: 1, Volatility: Volatile, Kind: KindFunction}).
 		Function(&Function{Schema: "public", Name: "safe_fn", NArgs: 1, Leakproof: true, Volatility: Immutable, Kind: KindFunction}).
 		Function(&Function{Schema: "mandate", Name: "mask_hash", NArgs: 2, Volatility: Stable, Kind: KindFunction}).
+		// User-defined operators: one with a name no built-in has (its
+		// function could read any table), one shadowing int4 + when public
+		// comes before pg_catalog, one sharing ~ with built-ins on its own type.
+		Operator(&Operator{Schema: "public", Name: "<?>", Left: "text", Right: "text"}).
+		Operator(&Operator{Schema: "public", Name: "+", Left: "int4", Right: "int4"}).
+		Operator(&Operator{Schema: "public", Name: "~", Left: "public.phrase", Right: "text"}).
 		Build()
 	if err != nil {
 		t.Fatal(err)

@@ -181,18 +181,6 @@ func parseTypeName(typ string) (*pg.TypeName, error) {
 	return tc.TypeName, nil
 }
 
-// parseQuery parses a view definition (a single SELECT).
-func parseQuery(sql string) (*pg.SelectStmt, error) {
-	tree, err := pg.Parse(sql)
-	if err != nil {
-		return nil, err
-	}
-	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
-		return nil, errors.New("view definition is not a single SELECT")
-	}
-	return tree.Stmts[0].GetStmt().GetSelectStmt(), nil
-}
-
 // The node types and constants the rest of the package uses, re-exported
 // here so that this file alone names the libpg_query binding: upgrading or
 // replacing it touches one file.
@@ -296,7 +284,6 @@ type (
 	pgNodeXmlExpr            = pg.Node_XmlExpr
 	pgNodeXmlSerialize       = pg.Node_XmlSerialize
 	pgNullTest               = pg.NullTest
-	pgOnConflictClause       = pg.OnConflictClause
 	pgRangeSubselect         = pg.RangeSubselect
 	pgRangeTableSample       = pg.RangeTableSample
 	pgRangeVar               = pg.RangeVar

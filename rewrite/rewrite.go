@@ -30,8 +30,9 @@ type Options struct {
 	// Nil protects every relation outside the system schemas except sequences.
 	Protected func(qualifiedName string) bool
 	// Functions is the function allow-list (see DefaultFunctions); nil means
-	// DefaultFunctions(). User-defined functions and operators are listed as
-	// "schema.name".
+	// DefaultFunctions(). User-defined functions are listed as
+	// "schema.name"; so are vetted operators outside pg_catalog
+	// ("public.=="), which are otherwise refused (doc.go).
 	Functions map[string]bool
 
 	// deparseAll turns splicing off, so tests can compare both paths.
@@ -82,11 +83,18 @@ type StmtInfo struct {
 	// rewritten, the deparsed rewrite otherwise.
 	SQL       string
 	Rewritten bool
-	// Name is the prepared statement, cursor or channel name, if any. A
-	// prepared statement or WITH HOLD cursor keeps the grants of the moment
-	// it was created: the proxy must re-prepare when the scope or the grants
-	// version changes.
-	Name      string
+	// Name is the object a statement names, as PostgreSQL folds it: the
+	// prepared statement of PREPARE, EXECUTE and DEALLOCATE (KindPrepare,
+	// KindExecute, KindDeallocate); the cursor of DECLARE, FETCH, MOVE and
+	// CLOSE (KindDeclare, KindFetch — MOVE too —, KindClose); the channel
+	// of LISTEN, UNLISTEN and NOTIFY. A prepared statement or WITH HOLD
+	// cursor keeps the grants of the moment it was created: the proxy must
+	// decide again before EXECUTE or FETCH/MOVE when the scope or the grants
+	// version changed. Name is "" exactly when All is set.
+	Name string
+	// All marks DEALLOCATE ALL, CLOSE ALL and UNLISTEN *, which name every
+	// object of their kind the session holds (Name is "").
+	All       bool
 	Relations []RelationUse
 	// Fenced is true when the derived tables carry OFFSET 0 (see doc.go).
 	Fenced bool
@@ -198,7 +206,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	scanned := false
 	for i, raw := range stmts.tree.Stmts {
 		w := walkers[i]
-		info := StmtInfo{Kind: w.kind, Name: w.name, Effect: effects[i]}
+		info := StmtInfo{Kind: w.kind, Name: w.name, All: w.all, Effect: effects[i]}
 		// Forwarded verbatim only when there is nothing to wrap and every
 		// relation is already written as the rewriter resolved it.
 		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.targets) == 0 {

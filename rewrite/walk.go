@@ -22,6 +22,7 @@ type walker struct {
 
 	kind Kind
 	name string
+	all  bool // DEALLOCATE ALL, CLOSE ALL, UNLISTEN *
 
 	sites    []*site
 	colFixes []colFix
@@ -184,22 +185,27 @@ func (w *walker) statement(n *pgNode) error {
 		return w.exprs(x.ExecuteStmt.Params, nil, ectx{})
 	case *pgNodeDeallocateStmt:
 		w.kind, w.name = KindDeallocate, x.DeallocateStmt.Name
+		w.all = x.DeallocateStmt.Isall || w.name == ""
 		return nil
 	case *pgNodeFetchStmt:
 		w.kind, w.name = KindFetch, x.FetchStmt.Portalname
 		return nil
 	case *pgNodeClosePortalStmt:
 		w.kind, w.name = KindClose, x.ClosePortalStmt.Portalname
+		w.all = w.name == ""
 		return nil
 	case *pgNodeListenStmt:
 		w.kind, w.name = KindListen, x.ListenStmt.Conditionname
-		return nil
+		return checkChannel("LISTEN", w.name)
 	case *pgNodeUnlistenStmt:
 		w.kind, w.name = KindUnlisten, x.UnlistenStmt.Conditionname
-		return nil
+		if w.all = w.name == ""; w.all {
+			return nil // UNLISTEN *: the session's own registrations only
+		}
+		return checkChannel("UNLISTEN", w.name)
 	case *pgNodeNotifyStmt:
 		w.kind, w.name = KindNotify, x.NotifyStmt.Conditionname
-		return nil
+		return checkChannel("NOTIFY", w.name)
 	case *pgNodeDiscardStmt:
 		w.kind = KindDiscard
 		return nil
@@ -220,6 +226,25 @@ func (w *walker) statement(n *pgNode) error {
 		return denied("CALL is not allowed: procedures run SQL that cannot be filtered")
 	}
 	return unsupported("%s is not supported through mandate", nodeKind(n))
+}
+
+// reservedChannelPrefix starts the names of the notification channels the
+// policy store broadcasts on (consent, delegation and grant changes) to
+// every replica.
+const reservedChannelPrefix = "mandate"
+
+// checkChannel refuses LISTEN, UNLISTEN and NOTIFY on mandate's channels:
+// listening reads other users' policy changes, notifying forges them to
+// every replica. channel is the name after identifier folding.
+func checkChannel(verb, channel string) error {
+	if reservedChannel(channel) {
+		return denied("%s %s is not allowed: channels named mandate… are internal to the proxy", verb, channel)
+	}
+	return nil
+}
+
+func reservedChannel(channel string) bool {
+	return strings.HasPrefix(strings.ToLower(channel), reservedChannelPrefix)
 }
 
 // preparable is the statement inside PREPARE or EXPLAIN.

@@ -1,0 +1,1 @@
+SELECT id, -balance, iban || '-x' FROM accounts WHERE id + 1 > 2 AND iban ~~ 'DE%' AND iban !~* '^x' AND id BETWEEN 1 AND 3 AND id NOT IN (7, 8) AND id = ANY ('{1,2}'::int4[]) AND iban IS DISTINCT FROM 'y' AND '{"a":1}'::jsonb ->> 'a' = '1' AND '{"a":1}'::jsonb @> '{}' AND 2 ^ 3 > 1 AND customer_id OPERATOR(pg_catalog.=) 1 ORDER BY CASE id WHEN 1 THEN 0 END, id USING >

@@ -1,0 +1,1 @@
+NOTIFY mandate_state, '{"user":"bob"}'

@@ -1,0 +1,1 @@
+SELECT name FROM countries WHERE name <?> ANY (SELECT name FROM countries)

@@ -1,0 +1,1 @@
+SELECT name FROM countries ORDER BY name USING <?>

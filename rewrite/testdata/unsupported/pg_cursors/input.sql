@@ -1,0 +1,1 @@
+SELECT statement FROM pg_catalog.pg_cursors

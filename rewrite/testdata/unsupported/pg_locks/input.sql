@@ -1,0 +1,1 @@
+SELECT pid, relation FROM pg_locks

@@ -1,0 +1,1 @@
+SELECT pg_notify(name, 'x') FROM countries

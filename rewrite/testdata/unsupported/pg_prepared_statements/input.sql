@@ -1,0 +1,1 @@
+SELECT name, statement FROM pg_prepared_statements

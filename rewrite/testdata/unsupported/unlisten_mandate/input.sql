@@ -1,0 +1,1 @@
+UNLISTEN mandate_state
