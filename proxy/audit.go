@@ -37,7 +37,7 @@ func (s *session) recordFor(d decision) audit.Record {
 		ClientAddr:  s.conn.RemoteAddr().String(),
 		Subject:     d.scope.Subject,
 		Purpose:     d.scope.Purpose,
-		Fingerprint: d.fingerprint,
+		Fingerprint: d.fingerprint(),
 		Decision:    audit.DecisionAllow,
 	}
 	for _, a := range d.scope.Actors {

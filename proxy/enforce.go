@@ -43,6 +43,27 @@ type Enforcer struct {
 
 	cache rewriteCache
 	infos atomic.Pointer[relationInfos]
+
+	optsOnce sync.Once
+	opts     *rewrite.Options // Rewrite, or the defaults built once (the allow-list is a map)
+}
+
+// rewriteOptions are the rewriter's options, built once.
+func (e *Enforcer) rewriteOptions() *rewrite.Options {
+	e.optsOnce.Do(func() {
+		o := rewrite.Options{}
+		if e.Rewrite != nil {
+			o = *e.Rewrite
+		}
+		if o.Functions == nil {
+			o.Functions = rewrite.DefaultFunctions()
+		}
+		if o.Derived == nil {
+			o.Derived = &rewrite.DerivedCache{}
+		}
+		e.opts = &o
+	})
+	return e.opts
 }
 
 // relationInfos memoizes the engine's view of the catalog's relations,
@@ -102,11 +123,20 @@ func (p principal) purpose(set string) string {
 // decision is the outcome of one statement: the SQL to forward, or a
 // refusal; and what the audit log needs.
 type decision struct {
-	sql         string
-	result      rewrite.Result
-	scope       policy.Scope
-	fingerprint string
-	err         error
+	sql    string
+	result rewrite.Result
+	scope  policy.Scope
+	entry  *cacheEntry // for the fingerprint; nil when no statement parsed
+	err    error
+}
+
+// fingerprint identifies the decided statement's shape for audit records.
+func (d decision) fingerprint() string {
+	if d.entry == nil {
+		return ""
+	}
+	d.entry.fpOnce.Do(func() { d.entry.fp = d.entry.stmts.Fingerprint() })
+	return d.entry.fp
 }
 
 // decide builds the statement's scope from the session's current principal
@@ -161,11 +191,11 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
 	start := time.Now()
-	res, fp, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.Rewrite)
+	res, ent, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.rewriteOptions())
 	if m != nil {
 		m.rewriteSeconds.Observe(time.Since(start).Seconds())
 	}
-	return decision{sql: res.SQL, result: res, scope: scope, fingerprint: fp, err: err}
+	return decision{sql: res.SQL, result: res, scope: scope, entry: ent, err: err}
 }
 
 // Explanation is a decision made without a session, for mandate explain.
@@ -250,11 +280,12 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	stmts       *rewrite.Statements
-	fingerprint string
-	relations   []string // nil until the first rewrite asked for grants
-	asked       bool
-	results     map[uint64]cachedResult // by grants version
+	stmts     *rewrite.Statements
+	fpOnce    sync.Once
+	fp        string   // the statement's fingerprint, computed when first audited
+	relations []string // nil until the first rewrite asked for grants
+	asked     bool
+	results   map[uint64]cachedResult // by grants version
 }
 
 type cachedResult struct {
@@ -268,7 +299,7 @@ const (
 	noGrantsVersion    = 0
 )
 
-func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, string, error) {
+func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, *cacheEntry, error) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[cacheKey]*cacheEntry{}
@@ -278,9 +309,9 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if ent == nil {
 		stmts, err := rewrite.Parse(k.sql)
 		if err != nil {
-			return rewrite.Result{}, "", err
+			return rewrite.Result{}, nil, err
 		}
-		ent = &cacheEntry{stmts: stmts, fingerprint: stmts.Fingerprint(), results: map[uint64]cachedResult{}}
+		ent = &cacheEntry{stmts: stmts, results: map[uint64]cachedResult{}}
 	}
 
 	// Grants for the relations this statement is known to touch decide
@@ -293,7 +324,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if asked && len(rels) > 0 {
 		var err error
 		if set, err = grants(rels); err != nil {
-			return rewrite.Result{}, ent.fingerprint, err
+			return rewrite.Result{}, ent, err
 		}
 		version = set.Version
 	}
@@ -302,7 +333,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		r, ok := ent.results[version]
 		c.mu.Unlock()
 		if ok {
-			return r.res, ent.fingerprint, r.err
+			return r.res, ent, r.err
 		}
 	}
 
@@ -322,7 +353,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	var grantErr *policy.Error
 	var storeErr *store.Error
 	if errors.As(err, &grantErr) && grantErr.Code != policy.CodeInsufficientPrivilege || errors.As(err, &storeErr) {
-		return res, ent.fingerprint, err // transient: never cached
+		return res, ent, err // transient: never cached
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -342,7 +373,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		}
 		c.entries[k] = ent
 	}
-	return res, ent.fingerprint, err
+	return res, ent, err
 }
 
 func equalStrings(a, b []string) bool {

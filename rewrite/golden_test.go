@@ -558,3 +558,35 @@ func TestSpliceMatchesDeparse(t *testing.T) {
 		t.Errorf("only %d golden cases took the splice path", spliced)
 	}
 }
+
+// TestDerivedCacheIsTransparent: with a derived-table cache shared by every
+// golden case (each rewritten twice, so the second hits), the output is
+// byte for byte what the uncached rewriter gives.
+func TestDerivedCacheIsTransparent(t *testing.T) {
+	cat := testCatalog(t)
+	sets := scenarios()
+	cache := &DerivedCache{}
+	hits := 0
+	for _, c := range loadCases(t) {
+		stmts, err := Parse(c.input)
+		if err != nil {
+			continue
+		}
+		want, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, testOptions())
+		if err != nil {
+			continue
+		}
+		for range 2 {
+			opts := testOptions()
+			opts.Derived = cache
+			got, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, opts)
+			if err != nil || got.SQL != want.SQL {
+				t.Fatalf("%s: with the cache: %v\n got %s\nwant %s", c.dir, err, got.SQL, want.SQL)
+			}
+		}
+		hits++
+	}
+	if hits < 20 || len(cache.entries) == 0 {
+		t.Errorf("cache exercised by %d cases, %d entries", hits, len(cache.entries))
+	}
+}

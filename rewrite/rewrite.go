@@ -34,6 +34,11 @@ type Options struct {
 	// "schema.name"; so are vetted operators outside pg_catalog
 	// ("public.=="), which are otherwise refused (doc.go).
 	Functions map[string]bool
+	// Derived, when set, keeps the text of derived tables across calls: a
+	// derived table is a function of its table's columns, the grants, its
+	// inner alias and whether it is locked or fenced, and deparsing it is
+	// most of a cold rewrite's cost. Safe for concurrent use.
+	Derived *DerivedCache
 
 	// deparseAll turns splicing off, so tests can compare both paths.
 	deparseAll bool
@@ -241,7 +246,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			var sql string
 			if spliceable {
 				start, end, ok := stmts.stmtRange(i)
-				if sql, err = splice(stmts.sql, toks, start, end, edits); err != nil || !ok {
+				if sql, err = splice(stmts.sql, toks, start, end, edits, o.Derived, res.GrantsVersion, w.fenced()); err != nil || !ok {
 					spliceable = false
 				}
 			}

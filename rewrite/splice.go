@@ -89,7 +89,7 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 
 // splice applies edits to sql[start:end], deparsing each derived table
 // apply built. Trailing comments are dropped, so statements can be joined.
-func splice(sql string, toks []token, start, end int, edits []spliceEdit) (string, error) {
+func splice(sql string, toks []token, start, end int, edits []spliceEdit, cache *DerivedCache, grants uint64, fenced bool) (string, error) {
 	if last := lastToken(toks, start, end); last >= 0 {
 		end = toks[last].end
 	}
@@ -102,9 +102,16 @@ func splice(sql string, toks []token, start, end int, edits []spliceEdit) (strin
 		}
 		b.WriteString(sql[pos:e.start])
 		if e.site != nil {
-			inner, err := deparse(e.site.slot.GetRangeSubselect().GetSubquery())
-			if err != nil {
-				return "", err
+			key := derivedKey(e.site, grants, fenced)
+			inner, ok := cache.get(key)
+			if !ok || key == "" {
+				var err error
+				if inner, err = deparse(e.site.slot.GetRangeSubselect().GetSubquery()); err != nil {
+					return "", err
+				}
+				if key != "" {
+					cache.put(key, inner)
+				}
 			}
 			b.WriteByte('(')
 			b.WriteString(inner)
