@@ -135,7 +135,7 @@ func (d decision) fingerprint() string {
 	if d.entry == nil {
 		return ""
 	}
-	d.entry.fpOnce.Do(func() { d.entry.fp = d.entry.stmts.Fingerprint() })
+	d.entry.fpOnce.Do(func() { d.entry.fp = rewrite.Fingerprint(d.entry.sql) })
 	return d.entry.fp
 }
 
@@ -280,7 +280,7 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	stmts     *rewrite.Statements
+	sql       string
 	fpOnce    sync.Once
 	fp        string   // the statement's fingerprint, computed when first audited
 	relations []string // nil until the first rewrite asked for grants
@@ -307,11 +307,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	ent := c.entries[k]
 	c.mu.Unlock()
 	if ent == nil {
-		stmts, err := rewrite.Parse(k.sql)
-		if err != nil {
-			return rewrite.Result{}, nil, err
-		}
-		ent = &cacheEntry{stmts: stmts, results: map[uint64]cachedResult{}}
+		ent = &cacheEntry{sql: k.sql, results: map[uint64]cachedResult{}}
 	}
 
 	// Grants for the relations this statement is known to touch decide
@@ -349,7 +345,9 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		}
 		return s, err
 	})
-	res, err := rewrite.Rewrite(ent.stmts, cat, sess, src, opts)
+	// A miss parses afresh and lets the rewriter change its private tree
+	// in place: cheaper than keeping a parse to clone on every miss.
+	res, err := rewrite.RewriteSQL(ent.sql, cat, sess, src, opts)
 	var grantErr *policy.Error
 	var storeErr *store.Error
 	if errors.As(err, &grantErr) && grantErr.Code != policy.CodeInsufficientPrivilege || errors.As(err, &storeErr) {

@@ -348,10 +348,10 @@ const (
 	pgDiscardModeDISCARDALL      = pg.DiscardMode_DISCARD_ALL
 )
 
-// Fingerprint identifies the statements' shape with constants left out
+// Fingerprint identifies a statement text's shape with constants left out
 // (libpg_query's fingerprint), for audit records: it never carries a value.
-func (s *Statements) Fingerprint() string {
-	fp, err := pg.Fingerprint(s.sql)
+func Fingerprint(sql string) string {
+	fp, err := pg.Fingerprint(sql)
 	if err != nil {
 		return ""
 	}
