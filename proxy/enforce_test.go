@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -648,3 +650,25 @@ func TestAssumePerTransaction(t *testing.T) {
 		t.Fatalf("after RESET: want 42501 as app, got %v", err)
 	}
 }
+
+// TestBearerTokenNeedsTLSOffLoopback: a token is a password sent in clear,
+// so from any address but this host it is refused unless over TLS. The
+// connection here is a stand-in whose peer claims a LAN address; nothing
+// is sent anywhere.
+func TestBearerTokenNeedsTLSOffLoopback(t *testing.T) {
+	srv := &Server{cfg: Config{Auth: AuthJWT}.withDefaults(), metrics: fuzzMetrics, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := srv.newSession(&remoteConn{fuzzConn: fuzzConn{r: strings.NewReader("")}, addr: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 40000}})
+	_, err := s.authenticate("alice")
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != codeInvalidAuthSpec || !strings.Contains(pe.Msg, "TLS") {
+		t.Fatalf("token over plaintext TCP from 10.1.2.3: want 28000 naming TLS, got %v", err)
+	}
+}
+
+// remoteConn is a fuzzConn whose peer address is set by the test.
+type remoteConn struct {
+	fuzzConn
+	addr net.Addr
+}
+
+func (c *remoteConn) RemoteAddr() net.Addr { return c.addr }
