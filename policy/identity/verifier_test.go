@@ -174,8 +174,14 @@ func TestVerifyRefusals(t *testing.T) {
 	// A token claiming RS256 for the Ed25519 key id.
 	mismatch := b64([]byte(`{"alg":"RS256","kid":"ed","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
 
-	tamperedSig := []byte(parts[2])
-	tamperedSig[5] ^= 1
+	// Flip a bit of the signature itself, not of its base64 text: a
+	// flipped character may not be base64 at all (a malformed token).
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[5] ^= 1
+	tamperedSig := base64.RawURLEncoding.EncodeToString(sig)
 	payloadJSON := fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"mallory","exp":%d}`, testIss, testAud, t0.Add(time.Hour).Unix())
 
 	unknown := newKey(t, "gone", "EdDSA")
@@ -208,7 +214,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{"unknown kid", sign(t, unknown, baseClaims()), ErrUnknownKey},
 		{"no kid", noKidToken, ErrUnknownKey},
 		{"dev kid not allowed", sign(t, dev, baseClaims()), ErrUnknownKey},
-		{"tampered signature", parts[0] + "." + parts[1] + "." + string(tamperedSig), ErrBadSignature},
+		{"tampered signature", parts[0] + "." + parts[1] + "." + tamperedSig, ErrBadSignature},
 		{"tampered payload", parts[0] + "." + b64([]byte(payloadJSON)) + "." + parts[2], ErrBadSignature},
 		{"alg none", noneToken, ErrUnsupportedAlg},
 		{"alg none, empty signature", b64([]byte(`{"alg":"none","kid":"ed"}`)) + "." + parts[1] + ".", ErrUnsupportedAlg},
