@@ -4,7 +4,7 @@ BIN       := bin/mandate
 PKGS      := ./...
 FUZZTIME  ?= 60s
 
-.PHONY: all build test vet lint fuzz bench demo clean
+.PHONY: all build test vet lint fuzz bench demo soak clean
 
 all: build
 
@@ -34,7 +34,7 @@ fuzz:
 SOAK ?= 5m
 # Every persona through an enforcing proxy for $(SOAK), and 2,000 idle connections (~2 min).
 soak:
-	MANDATE_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./proxy
+	MANDATE_SOAK=$(SOAK) $(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoak$$' -v ./proxy
 	MANDATE_IDLE_CONNS=2000 $(GO) test -count=1 -timeout 10m -run '^TestFaultManyIdleConnections$$' -v ./proxy
 
 # pgbench -S through mandate, direct and pgbouncer, side by side.

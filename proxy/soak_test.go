@@ -1,9 +1,14 @@
+//go:build soak
+
+// The soak is built only with -tags soak (make soak): it runs for minutes.
+
 package proxy
 
 // The soak: every persona of the bank world through one enforcing proxy for
 // $MANDATE_SOAK (e.g. 5m; `make soak`). Not part of `make test`.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -108,10 +113,7 @@ func (st *soakStats) sameCount(key string, n int) {
 }
 
 func TestSoak(t *testing.T) {
-	env := os.Getenv("MANDATE_SOAK")
-	if env == "" {
-		t.Skip("the soak runs only with MANDATE_SOAK=<duration> (make soak)")
-	}
+	env := cmp.Or(os.Getenv("MANDATE_SOAK"), "5m")
 	duration, err := time.ParseDuration(env)
 	if err != nil || duration <= 0 {
 		t.Fatalf("MANDATE_SOAK=%q: want a duration such as 5m", env)

@@ -735,6 +735,27 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		}
 		return w.with(wc, sc)
 	}
+	// filteredWrite walks what UPDATE and DELETE share: WITH, the target
+	// (in scope for what follows), WHERE CURRENT OF, and FROM/USING items.
+	filteredWrite := func(wc *pgWithClause, rv *pgRangeVar, action grant.Action, verb string, where *pgNode, from []*pgNode) error {
+		if err := withClause(wc); err != nil {
+			return err
+		}
+		tgt, err := target(rv, action, verb)
+		if err != nil {
+			return err
+		}
+		if err := refuseCurrentOf(tgt, where, verb); err != nil {
+			return err
+		}
+		sc.items = append(sc.items, tgt)
+		for _, f := range from {
+			if err := w.fromItem(f, sc, lockSpec{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	switch x := n.Node.(type) {
 	case *pgNodeInsertStmt:
 		s := x.InsertStmt
@@ -787,21 +808,8 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 	case *pgNodeUpdateStmt:
 		s := x.UpdateStmt
 		w.kind = KindUpdate
-		if err := withClause(s.WithClause); err != nil {
+		if err := filteredWrite(s.WithClause, s.Relation, grant.Update, "UPDATE", s.WhereClause, s.FromClause); err != nil {
 			return err
-		}
-		tgt, err := target(s.Relation, grant.Update, "UPDATE")
-		if err != nil {
-			return err
-		}
-		if err := refuseCurrentOf(tgt, s.WhereClause, "UPDATE"); err != nil {
-			return err
-		}
-		sc.items = append(sc.items, tgt)
-		for _, f := range s.FromClause {
-			if err := w.fromItem(f, sc, lockSpec{}); err != nil {
-				return err
-			}
 		}
 		if err := w.exprs(s.TargetList, sc, ectx{}); err != nil {
 			return err
@@ -813,21 +821,8 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 	case *pgNodeDeleteStmt:
 		s := x.DeleteStmt
 		w.kind = KindDelete
-		if err := withClause(s.WithClause); err != nil {
+		if err := filteredWrite(s.WithClause, s.Relation, grant.Delete, "DELETE", s.WhereClause, s.UsingClause); err != nil {
 			return err
-		}
-		tgt, err := target(s.Relation, grant.Delete, "DELETE")
-		if err != nil {
-			return err
-		}
-		if err := refuseCurrentOf(tgt, s.WhereClause, "DELETE"); err != nil {
-			return err
-		}
-		sc.items = append(sc.items, tgt)
-		for _, f := range s.UsingClause {
-			if err := w.fromItem(f, sc, lockSpec{}); err != nil {
-				return err
-			}
 		}
 		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
 			return err
