@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mandate-proxy/mandate/audit"
@@ -17,8 +18,8 @@ import (
 type auditTrail struct {
 	mu      sync.Mutex
 	queue   []auditItem
-	rows    int64  // DataRows seen for the statement at the head
-	aborted string // SQLSTATE that aborted the rest of the segment
+	rows    atomic.Int64 // DataRows seen for the statement at the head (no lock per row)
+	aborted string       // SQLSTATE that aborted the rest of the segment
 }
 
 // auditItem is one answer the trail waits for: an allowed statement's
@@ -166,20 +167,28 @@ func (s *session) writeAudit(r audit.Record) {
 // auditTap follows the upstream's answers for the audit trail.
 func (s *session) auditTap(typ byte, body []byte) {
 	t := &s.trail
+	if typ == 'D' {
+		t.rows.Add(1)
+		return
+	}
+	switch typ {
+	case 'C', 'I', 's', 'E', 'Z': // a statement's or segment's end
+	default:
+		return
+	}
 	t.mu.Lock()
 	if len(t.queue) == 0 {
+		t.rows.Store(0)
 		t.mu.Unlock()
 		return
 	}
 	var done *auditItem
 	switch typ {
-	case 'D':
-		t.rows++
 	case 'C', 'I', 's':
 		it := t.queue[0]
-		it.rec.Rows = t.rows
+		it.rec.Rows = t.rows.Load()
 		if typ == 'C' {
-			it.rec.Rows = commandRows(body, t.rows)
+			it.rec.Rows = commandRows(body, it.rec.Rows)
 		}
 		done = &it
 	case 'E':
@@ -190,7 +199,8 @@ func (s *session) auditTap(typ byte, body []byte) {
 	case 'Z':
 		// What is left was skipped after an error: decided, never run.
 		rest := t.queue
-		t.queue, t.rows = nil, 0
+		t.queue = nil
+		t.rows.Store(0)
 		aborted := t.aborted
 		t.aborted = ""
 		t.mu.Unlock()
@@ -204,7 +214,8 @@ func (s *session) auditTap(typ byte, body []byte) {
 		return
 	}
 	if done != nil {
-		t.queue, t.rows = t.queue[1:], 0
+		t.queue = t.queue[1:]
+		t.rows.Store(0)
 	}
 	t.mu.Unlock()
 	if done != nil && !done.skip {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/audit"
@@ -34,7 +35,8 @@ type preparedStmt struct {
 type drops struct {
 	mu      sync.Mutex
 	pending []drop
-	synced  uint64 // ReadyForQuery answers seen: the segment being answered
+	synced  uint64       // ReadyForQuery answers seen: the segment being answered
+	n       atomic.Int32 // len(pending), read without the lock on the per-row path
 }
 
 type drop struct {
@@ -47,13 +49,17 @@ func (d *drops) expect(segment uint64, types ...byte) {
 	for _, t := range types {
 		d.pending = append(d.pending, drop{segment, t})
 	}
+	d.n.Store(int32(len(d.pending)))
 	d.mu.Unlock()
 }
 
 // hide reports whether an upstream message must not reach the client.
 func (d *drops) hide(typ byte) bool {
+	if typ != 'Z' && d.n.Load() == 0 {
+		return false // the common case: nothing injected, no lock per row
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer func() { d.n.Store(int32(len(d.pending))); d.mu.Unlock() }()
 	if typ == 'Z' {
 		d.synced++
 		for len(d.pending) > 0 && d.pending[0].segment < d.synced {
