@@ -70,7 +70,7 @@ func (r *fuzzBytes) next() byte {
 }
 
 func (r *fuzzBytes) pick(n int) int { return int(r.next()) % n }
-func (r *fuzzBytes) small() int64  { return int64(r.pick(7)) - 3 } // -3..3
+func (r *fuzzBytes) small() int64   { return int64(r.pick(7)) - 3 } // -3..3
 
 var fuzzStrings = []string{"a", "b", "", "ab"}
 var fuzzOps = []string{"==", "!=", "<", "<=", ">", ">="}
@@ -489,6 +489,7 @@ func FuzzResidualAgreesWithCedar(f *testing.F) {
 		if sqlErr != nil {
 			report("predicate is not valid SQL for the row")
 		}
+		t.Logf("outcome: keeps=%v allowed=%v failedClosed=%v cedarErrors=%d", keeps, allowed, strings.Contains(g.Reason, "failed closed") || translationFailed(e.Snapshot(), ev, fuzzRel), len(diag.Errors))
 		switch {
 		case keeps && !allowed:
 			report("UNSAFE: the predicate keeps a row Cedar denies")
