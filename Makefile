@@ -25,11 +25,13 @@ test: vet build
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime 10s ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime 10s ./rewrite
+	$(GO) test -run '^$$' -fuzz FuzzResidualAgreesWithCedar -fuzztime 10s ./policy
 
 # Longer fuzzing: FUZZTIME per target.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./rewrite
+	$(GO) test -run '^$$' -fuzz FuzzResidualAgreesWithCedar -fuzztime $(FUZZTIME) ./policy
 
 SOAK ?= 5m
 # Every persona through an enforcing proxy for $(SOAK), and 2,000 idle connections (~2 min).
