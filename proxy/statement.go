@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/rewrite"
 )
 
@@ -131,7 +132,11 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 		if stmts, err := rewrite.Parse(sql); err == nil {
 			if st, ok := rewrite.MandateSetting(stmts); ok {
 				if err := s.applySetting(st); err != nil {
-					return s.refuse(err), decision{err: err}, refused
+					// A refused identity (a bad token, an assume not permitted)
+					// is a decision too: audit it for whoever is acting now.
+					d := decision{err: err, scope: policy.Scope{Subject: s.principal().Subject, Actors: s.principal().Actors}}
+					s.audit(d)
+					return s.refuse(err), d, refused
 				}
 				if st.ResetAll {
 					return sql, decision{}, handled
