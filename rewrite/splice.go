@@ -76,6 +76,14 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 			}
 			end = toks[k].end
 		}
+		if f.entry != nil {
+			// The text adds "AS ref" to name the output column, which is
+			// only valid if the reference is the whole target, not inside
+			// parentheses ("SELECT (t) …"): leave that to the deparser.
+			if p := prevToken(toks, i); p >= 0 && sql[toks[p].start:toks[p].end] == "(" {
+				return nil, false
+			}
+		}
 		edits = append(edits, spliceEdit{start: toks[i].start, end: end, text: w.wholeRowText(f, sql[toks[i].start:toks[i].end])})
 	}
 	sort.Slice(edits, func(a, b int) bool { return edits[a].start < edits[b].start })
@@ -119,6 +127,11 @@ func splice(sql string, toks []token, start, end int, edits []spliceEdit, cache 
 		}
 		b.WriteString(e.text)
 		pos = e.end
+		// The replaced span may have ended glued to the next token
+		// ("Accounts*WHERE"); an inserted alias must not glue to it.
+		if n := len(e.text); n > 0 && identByte(e.text[n-1]) && pos < len(sql) && (identByte(sql[pos]) || sql[pos] == '"') {
+			b.WriteByte(' ')
+		}
 	}
 	b.WriteString(sql[pos:end])
 	return strings.TrimSpace(b.String()), nil
@@ -268,4 +281,9 @@ func (w *walker) wholeRowText(f wholeRowFix, ref string) string {
 		val += " AS " + ref
 	}
 	return val
+}
+
+// identByte reports whether c may continue an identifier or keyword.
+func identByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
