@@ -360,13 +360,7 @@ func (w *walker) selectStmt(s *pgSelectStmt, parent *scope, feeds, locked bool) 
 		if err := w.selectStmt(s.Rarg, sc, feeds, locked); err != nil {
 			return err
 		}
-		if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
-			return err
-		}
-		if err := w.expr(s.LimitCount, sc, ectx{qual: true}); err != nil {
-			return err
-		}
-		return w.expr(s.LimitOffset, sc, ectx{qual: true})
+		return w.orderAndLimit(s, sc)
 	}
 	if err := w.exprs(s.ValuesLists, sc, ectx{qual: feeds}); err != nil {
 		return err
@@ -400,6 +394,12 @@ func (w *walker) selectStmt(s *pgSelectStmt, parent *scope, feeds, locked bool) 
 	if err := w.exprs(s.DistinctClause, sc, ectx{}); err != nil {
 		return err
 	}
+	return w.orderAndLimit(s, sc)
+}
+
+// orderAndLimit walks ORDER BY (above every scan) and LIMIT/OFFSET, whose
+// expressions count as quals: a data-dependent error there could probe rows.
+func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
 	}

@@ -75,30 +75,37 @@ func (s *Store) GrantDelegation(ctx context.Context, d policy.Delegation) (strin
 // delegation grants nothing from the next statement on, on every replica.
 // Revoking an unknown id wraps ErrNotFound, a revoked one ErrAlreadyRevoked.
 func (s *Store) RevokeDelegation(ctx context.Context, id string) (time.Time, error) {
-	// One statement, so the revocation commits with the UPDATE and the
-	// recorded time is as close to the commit as the database can tell.
-	var revokedAt, previously *time.Time
+	return s.endOnce(ctx, "mandate.delegations", "revoked_at", id, "revoke delegation", ErrAlreadyRevoked)
+}
+
+// endOnce sets column (revoked_at, disabled_at) of row id of table to now,
+// once: an unknown id wraps ErrNotFound, a row already ended wraps already.
+// One statement, so the change commits with the UPDATE and the recorded
+// time is as close to the commit as the database can tell. table and
+// column are this package's constants, never user input.
+func (s *Store) endOnce(ctx context.Context, table, column, id, what string, already error) (time.Time, error) {
+	var at, previously *time.Time
 	err := s.db.QueryRow(ctx, `
 		WITH target AS (
-			SELECT id, revoked_at FROM mandate.delegations WHERE id = $1 FOR UPDATE
-		), revoked AS (
-			UPDATE mandate.delegations d SET revoked_at = clock_timestamp()
-			FROM target t WHERE d.id = t.id AND t.revoked_at IS NULL
-			RETURNING d.revoked_at
+			SELECT id, `+column+` AS ended FROM `+table+` WHERE id = $1 FOR UPDATE
+		), ended AS (
+			UPDATE `+table+` r SET `+column+` = clock_timestamp()
+			FROM target t WHERE r.id = t.id AND t.ended IS NULL
+			RETURNING r.`+column+`
 		)
-		SELECT (SELECT revoked_at FROM revoked), (SELECT revoked_at FROM target)
-		WHERE EXISTS (SELECT FROM target)`, id).Scan(&revokedAt, &previously)
+		SELECT (SELECT `+column+` FROM ended), (SELECT ended FROM target)
+		WHERE EXISTS (SELECT FROM target)`, id).Scan(&at, &previously)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, pgx.ErrNoRows),
-		errors.As(err, &pgErr) && pgErr.Code == "22P02": // not a uuid
-		return time.Time{}, fmt.Errorf("store: revoke delegation %q: %w", id, ErrNotFound)
+		errors.As(err, &pgErr) && pgErr.Code == "22P02": // not a uuid: no such delegation
+		return time.Time{}, fmt.Errorf("store: %s %q: %w", what, id, ErrNotFound)
 	case err != nil:
-		return time.Time{}, explain("revoke delegation", err)
-	case revokedAt == nil:
-		return time.Time{}, fmt.Errorf("store: revoke delegation %q: %w at %s", id, ErrAlreadyRevoked, previously.UTC().Format(time.RFC3339))
+		return time.Time{}, explain(what, err)
+	case at == nil:
+		return time.Time{}, fmt.Errorf("store: %s %q: %w at %s", what, id, already, previously.UTC().Format(time.RFC3339))
 	}
-	return *revokedAt, nil
+	return *at, nil
 }
 
 const delegationColumns = `id::text, grantor, delegate, tables, actions, columns, row_constraint,
@@ -197,26 +204,7 @@ func (s *Store) RegisterAgent(ctx context.Context, a policy.Agent) error {
 // returns when. An unknown id wraps ErrNotFound, a disabled one
 // ErrAlreadyDisabled.
 func (s *Store) DisableAgent(ctx context.Context, id string) (time.Time, error) {
-	var disabledAt, previously *time.Time
-	err := s.db.QueryRow(ctx, `
-		WITH target AS (
-			SELECT id, disabled_at FROM mandate.agents WHERE id = $1 FOR UPDATE
-		), disabled AS (
-			UPDATE mandate.agents a SET disabled_at = clock_timestamp()
-			FROM target t WHERE a.id = t.id AND t.disabled_at IS NULL
-			RETURNING a.disabled_at
-		)
-		SELECT (SELECT disabled_at FROM disabled), (SELECT disabled_at FROM target)
-		WHERE EXISTS (SELECT FROM target)`, id).Scan(&disabledAt, &previously)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return time.Time{}, fmt.Errorf("store: disable agent %q: %w", id, ErrNotFound)
-	case err != nil:
-		return time.Time{}, explain("disable agent", err)
-	case disabledAt == nil:
-		return time.Time{}, fmt.Errorf("store: disable agent %q: %w at %s", id, ErrAlreadyDisabled, previously.UTC().Format(time.RFC3339))
-	}
-	return *disabledAt, nil
+	return s.endOnce(ctx, "mandate.agents", "disabled_at", id, "disable agent", ErrAlreadyDisabled)
 }
 
 const agentColumns = `id, owner, tables, actions, masked, disabled_at`
