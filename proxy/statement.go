@@ -128,7 +128,7 @@ const (
 // refusal marker. Refusals are audited here; allowed statements are
 // audited when they complete (the caller queues them).
 func (s *session) decideText(sql string) (string, decision, outcome) {
-	if strings.Contains(strings.ToLower(sql), "mandate.") || containsResetAll(sql) {
+	if containsFold(sql, "mandate.") || containsResetAll(sql) {
 		if stmts, err := rewrite.Parse(sql); err == nil {
 			if st, ok := rewrite.MandateSetting(stmts); ok {
 				if err := s.applySetting(st); err != nil {
@@ -243,8 +243,22 @@ func (s *session) allowedPrefix(sql string) (prefix string, refusedPart decision
 // containsResetAll is a cheap pre-check for RESET ALL / DISCARD ALL, which
 // also clear mandate's own settings.
 func containsResetAll(sql string) bool {
-	l := strings.ToLower(sql)
-	return strings.Contains(l, "all") && (strings.Contains(l, "reset") || strings.Contains(l, "discard"))
+	return containsFold(sql, "all") && (containsFold(sql, "reset") || containsFold(sql, "discard"))
+}
+
+// containsFold is strings.Contains ignoring ASCII case, without copying
+// the statement (it runs on every statement). sub must be lower case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for j < len(sub) && s[i+j]|0x20 == sub[j] || j < len(sub) && s[i+j] == sub[j] {
+			j++
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse registers err as a refusal and returns its marker statement.
