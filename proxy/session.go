@@ -69,6 +69,7 @@ type session struct {
 func (srv *Server) newSession(c net.Conn) *session {
 	id := srv.nextID.Add(1)
 	_, unix := c.(*net.UnixConn)
+	c = newRawConn(c)
 	s := &session{srv: srv, id: id, conn: c, unix: unix,
 		log:     srv.log.With("session", id, "client", c.RemoteAddr().String()),
 		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]string{}}

@@ -52,6 +52,14 @@ func (srv *Server) connectUpstream(ctx context.Context, database string, params 
 	// race it for our first response. Keep reading through that reader: it
 	// hands out what it has, then reads the socket directly once stopped.
 	var pgReader io.Reader
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newRawConn(c), nil
+	}
 	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
 		pgReader = r
 		return pgproto3.NewFrontend(r, w)
