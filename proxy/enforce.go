@@ -191,9 +191,10 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
 	start := time.Now()
-	res, ent, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.rewriteOptions())
+	res, ent, how, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.rewriteOptions())
 	if m != nil {
 		m.rewriteSeconds.Observe(time.Since(start).Seconds())
+		m.rewriteCache[how].Inc()
 	}
 	return decision{sql: res.SQL, result: res, scope: scope, entry: ent, err: err}
 }
@@ -268,9 +269,14 @@ func relationInfo(cat *rewrite.Catalog, qualified string) policy.RelationInfo {
 // parse and the relations it touches, and under that, the grants version to
 // the rewritten result. A repeated statement costs two map lookups and the
 // engine's warm grant lookup, not a parse.
+//
+// A statement new to it may still differ from one rewritten before only in
+// its constants: templates holds, by rewrite.TemplateKey, the rewrites that
+// hold for all such statements, so those cost a scan, not a parse.
 type rewriteCache struct {
-	mu      sync.Mutex
-	entries map[cacheKey]*cacheEntry
+	mu        sync.Mutex
+	entries   map[cacheKey]*cacheEntry
+	templates map[cacheKey]*cacheEntry // results hold templates only
 }
 
 type cacheKey struct {
@@ -288,9 +294,24 @@ type cacheEntry struct {
 	results   map[uint64]cachedResult // by grants version
 }
 
+// cacheOutcome is how the cache served a statement.
+type cacheOutcome int
+
+const (
+	cacheHit      cacheOutcome = iota // the same text, rewritten before
+	cacheTemplate                     // the same text but its constants
+	cacheMiss                         // parsed and rewritten
+	numCacheOutcomes
+)
+
+func (o cacheOutcome) String() string {
+	return [...]string{"hit", "template", "miss"}[o]
+}
+
 type cachedResult struct {
-	res rewrite.Result
-	err error
+	res  rewrite.Result
+	err  error
+	tmpl *rewrite.Template // in templates' entries
 }
 
 const (
@@ -299,10 +320,10 @@ const (
 	noGrantsVersion    = 0
 )
 
-func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, *cacheEntry, error) {
+func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Session, grants func([]string) (*grant.Set, error), opts *rewrite.Options) (rewrite.Result, *cacheEntry, cacheOutcome, error) {
 	c.mu.Lock()
 	if c.entries == nil {
-		c.entries = map[cacheKey]*cacheEntry{}
+		c.entries, c.templates = map[cacheKey]*cacheEntry{}, map[cacheKey]*cacheEntry{}
 	}
 	ent := c.entries[k]
 	c.mu.Unlock()
@@ -320,7 +341,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if asked && len(rels) > 0 {
 		var err error
 		if set, err = grants(rels); err != nil {
-			return rewrite.Result{}, ent, err
+			return rewrite.Result{}, ent, cacheMiss, err
 		}
 		version = set.Version
 	}
@@ -329,7 +350,16 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		r, ok := ent.results[version]
 		c.mu.Unlock()
 		if ok {
-			return r.res, ent, r.err
+			return r.res, ent, cacheHit, r.err
+		}
+	}
+	// Not this text under these grants: perhaps a template for it.
+	lits, haveLits := rewrite.TemplateKey(k.sql)
+	tk := k
+	tk.sql = lits.Key
+	if haveLits {
+		if res, tent, ok, err := c.instantiate(k.sql, tk, lits, grants); ok || err != nil {
+			return res, tent, cacheTemplate, err
 		}
 	}
 
@@ -351,7 +381,7 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	var grantErr *policy.Error
 	var storeErr *store.Error
 	if errors.As(err, &grantErr) && grantErr.Code != policy.CodeInsufficientPrivilege || errors.As(err, &storeErr) {
-		return res, ent, err // transient: never cached
+		return res, ent, cacheMiss, err // transient: never cached
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -359,19 +389,65 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 	if len(ent.results) >= maxResultsPerEntry {
 		clear(ent.results)
 	}
-	ent.results[version] = cachedResult{res, err}
+	ent.results[version] = cachedResult{res: res, err: err}
 	if c.entries[k] == nil {
-		if len(c.entries) >= maxCacheEntries {
-			for key := range c.entries { // map order is random: a cheap random eviction
-				delete(c.entries, key)
-				if len(c.entries) < maxCacheEntries*3/4 {
-					break
-				}
-			}
-		}
 		c.entries[k] = ent
+		evict(c.entries, k)
 	}
-	return res, ent, err
+	if err == nil && res.Template != nil && haveLits {
+		tent := c.templates[tk]
+		if tent == nil {
+			tent = &cacheEntry{sql: k.sql, asked: true, relations: askedFor, results: map[uint64]cachedResult{}}
+			c.templates[tk] = tent
+			evict(c.templates, tk)
+		}
+		if len(tent.results) >= maxResultsPerEntry {
+			clear(tent.results)
+		}
+		tent.results[version] = cachedResult{tmpl: res.Template}
+	}
+	return res, ent, cacheMiss, err
+}
+
+// instantiate serves sql from the template stored under tk, if
+// there is one for the current grants version.
+func (c *rewriteCache) instantiate(sql string, tk cacheKey, lits rewrite.Literals, grants func([]string) (*grant.Set, error)) (rewrite.Result, *cacheEntry, bool, error) {
+	c.mu.Lock()
+	tent := c.templates[tk]
+	c.mu.Unlock()
+	if tent == nil {
+		return rewrite.Result{}, nil, false, nil
+	}
+	version := uint64(noGrantsVersion)
+	if len(tent.relations) > 0 {
+		set, err := grants(tent.relations)
+		if err != nil {
+			return rewrite.Result{}, tent, false, err
+		}
+		version = set.Version
+	}
+	c.mu.Lock()
+	r, ok := tent.results[version]
+	c.mu.Unlock()
+	if !ok {
+		return rewrite.Result{}, nil, false, nil
+	}
+	return r.tmpl.Instantiate(sql, lits), tent, true, nil
+}
+
+// evict keeps m under maxCacheEntries, sparing keep, the key just added.
+func evict(m map[cacheKey]*cacheEntry, keep cacheKey) {
+	if len(m) <= maxCacheEntries {
+		return
+	}
+	for key := range m { // map order is random: a cheap random eviction
+		if key != keep {
+			delete(m, key)
+		}
+		if len(m) < maxCacheEntries*3/4 {
+			return
+		}
+	}
 }
 
 func equalStrings(a, b []string) bool {

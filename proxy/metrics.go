@@ -27,6 +27,7 @@ type Metrics struct {
 	decisionPolicies *prometheus.CounterVec // by decision and policy id
 	refusals         prometheus.Counter
 	rewriteSeconds   prometheus.Histogram
+	rewriteCache     [numCacheOutcomes]prometheus.Counter // by cacheOutcome
 	revocation       prometheus.Histogram
 	notifyLag        prometheus.Histogram
 	policyReloads    *prometheus.CounterVec // by result
@@ -91,6 +92,12 @@ func NewMetrics() *Metrics {
 		Name: "mandate_decision_seconds", Help: "Time to decide and rewrite one statement (grants and rewrite, cached or not).",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 	})
+	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mandate_rewrite_cache_total", Help: "Statements decided, by how the rewrite cache served them: hit (same text), template (same text but its constants), miss (parsed and rewritten).",
+	}, []string{"result"})
+	for o := range m.rewriteCache {
+		m.rewriteCache[o] = cache.WithLabelValues(cacheOutcome(o).String())
+	}
 	m.revocation = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "mandate_revocation_seconds", Help: "Time from a delegation's revocation commit to the first statement it refused.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
@@ -102,7 +109,7 @@ func NewMetrics() *Metrics {
 	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mandate_policy_reloads_total", Help: "Policy set reloads, by result (ok, rejected).",
 	}, []string{"result"})
-	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, m.revocation, m.notifyLag, m.policyReloads,
+	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, cache, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
 		m.upstreamConnect, m.upstreamFailures, m.cancels,

@@ -491,6 +491,7 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 		// Under any schema: the channel must be known now to keep mandate's
 		// own channels out of reach (see checkChannel).
 		ch := ""
+		w.valueDependent = true
 		if len(fc.Args) > 0 {
 			if s := fc.Args[0].GetAConst().GetSval(); s != nil {
 				ch = s.Sval
@@ -501,6 +502,7 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 		}
 	}
 	if name == "current_setting" && schema == "pg_catalog" && len(fc.Args) > 0 {
+		w.valueDependent = true
 		if s := fc.Args[0].GetAConst().GetSval(); s != nil && strings.HasPrefix(strings.ToLower(s.Sval), "mandate.") {
 			return denied("setting %s is handled by the proxy", s.Sval)
 		}

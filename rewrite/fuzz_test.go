@@ -38,6 +38,12 @@ func FuzzRewrite(f *testing.F) {
 			if err := checkWrapped(res.SQL, cat, Session{}, opts, sets[name]); err != nil {
 				t.Fatalf("%s: %v\ninput:  %s\noutput: %s", name, err, sql, res.SQL)
 			}
+			direct := func(sql string) (Result, error) {
+				return RewriteSQL(sql, cat, Session{}, &setSource{set: sets[name]}, opts)
+			}
+			if err := templateMismatch(sql, res, direct); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
 		}
 	})
 }

@@ -98,6 +98,17 @@ const (
 	tokJoin     = pg.Token_JOIN
 	tokUsing    = pg.Token_USING
 	tokComma    = pg.Token_ASCII_44
+
+	// Literal constants, and the Unicode-escape forms whose meaning a
+	// later literal can change (U&"..." UESCAPE '!'): see template.go.
+	tokIConst  = pg.Token_ICONST
+	tokFConst  = pg.Token_FCONST
+	tokSConst  = pg.Token_SCONST
+	tokBConst  = pg.Token_BCONST
+	tokXConst  = pg.Token_XCONST
+	tokUIdent  = pg.Token_UIDENT
+	tokUSConst = pg.Token_USCONST
+	tokUEscape = pg.Token_UESCAPE
 )
 
 // scan splits sql into tokens with their byte offsets, comments included.

@@ -79,6 +79,9 @@ type Result struct {
 	// GrantsVersion is the grant.Set version used (0 when none was needed);
 	// a cache keyed by (SQL, GrantsVersion) never serves a stale decision.
 	GrantsVersion uint64
+	// Template, when set, is this rewrite for every statement with the
+	// same TemplateKey (template.go), under the same grants version.
+	Template *Template
 }
 
 // StmtInfo describes one statement.
@@ -209,6 +212,21 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	texts := make([]string, 0, n)
 	var toks []token
 	scanned := false
+	// A single statement whose decisions ignored its constants' values
+	// may become a template (template.go); litPos are where its literals
+	// landed in the output.
+	var lits, litPos []int
+	templated := n == 1 && !walkers[0].valueDependent && templateKinds[walkers[0].kind] && !o.deparseAll
+	if templated {
+		scanned = true
+		if toks, err = scan(stmts.sql); err != nil {
+			toks, templated = nil, false
+		}
+		start, end, ok := stmts.stmtRange(0)
+		if templated = templated && ok; templated {
+			lits, templated = literalTokens(toks, start, end)
+		}
+	}
 	for i, raw := range stmts.tree.Stmts {
 		w := walkers[i]
 		info := StmtInfo{Kind: w.kind, Name: w.name, All: w.all, Effect: effects[i]}
@@ -217,6 +235,10 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.targets) == 0 {
 			info.SQL = stmts.text(i)
 			info.Relations = w.relationUses(nil)
+			if templated {
+				start, end, _ := stmts.stmtRange(i)
+				litPos = verbatimLiterals(stmts.sql, toks, start, end, lits)
+			}
 		} else {
 			stmt := raw.Stmt
 			if !owned {
@@ -246,11 +268,12 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			var sql string
 			if spliceable {
 				start, end, ok := stmts.stmtRange(i)
-				if sql, err = splice(stmts.sql, toks, start, end, edits, o.Derived, res.GrantsVersion, w.fenced()); err != nil || !ok {
+				if sql, litPos, err = splice(stmts.sql, toks, start, end, edits, o.Derived, res.GrantsVersion, w.fenced(), lits); err != nil || !ok {
 					spliceable = false
 				}
 			}
 			if !spliceable {
+				litPos = nil // the deparser spells literals its own way
 				if sql, err = deparse(stmt); err != nil {
 					return Result{}, unsupported("statement cannot be rewritten: %v", err)
 				}
@@ -262,6 +285,9 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		res.Statements = append(res.Statements, info)
 	}
 	res.SQL = strings.Join(texts, "; ")
+	if templated && litPos != nil {
+		res.Template = newTemplate(res, stmts.sql, toks, lits, litPos)
+	}
 	return res, nil
 }
 

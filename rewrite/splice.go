@@ -3,6 +3,7 @@ package rewrite
 import (
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // Splicing: most of a rewritten statement is the user's own text. Deparsing
@@ -97,25 +98,41 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 
 // splice applies edits to sql[start:end], deparsing each derived table
 // apply built. Trailing comments are dropped, so statements can be joined.
-func splice(sql string, toks []token, start, end int, edits []spliceEdit, cache *DerivedCache, grants uint64, fenced bool) (string, error) {
+// lits are the indices of literal tokens in the range (template.go): their
+// offsets in the output are returned, or nil when one of them is not
+// copied as it is written.
+func splice(sql string, toks []token, start, end int, edits []spliceEdit, cache *DerivedCache, grants uint64, fenced bool, lits []int) (string, []int, error) {
 	if last := lastToken(toks, start, end); last >= 0 {
 		end = toks[last].end
 	}
 	var b strings.Builder
 	b.Grow(end - start + 512*len(edits))
+	var litPos []int
+	litsOK := len(lits) > 0
+	li := 0
+	copyText := func(from, to int) {
+		for ; li < len(lits) && toks[lits[li]].start < to; li++ {
+			if t := toks[lits[li]]; t.start >= from && t.end <= to {
+				litPos = append(litPos, b.Len()+t.start-from)
+			} else {
+				litsOK = false // inside a replaced span
+			}
+		}
+		b.WriteString(sql[from:to])
+	}
 	pos := start
 	for _, e := range edits {
 		if e.start < start || e.end > end {
-			return "", errSpan
+			return "", nil, errSpan
 		}
-		b.WriteString(sql[pos:e.start])
+		copyText(pos, e.start)
 		if e.site != nil {
 			key := derivedKey(e.site, grants, fenced)
 			inner, ok := cache.get(key)
 			if !ok || key == "" {
 				var err error
 				if inner, err = deparse(e.site.slot.GetRangeSubselect().GetSubquery()); err != nil {
-					return "", err
+					return "", nil, err
 				}
 				if key != "" {
 					cache.put(key, inner)
@@ -132,9 +149,21 @@ func splice(sql string, toks []token, start, end int, edits []spliceEdit, cache 
 		if n := len(e.text); n > 0 && identByte(e.text[n-1]) && pos < len(sql) && (identByte(sql[pos]) || sql[pos] == '"') {
 			b.WriteByte(' ')
 		}
+		if li < len(lits) && toks[lits[li]].start == pos {
+			litsOK = false // whether a space follows depends on the literal's spelling
+		}
 	}
-	b.WriteString(sql[pos:end])
-	return strings.TrimSpace(b.String()), nil
+	copyText(pos, end)
+	out := b.String()
+	trimmed := strings.TrimSpace(out)
+	if !litsOK || li != len(lits) {
+		return trimmed, nil, nil
+	}
+	lead := len(out) - len(strings.TrimLeftFunc(out, unicode.IsSpace))
+	for i := range litPos {
+		litPos[i] -= lead
+	}
+	return trimmed, litPos, nil
 }
 
 var errSpan = unsupported("statement text does not match its parse")

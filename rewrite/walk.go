@@ -50,6 +50,10 @@ type walker struct {
 	carryRefs int
 	depth     int
 	aliasSeq  int
+	// valueDependent is set when a decision read a constant's value (a
+	// NOTIFY channel, a setting name): such a rewrite is no template for
+	// statements with other constants (template.go).
+	valueDependent bool
 }
 
 // site is a reference to a protected relation, replaced by a derived table.

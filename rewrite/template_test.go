@@ -1,0 +1,156 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// otherLiterals is sql with every literal replaced by another of its kind.
+func otherLiterals(sql string, l Literals) string {
+	var b strings.Builder
+	pos := 0
+	for i, s := range l.spans {
+		b.WriteString(sql[pos:s[0]])
+		old := sql[s[0]:s[1]]
+		var alt []string
+		switch literalKindAt(l, i) {
+		case 'i':
+			alt = []string{"4711", "42"}
+		case 'f':
+			alt = []string{"2.5", "3.75"}
+		case 's':
+			alt = []string{"'zq'", "'mandate.x'"}
+		case 'b':
+			alt = []string{"B'101'", "B'11'"}
+		case 'x':
+			alt = []string{"X'0F'", "X'1E'"}
+		}
+		next := alt[0]
+		if next == old {
+			next = alt[1]
+		}
+		b.WriteString(next)
+		pos = s[1]
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
+
+// literalKindAt is the marker byte of the i-th literal in l.Key.
+func literalKindAt(l Literals, i int) byte {
+	k := l.Key
+	for n := 0; ; n++ {
+		j := strings.IndexByte(k, 0)
+		if n == i {
+			return k[j+1]
+		}
+		k = k[j+2:]
+	}
+}
+
+// templateMismatch checks res, the rewrite of sql, against rewriting
+// directly: its template must give res for sql itself, and for sql with
+// every literal changed exactly what a direct rewrite gives, which must
+// not be a refusal.
+func templateMismatch(sql string, res Result, direct func(string) (Result, error)) error {
+	if res.Template == nil {
+		return nil
+	}
+	l, ok := TemplateKey(sql)
+	if !ok {
+		return fmt.Errorf("a template for a statement without a key: %q", sql)
+	}
+	if got := res.Template.Instantiate(sql, l); got.SQL != res.SQL || got.Statements[0].SQL != res.SQL {
+		return fmt.Errorf("template of %q gives\n%s\nnot\n%s", sql, got.SQL, res.SQL)
+	}
+	other := otherLiterals(sql, l)
+	l2, ok := TemplateKey(other)
+	if !ok || l2.Key != l.Key {
+		return nil // the replacement changed the tokens: no claim to check
+	}
+	want, err := direct(other)
+	if err != nil {
+		return fmt.Errorf("%q, an instance of the template of %q, is refused when rewritten: %v", other, sql, err)
+	}
+	if got := res.Template.Instantiate(other, l2); got.SQL != want.SQL {
+		return fmt.Errorf("template of %q instantiated for %q gives\n%s\nrewriting gives\n%s", sql, other, got.SQL, want.SQL)
+	}
+	return nil
+}
+
+// TestTemplatesAgreeWithRewrites: over the golden corpus and a few more
+// statements, every template agrees with rewriting the statement with
+// other constants, and statements whose rewrite reads a constant's value
+// get none.
+func TestTemplatesAgreeWithRewrites(t *testing.T) {
+	cat := testCatalog(t)
+	opts := testOptions()
+	sets := scenarios()
+	inputs := []struct {
+		sql, scenario string
+		sess          Session
+	}{}
+	for _, c := range loadCases(t) {
+		inputs = append(inputs, struct {
+			sql, scenario string
+			sess          Session
+		}{c.input, c.scenario, c.sess})
+	}
+	extra := []string{
+		"SELECT iban, balance FROM accounts WHERE id = 7",
+		"SELECT iban FROM accounts WHERE iban = 'DE01' AND balance > 1.5 -- a comment '9'",
+		"SELECT * FROM accounts a JOIN accounts b ON a.id = b.id + 1 WHERE a.balance < 100 LIMIT 5 OFFSET 2",
+		"SELECT count(*) FROM accounts WHERE owner IN ('alice', 'bob') AND id <> -3",
+		"SELECT B'101' AS b, X'0F' AS x, E'a\\'b' AS e, $$x$$ AS d FROM accounts",
+		"SELECT 1",
+		"UPDATE unprotected_notes SET body = 'x' WHERE id = 3",
+	}
+	for _, sql := range extra {
+		inputs = append(inputs, struct {
+			sql, scenario string
+			sess          Session
+		}{sql, "alice", Session{}})
+	}
+	templates := 0
+	for _, in := range inputs {
+		set := sets[in.scenario]
+		direct := func(sql string) (Result, error) {
+			return RewriteSQL(sql, cat, in.sess, &setSource{set: set}, opts)
+		}
+		res, err := direct(in.sql)
+		if err != nil {
+			continue
+		}
+		if res.Template != nil {
+			templates++
+		}
+		if err := templateMismatch(in.sql, res, direct); err != nil {
+			t.Error(err)
+		}
+	}
+	if templates < 30 {
+		t.Errorf("only %d of %d statements gave a template", templates, len(inputs))
+	}
+
+	// No template where a decision read a constant's value, nor for
+	// statements whose constants are names or settings.
+	for _, sql := range []string{
+		"SELECT pg_notify('ch', 'x') FROM accounts",
+		"SELECT current_setting('work_mem'), id FROM accounts",
+		"SET search_path = 'public'",
+		"NOTIFY ch, 'x'",
+		"COPY accounts TO STDOUT WITH (FORMAT 'csv')",
+		`SELECT * FROM U&"acc\0075nts" WHERE id = 1`,
+		"SELECT U&'\\0041' AS a, id FROM accounts WHERE id = 1",
+		"SELECT 1; SELECT 2",
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: sets["alice"]}, opts)
+		if err == nil && res.Template != nil {
+			t.Errorf("%q gave a template", sql)
+		}
+	}
+	if _, ok := TemplateKey(`SELECT * FROM U&"a!0063counts" UESCAPE '!'`); ok {
+		t.Error("a statement with UESCAPE has a template key: the escape literal changes the name")
+	}
+}
