@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -61,6 +62,9 @@ func (s *session) relayClient() error {
 			continue
 		}
 		enforce := s.srv.cfg.Enforcer != nil
+		if err := s.lexUnsafe.Load(); err != nil && enforce {
+			return err
+		}
 		flush := false
 		switch msg := msg.(type) {
 		case *pgproto3.Query:
@@ -289,6 +293,14 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		severity, code := errorFields(body)
 		s.srv.metrics.errors.WithLabelValues(code).Inc()
 		fatal = severity == "FATAL" || severity == "PANIC"
+	case 'S':
+		if enforce {
+			// SET is checked before it runs; this catches any other way.
+			name, value, _ := strings.Cut(string(body), "\x00")
+			if err := scansLikeUpstream(name, strings.TrimSuffix(value, "\x00")); err != nil {
+				s.lexUnsafe.Store(err)
+			}
+		}
 	case 'G':
 		s.srv.metrics.stmtCopyIn.Inc()
 	case 'H':

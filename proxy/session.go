@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mandate-proxy/mandate/rewrite"
 	"io"
 	"log/slog"
 	"net"
@@ -62,6 +63,9 @@ type session struct {
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
 	stopping atomic.Bool   // server shutdown asked this session to end when idle
 
+	// lexUnsafe holds the error ending the session once the upstream
+	// reports a setting under which it scans SQL unlike the rewriter.
+	lexUnsafe  atomic.Pointer[Error]
 	deadlineMu sync.Mutex // see updateReadDeadline
 	closed     atomic.Bool
 }
@@ -148,6 +152,14 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	up, err := s.srv.connectUpstream(context.Background(), sm.Parameters["database"], params)
 	if err != nil {
 		return err
+	}
+	if s.srv.cfg.Enforcer != nil {
+		for name, v := range up.params {
+			if err := scansLikeUpstream(name, v); err != nil {
+				up.close()
+				return err
+			}
+		}
 	}
 	s.upstream = up
 	// Registered only once upstream is set: from here on other goroutines
@@ -272,4 +284,14 @@ func (s *session) idle() bool {
 func (s *session) forceClose() {
 	s.conn.Close()
 	s.upstream.conn.Close()
+}
+
+// scansLikeUpstream refuses a setting under which PostgreSQL would scan SQL
+// differently from the rewriter (rewrite/lexsettings.go): whatever the
+// statement decided, PostgreSQL would run another.
+func scansLikeUpstream(name, value string) *Error {
+	if rewrite.ScansLikeUpstream(name, value) {
+		return nil
+	}
+	return fatalf(codeFeatureUnsupported, fmt.Sprintf("%s = %s is not supported through mandate: PostgreSQL would read SQL differently from the proxy", name, value), nil)
 }

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"strconv"
 	"strings"
 )
 
@@ -48,14 +47,7 @@ func MandateSetting(stmts *Statements) (Setting, bool) {
 		if len(s.Args) != 1 {
 			return out, true // a list is not a valid value: Value stays empty
 		}
-		c := s.Args[0].GetAConst()
-		switch {
-		case c == nil:
-		case c.GetSval() != nil:
-			out.Value = c.GetSval().Sval
-		case c.GetIval() != nil:
-			out.Value = strconv.Itoa(int(c.GetIval().Ival))
-		}
+		out.Value = constText(s.Args[0])
 	default: // RESET, SET … TO DEFAULT
 		out.Reset = true
 	}

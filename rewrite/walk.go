@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/mandate-proxy/mandate/grant"
@@ -330,8 +331,26 @@ func (w *walker) setStmt(s *pgVariableSetStmt) error {
 		return denied("%s is handled by the proxy and must be sent as a statement of its own", s.Name)
 	case (name == "role" || name == "session_authorization") && !reset:
 		return denied("SET ROLE and SET SESSION AUTHORIZATION are not allowed: the proxy decides who you act as")
+	case (name == "standard_conforming_strings" || name == "client_encoding") && !reset && s.Kind != pgVariableSetKindVARSETDEFAULT:
+		// See lexsettings.go: the upstream must scan SQL as the rewriter does.
+		w.valueDependent = true
+		if len(s.Args) != 1 || s.Kind != pgVariableSetKindVARSETVALUE || !ScansLikeUpstream(name, constText(s.Args[0])) {
+			return unsupported("SET %s to this value is not supported through mandate: PostgreSQL would read SQL differently from the proxy", name)
+		}
 	}
 	return w.exprs(s.Args, nil, ectx{})
+}
+
+// constText is a string or integer constant's text, "" for anything else.
+func constText(n *pgNode) string {
+	c := n.GetAConst()
+	switch {
+	case c.GetSval() != nil:
+		return c.GetSval().Sval
+	case c.GetIval() != nil:
+		return strconv.Itoa(int(c.GetIval().Ival))
+	}
+	return ""
 }
 
 // selectStmt walks one query level. feeds is true when its output can be

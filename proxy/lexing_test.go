@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// crafted is one statement to libpg_query's scanner (two string constants)
+// and another to PostgreSQL with standard_conforming_strings off, where
+// 'a\' ... does not end at the second quote and the subquery is SQL: the
+// unfiltered IBANs of every customer.
+const crafted = `SELECT 'a\' , $$ ' , (SELECT string_agg(iban, ',') FROM accounts) AS x , ' $$ -- '`
+
+// TestSettingsThatChangeScanningAreRefused: a session where PostgreSQL
+// would scan SQL unlike the rewriter (standard_conforming_strings off, an
+// encoding whose multibyte characters contain backslashes or quotes) is
+// never reached, whichever way the setting comes.
+func TestSettingsThatChangeScanningAreRefused(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	wantCode := func(what string, err error, code string) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != code {
+			t.Errorf("%s: got %v, want SQLSTATE %s", what, err, code)
+		}
+	}
+
+	alice := w.assume(t, "alice", nil, nil)
+	for _, sql := range []string{
+		"SET standard_conforming_strings = off",
+		"SET standard_conforming_strings TO 'no'",
+		"BEGIN; SET LOCAL standard_conforming_strings = false; COMMIT",
+		"SET client_encoding = 'SJIS'",
+		"SET NAMES 'big5'",
+		"SET client_encoding TO 'Windows_936'",
+	} {
+		_, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		wantCode(sql, err, codeFeatureUnsupported)
+		if _, err := alice.Exec(ctx, "ROLLBACK"); err != nil { // the refusal aborted BEGIN's transaction
+			t.Fatal(err)
+		}
+	}
+	// Still the rewriter's reading: two constants, no IBAN. (pgconn, not
+	// pgx, which would refuse to send it with the setting off.)
+	res, err := alice.PgConn().Exec(ctx, crafted).ReadAll()
+	if err != nil {
+		t.Fatalf("crafted statement: %v", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 2 ||
+		string(res[0].Rows[0][0]) != `a\` || strings.Contains(string(res[0].Rows[0][1]), "DE") {
+		t.Errorf("crafted statement read %q: not the two constants", res[0].Rows)
+	}
+	// Harmless values pass.
+	for _, sql := range []string{"SET standard_conforming_strings = on", "SET client_encoding = 'UTF8'", "RESET client_encoding"} {
+		if _, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+
+	// At start-up, as an option or as the database's default.
+	for _, opt := range []string{"-c standard_conforming_strings=off", "-c client_encoding=SJIS"} {
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice@%s/%s?sslmode=disable&options=%s", w.p.addr, w.db, strings.NewReplacer(" ", "%20", "=", "%3D").Replace(opt)))
+		if err == nil {
+			c.Close(ctx)
+		}
+		wantCode("options "+opt, err, codeFeatureUnsupported)
+	}
+	if _, err := w.owner.Exec(ctx, "ALTER DATABASE "+w.db+" SET standard_conforming_strings = off"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice@%s/%s?sslmode=disable", w.p.addr, w.db))
+	if err == nil {
+		c.Close(ctx)
+	}
+	wantCode("database default off", err, codeFeatureUnsupported)
+	if _, err := w.owner.Exec(ctx, "ALTER DATABASE "+w.db+" RESET standard_conforming_strings"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,1 @@
+SET LOCAL standard_conforming_strings TO 'false'
