@@ -293,6 +293,13 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		severity, code := errorFields(body)
 		s.srv.metrics.errors.WithLabelValues(code).Inc()
 		fatal = severity == "FATAL" || severity == "PANIC"
+		if enforce && strings.HasPrefix(code, "23") {
+			// An integrity violation's DETAIL holds row values read with the
+			// upstream role's rights: the failing row's every column ("Failing
+			// row contains …", masked ones raw), another row's key. Native RLS
+			// leaves them out too; the constraint, table and column stay.
+			out = withoutField(msg, 'D')
+		}
 	case 'S':
 		if enforce {
 			// SET is checked before it runs; this catches any other way.
@@ -334,4 +341,25 @@ func errorFields(body []byte) (severity, code string) {
 		body = body[2+end:]
 	}
 	return severity, code
+}
+
+// withoutField returns the ErrorResponse or NoticeResponse msg without its
+// fields of type field.
+func withoutField(msg []byte, field byte) []byte {
+	out := make([]byte, 5, len(msg))
+	out[0] = msg[0]
+	body := msg[5:]
+	for len(body) > 1 {
+		end := bytes.IndexByte(body[1:], 0)
+		if end < 0 {
+			break
+		}
+		if body[0] != field {
+			out = append(out, body[:2+end]...)
+		}
+		body = body[2+end:]
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	return out
 }

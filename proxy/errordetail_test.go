@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestConstraintErrorsShowNoRowValues: PostgreSQL describes the failing
+// row of a NOT NULL or CHECK violation in the error's DETAIL ("Failing row
+// contains (…)"), every column of it raw, and an exclusion or foreign-key
+// violation names the other row's key. Through mandate the upstream role
+// may read every column, so such details would show masked values (native
+// RLS leaves them out for the same reason): they are dropped.
+func TestConstraintErrorsShowNoRowValues(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	// sam may update the customers assigned to him (2 and 4) but sees their
+	// ssn and phone masked.
+	dir := t.TempDir()
+	src := filepath.Join("..", "testdata", "bank", "policies")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra := `@id("support-updates-assigned-customers")
+permit (principal is User in Group::"support", action == Action::"update", resource is Customer)
+when { principal has assigned_customers && principal.assigned_customers.contains(resource.id) };
+`
+	if err := os.WriteFile(filepath.Join(dir, "support_update.cedar"), []byte(extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := w.replica(t, replicaOptions{policyDir: dir})
+	sam := w.connectTo(t, p, "sam")
+
+	var ssn, phone string
+	if err := w.owner.QueryRow(ctx, "SELECT ssn, phone FROM customers WHERE id = 2").Scan(&ssn, &phone); err != nil {
+		t.Fatal(err)
+	}
+	var masked string
+	if err := sam.QueryRow(ctx, "SELECT ssn FROM customers WHERE id = 2").Scan(&masked); err != nil || masked == ssn {
+		t.Fatalf("sam reads ssn %q (%v): the test needs it masked", masked, err)
+	}
+	for _, tc := range []struct{ sql, code string }{
+		{"UPDATE customers SET email = NULL WHERE id = 2", "23502"},
+		{"UPDATE customers SET name = NULL WHERE id = 2 RETURNING id", "23502"},
+	} {
+		_, err := sam.Exec(ctx, tc.sql, pgx.QueryExecModeSimpleProtocol)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != tc.code {
+			t.Fatalf("%s: got %v, want SQLSTATE %s", tc.sql, err, tc.code)
+		}
+		all := strings.Join([]string{pe.Message, pe.Detail, pe.Hint, pe.Where}, " ")
+		if strings.Contains(all, ssn) || strings.Contains(all, phone) {
+			t.Errorf("%s: the error shows sam's masked ssn or phone: %q", tc.sql, all)
+		}
+		if pe.ConstraintName == "" && pe.ColumnName == "" && pe.TableName == "" {
+			t.Errorf("%s: the error lost its table and column fields: %+v", tc.sql, pe)
+		}
+	}
+}
+
+func TestWithoutFieldKeepsTheOthers(t *testing.T) {
+	in := &pgproto3.ErrorResponse{Severity: "ERROR", Code: "23502", Message: "null value", Detail: "Failing row contains (secret)",
+		TableName: "customers", ColumnName: "email", ConstraintName: ""}
+	msg, err := in.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := withoutField(msg, 'D')
+	var got pgproto3.ErrorResponse
+	if err := got.Decode(out[5:]); err != nil {
+		t.Fatalf("decode %q: %v", out, err)
+	}
+	if got.Detail != "" || got.Message != in.Message || got.Code != in.Code || got.TableName != in.TableName || got.ColumnName != in.ColumnName || got.Severity != in.Severity {
+		t.Errorf("withoutField gave %+v", got)
+	}
+	if n := int(binary.BigEndian.Uint32(out[1:5])); n != len(out)-1 {
+		t.Errorf("length field %d, message %d bytes", n, len(out)-1)
+	}
+}
