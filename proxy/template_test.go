@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mandate-proxy/mandate/policy"
@@ -23,7 +26,7 @@ func TestTemplateDecisionsEqualColdOnes(t *testing.T) {
 		"assistant": {principal: principal{Subject: "alice", Actors: []policy.Actor{{Kind: policy.ActorAgent, ID: "assistant"}}, Method: "jwt"}},
 		"dana":      {principal: principal{Subject: "dana", Method: "jwt", Claims: map[string]any{"purpose": "analytics"}}},
 	}
-	shapes := []func(i int) string{
+	reads := []func(i int) string{
 		func(i int) string { return fmt.Sprintf("SELECT id, iban, balance FROM accounts WHERE id = %d", i) },
 		func(i int) string {
 			return fmt.Sprintf("SELECT t.amount, a.iban FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE t.amount > %d AND a.iban <> 'X%d'", i, i)
@@ -32,23 +35,73 @@ func TestTemplateDecisionsEqualColdOnes(t *testing.T) {
 			return fmt.Sprintf("SELECT count(*) FROM transactions WHERE amount BETWEEN %d AND 1e6 LIMIT 3", i)
 		},
 	}
-	for name, c := range callers {
+	// Writes to protected tables are deparsed whole, with write checks.
+	writes := []func(i int) string{
+		func(i int) string {
+			return fmt.Sprintf("INSERT INTO support_tickets (id, customer_id, subject, body, status) VALUES (%d, 1, 'subject %d', 'body', 'open') RETURNING id", 100+i, i)
+		},
+		func(i int) string {
+			return fmt.Sprintf("UPDATE customers SET email = 'alice%d@example.org' WHERE id = 1 AND name <> 'x%d'", i, i)
+		},
+	}
+	type tc struct {
+		who   string
+		shape func(i int) string
+	}
+	var cases []tc
+	for name := range callers {
+		for _, r := range reads {
+			cases = append(cases, tc{name, r})
+		}
+	}
+	for _, wr := range writes {
+		cases = append(cases, tc{"alice", wr})
+	}
+	for _, k := range cases {
+		c := callers[k.who]
 		c.clientAddr, c.sessionID, c.upstreamUser = "127.0.0.1", "1", appRole
-		for _, shape := range shapes {
-			for i := 1; i <= 4; i++ {
-				sql := shape(i)
-				got := w.enforcer.decideFor(c, sql, m)
-				cold := (&Enforcer{Engine: w.enforcer.Engine, State: w.enforcer.State, Catalogs: w.enforcer.Catalogs, Now: w.enforcer.Now}).decideFor(c, sql, nil)
-				if (got.err == nil) != (cold.err == nil) || got.sql != cold.sql {
-					t.Fatalf("%s: %q\ntemplate: %q (%v)\ncold:     %q (%v)", name, sql, got.sql, got.err, cold.sql, cold.err)
-				}
+		for i := 1; i <= 4; i++ {
+			sql := k.shape(i)
+			got := w.enforcer.decideFor(c, sql, m)
+			cold := (&Enforcer{Engine: w.enforcer.Engine, State: w.enforcer.State, Catalogs: w.enforcer.Catalogs, Now: w.enforcer.Now}).decideFor(c, sql, nil)
+			if got.err != nil || cold.err != nil || got.sql != cold.sql {
+				t.Fatalf("%s: %q\ntemplate: %q (%v)\ncold:     %q (%v)", k.who, sql, got.sql, got.err, cold.sql, cold.err)
 			}
 		}
 	}
 	hits := testutil.ToFloat64(m.rewriteCache[cacheTemplate])
 	// Each persona's first statement of a shape is rewritten (its grants
 	// differ from the others'); the next three are templates.
-	if want := float64(len(callers) * len(shapes) * 3); hits != want {
+	if want := float64(len(cases) * 3); hits != want {
 		t.Errorf("%v statements served from templates, want %v", hits, want)
+	}
+}
+
+// TestTemplatedWritesAreChecked: a write served from a template is checked
+// on its own values: alice's insert for her own customer id makes the
+// template, the same insert for another customer's id is refused (42501)
+// and writes nothing.
+func TestTemplatedWritesAreChecked(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	alice := w.assume(t, "alice", nil, nil)
+	const insert = "INSERT INTO support_tickets (id, customer_id, subject, body, status) VALUES (%d, %d, 'help', 'please', 'open')"
+	if _, err := alice.Exec(ctx, fmt.Sprintf(insert, 201, 1), pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("alice's own ticket: %v", err)
+	}
+	w.enforcer.cache.mu.Lock()
+	templates := len(w.enforcer.cache.templates)
+	w.enforcer.cache.mu.Unlock()
+	if templates == 0 {
+		t.Fatal("the insert left no template")
+	}
+	_, err := alice.Exec(ctx, fmt.Sprintf(insert, 202, 2), pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" {
+		t.Fatalf("a ticket for customer 2: got %v, want 42501", err)
+	}
+	var n int
+	if err := w.owner.QueryRow(ctx, "SELECT count(*) FROM support_tickets WHERE id IN (201, 202)").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("tickets 201 and 202: %d rows (%v), want only 201", n, err)
 	}
 }

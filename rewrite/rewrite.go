@@ -216,6 +216,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	// may become a template (template.go); litPos are where its literals
 	// landed in the output.
 	var lits, litPos []int
+	var deparsed *pgNode // the tree of a statement that was deparsed whole
 	templated := n == 1 && !walkers[0].valueDependent && templateKinds[walkers[0].kind] && !o.deparseAll
 	if templated {
 		scanned = true
@@ -277,6 +278,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 				if sql, err = deparse(stmt); err != nil {
 					return Result{}, unsupported("statement cannot be rewritten: %v", err)
 				}
+				deparsed = stmt
 			}
 			info.SQL, info.Rewritten, info.Fenced = sql, true, w.fenced()
 			info.Relations = w.relationUses(applied)
@@ -285,8 +287,11 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		res.Statements = append(res.Statements, info)
 	}
 	res.SQL = strings.Join(texts, "; ")
-	if templated && litPos != nil {
+	switch {
+	case templated && litPos != nil:
 		res.Template = newTemplate(res, stmts.sql, toks, lits, litPos)
+	case templated && deparsed != nil:
+		res.Template = deparsedTemplate(res, deparsed, res.SQL, stmts.sql, toks, lits)
 	}
 	return res, nil
 }

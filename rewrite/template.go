@@ -1,8 +1,11 @@
 package rewrite
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Templates: clients that do not use parameters send the same statement
@@ -22,14 +25,16 @@ import (
 //     NOTIFY, ...: their constants are names, paths and settings),
 //   - no decision read a constant's value (walker.valueDependent),
 //   - every literal is copied into the output as written, at a position
-//     that does not depend on its spelling (splice),
+//     that does not depend on its spelling (splice), or the deparser
+//     writes each exactly as the statement spells it (deparsedTemplate),
 //   - the statement has no Unicode-escape token, whose meaning a later
 //     literal (UESCAPE '!') changes.
 // TestTemplatesAgreeWithRewrites checks the claim over the corpora.
 
 // A Template is a rewrite that holds for every statement with its key.
 type Template struct {
-	parts []string // the output between literals: len(literals)+1 parts
+	parts []string // the output around the slots: len(slots)+1 parts
+	slots []int    // which literal of the statement fills each slot
 	res   Result   // the rewrite, whose SQL Instantiate replaces
 }
 
@@ -97,15 +102,16 @@ func (t *Template) Instantiate(sql string, l Literals) Result {
 	for _, p := range t.parts {
 		n += len(p)
 	}
-	for _, s := range l.spans {
-		n += s[1] - s[0]
+	for _, k := range t.slots {
+		n += l.spans[k][1] - l.spans[k][0]
 	}
 	var b strings.Builder
 	b.Grow(n)
 	for i, p := range t.parts {
 		b.WriteString(p)
-		if i < len(l.spans) {
-			b.WriteString(sql[l.spans[i][0]:l.spans[i][1]])
+		if i < len(t.slots) {
+			sp := l.spans[t.slots[i]]
+			b.WriteString(sql[sp[0]:sp[1]])
 		}
 	}
 	res := t.res
@@ -163,8 +169,101 @@ func newTemplate(res Result, sql string, toks []token, lits, pos []int) *Templat
 			return nil
 		}
 		t.parts = append(t.parts, out[prev:pos[i]])
+		t.slots = append(t.slots, i)
 		prev = pos[i] + n
 	}
 	t.parts = append(t.parts, out[prev:])
 	return t
+}
+
+// deparsedTemplate is the template of a statement whose rewritten tree stmt
+// the deparser wrote as out, or nil. Each literal's constants in the tree
+// (found by the literal's location; a write check may hold a copy) are
+// replaced by a marker string and the tree deparsed again: where the
+// markers land are the slots. The template must give out back for the
+// statement's own literals, so a constant the deparser spells otherwise
+// (0x1F, $$x$$, a negative number folded into its minus sign) means none.
+func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, lits []int) *Template {
+	consts := map[int32][]*pgAConst{}
+	collectConsts(stmt.ProtoReflect(), consts)
+	saved := make(map[*pgAConst]*pgAConst, len(lits))
+	defer func() {
+		for c, orig := range saved {
+			c.Val, c.Isnull = orig.Val, orig.Isnull
+		}
+	}()
+	marker := func(i int) string { return fmt.Sprintf("mandate\x01literal%d\x01", i) }
+	for i, li := range lits {
+		cs := consts[int32(toks[li].start)]
+		if len(cs) == 0 {
+			return nil
+		}
+		for _, c := range cs {
+			saved[c] = &pgAConst{Val: c.Val, Isnull: c.Isnull}
+			c.Val, c.Isnull = &pgAConstSval{Sval: &pgString{Sval: marker(i)}}, false
+		}
+	}
+	marked, err := deparse(stmt)
+	if err != nil {
+		return nil
+	}
+	t := &Template{res: res}
+	t.res.SQL, t.res.Template, t.res.Statements = "", nil, []StmtInfo{res.Statements[0]}
+	t.res.Statements[0].SQL = ""
+	rest := marked
+	for {
+		at, slot := -1, 0
+		for i := range lits {
+			if j := strings.Index(rest, "'"+marker(i)+"'"); j >= 0 && (at < 0 || j < at) {
+				at, slot = j, i
+			}
+		}
+		if at < 0 {
+			break
+		}
+		t.parts = append(t.parts, rest[:at])
+		t.slots = append(t.slots, slot)
+		rest = rest[at+len(marker(slot))+2:]
+	}
+	t.parts = append(t.parts, rest)
+	// Every literal placed, and the statement itself reproduced exactly.
+	placed := make([]bool, len(lits))
+	for _, k := range t.slots {
+		placed[k] = true
+	}
+	for _, ok := range placed {
+		if !ok {
+			return nil
+		}
+	}
+	own := Literals{spans: make([][2]int, len(lits))}
+	for i, li := range lits {
+		own.spans[i] = [2]int{toks[li].start, toks[li].end}
+	}
+	if t.Instantiate(sql, own).SQL != out {
+		return nil
+	}
+	return t
+}
+
+// collectConsts maps the location of every A_Const under m to the nodes.
+func collectConsts(m protoreflect.Message, into map[int32][]*pgAConst) {
+	if c, ok := m.Interface().(*pgAConst); ok {
+		if c.Location >= 0 {
+			into[c.Location] = append(into[c.Location], c)
+		}
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				collectConsts(l.Get(i).Message(), into)
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			collectConsts(v.Message(), into)
+		}
+		return true
+	})
 }
