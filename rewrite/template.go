@@ -47,6 +47,14 @@ type Literals struct {
 // TemplateKey scans sql and returns its key; ok is false when sql has no
 // literal or cannot be a template's instance.
 func TemplateKey(sql string) (l Literals, ok bool) {
+	if l, ok, sure := plainLiterals(sql); sure {
+		return l, ok
+	}
+	return scannedLiterals(sql)
+}
+
+// scannedLiterals is TemplateKey by libpg_query's scanner.
+func scannedLiterals(sql string) (l Literals, ok bool) {
 	toks, err := scan(sql)
 	if err != nil {
 		return Literals{}, false

@@ -154,3 +154,26 @@ func TestTemplatesAgreeWithRewrites(t *testing.T) {
 		t.Error("a statement with UESCAPE has a template key: the escape literal changes the name")
 	}
 }
+
+// FuzzPlainLiterals: whenever the plain scanner is sure, it finds exactly
+// the key and literals libpg_query's scanner finds.
+func FuzzPlainLiterals(f *testing.F) {
+	for _, s := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;",
+		"SELECT 'a''b', \"x\"\"y\", 1.5e3, .5, 2147483647, 2147483648, 007 FROM t WHERE a<>'x'",
+		"SELECT 1e", "SELECT 0x1F", "SELECT 1_000", "SELECT t.5", "SELECT 1..2", "SELECT e'x'", "SELECT 'a'\n'b'",
+		"SELECT 'unterminated", "SELECT 1 -- c", "SELECT /* c */ 1", "SELECT $1", "SELECT U&\"a\"", "SELECT 1::int4",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		got, ok, sure := plainLiterals(sql)
+		if !sure {
+			return
+		}
+		want, wantOK := scannedLiterals(sql)
+		if ok != wantOK || got.Key != want.Key || fmt.Sprint(got.spans) != fmt.Sprint(want.spans) {
+			t.Fatalf("%q:\nplain   %v %q %v\nscanner %v %q %v", sql, ok, got.Key, got.spans, wantOK, want.Key, want.spans)
+		}
+	})
+}
