@@ -11,8 +11,8 @@ import "strings"
 // The subset is where PostgreSQL's lexer is simple: ASCII text; numbers
 // written as digits with an optional fraction and exponent; strings in
 // plain single quotes; quoted identifiers. Anything else - comments,
-// backslashes, $ (parameters, dollar quotes), prefixed strings (E”, B”,
-// X”, N”, U&”), U&"", string continuations, a number with trailing
+// backslashes, $ (parameters, dollar quotes), prefixed strings (E'x',
+// B'1', X'f', N'x', U&'x'), U&"x", string continuations, a number with trailing
 // letters, dots or underscores, control characters - makes sure false, and
 // TemplateKey asks the real scanner. When sure, l and ok are exactly what
 // the scanner-based key gives (FuzzPlainLiterals checks it).
