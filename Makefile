@@ -2,9 +2,16 @@
 GO        ?= go
 BIN       := bin/mandate
 PKGS      := ./...
-FUZZTIME  ?= 60s
+# Fuzzing time per target: FUZZTIME for `make fuzz`, FUZZSHORT for the pass
+# `make test` ends with. FUZZFLAGS adds flags (e.g. -parallel 1 on a shared
+# machine); FUZZTIMEOUT is go test's -timeout (0: none, for long runs).
+FUZZTIME    ?= 60s
+FUZZSHORT   ?= 20s
+FUZZFLAGS   ?=
+FUZZTIMEOUT ?= 0
+FUZZ         = $(GO) test -run '^$$' -timeout $(FUZZTIMEOUT) $(FUZZFLAGS)
 
-.PHONY: all build test vet lint fuzz bench demo soak clean
+.PHONY: all build test vet lint fuzz fuzz-short bench demo soak clean
 
 all: build
 
@@ -21,15 +28,22 @@ lint: vet
 
 # Every test, against a real PostgreSQL started from /usr/lib/postgresql/*/bin.
 # Fuzz targets run their seed corpora here (testdata/fuzz, including every
-# input a fuzzer once failed on); `make fuzz` explores further.
+# input a fuzzer once failed on), then fuzz-short explores each target.
 test: vet build
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz-short
 
-# Fuzzing: FUZZTIME per target (make fuzz FUZZTIME=10s for a quick pass).
+# A CI-sized fuzzing pass; a hung target fails it after 10 minutes.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZSHORT) FUZZTIMEOUT=10m
+
+# Fuzzing: FUZZTIME per target (make fuzz FUZZTIME=30m for a long run). An input
+# that fails is written to the package's testdata/fuzz/<target>/: fix the
+# cause and keep the file, so that every later `make test` replays it.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzClientMessages -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./rewrite
-	$(GO) test -run '^$$' -fuzz FuzzResidualAgreesWithCedar -fuzztime $(FUZZTIME) ./policy
+	$(FUZZ) -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME) ./proxy
+	$(FUZZ) -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./rewrite
+	$(FUZZ) -fuzz '^FuzzResidualAgreesWithCedar$$' -fuzztime $(FUZZTIME) ./policy
 
 SOAK ?= 5m
 # Every persona through an enforcing proxy for $(SOAK), and 2,000 idle connections (~2 min).

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Attack classes 1–5: reads. Oracles are the owner's queries with the
@@ -47,6 +49,31 @@ func sameOrRefused(name, persona, sql, oracle string) advCase {
 		}
 		return nil
 	})
+}
+
+// searchPathAfter runs setup as alice, one Query per element, whatever
+// fails, then checks what "accounts" names: public.accounts when undone
+// (PostgreSQL undid setup's SET search_path = shadow, public), else
+// shadow.accounts, which alice is refused.
+func searchPathAfter(x *advCtx, setup []string, undone bool) error {
+	conn, err := x.as("alice")
+	if err != nil {
+		return err
+	}
+	for _, s := range setup {
+		_, _, _ = x.exec("alice", conn, s)
+	}
+	got, _, err := x.exec("alice", conn, "SELECT id FROM accounts")
+	if !undone {
+		if sqlState(err) != stDenied {
+			return fmt.Errorf("want shadow.accounts refused, got %q, %v", got, err)
+		}
+		return nil
+	}
+	if want := x.oracleRows(aliceAccounts); err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+		return fmt.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	return nil
 }
 
 // planCase runs an EXPLAIN and fails if the plan shows any of shows: the
@@ -140,6 +167,82 @@ func advNameResolution() advClass {
 				got, _, err := x.exec("alice", conn, "SELECT id FROM accounts")
 				if want := x.oracleRows(aliceAccounts); err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
 					return fmt.Errorf("got %q, %v; want %q", got, err, want)
+				}
+				return nil
+			}),
+			{name: "names/search-path-release-savepoint-keeps", persona: "alice",
+				setup: []string{"BEGIN", "SAVEPOINT s", "SET search_path = shadow, public", "RELEASE SAVEPOINT s"},
+				sql:   "SELECT iban FROM accounts", codes: []string{stDenied}, after: []string{"ROLLBACK"}},
+			{name: "names/search-path-rollback-to-inner-savepoint", persona: "alice",
+				setup: []string{"BEGIN", "SET search_path = shadow, public", "SAVEPOINT a", "SET search_path = public", "SAVEPOINT b",
+					"SET search_path = pg_catalog", "ROLLBACK TO b"},
+				sql: "SELECT id FROM accounts", oracle: aliceAccounts, after: []string{"ROLLBACK"}},
+			{name: "names/search-path-rollback-to-outer-savepoint", persona: "alice",
+				setup: []string{"BEGIN", "SET search_path = shadow, public", "SAVEPOINT a", "SET search_path = public", "SAVEPOINT b",
+					"RELEASE b", "ROLLBACK TO a"},
+				sql: "SELECT iban FROM accounts", codes: []string{stDenied}, after: []string{"ROLLBACK"}},
+			{name: "names/search-path-committed-in-block", persona: "alice",
+				setup: []string{"BEGIN", "SAVEPOINT s", "SET search_path = shadow, public", "RELEASE s", "COMMIT"},
+				sql:   "SELECT iban FROM accounts", codes: []string{stDenied}, after: []string{"RESET search_path"}},
+			{name: "names/search-path-set-local-released", persona: "alice",
+				setup: []string{"BEGIN", "SAVEPOINT s", "SET LOCAL search_path = shadow, public", "RELEASE s", "COMMIT"},
+				sql:   "SELECT id FROM accounts", oracle: aliceAccounts},
+			{name: "names/search-path-set-local-outside-block", persona: "alice",
+				setup: []string{"SET LOCAL search_path = shadow, public"},
+				sql:   "SELECT id FROM accounts", oracle: aliceAccounts},
+			// (after: a connection of their own, whatever the proxy makes of them)
+			{name: "names/search-path-same-query-rolled-back", persona: "alice",
+				sql:    "BEGIN; SET search_path = shadow, public; ROLLBACK; SELECT id FROM accounts",
+				oracle: aliceAccounts, after: []string{"RESET search_path"}},
+			{name: "names/search-path-same-query-local-ended", persona: "alice",
+				sql:    "BEGIN; SET LOCAL search_path = shadow, public; COMMIT; SELECT id FROM accounts",
+				oracle: aliceAccounts, after: []string{"RESET search_path"}},
+			{name: "names/search-path-same-query-rollback-to", persona: "alice", setup: []string{"BEGIN"},
+				sql:    "SAVEPOINT s; SET search_path = shadow, public; ROLLBACK TO s; SELECT id FROM accounts",
+				oracle: aliceAccounts, after: []string{"ROLLBACK"}},
+			{name: "names/search-path-same-query-reset", persona: "alice", setup: []string{"SET search_path = shadow, public"},
+				sql: "RESET search_path; SELECT id FROM accounts", oracle: aliceAccounts},
+			custom("names/search-path-failed-block-commit", func(x *advCtx) error {
+				// COMMIT of a failed block rolls it back, SET included.
+				return searchPathAfter(x, []string{"BEGIN", "SET search_path = shadow, public", "SELECT 1/0", "COMMIT"}, true)
+			}),
+			custom("names/search-path-failed-after-commit", func(x *advCtx) error {
+				// The SET committed with the first implicit transaction; only the second failed.
+				return searchPathAfter(x, []string{"SET search_path = shadow, public; COMMIT; SELECT 1/0"}, false)
+			}),
+			custom("names/search-path-refused-query", func(x *advCtx) error {
+				// The refusal fails the query's implicit transaction like any error.
+				return searchPathAfter(x, []string{"SET search_path = shadow, public; SELECT * FROM pg_catalog.pg_stats"}, true)
+			}),
+			custom("names/search-path-failed-extended-batch", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				// One Sync: one implicit transaction, rolled back by the error.
+				b := &pgconn.Batch{}
+				b.ExecParams("SET search_path = shadow, public", nil, nil, nil, nil)
+				b.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+				if _, err := conn.PgConn().ExecBatch(ctxT(x.t), b).ReadAll(); sqlState(err) != "22012" {
+					return fmt.Errorf("want division by zero, got %v", err)
+				}
+				got, _, err := x.exec("alice", conn, "SELECT id FROM accounts")
+				if want := x.oracleRows(aliceAccounts); err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+					return fmt.Errorf("got %q, %v; want %q", got, err, want)
+				}
+				return nil
+			}),
+			custom("names/search-path-extended-then-simple", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				// A SET run through the extended protocol applies when it is executed.
+				if err := conn.PgConn().ExecParams(ctxT(x.t), "SET search_path = shadow, public", nil, nil, nil, nil).Read().Err; err != nil {
+					return err
+				}
+				if _, _, err := x.exec("alice", conn, "SELECT iban FROM accounts"); sqlState(err) != stDenied {
+					return fmt.Errorf("want shadow.accounts refused, got %v", err)
 				}
 				return nil
 			}),
@@ -423,7 +526,8 @@ func advCatalogs() advClass {
 	return advClass{
 		name: "5-catalogs",
 		prep: func(t *testing.T, w *bankWorld) {
-			ownerExec(t, w, "ANALYZE", "SELECT lo_from_bytea(424242, 'LO-SECRET-234-56-7890')")
+			ownerExec(t, w, "ANALYZE", "SELECT lo_from_bytea(424242, 'LO-SECRET-234-56-7890')",
+				"CREATE VIEW public.rel_stats AS SELECT relname, reltuples FROM pg_class")
 		},
 		cases: []advCase{
 			refuse("cat/pg_stats", "alice", "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'customers'", stDenied),
@@ -463,6 +567,29 @@ func advCatalogs() advClass {
 				}
 				return nil
 			}),
+			// pg_class stays readable, but every relation has the planner
+			// statistics of one never analyzed (the class's prep ran ANALYZE).
+			same("cat/pg_class-stats-qualified-join", "alice",
+				"SELECT c.reltuples::bigint, c.relpages, c.relallvisible FROM pg_catalog.pg_class c "+
+					"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname = 'accounts'",
+				"SELECT -1, 0, 0"),
+			same("cat/pg_class-stats-of-indexes", "alice",
+				"SELECT count(*) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "+
+					"WHERE x.indrelid = 'accounts'::regclass AND (i.reltuples >= 0 OR i.relpages > 0)", "SELECT 0"),
+			same("cat/pg_class-stats-scalar-subquery", "alice",
+				"SELECT (SELECT reltuples::bigint FROM pg_class WHERE relname = 'accounts')", "SELECT -1"),
+			same("cat/pg_class-stats-from-subquery", "alice",
+				"SELECT s.n FROM (SELECT relname, reltuples::bigint AS n FROM ONLY pg_catalog.pg_class) s WHERE s.relname = 'accounts'", "SELECT -1"),
+			same("cat/pg_class-stats-cte", "alice",
+				"WITH c AS MATERIALIZED (SELECT * FROM pg_class) SELECT reltuples::bigint FROM c WHERE relname = 'accounts'", "SELECT -1"),
+			same("cat/pg_class-stats-whole-row", "alice",
+				"SELECT (c).reltuples::bigint, row_to_json(c)->>'relpages' FROM pg_class c WHERE relname = 'accounts'", "SELECT -1, '0'"),
+			same("cat/pg_class-stats-where", "alice",
+				"SELECT count(*) FROM pg_class WHERE relname = 'accounts' AND reltuples BETWEEN 3 AND 1000", "SELECT 0"),
+			{name: "cat/pg_class-stats-search-path", persona: "alice", sql: "SET search_path = pg_catalog, public; " +
+				"SELECT reltuples::bigint FROM pg_class WHERE relname = 'accounts'", rows: []string{"-1"}, after: []string{"RESET search_path"}},
+			refuse("cat/pg_class-system-column", "alice", "SELECT xmin FROM pg_class WHERE relname = 'accounts'", stUnsupported),
+			refuse("cat/pg_class-view", "alice", "SELECT reltuples::bigint FROM rel_stats WHERE relname = 'accounts'", stDenied),
 			custom("cat/pg_prepared_statements-text", func(x *advCtx) error {
 				return statementTextCase(x, "dana", []string{"PREPARE p AS SELECT count(*) FROM accounts"},
 					"SELECT statement FROM pg_prepared_statements")

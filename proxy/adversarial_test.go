@@ -39,19 +39,10 @@ var knownLeaks = map[string]string{
 
 	// Metadata and side channels. (At 83502a4 every side/explain-* case leaked too: the injected
 	// filter and "Rows Removed by Filter: 44"; EXPLAIN of protected relations is now refused.)
-	"cat/pg_class-reltuples": "pg_class.reltuples says accounts has 13 rows; alice may see 2 (documented)",
 	"write/insert-hidden-key-unique-violation": "INSERT of ticket id 4 (erin's) fails with 23505: alice learns the hidden " +
 		"key exists (documented, as with RLS)",
 	"write/on-conflict-do-nothing-probe": "INSERT … ON CONFLICT DO NOTHING answers INSERT 0 0 for hidden ticket 4 and " +
 		"INSERT 0 1 for a free id (documented, as with RLS)",
-
-	// Wrong behaviour, not a leak: the proxy resolves names with another search_path than PostgreSQL.
-	"names/search-path-rollback-to-savepoint": "SET search_path undone by ROLLBACK TO SAVEPOINT is still applied by the " +
-		"proxy: accounts is refused as shadow.accounts",
-	"names/search-path-failed-implicit-tx": "SET search_path in a failed multi-statement query stays applied in the proxy " +
-		"(PostgreSQL rolled it back): accounts is refused as shadow.accounts afterwards",
-	"names/search-path-same-query": "SET search_path = shadow, public; SELECT iban FROM accounts reads public.accounts " +
-		"(PostgreSQL reads shadow.accounts): the SET is not applied to later statements of the same query",
 }
 
 // advCase is one attack.

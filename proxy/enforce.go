@@ -432,7 +432,11 @@ func (c *rewriteCache) instantiate(sql string, tk cacheKey, lits rewrite.Literal
 	if !ok {
 		return rewrite.Result{}, nil, false, nil
 	}
-	return r.tmpl.Instantiate(sql, lits), tent, true, nil
+	res, ok := r.tmpl.Instantiate(sql, lits)
+	if !ok {
+		return rewrite.Result{}, nil, false, nil
+	}
+	return res, tent, true, nil
 }
 
 // evict keeps m under maxCacheEntries, sparing keep, the key just added.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/rewrite"
 )
 
 // A prepared statement keeps the SQL it was rewritten into at Parse, and
@@ -21,8 +22,9 @@ type preparedStmt struct {
 	forwarded string   // what the upstream prepared under the name
 	paramOIDs []uint32 // the client's parameter types, for re-preparing
 	record    audit.Record
-	refused   bool // the marker was prepared: executions fail upstream
-	handled   bool // a mandate.* setting's stand-in: executions are not audited
+	refused   bool           // the marker was prepared: executions fail upstream
+	handled   bool           // a mandate.* setting's stand-in: executions are not audited
+	effect    rewrite.Effect // on the session, at each execution
 }
 
 // drops are upstream answers to messages mandate injected, to be hidden
@@ -85,14 +87,18 @@ func (s *session) onParse(m *pgproto3.Parse) {
 	ps := &preparedStmt{sql: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
 	var d decision
 	var o outcome
-	m.Query, d, o = s.decideText(m.Query)
+	m.Query, d, o = s.decideText(m.Query, false)
 	ps.forwarded = m.Query
+	if len(d.result.Statements) == 1 {
+		ps.effect = d.result.Statements[0].Effect
+	}
 	switch o {
 	case decided:
 		ps.record = s.recordFor(d)
 	case refused:
 		ps.refused = true
 		s.auditPlaceholder()
+		s.searchPath.refused() // the marker fails at Parse
 	case handled:
 		ps.handled = true
 	}
@@ -128,6 +134,7 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	s.drops.expect(s.segment, '3', '1')
 	if refusedNow {
 		s.auditPlaceholder() // for the marker's error, which the client sees
+		s.searchPath.refused()
 	}
 	ps.forwarded, ps.refused = forwarded, refusedNow
 	if !refusedNow {
@@ -136,15 +143,21 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	return nil
 }
 
-// onExecute queues the audit record of the statement a portal runs.
+// onExecute queues the audit record of the statement a portal runs and
+// records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) {
 	ps := s.stmts[s.portals[m.Portal]]
 	switch {
-	case ps == nil || ps.refused:
+	case ps == nil:
+		s.searchPath.sent(rewrite.Effect{}) // the upstream answers, most likely with an error
+	case ps.refused:
+		s.searchPath.refused()
 	case ps.handled:
 		s.auditPlaceholder()
+		s.searchPath.sent(ps.effect)
 	default:
 		s.queueExecution(ps.record)
+		s.searchPath.sent(ps.effect)
 	}
 }
 

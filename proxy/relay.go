@@ -71,6 +71,7 @@ func (s *session) relayClient() error {
 			m.stmtSimple.Inc()
 			if enforce {
 				s.onQuery(msg)
+				s.searchPath.segmentSent()
 			}
 			s.pending.Add(1)
 			s.segment++
@@ -97,6 +98,9 @@ func (s *session) relayClient() error {
 			}
 		case *pgproto3.Describe:
 		case *pgproto3.Sync:
+			if enforce {
+				s.searchPath.segmentSent()
+			}
 			s.pending.Add(1)
 			s.segment++
 			flush = true
@@ -272,6 +276,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	case 'Z':
 		if enforce {
 			s.markers.segmentEnded()
+			s.searchPath.ready(body)
 		}
 		if len(body) == 1 {
 			s.txStatus.Store(uint32(body[0]))
@@ -286,6 +291,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		}
 	case 'E':
 		if enforce {
+			s.searchPath.errored()
 			if swapped := s.markers.swap(body); swapped != nil {
 				return swapped, false // counted when refused
 			}
@@ -307,6 +313,10 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 			if err := scansLikeUpstream(name, strings.TrimSuffix(value, "\x00")); err != nil {
 				s.lexUnsafe.Store(err)
 			}
+		}
+	case 'C', 'I', 's':
+		if enforce {
+			s.searchPath.answer()
 		}
 	case 'G':
 		s.srv.metrics.stmtCopyIn.Inc()

@@ -142,7 +142,7 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
 		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
-	s.searchPath.session = startupSearchPath(sm.Parameters)
+	s.searchPath.start(startupSearchPath(sm.Parameters))
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)
 	if err != nil {

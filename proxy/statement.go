@@ -118,16 +118,21 @@ func settingReplacement(st rewrite.Setting) string {
 type outcome int
 
 const (
-	decided outcome = iota // rewritten (or passed unchanged) under a decision
-	refused                // replaced by a refusal marker
-	handled                // a mandate.* setting, replaced by a stand-in
+	decided     outcome = iota // rewritten (or passed unchanged) under a decision
+	decidedEach                // a multi-statement query decided statement by statement, each queued for audit
+	refused                    // replaced by a refusal marker
+	handled                    // a mandate.* setting, replaced by a stand-in
 )
 
 // decideText turns a statement text from the client into what goes
 // upstream: the rewrite, a handled session setting's stand-in, or a
 // refusal marker. Refusals are audited here; allowed statements are
-// audited when they complete (the caller queues them).
-func (s *session) decideText(sql string) (string, decision, outcome) {
+// audited when they complete (the caller queues them, except for
+// decidedEach). track is set for a simple Query: the effects of its
+// statements on the search_path are recorded as they are forwarded (a
+// Parse's, at each Execute), and a query in which a statement changes the
+// path for later ones is decided statement by statement.
+func (s *session) decideText(sql string, track bool) (string, decision, outcome) {
 	if containsFold(sql, "mandate.") || containsResetAll(sql) {
 		if stmts, err := rewrite.Parse(sql); err == nil {
 			if st, ok := rewrite.MandateSetting(stmts); ok {
@@ -135,13 +140,21 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 					// A refused identity (a bad token, an assume not permitted)
 					// is a decision too: audit it for whoever is acting now.
 					d := decision{err: err, scope: policy.Scope{Subject: s.principal().Subject, Actors: s.principal().Actors}}
-					s.audit(d)
-					return s.refuse(err), d, refused
+					return s.forwardRefusal(nil, d, track), d, refused
+				}
+				// RESET ALL and DISCARD ALL reset search_path too.
+				var e rewrite.Effect
+				if st.ResetAll {
+					e.SearchPath = &rewrite.SearchPathChange{Reset: true}
+				}
+				d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{{Kind: rewrite.KindSet, Effect: e}}}}
+				if track {
+					s.searchPath.sent(e)
 				}
 				if st.ResetAll {
-					return sql, decision{}, handled
+					return sql, d, handled
 				}
-				return settingReplacement(st), decision{}, handled
+				return settingReplacement(st), d, handled
 			}
 		}
 	}
@@ -154,15 +167,32 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 		s.catalogStale = false
 	}
 	d := e.decide(s, sql)
+	if parts := s.pathChangingParts(sql, d, track); parts != nil {
+		// Decided as a whole, later statements would be resolved with the
+		// path the query started with.
+		allowed, bad := s.decideEach(parts, true)
+		if bad.err != nil {
+			return s.forwardRefusal(allowed, bad, track), bad, refused
+		}
+		texts := make([]string, len(allowed))
+		for i, a := range allowed {
+			s.audit(a)
+			s.queueRecords(s.recordFor(a), len(a.result.Statements))
+			texts[i] = a.sql
+		}
+		return strings.Join(texts, "; "), decision{}, decidedEach
+	}
 	if d.err != nil {
-		prefix := ""
-		if p, refusedPart, ok := s.allowedPrefix(sql); ok {
+		if parts, err := rewrite.Split(sql); err == nil && len(parts) > 1 {
 			// As in PostgreSQL, the statements before the refused one run
 			// (in the query's implicit transaction) and the rest do not.
-			prefix, d = p, refusedPart
+			if allowed, bad := s.decideEach(parts, false); bad.err != nil && len(allowed) > 0 {
+				allowed, bad = s.checkPrefix(allowed, bad, parts, track)
+				return s.forwardRefusal(allowed, bad, track), bad, refused
+			}
+			// Every part allowed alone: the whole stays refused.
 		}
-		s.audit(d)
-		return prefix + s.refuse(d.err), d, refused
+		return s.forwardRefusal(nil, d, track), d, refused
 	}
 	if needsNamedCheck(d) {
 		texts := []string{sql}
@@ -171,14 +201,15 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 		}
 		if err := s.checkNamed(d, texts); err != nil {
 			d.err = err
-			s.audit(d)
-			return s.refuse(err), d, refused
+			return s.forwardRefusal(nil, d, track), d, refused
 		}
 	}
 	s.audit(d)
 	for _, st := range d.result.Statements {
-		s.searchPath.apply(st.Effect)
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
+		if track {
+			s.searchPath.sent(st.Effect)
+		}
 	}
 	return d.sql, d, decided
 }
@@ -187,10 +218,12 @@ func (s *session) decideText(sql string) (string, decision, outcome) {
 func (s *session) onQuery(m *pgproto3.Query) {
 	var d decision
 	var o outcome
-	m.String, d, o = s.decideText(m.String)
-	if o == decided {
+	m.String, d, o = s.decideText(m.String, true)
+	switch o {
+	case decided:
 		s.queueRecords(s.recordFor(d), len(d.result.Statements))
-	} else {
+	case decidedEach:
+	default:
 		s.auditPlaceholder()
 	}
 }
@@ -208,36 +241,108 @@ func needsNamedCheck(d decision) bool {
 	return false
 }
 
-// allowedPrefix decides the statements of a refused multi-statement query
-// one by one. It returns the rewritten statements before the first refused
-// one, each followed by "; " (their decisions audited and queued like any
-// other), and the refused statement's decision. ok is false for a single
-// statement or when the first statement is the refused one.
-func (s *session) allowedPrefix(sql string) (prefix string, refusedPart decision, ok bool) {
-	parts, err := rewrite.Split(sql)
-	if err != nil || len(parts) < 2 {
-		return "", decision{}, false
+// pathChangingParts returns the statements of a simple query when one
+// before the last changes the search_path (a SET or RESET, or a ROLLBACK,
+// ROLLBACK TO or COMMIT undoing or ending one), so that later ones must be
+// decided under the path it leaves; nil otherwise.
+func (s *session) pathChangingParts(sql string, d decision, track bool) []string {
+	if !track {
+		return nil
 	}
-	var allowed []decision
+	var effects []rewrite.Effect
+	switch {
+	case d.err == nil && len(d.result.Statements) > 1:
+		for _, st := range d.result.Statements {
+			effects = append(effects, st.Effect)
+		}
+	case d.err != nil && strings.Contains(sql, ";"):
+		stmts, err := rewrite.Parse(sql)
+		if err != nil {
+			return nil
+		}
+		if effects, err = stmts.Effects(); err != nil {
+			return nil // the whole is refused for it
+		}
+	}
+	if len(effects) < 2 || !s.searchPath.changedBy(effects[:len(effects)-1]) {
+		return nil
+	}
+	parts, err := rewrite.Split(sql)
+	if err != nil || len(parts) != len(effects) {
+		return nil
+	}
+	return parts
+}
+
+// decideEach decides the statements of a multi-statement query one by one
+// until one is refused; bad is that one's decision (bad.err is nil when
+// none is). live: each allowed statement runs before the next is decided,
+// as in PostgreSQL: it is checked as a named object (named.go) and its
+// effects are recorded, so later ones see the search_path it leaves.
+func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad decision) {
 	for _, part := range parts {
 		d := s.srv.cfg.Enforcer.decide(s, part)
-		if d.err == nil {
-			allowed = append(allowed, d)
-			continue
+		if d.err == nil && live && needsNamedCheck(d) {
+			if err := s.checkNamed(d, []string{part}); err != nil {
+				d.err = err
+			}
 		}
-		if len(allowed) == 0 {
-			return "", decision{}, false
+		if d.err != nil {
+			return allowed, d
 		}
-		var b strings.Builder
-		for _, a := range allowed {
-			s.audit(a)
-			s.queueRecords(s.recordFor(a), len(a.result.Statements))
-			b.WriteString(a.sql)
-			b.WriteString("; ")
+		allowed = append(allowed, d)
+		if live {
+			s.forwarded(d)
 		}
-		return b.String(), d, true
 	}
-	return "", decision{}, false // every part allowed alone: the whole stays refused
+	return allowed, decision{}
+}
+
+// checkPrefix checks the allowed statements before a refused one (decided
+// with decideEach, not live) as named objects, in order; the first that
+// fails becomes the refused one. track records the effects of those that
+// remain.
+func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, track bool) ([]decision, decision) {
+	for i, a := range allowed {
+		if needsNamedCheck(a) {
+			if err := s.checkNamed(a, []string{parts[i]}); err != nil {
+				a.err = err
+				return allowed[:i], a
+			}
+		}
+		if track {
+			s.forwarded(a)
+		}
+	}
+	return allowed, bad
+}
+
+// forwarded records what an allowed statement does once it has run.
+func (s *session) forwarded(d decision) {
+	for _, st := range d.result.Statements {
+		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
+		s.searchPath.sent(st.Effect)
+	}
+}
+
+// forwardRefusal audits a refusal and returns what goes upstream in the
+// refused text's place: the statements allowed before it (each audited
+// and queued like any other), each followed by "; ", then the refusal's
+// marker. track records the marker, which fails the query there.
+func (s *session) forwardRefusal(allowed []decision, bad decision, track bool) string {
+	var b strings.Builder
+	for _, a := range allowed {
+		s.audit(a)
+		s.queueRecords(s.recordFor(a), len(a.result.Statements))
+		b.WriteString(a.sql)
+		b.WriteString("; ")
+	}
+	s.audit(bad)
+	if track {
+		s.searchPath.refused()
+	}
+	b.WriteString(s.refuse(bad.err))
+	return b.String()
 }
 
 // containsResetAll is a cheap pre-check for RESET ALL / DISCARD ALL, which

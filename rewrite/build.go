@@ -70,34 +70,11 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		if len(inner.TargetList) == 0 {
 			return nil, denial(name, g, "relation has no columns in the catalog")
 		}
-		rv := &pgRangeVar{
-			Schemaname:     w.schemaOf(t),
-			Relname:        t.Name,
-			Inh:            s.rv.Inh,
-			Relpersistence: s.rv.Relpersistence,
-			Alias:          &pgAlias{Aliasname: alias},
-			Location:       -1,
-		}
-		from := &pgNode{Node: &pgNodeRangeVar{RangeVar: rv}}
-		if s.sample != nil {
-			// TABLESAMPLE applies to tables only: sample inside, filter after.
-			from = &pgNode{Node: &pgNodeRangeTableSample{RangeTableSample: &pgRangeTableSample{
-				Relation: from, Method: s.sample.Method, Args: s.sample.Args, Repeatable: s.sample.Repeatable, Location: -1,
-			}}}
-		}
-		inner.FromClause = []*pgNode{from}
 		if fence {
 			inner.LimitOffset = intConst(0)
 			inner.LimitOption = pgLimitOptionLIMITOPTIONCOUNT
 		}
-		outer := s.rv.Alias
-		if outer == nil {
-			outer = &pgAlias{Aliasname: t.Name}
-		}
-		s.slot.Node = &pgNodeRangeSubselect{RangeSubselect: &pgRangeSubselect{
-			Subquery: &pgNode{Node: &pgNodeSelectStmt{SelectStmt: inner}},
-			Alias:    outer,
-		}}
+		w.replaceSite(s, inner, alias)
 	}
 	if err := w.applyWrites(set, applied); err != nil {
 		return nil, err
@@ -112,9 +89,70 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		f.ref.Fields = f.ref.Fields[f.drop:]
 	}
 	for _, q := range w.quals {
+		if q.hide != nil {
+			if err := w.hideStatistics(q.hide); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		q.rv.Schemaname = q.schema
 	}
 	return applied, nil
+}
+
+// replaceSite puts the derived table inner, reading s's relation as alias,
+// in the place of s's FROM item, under the item's own alias or name.
+func (w *walker) replaceSite(s *site, inner *pgSelectStmt, alias string) {
+	rv := &pgRangeVar{
+		Schemaname:     w.schemaOf(s.table),
+		Relname:        s.table.Name,
+		Inh:            s.rv.Inh,
+		Relpersistence: s.rv.Relpersistence,
+		Alias:          &pgAlias{Aliasname: alias},
+		Location:       -1,
+	}
+	from := &pgNode{Node: &pgNodeRangeVar{RangeVar: rv}}
+	if s.sample != nil {
+		// TABLESAMPLE applies to tables only: sample inside, filter after.
+		from = &pgNode{Node: &pgNodeRangeTableSample{RangeTableSample: &pgRangeTableSample{
+			Relation: from, Method: s.sample.Method, Args: s.sample.Args, Repeatable: s.sample.Repeatable, Location: -1,
+		}}}
+	}
+	inner.FromClause = []*pgNode{from}
+	outer := s.rv.Alias
+	if outer == nil {
+		outer = &pgAlias{Aliasname: s.table.Name}
+	}
+	s.slot.Node = &pgNodeRangeSubselect{RangeSubselect: &pgRangeSubselect{
+		Subquery: &pgNode{Node: &pgNodeSelectStmt{SelectStmt: inner}},
+		Alias:    outer,
+	}}
+}
+
+// hideStatistics replaces a reference to pg_class by
+//
+//	(SELECT <columns in table order, statistics replaced> FROM pg_catalog.pg_class _mN) AS <alias or pg_class>
+//
+// where each of statisticsColumns is the value a relation has before it is
+// first vacuumed or analyzed, cast to the column's type: a client sees
+// every relation as never analyzed, whatever its size, and NOT NULL
+// columns stay non-null. Plain columns keep the derived table pulled up,
+// so pg_class's indexes still serve the outer query.
+func (w *walker) hideStatistics(s *site) error {
+	alias := w.freshAlias()
+	inner := &pgSelectStmt{LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE}
+	for _, col := range s.table.Columns {
+		if v, ok := statisticsColumns[col.Name]; ok {
+			inner.TargetList = append(inner.TargetList, resTarget(col.Name, cast(intConst(v), copyTypeName(col.typeName))))
+			continue
+		}
+		inner.TargetList = append(inner.TargetList, resTarget("", columnRef(alias, col.Name)))
+	}
+	if len(inner.TargetList) == 0 {
+		return denied("permission denied for relation %s: relation has no columns in the catalog", s.table.QualifiedName())
+	}
+	w.replaceSite(s, inner, alias)
+	return nil
 }
 
 // wholeRowNode is the whole row of a wrapped item as its table's row type:
@@ -535,6 +573,11 @@ func intConst(i int64) *pgNode {
 }
 
 func numConst(f float64) *pgNode {
+	// Written without a point, an integral value reads back as an integer
+	// (deparse checks that it reads back as built): build the integer.
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return intConst(int64(f))
+	}
 	return aConst(&pgAConst{Val: &pgAConstFval{Fval: &pgFloat{Fval: strconv.FormatFloat(f, 'f', -1, 64)}}})
 }
 

@@ -25,6 +25,8 @@ func NewCatalogBuilder() *CatalogBuilder {
 	for _, name := range systemRelations {
 		b.add(&Table{Schema: "pg_catalog", Name: name, Kind: KindView})
 	}
+	// pg_class is read through a derived table that lists its columns.
+	b.relation(KindTable, "pg_catalog.pg_class", nil, pgClassColumns)
 	for _, name := range []string{"tables", "columns", "schemata", "views", "routines", "table_constraints", "key_column_usage"} {
 		b.add(&Table{Schema: "information_schema", Name: name, Kind: KindView})
 	}
@@ -165,6 +167,18 @@ var systemRelations = []string{
 	"pg_stat_activity", "pg_stat_user_tables", "pg_stat_all_tables", "pg_statio_user_tables",
 	"pg_largeobject", "pg_largeobject_metadata", "pg_authid", "pg_shadow", "pg_file_settings",
 	"pg_hba_file_rules", "pg_user_mappings",
+}
+
+// pgClassColumns are PostgreSQL 15's pg_class columns.
+var pgClassColumns = []string{
+	"oid oid", "relname name", "relnamespace oid", "reltype oid", "reloftype oid", "relowner oid",
+	"relam oid", "relfilenode oid", "reltablespace oid", "relpages integer", "reltuples real",
+	"relallvisible integer", "reltoastrelid oid", "relhasindex boolean", "relisshared boolean",
+	`relpersistence "char"`, `relkind "char"`, "relnatts smallint", "relchecks smallint",
+	"relhasrules boolean", "relhastriggers boolean", "relhassubclass boolean",
+	"relrowsecurity boolean", "relforcerowsecurity boolean", "relispopulated boolean",
+	`relreplident "char"`, "relispartition boolean", "relrewrite oid", "relfrozenxid xid",
+	"relminmxid xid", "relacl aclitem[]", "reloptions text[]", "relpartbound pg_node_tree",
 }
 
 // builtinLeakproof are the allow-listed built-ins PostgreSQL 15 marks

@@ -13,9 +13,11 @@
 //   - Mutate a tree it was given. Statements may be cached and shared;
 //     Rewrite works on a copy (RewriteSQL owns its private parse).
 //   - Build SQL from strings. Filters, masks and literals are built as parse
-//     tree nodes and deparsed, so quoting is libpg_query's. Injected
-//     functions and operators are schema-qualified (pg_catalog, mandate) so
-//     a user's search_path cannot redirect them. (Splicing, below, places
+//     tree nodes and deparsed, so quoting is libpg_query's; its deparser
+//     writes a few names verbatim, so every deparse must parse back to the
+//     tree it came from, else 0A000 (parse.go). Injected functions and
+//     operators are schema-qualified (pg_catalog, mandate) so a user's
+//     search_path cannot redirect them. (Splicing, below, places
 //     deparsed derived tables into the user's own text; the only text it
 //     writes itself is identifiers quoted per libpg_query's keyword list.)
 //   - Let user SQL reach schema mandate, run SQL given as text (query_to_xml,
@@ -24,7 +26,11 @@
 //     pg_stat_activity included), statements as rewritten, which show the
 //     injected filters and masks (pg_prepared_statements, pg_cursors and
 //     their functions), other sessions' locks (pg_locks). Ordinary catalogs
-//     (pg_class, pg_attribute, …) stay readable so psql's \d works.
+//     (pg_class, pg_attribute, …) stay readable so psql's \d works, but
+//     pg_class is read through a derived table in which every relation has
+//     the planner statistics of one never vacuumed or analyzed (reltuples
+//     -1, relpages and relallvisible 0): they would tell a protected
+//     table's row count. Its system columns are then refused (0A000).
 //   - Run a user-defined operator. Its function runs with the upstream
 //     role's rights and could read any relation unfiltered, so an operator
 //     (infix, prefix, and those PostgreSQL finds by name for IN, BETWEEN,
@@ -172,8 +178,8 @@
 // # Every relation is schema-qualified
 //
 // The rewriter resolves names with the search_path the proxy tracks, and the
-// proxy can get it wrong (a SET undone by ROLLBACK TO SAVEPOINT, a failed
-// implicit transaction). So the output names the schema of every relation it
+// proxy can get it wrong (a statement pipelined behind a SET that then
+// fails is decided as if the SET had succeeded). So the output names the schema of every relation it
 // resolved, protected or not, catalogs included (pg_class →
 // pg_catalog.pg_class), in FROM, write targets and COPY: the upstream then
 // reads exactly the relation that was checked, and a path mismatch can at
@@ -192,14 +198,16 @@
 // DISCARD ALL reset it too), transaction control (BEGIN, SAVEPOINT,
 // RELEASE, ROLLBACK TO, COMMIT/END, ROLLBACK/ABORT, PREPARE TRANSACTION) and
 // whether the statement may change the catalog (DDL, DO, CALL, SELECT INTO,
-// DISCARD). The proxy applies an effect only once its statement succeeded,
-// and follows PostgreSQL's rules: a SET inside a transaction block is undone
-// by ROLLBACK and by ROLLBACK TO a savepoint taken before it; SET LOCAL ends
-// with the transaction; a COMMIT of a failed transaction rolls back (its
-// command tag says ROLLBACK); the statements of one simple Query outside a
-// block form one implicit transaction; a reset returns to the value the
-// session started with. It reloads the Catalog after catalog changes have
-// committed.
+// DISCARD). The proxy decides each statement as if the ones forwarded before
+// it succeed (a statement after a SET in the same query is decided under the
+// new path), keeps what ran once the upstream's answers say so, and follows
+// PostgreSQL's rules: a SET inside a transaction block is undone by ROLLBACK
+// and by ROLLBACK TO a savepoint taken before it; SET LOCAL ends with the
+// transaction; a COMMIT of a failed transaction rolls back (its command tag
+// says ROLLBACK); the statements of one simple Query, or of the extended
+// messages up to a Sync, outside a block form one implicit transaction that
+// an error rolls back; a reset returns to the value the session started
+// with. It reloads the Catalog after catalog changes have committed.
 //
 // # The fence rule (planner side channels)
 //

@@ -5,7 +5,7 @@ import "strings"
 // Effect is what a statement does beyond its result: to the session state
 // the proxy tracks (search_path, the transaction) or to the catalog. It is
 // read from the parse the rewriter already has, so the proxy never parses a
-// statement twice. The proxy applies an effect only once its statement has
+// statement twice. The proxy keeps an effect once its statement has
 // succeeded (see doc.go, "Session state").
 type Effect struct {
 	// SearchPath is set when the statement sets or resets search_path.

@@ -225,8 +225,8 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	}
 	if !star && len(names) > 0 && systemColumns[names[len(names)-1]] {
 		if rel := wrappedSystemColumn(sc, names); rel != "" {
-			return unsupported("system column %s of protected relation %s is not available through mandate: "+
-				"the relation is read through a filtered derived table, which has no system columns", names[len(names)-1], rel)
+			return unsupported("system column %s of %s is not available through mandate: "+
+				"the relation is read through a derived table, which has no system columns", names[len(names)-1], rel)
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
@@ -499,6 +499,9 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 		}
 		if ch == "" || reservedChannel(ch) {
 			return denied("function %s is not allowed here: its channel must be a string constant not naming a mandate… channel", qualified)
+		}
+		if !w.opts.channelAllowed(ch) {
+			return denied("function %s is not allowed here: channel %s is not among those mandate allows (notify_channels)", qualified, ch)
 		}
 	}
 	if name == "current_setting" && schema == "pg_catalog" && len(fc.Args) > 0 {

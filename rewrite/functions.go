@@ -164,6 +164,18 @@ func deniedRelation(schema, name string) (reason string, denied bool) {
 	return "", false
 }
 
+// statisticsColumns are the planner statistics pg_class keeps per relation,
+// which tell how many rows and pages a protected table has (reltuples of a
+// table or of its indexes is its row count), with the values they have
+// before a relation is first vacuumed or analyzed. The rest of pg_class is
+// what introspection (psql \d, drivers' metadata queries) needs, so pg_class
+// is read through a derived table that returns these values instead
+// (hideStatistics) rather than refused. relallfrozen is PostgreSQL 18's.
+var statisticsColumns = map[string]int64{"relpages": 0, "reltuples": -1, "relallvisible": 0, "relallfrozen": 0}
+
+// hidesStatistics reports whether reads of t go through hideStatistics.
+func hidesStatistics(t *Table) bool { return t.Schema == "pg_catalog" && t.Name == "pg_class" }
+
 // mandateSchema holds the mask helper functions and keys. Only injected SQL
 // may call into it.
 const mandateSchema = "mandate"

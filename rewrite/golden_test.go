@@ -271,6 +271,9 @@ func wrapper(rs *pgRangeSubselect, cat *Catalog, set *grant.Set) (*pgRangeVar, e
 	if tbl == nil {
 		return nil, fmt.Errorf("wrapped relation %s.%s not in catalog", rv.Schemaname, rv.Relname)
 	}
+	if hidesStatistics(tbl) {
+		return rv, statisticsHidden(sel, tbl, alias)
+	}
 	g := set.Lookup(tbl.QualifiedName())
 	if !g.Can(grant.Select) {
 		return nil, fmt.Errorf("%s wrapped without select permission", tbl.QualifiedName())
@@ -312,6 +315,28 @@ func wrapper(rs *pgRangeSubselect, cat *Catalog, set *grant.Set) (*pgRangeVar, e
 		}
 	}
 	return rv, nil
+}
+
+// statisticsHidden checks a derived table over pg_class: every row, every
+// column as it is except the planner statistics, which are constants.
+func statisticsHidden(sel *pgSelectStmt, tbl *Table, alias string) error {
+	if sel.WhereClause != nil || len(sel.TargetList) != len(tbl.Columns) {
+		return fmt.Errorf("%s wrapped with a filter or other columns", tbl.QualifiedName())
+	}
+	for i, c := range tbl.Columns {
+		want := exprSQL(columnRef(alias, c.Name))
+		if v, hidden := statisticsColumns[c.Name]; hidden {
+			want = exprSQL(cast(intConst(v), copyTypeName(c.typeName)))
+		}
+		rt := sel.TargetList[i].GetResTarget()
+		if got := exprSQL(rt.GetVal()); got != want {
+			return fmt.Errorf("%s.%s is %s, want %s", tbl.QualifiedName(), c.Name, got, want)
+		}
+		if _, hidden := statisticsColumns[c.Name]; hidden && rt.GetName() != c.Name {
+			return fmt.Errorf("%s.%s hidden under another name %q", tbl.QualifiedName(), c.Name, rt.GetName())
+		}
+	}
+	return nil
 }
 
 func exprSQL(n *pgNode) string {

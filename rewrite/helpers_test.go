@@ -54,6 +54,7 @@ func testOptions() *Options {
 			return rel != ""
 		},
 		Functions: fns,
+		Channels:  []string{"jobs", "app_*", "ch", "x"},
 	}
 }
 

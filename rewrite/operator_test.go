@@ -151,9 +151,17 @@ func TestMandateChannels(t *testing.T) {
 		{"SELECT pg_notify(NULL, 'x')", false},
 		{"SELECT pg_catalog.pg_notify('jobs', name) FROM countries", true},
 		{"LISTEN jobs", true},
-		{`LISTEN "jobs_mandate"`, true},
+		{`LISTEN "app_mandate"`, true},
 		{"UNLISTEN *", true},
+		{"UNLISTEN other", true},
 		{"NOTIFY jobs", true},
+		{"NOTIFY app_jobs, 'x'", true},
+		// Channels not allowed (testOptions: jobs, app_*, ch, x).
+		{`LISTEN "jobs_mandate"`, false},
+		{"LISTEN accounts_changed", false},
+		{"NOTIFY job", false},
+		{"SELECT pg_notify('payments', 'x')", false},
+		{"SELECT pg_notify('App_jobs', 'x')", false},
 	} {
 		_, err := RewriteSQL(tt.sql, cat, Session{}, &setSource{set: scenarios()["alice"]}, testOptions())
 		var re *Error

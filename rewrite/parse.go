@@ -11,6 +11,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // treeVersion is the PostgreSQL version of the bundled grammar, which the
@@ -34,6 +35,11 @@ type Statements struct {
 // Parse parses sql with PostgreSQL's own grammar (libpg_query). A syntax
 // error is an *Error with SQLSTATE 42601.
 func Parse(sql string) (*Statements, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		// The parser stops at a NUL; the text after it would be forwarded
+		// unread. (The protocol's strings cannot hold one anyway.)
+		return nil, &Error{Code: CodeSyntax, Msg: "statement text contains a NUL byte"}
+	}
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		msg := err.Error()
@@ -53,7 +59,8 @@ func (s *Statements) Len() int { return len(s.tree.GetStmts()) }
 func (s *Statements) SQL() string { return s.sql }
 
 // text returns the original text of statement i, so statements the rewriter
-// leaves alone are forwarded byte for byte (comments and spelling included).
+// leaves alone are forwarded byte for byte (comments and spelling included),
+// except for trailing comments.
 func (s *Statements) text(i int) string {
 	raw := s.tree.Stmts[i]
 	start, end := int(raw.StmtLocation), len(s.sql)
@@ -63,8 +70,30 @@ func (s *Statements) text(i int) string {
 	if start < 0 || start > end || end > len(s.sql) {
 		return ""
 	}
-	return strings.TrimSpace(s.sql[start:end])
+	// Only PostgreSQL's own spaces: it reads U+00A0 and the like as part of
+	// a name ("FROM t\u00a0" is not t).
+	text := strings.Trim(s.sql[start:end], pgSpace)
+	// Statements are joined by "; ": a trailing line comment would swallow
+	// the join, and the next statement's later lines would then continue
+	// this one, unchecked. Drop trailing comments, as splice does. Whether
+	// to scan must not depend on the literals (a template holds for other
+	// values), hence "/*" too.
+	if strings.Contains(text, "--") || strings.Contains(text, "/*") {
+		toks, err := scan(text)
+		last := -1
+		if err == nil {
+			last = lastToken(toks, 0, len(text))
+		}
+		if last < 0 {
+			return text + "\n" // no tokens to cut at: end the comment instead
+		}
+		text = text[:toks[last].end]
+	}
+	return text
 }
+
+// pgSpace is what PostgreSQL's scanner takes for white space.
+const pgSpace = " \t\n\r\f\v"
 
 // stmtRange is the byte range of statement i in the input.
 func (s *Statements) stmtRange(i int) (start, end int, ok bool) {
@@ -158,13 +187,140 @@ func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
-// deparse turns one statement back into SQL.
+// deparse turns one statement back into SQL, and checks that the SQL parses
+// back to the same tree: the deparser writes some names and option values
+// verbatim (a named argument, a window name, COPY's HEADER 'x'), so a quoted
+// name from the client could otherwise end the statement or comment out a
+// filter.
 func deparse(stmt *pg.Node) (string, error) {
 	out, err := pg.Deparse(&pg.ParseResult{Version: treeVersion, Stmts: []*pg.RawStmt{{Stmt: stmt}}})
 	if err != nil {
 		return "", err
 	}
+	back, err := pg.Parse(out)
+	if err != nil || len(back.Stmts) != 1 || !sameTree(stmt.ProtoReflect(), back.Stmts[0].Stmt.ProtoReflect()) {
+		return "", errors.New("deparse: the SQL does not read back as the statement")
+	}
 	return out, nil
+}
+
+// sameTree reports whether two parse trees are equal, locations aside.
+func sameTree(a, b protoreflect.Message) bool {
+	if a.Descriptor() != b.Descriptor() {
+		return false
+	}
+	if x, ok := a.Interface().(*pgBoolExpr); ok {
+		y := b.Interface().(*pgBoolExpr)
+		xs, ys := boolArgs(x), boolArgs(y)
+		if x.Boolop != y.Boolop || len(xs) != len(ys) {
+			return false
+		}
+		for i := range xs {
+			if !sameTree(xs[i].ProtoReflect(), ys[i].ProtoReflect()) {
+				return false
+			}
+		}
+		return true
+	}
+	if x, ok := a.Interface().(*pgDefElem); ok {
+		y := b.Interface().(*pgDefElem)
+		if x.Defname != y.Defname || x.Defnamespace != y.Defnamespace || x.Defaction != y.Defaction {
+			return false
+		}
+		if bx, ok := optionBool(x.Arg); ok {
+			by, ok := optionBool(y.Arg)
+			return ok && bx == by
+		}
+		if x.Arg == nil || y.Arg == nil {
+			return x.Arg == y.Arg
+		}
+		return sameTree(x.Arg.ProtoReflect(), y.Arg.ProtoReflect())
+	}
+	same, fields := true, 0
+	a.Range(func(fd protoreflect.FieldDescriptor, va protoreflect.Value) bool {
+		if isLocation(fd) {
+			return true
+		}
+		fields++
+		same = b.Has(fd) && sameValue(fd, va, b.Get(fd))
+		return same
+	})
+	if !same {
+		return false
+	}
+	b.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if !isLocation(fd) {
+			fields--
+		}
+		return true
+	})
+	return fields == 0
+}
+
+// boolArgs are the terms of an AND (OR), nested ones included: the grammar
+// reads the deparsed "(a AND b) AND c" as one AND of three.
+func boolArgs(e *pgBoolExpr) []*pgNode {
+	var out []*pgNode
+	for _, n := range e.Args {
+		if c := n.GetBoolExpr(); c != nil && c.Boolop == e.Boolop && e.Boolop != pg.BoolExprType_NOT_EXPR {
+			out = append(out, boolArgs(c)...)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sameValue(fd protoreflect.FieldDescriptor, a, b protoreflect.Value) bool {
+	switch {
+	case fd.IsList():
+		la, lb := a.List(), b.List()
+		if la.Len() != lb.Len() {
+			return false
+		}
+		for i := range la.Len() {
+			if fd.Kind() == protoreflect.MessageKind {
+				if !sameTree(la.Get(i).Message(), lb.Get(i).Message()) {
+					return false
+				}
+			} else if !la.Get(i).Equal(lb.Get(i)) {
+				return false
+			}
+		}
+		return true
+	case fd.Kind() == protoreflect.MessageKind:
+		return sameTree(a.Message(), b.Message())
+	}
+	return a.Equal(b)
+}
+
+// optionBool is an option's value as a boolean, however spelled: the
+// deparser writes COPY's HEADER on as HEADER, which reads back as true.
+func optionBool(n *pgNode) (value, ok bool) {
+	switch {
+	case n == nil:
+		return true, true
+	case n.GetBoolean() != nil:
+		return n.GetBoolean().Boolval, true
+	case n.GetInteger() != nil:
+		i := n.GetInteger().Ival
+		return i == 1, i == 0 || i == 1
+	case n.GetString_() != nil:
+		switch strings.ToLower(n.GetString_().Sval) {
+		case "true", "on":
+			return true, true
+		case "false", "off":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// isLocation reports whether fd is a byte offset into the text, which a
+// deparse never preserves.
+func isLocation(fd protoreflect.FieldDescriptor) bool {
+	name := string(fd.Name())
+	return name == "location" || name == "stmt_len" || strings.HasSuffix(name, "_location")
 }
 
 // parseTypeName parses a type as format_type prints it ("character

@@ -28,6 +28,7 @@ func plainLiterals(sql string) (l Literals, ok, sure bool) {
 		b.WriteByte(kind)
 		pos = end
 		l.spans = append(l.spans, [2]int{start, end})
+		l.kinds = append(l.kinds, kind)
 	}
 	n := len(sql)
 	for i := 0; i < n; i++ {

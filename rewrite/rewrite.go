@@ -39,6 +39,11 @@ type Options struct {
 	// inner alias and whether it is locked or fenced, and deparsing it is
 	// most of a cold rewrite's cost. Safe for concurrent use.
 	Derived *DerivedCache
+	// Channels are the notification channels LISTEN, NOTIFY and pg_notify
+	// may name: exact names, or prefixes ending in "*". None when empty:
+	// no policy governs what a notification carries or who may send it.
+	// mandate's own channels are refused whatever this says.
+	Channels []string
 
 	// deparseAll turns splicing off, so tests can compare both paths.
 	deparseAll bool

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Splicing: most of a rewritten statement is the user's own text. Deparsing
@@ -31,27 +32,29 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 	if len(w.targets) > 0 || len(w.colFixes) > 0 {
 		return nil, false
 	}
-	for _, s := range w.sites {
-		if s.sample != nil {
+	for _, t := range toks {
+		// splice trims its result as Go does, taking Unicode spaces that
+		// PostgreSQL reads as part of a name ("FROM t\u00a0" is not t).
+		if t.id == tokIdent && endsInUnicodeSpace(sql[t.start:t.end]) {
 			return nil, false
 		}
-		start, end, last, ok := relationSpan(sql, toks, s.rv)
+	}
+	for _, s := range w.sites {
+		e, ok := siteEdit(sql, toks, s)
 		if !ok {
 			return nil, false
-		}
-		e := spliceEdit{start: start, end: end, site: s}
-		if s.rv.Alias == nil {
-			// The derived table needs the name the query uses for it; the
-			// user's own spelling of it is a valid alias unless it is a
-			// keyword only allowed after a dot.
-			if toks[last].keyword && !toks[last].colID {
-				return nil, false
-			}
-			e.text = " AS " + sql[toks[last].start:toks[last].end]
 		}
 		edits = append(edits, e)
 	}
 	for _, q := range w.quals {
+		if q.hide != nil {
+			e, ok := siteEdit(sql, toks, q.hide)
+			if !ok {
+				return nil, false
+			}
+			edits = append(edits, e)
+			continue
+		}
 		if q.rv.Schemaname != "" || q.rv.Catalogname != "" {
 			return nil, false // replacing a written schema: not worth a span
 		}
@@ -60,7 +63,13 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		if i := tokenAt(toks, start); i < 0 || !nameToken(sql, toks[i], q.rv.Relname) {
 			return nil, false
 		}
-		edits = append(edits, spliceEdit{start: start, end: start, text: quoteIdent(q.schema) + "."})
+		text := quoteIdent(q.schema) + "."
+		if start > 0 && identByte(sql[start-1]) {
+			// A quoted name may be glued to the keyword before it
+			// (FROM"t", ONLY"t"): a bare schema must not join that keyword.
+			text = " " + text
+		}
+		edits = append(edits, spliceEdit{start: start, end: start, text: text})
 	}
 	for _, f := range w.rows {
 		cr := f.ref.GetColumnRef()
@@ -94,6 +103,28 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		}
 	}
 	return edits, true
+}
+
+// siteEdit replaces the reference of a site by its derived table.
+func siteEdit(sql string, toks []token, s *site) (spliceEdit, bool) {
+	if s.sample != nil {
+		return spliceEdit{}, false
+	}
+	start, end, last, ok := relationSpan(sql, toks, s.rv)
+	if !ok {
+		return spliceEdit{}, false
+	}
+	e := spliceEdit{start: start, end: end, site: s}
+	if s.rv.Alias == nil {
+		// The derived table needs the name the query uses for it; the
+		// user's own spelling of it is a valid alias unless it is a
+		// keyword only allowed after a dot.
+		if toks[last].keyword && !toks[last].colID {
+			return spliceEdit{}, false
+		}
+		e.text = " AS " + sql[toks[last].start:toks[last].end]
+	}
+	return e, true
 }
 
 // splice applies edits to sql[start:end], deparsing each derived table
@@ -310,6 +341,13 @@ func (w *walker) wholeRowText(f wholeRowFix, ref string) string {
 		val += " AS " + ref
 	}
 	return val
+}
+
+// endsInUnicodeSpace reports whether name ends in a character that
+// strings.TrimSpace removes but PostgreSQL reads as part of the name.
+func endsInUnicodeSpace(name string) bool {
+	r, _ := utf8.DecodeLastRuneInString(name)
+	return r >= utf8.RuneSelf && unicode.IsSpace(r)
 }
 
 // identByte reports whether c may continue an identifier or keyword.

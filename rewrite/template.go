@@ -36,12 +36,17 @@ type Template struct {
 	parts []string // the output around the slots: len(slots)+1 parts
 	slots []int    // which literal of the statement fills each slot
 	res   Result   // the rewrite, whose SQL Instantiate replaces
+	// deparsed: the output is the deparser's, which spells constants its
+	// own way (7 for 007, b'1' for B'1'); only statements spelling theirs
+	// so fit (canonical).
+	deparsed bool
 }
 
 // Literals are a statement's template key and the spans of its literals.
 type Literals struct {
 	Key   string
 	spans [][2]int
+	kinds []byte // each literal's marker byte (literalKind)
 }
 
 // TemplateKey scans sql and returns its key; ok is false when sql has no
@@ -77,6 +82,7 @@ func scannedLiterals(sql string) (l Literals, ok bool) {
 		b.WriteByte(k)
 		pos = t.end
 		l.spans = append(l.spans, [2]int{t.start, t.end})
+		l.kinds = append(l.kinds, k)
 	}
 	if len(l.spans) == 0 {
 		return Literals{}, false
@@ -104,8 +110,16 @@ func literalKind(t token) byte {
 }
 
 // Instantiate is the template's rewrite of sql, whose Literals (with the
-// template's key) l are.
-func (t *Template) Instantiate(sql string, l Literals) Result {
+// template's key) l are; ok is false when sql spells a constant in a way
+// the template cannot reproduce, and sql must be rewritten itself.
+func (t *Template) Instantiate(sql string, l Literals) (res Result, ok bool) {
+	if t.deparsed {
+		for i, sp := range l.spans {
+			if !canonical(l.kinds[i], sql[sp[0]:sp[1]]) {
+				return Result{}, false
+			}
+		}
+	}
 	n := 0
 	for _, p := range t.parts {
 		n += len(p)
@@ -122,11 +136,27 @@ func (t *Template) Instantiate(sql string, l Literals) Result {
 			b.WriteString(sql[sp[0]:sp[1]])
 		}
 	}
-	res := t.res
+	res = t.res
 	res.SQL = b.String()
 	res.Statements = []StmtInfo{res.Statements[0]}
 	res.Statements[0].SQL = res.SQL
-	return res
+	return res, true
+}
+
+// canonical reports whether text, a literal of the kind, is spelled as the
+// deparser spells the constant it stands for.
+func canonical(kind byte, text string) bool {
+	switch kind {
+	case 'i':
+		return text == "0" || text[0] != '0'
+	case 'f':
+		return true // the parser keeps the token's text, and the deparser writes it
+	case 's':
+		return text[0] == '\'' && strings.IndexByte(text, '\\') < 0
+	case 'b', 'x':
+		return text[0] == kind
+	}
+	return false
 }
 
 // templateKinds are the statements whose literals are values, never names.
@@ -215,7 +245,7 @@ func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, l
 	if err != nil {
 		return nil
 	}
-	t := &Template{res: res}
+	t := &Template{res: res, deparsed: true}
 	t.res.SQL, t.res.Template, t.res.Statements = "", nil, []StmtInfo{res.Statements[0]}
 	t.res.Statements[0].SQL = ""
 	rest := marked
@@ -244,11 +274,11 @@ func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, l
 			return nil
 		}
 	}
-	own := Literals{spans: make([][2]int, len(lits))}
+	own := Literals{spans: make([][2]int, len(lits)), kinds: make([]byte, len(lits))}
 	for i, li := range lits {
-		own.spans[i] = [2]int{toks[li].start, toks[li].end}
+		own.spans[i], own.kinds[i] = [2]int{toks[li].start, toks[li].end}, literalKind(toks[li])
 	}
-	if t.Instantiate(sql, own).SQL != out {
+	if got, ok := t.Instantiate(sql, own); !ok || got.SQL != out {
 		return nil
 	}
 	return t

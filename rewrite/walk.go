@@ -75,10 +75,13 @@ type colFix struct {
 
 // qualFix writes the schema the rewriter resolved into a relation
 // reference, so the upstream resolves it the same way whatever its
-// search_path (which the proxy tracks and could get wrong).
+// search_path (which the proxy tracks and could get wrong). A reference to
+// a catalog with planner statistics (statisticsColumns) has hide set
+// instead: apply replaces it by a derived table without them.
 type qualFix struct {
 	rv     *pgRangeVar
 	schema string
+	hide   *site
 }
 
 // wholeRowFix turns a whole-row reference to a wrapped relation into its
@@ -201,16 +204,16 @@ func (w *walker) statement(n *pgNode) error {
 		return nil
 	case *pgNodeListenStmt:
 		w.kind, w.name = KindListen, x.ListenStmt.Conditionname
-		return checkChannel("LISTEN", w.name)
+		return w.checkChannel("LISTEN", w.name)
 	case *pgNodeUnlistenStmt:
 		w.kind, w.name = KindUnlisten, x.UnlistenStmt.Conditionname
 		if w.all = w.name == ""; w.all {
 			return nil // UNLISTEN *: the session's own registrations only
 		}
-		return checkChannel("UNLISTEN", w.name)
+		return w.checkChannel("UNLISTEN", w.name)
 	case *pgNodeNotifyStmt:
 		w.kind, w.name = KindNotify, x.NotifyStmt.Conditionname
-		return checkChannel("NOTIFY", w.name)
+		return w.checkChannel("NOTIFY", w.name)
 	case *pgNodeDiscardStmt:
 		w.kind = KindDiscard
 		return nil
@@ -240,12 +243,28 @@ const reservedChannelPrefix = "mandate"
 
 // checkChannel refuses LISTEN, UNLISTEN and NOTIFY on mandate's channels:
 // listening reads other users' policy changes, notifying forges them to
-// every replica. channel is the name after identifier folding.
-func checkChannel(verb, channel string) error {
-	if reservedChannel(channel) {
+// every replica. Other channels must be allowed (Options.Channels) to be
+// listened or notified on: no policy governs a payload (a trigger's
+// row_to_json(NEW), say) or who may signal an application. channel is the
+// name after identifier folding.
+func (w *walker) checkChannel(verb, channel string) error {
+	switch {
+	case reservedChannel(channel):
 		return denied("%s %s is not allowed: channels named mandate… are internal to the proxy", verb, channel)
+	case verb != "UNLISTEN" && !w.opts.channelAllowed(channel):
+		return denied("%s %s is not allowed: the channel is not among those mandate allows (notify_channels)", verb, channel)
 	}
 	return nil
+}
+
+// channelAllowed matches channel against Options.Channels.
+func (o *Options) channelAllowed(channel string) bool {
+	for _, p := range o.Channels {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(channel, prefix) || p == channel {
+			return true
+		}
+	}
+	return false
 }
 
 func reservedChannel(channel string) bool {
@@ -649,11 +668,15 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 		return err
 	}
 	prot := w.opts.protected(t)
+	hide := !prot && hidesStatistics(t)
 	w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select, protected: prot})
-	it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot, wrapped: prot}
-	if prot {
+	it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot, wrapped: prot || hide}
+	switch {
+	case prot:
 		w.sites = append(w.sites, &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)})
-	} else {
+	case hide:
+		w.quals = append(w.quals, qualFix{rv: rv, schema: w.schemaOf(t), hide: &site{slot: slot, rv: rv, sample: sample, table: t}})
+	default:
 		if err := w.checkBases(t, "reads"); err != nil {
 			return err
 		}
@@ -947,7 +970,7 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		sc := &scope{items: []*item{{refname: c.Relation.Relname, schema: t.Schema, table: t}}}
 		return w.expr(c.WhereClause, sc, ectx{qual: true})
 	}
-	if !prot {
+	if !prot && !hidesStatistics(t) {
 		if err := w.checkBases(t, "reads"); err != nil {
 			return err
 		}
@@ -955,7 +978,8 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select})
 		return nil
 	}
-	// COPY t (a, b) TO STDOUT ≡ COPY (SELECT a, b FROM t) TO STDOUT.
+	// COPY t (a, b) TO STDOUT ≡ COPY (SELECT a, b FROM t) TO STDOUT, which
+	// reads t through its derived table.
 	sel := &pgSelectStmt{LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE}
 	if len(c.Attlist) == 0 {
 		sel.TargetList = []*pgNode{resTarget("", &pgNode{Node: &pgNodeColumnRef{ColumnRef: &pgColumnRef{Fields: []*pgNode{{Node: &pgNodeAStar{AStar: &pgAStar{}}}}}}})}

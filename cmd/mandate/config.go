@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mandate-proxy/mandate/rewrite"
 	"io"
 	"os"
 	"regexp"
@@ -58,6 +59,8 @@ type serveConfig struct {
 	AuditLog             string        `yaml:"audit_log"`
 	AssumePrincipals     []string      `yaml:"assume_principals"`
 	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
+	AllowFunctions       []string      `yaml:"allow_functions"`
+	NotifyChannels       []string      `yaml:"notify_channels"`
 	CatalogRefresh       time.Duration `yaml:"catalog_refresh_interval"`
 }
 
@@ -134,6 +137,17 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Var(&listFlag{dst: &c.AssumePrincipals}, "assume-principals", "login users (e.g. a pooled application) allowed to name the end user with SET mandate.token")
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "check the policy files for changes this often (SIGHUP reloads at once)")
 	fs.DurationVar(&c.CatalogRefresh, "catalog-refresh-interval", c.CatalogRefresh, "re-read the upstream catalog this often (it is also re-read after DDL)")
+	fs.Var(&listFlag{dst: &c.AllowFunctions}, "allow-functions", "functions to allow besides mandate's built-in allow-list, as schema.name (vet them: a function sees what it is given and may leak it)")
+	fs.Var(&listFlag{dst: &c.NotifyChannels}, "notify-channels", "channels clients may LISTEN and NOTIFY on (a trailing * matches a prefix); none by default: no policy governs a notification's payload")
+}
+
+// rewriteOptions are the rewriter's options from the configuration.
+func (c *serveConfig) rewriteOptions() *rewrite.Options {
+	fns := rewrite.DefaultFunctions()
+	for _, f := range c.AllowFunctions {
+		fns[strings.TrimPrefix(f, "pg_catalog.")] = true
+	}
+	return &rewrite.Options{Functions: fns, Channels: c.NotifyChannels}
 }
 
 // storeURL is the policy store's URL: --store, else the upstream.

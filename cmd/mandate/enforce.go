@@ -129,7 +129,7 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	if err := catalogs.Refresh(ctx); err != nil {
 		return fail(fmt.Errorf("upstream catalog: %w", err))
 	}
-	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs}
+	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs, Rewrite: c.rewriteOptions()}
 	if oneShot {
 		return out, nil
 	}

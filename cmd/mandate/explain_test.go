@@ -48,6 +48,26 @@ func TestExplainAndCheck(t *testing.T) {
 	if out := mustCLI(t, append([]string{"check"}, args...)...); !strings.HasPrefix(out, "ok: ") {
 		t.Errorf("check: %s", out)
 	}
+	// Notification channels are closed unless configured.
+	code, out, _ = cli(t, append([]string{"explain", "--as", "alice"}, append(args, "LISTEN jobs")...)...)
+	if code != 1 || !strings.Contains(out, "notify_channels") {
+		t.Errorf("LISTEN without --notify-channels: exit %d\n%s", code, out)
+	}
+	out = mustCLI(t, append([]string{"explain", "--as", "alice", "--notify-channels", "jobs,app_*"}, append(args, "LISTEN app_events")...)...)
+	if !strings.Contains(out, "decision:   allow") {
+		t.Errorf("LISTEN with --notify-channels app_*:\n%s", out)
+	}
+}
+
+func TestRewriteOptionsFromConfig(t *testing.T) {
+	c := serveConfig{AllowFunctions: []string{"public.vetted", "pg_catalog.quote_nullable"}, NotifyChannels: []string{"jobs"}}
+	o := c.rewriteOptions()
+	if !o.Functions["public.vetted"] || !o.Functions["quote_nullable"] || !o.Functions["lower"] {
+		t.Errorf("allow-list lacks the configured or the built-in functions")
+	}
+	if len(o.Channels) != 1 || o.Channels[0] != "jobs" {
+		t.Errorf("channels %v", o.Channels)
+	}
 }
 
 // runSQL executes a script on url.

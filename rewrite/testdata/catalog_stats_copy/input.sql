@@ -1,0 +1,1 @@
+COPY pg_class (relname, reltuples) TO STDOUT

@@ -1,0 +1,1 @@
+SELECT relname, reltuples, relpages, relallvisible FROM pg_class WHERE relname = 'accounts'

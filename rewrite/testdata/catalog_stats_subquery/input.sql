@@ -1,0 +1,1 @@
+SELECT (SELECT reltuples FROM pg_class WHERE relname = 'accounts'), s.n FROM (SELECT relpages AS n FROM ONLY pg_catalog.pg_class WHERE relname = 'accounts') s WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.reltuples > 10)

@@ -1,0 +1,1 @@
+SELECT xmin, relname FROM pg_class
