@@ -16,7 +16,7 @@ func BenchmarkParseDeparse(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := deparse(stmts.tree.Stmts[0].Stmt); err != nil {
+		if _, err := deparseUnchecked(stmts.tree.Stmts[0].Stmt); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,7 +101,7 @@ func BenchmarkParseDeparseOutput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := deparse(stmts.tree.Stmts[0].Stmt); err != nil {
+		if _, err := deparseUnchecked(stmts.tree.Stmts[0].Stmt); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -111,6 +111,10 @@ func identityFromClaims(c jwt.MapClaims, maxDepth int) (Identity, error) {
 	for k, v := range c {
 		switch k {
 		case "sub", "act", "scope":
+		case "exp", "iat", "nbf", "jti":
+			// The token's own bookkeeping, different in every token: a
+			// grant must not depend on it, and as part of the scope it
+			// would give each refreshed token its own grant cache entries.
 		default:
 			id.Claims[k] = v
 		}
