@@ -672,3 +672,25 @@ type remoteConn struct {
 }
 
 func (c *remoteConn) RemoteAddr() net.Addr { return c.addr }
+
+// copyBankPolicies copies the bank world's policies into a directory the
+// test may change, and returns it.
+func copyBankPolicies(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join("..", "testdata", "bank", "policies")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

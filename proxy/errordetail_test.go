@@ -24,21 +24,7 @@ func TestConstraintErrorsShowNoRowValues(t *testing.T) {
 	ctx := ctxT(t)
 	// sam may update the customers assigned to him (2 and 4) but sees their
 	// ssn and phone masked.
-	dir := t.TempDir()
-	src := filepath.Join("..", "testdata", "bank", "policies")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := copyBankPolicies(t)
 	extra := `@id("support-updates-assigned-customers")
 permit (principal is User in Group::"support", action == Action::"update", resource is Customer)
 when { principal has assigned_customers && principal.assigned_customers.contains(resource.id) };

@@ -318,21 +318,7 @@ func TestFaultLostNotification(t *testing.T) {
 // added a permit-everything policy — and counts a rejected reload.
 func TestFaultBrokenPolicyReload(t *testing.T) {
 	w := startBank(t)
-	dir := t.TempDir()
-	src := filepath.Join("..", "testdata", "bank", "policies")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := copyBankPolicies(t)
 	m := NewMetrics()
 	p, e := w.replica(t, replicaOptions{policyDir: dir, metrics: m})
 	alice := w.connectTo(t, p, "alice")
