@@ -176,9 +176,17 @@ func (s *session) updateReadDeadline() {
 func (s *session) clientReadError(err error) (retry bool, _ error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
+		// In flight, or (shutting down) inside a transaction that began
+		// after the session was seen idle: let it finish. The ReadyForQuery
+		// that makes the session idle sets the deadline again; if it came
+		// while we cleared it, end now.
+		if s.pending.Load() > 0 || s.stopping.Load() && s.txStatus.Load() != 'I' {
+			err := s.conn.SetReadDeadline(time.Time{})
+			if !s.stopping.Load() || !s.idle() {
+				return true, err
+			}
+		}
 		switch {
-		case s.pending.Load() > 0:
-			return true, s.conn.SetReadDeadline(time.Time{})
 		case s.stopping.Load():
 			return false, fatalf(codeAdminShutdown, "terminating connection due to administrator command", nil)
 		case s.txStatus.Load() == 'I':
