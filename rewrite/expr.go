@@ -322,34 +322,12 @@ func (w *walker) noteWholeRow(n *pgNode, sc *scope, names []string, star, funcAr
 // first. carries is true when the data may come from a protected relation or
 // when it cannot tell (unknown columns of a subquery, an unresolved name).
 func resolveColumn(sc *scope, names []string, star bool) (*item, bool) {
-	qual := names
-	col := ""
-	if !star {
-		qual, col = names[:len(names)-1], names[len(names)-1]
-	}
-	if len(qual) > 0 {
-		rel := qual[len(qual)-1]
-		schema := ""
-		if len(qual) >= 2 {
-			schema = qual[len(qual)-2]
-		}
-		for s := sc; s != nil; s = s.parent {
-			for _, it := range s.items {
-				if it.refname != rel {
-					continue
-				}
-				if schema != "" && (it.aliased || it.schema != schema) {
-					continue
-				}
-				return it, it.carries
-			}
-		}
-		if len(qual) > 1 || star {
+	it, col, done := qualifiedItem(sc, names, star)
+	if done {
+		if it == nil {
 			return nil, true
 		}
-		// (composite).field written as composite.field: resolve the first
-		// name as a column.
-		col = qual[0]
+		return it, it.carries
 	}
 	for s := sc; s != nil; s = s.parent {
 		matches, carries := 0, false
@@ -735,4 +713,35 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		return col.base, false
 	}
 	return "", false
+}
+
+// qualifiedItem finds the item a qualified column reference (rel.col,
+// schema.rel.col, rel.*) names. done is false when the reference is left to
+// resolve as an unqualified column col: it has no qualifier, or its one
+// qualifier names no item ((composite).field written as composite.field).
+// When done, it is nil if nothing matches.
+func qualifiedItem(sc *scope, names []string, star bool) (it *item, col string, done bool) {
+	qual := names
+	if !star {
+		qual, col = names[:len(names)-1], names[len(names)-1]
+	}
+	if len(qual) == 0 {
+		return nil, col, false
+	}
+	rel := qual[len(qual)-1]
+	schema := ""
+	if len(qual) >= 2 {
+		schema = qual[len(qual)-2]
+	}
+	for s := sc; s != nil; s = s.parent {
+		for _, it := range s.items {
+			if it.refname == rel && (schema == "" || !it.aliased && it.schema == schema) {
+				return it, col, true
+			}
+		}
+	}
+	if len(qual) > 1 || star {
+		return nil, col, true
+	}
+	return nil, qual[0], false
 }

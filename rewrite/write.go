@@ -100,35 +100,15 @@ type targetHit struct {
 }
 
 func targetHits(sc *scope, names []string, star bool) []targetHit {
-	qual := names
-	col := ""
-	if !star {
-		qual, col = names[:len(names)-1], names[len(names)-1]
-	}
-	if len(qual) > 0 {
-		rel := qual[len(qual)-1]
-		schema := ""
-		if len(qual) >= 2 {
-			schema = qual[len(qual)-2]
-		}
-		for s := sc; s != nil; s = s.parent {
-			for _, it := range s.items {
-				if it.refname != rel || (schema != "" && (it.aliased || it.schema != schema)) {
-					continue
-				}
-				if it.target == nil {
-					return nil
-				}
-				if star {
-					return []targetHit{{it: it, alone: true}}
-				}
-				return []targetHit{{it: it, col: col}}
-			}
-		}
-		if len(qual) > 1 || star {
+	it, col, done := qualifiedItem(sc, names, star)
+	if done {
+		switch {
+		case it == nil || it.target == nil:
 			return nil
+		case star:
+			return []targetHit{{it: it, alone: true}}
 		}
-		col = qual[0] // (composite).field written as composite.field
+		return []targetHit{{it: it, col: col}}
 	}
 	for s := sc; s != nil; s = s.parent {
 		var matched []*item
