@@ -56,7 +56,9 @@ func startMandate(ctx context.Context, e *env, name, bin string, mode, extraArgs
 	args := append(append([]string{"serve"}, mode...),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		"--upstream", upstream, "--admin-listen", "", "--auth", "trust",
-		"--log-level", "warn", "--shutdown-timeout", "5s")
+		"--log-level", "warn", "--shutdown-timeout", "5s",
+		// Keep as many warm upstream connections as pgbouncer's pool below.
+		"--upstream-pool-size", "100")
 	cmd := exec.Command(bin, append(args, extraArgs...)...)
 	return startTarget(ctx, name, cmd, filepath.Join(e.dir, name+".log"), port)
 }

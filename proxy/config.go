@@ -36,6 +36,12 @@ type Config struct {
 	Upstream               string // postgres:// URL (its credentials are mandate's)
 	UpstreamConnectTimeout time.Duration
 	AllowSuperuserUpstream bool
+	// UpstreamPoolSize is how many idle upstream connections are kept for
+	// reuse by later sessions (see upstreamPool); 0: none, every session
+	// connects anew.
+	UpstreamPoolSize    int
+	UpstreamIdleTimeout time.Duration // 0: idle pooled connections are kept
+	UpstreamLifetime    time.Duration // 0: connections are reused at any age
 
 	TLS         *tls.Config // nil: SSLRequest is answered 'N'
 	RequireTLS  bool        // refuse TCP clients that do not negotiate TLS
@@ -93,6 +99,9 @@ func (c Config) withDefaults() Config {
 }
 
 func (c *Config) validate() error {
+	if c.UpstreamPoolSize < 0 {
+		return errors.New("the upstream pool size cannot be negative")
+	}
 	if c.Upstream == "" {
 		return errors.New("no upstream: set --upstream to a postgres:// URL")
 	}

@@ -601,10 +601,13 @@ func TestFaultManyIdleConnections(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var backends int
+	// Only the pooled connections stay, idle, up to the pool's size.
+	pooled := p.srv.pool.idleCount()
+	if pooled != p.srv.cfg.UpstreamPoolSize {
+		t.Errorf("%d upstream connections pooled after 200 clean sessions, want the pool size %d", pooled, p.srv.cfg.UpstreamPoolSize)
+	}
 	waitFor(t, "upstream backends to end", func() bool {
-		backends = countRows(t, own.DSN("postgres", "postgres"), "SELECT count(*) FROM pg_stat_activity WHERE usename = '"+appRole+"'")
-		return backends == 0
+		return countRows(t, own.DSN("postgres", "postgres"), "SELECT count(*) FROM pg_stat_activity WHERE usename = '"+appRole+"'") == pooled
 	})
 	p.stop()
 	goleak.VerifyNone(t, ignore)

@@ -79,6 +79,9 @@ func startProxy(t testing.TB, edit func(*Config)) *testProxy {
 		Auth:        AuthTrust,
 		Transparent: true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Every test runs with reuse, so that each one also checks that no
+		// session sees what an earlier one left on its upstream backend.
+		UpstreamPoolSize: 4,
 	}
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -22,6 +22,10 @@ type Metrics struct {
 	errors           *prometheus.CounterVec // by SQLSTATE
 	upstreamConnect  prometheus.Histogram
 	upstreamFailures prometheus.Counter
+	upstreamReused   prometheus.Counter
+	upstreamReleased *prometheus.CounterVec // by result
+	poolIdle         prometheus.Gauge
+	poolDiscarded    prometheus.Counter
 	cancels          *prometheus.CounterVec // by outcome
 	decisions        *prometheus.CounterVec // by decision
 	decisionPolicies *prometheus.CounterVec // by decision and policy id
@@ -75,6 +79,18 @@ func NewMetrics() *Metrics {
 		upstreamFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mandate_upstream_connect_failures_total", Help: "Upstream connection attempts that failed.",
 		}),
+		upstreamReused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_upstream_reused_total", Help: "Sessions served by a pooled upstream connection instead of a new one.",
+		}),
+		upstreamReleased: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_upstream_released_total", Help: "Upstream connections at the end of their session, by result: pooled, closed (not reusable or pool full), reset_failed (DISCARD ALL did not answer cleanly).",
+		}, []string{"result"}),
+		poolIdle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mandate_upstream_pool_idle", Help: "Idle upstream connections kept for reuse.",
+		}),
+		poolDiscarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_upstream_pool_discarded_total", Help: "Pooled upstream connections closed unused: expired, or found closed by the upstream.",
+		}),
 		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mandate_cancel_requests_total", Help: "CancelRequests received, by outcome (forwarded, unknown).",
 		}, []string{"outcome"}),
@@ -112,7 +128,7 @@ func NewMetrics() *Metrics {
 	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, cache, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
-		m.upstreamConnect, m.upstreamFailures, m.cancels,
+		m.upstreamConnect, m.upstreamFailures, m.upstreamReused, m.upstreamReleased, m.poolIdle, m.poolDiscarded, m.cancels,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	path := m.statements.WithLabelValues
 	m.stmtSimple, m.stmtParse, m.stmtExecute, m.stmtFunctionCall = path("simple"), path("parse"), path("execute"), path("function_call")

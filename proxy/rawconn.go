@@ -127,3 +127,27 @@ func (r *rawConn) write(fd uintptr) bool {
 	}
 	return true
 }
+
+// socketSilent reports whether c's socket is open with nothing to read,
+// without waiting: a peek that would block.
+func socketSilent(c net.Conn) bool {
+	if r, ok := c.(*rawConn); ok {
+		c = r.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	silent := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		silent = errno == syscall.EAGAIN
+		return true // never wait
+	})
+	return err == nil && silent
+}

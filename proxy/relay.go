@@ -25,6 +25,7 @@ func (s *session) relay() {
 	go func() {
 		defer close(upDone)
 		err := s.relayUpstream()
+		s.upErr = err
 		if s.closed.Swap(true) {
 			return // the client side ended first and closed us
 		}
@@ -36,10 +37,35 @@ func (s *session) relay() {
 	}()
 	err := s.relayClient()
 	if !s.closed.Swap(true) {
-		s.fail(err)
-		s.upstream.close()
+		if s.poolable(err) {
+			// Stop the upstream loop where it waits for the next message,
+			// leaving the connection as it is.
+			s.parking.Store(true)
+			_ = s.upstream.conn.SetReadDeadline(time.Now())
+		} else {
+			s.fail(err)
+			s.upstream.close()
+		}
 	}
 	<-upDone
+}
+
+// errParked ends the upstream loop of a session whose connection goes back
+// to the pool: it stopped between two messages.
+var errParked = errors.New("upstream connection parked for reuse")
+
+// poolable reports whether the upstream connection of a session whose
+// client loop ended with err may serve another session: the client said
+// goodbye or hung up while nothing was in flight, outside a transaction,
+// with no extended-protocol messages awaiting their Sync.
+func (s *session) poolable(err error) bool {
+	if s.srv.pool.max <= 0 || s.stopping.Load() {
+		return false
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	return s.idle() && !s.unsynced && s.drops.n.Load() == 0 && s.lexUnsafe.Load() == nil
 }
 
 // errUpstreamFatal marks an upstream that ended after sending a FATAL
@@ -77,27 +103,33 @@ func (s *session) relayClient() error {
 			s.segment++
 			flush = true
 		case *pgproto3.Parse:
+			s.unsynced = true
 			m.stmtParse.Inc()
 			if enforce {
 				s.onParse(msg)
 			}
 		case *pgproto3.Bind:
+			s.unsynced = true
 			if enforce {
 				if err := s.onBind(msg); err != nil {
 					return fatalf(codeProtocolViolation, "cannot encode message", err)
 				}
 			}
 		case *pgproto3.Execute:
+			s.unsynced = true
 			m.stmtExecute.Inc()
 			if enforce {
 				s.onExecute(msg)
 			}
 		case *pgproto3.Close:
+			s.unsynced = true
 			if enforce {
 				s.onClose(msg)
 			}
 		case *pgproto3.Describe:
+			s.unsynced = true
 		case *pgproto3.Sync:
+			s.unsynced = false
 			if enforce {
 				s.searchPath.segmentSent()
 			}
@@ -216,8 +248,12 @@ func (s *session) relayUpstream() error {
 	for {
 		hdr, err := r.Peek(5)
 		if err != nil {
-			if fatal {
+			var ne net.Error
+			switch {
+			case fatal:
 				return errUpstreamFatal
+			case s.parking.Load() && errors.As(err, &ne) && ne.Timeout():
+				return errParked
 			}
 			return err
 		}
@@ -315,6 +351,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 			out = withoutField(msg, 'D')
 		}
 	case 'S':
+		s.upstream.setParam(body)
 		if enforce {
 			// SET is checked before it runs; this catches any other way.
 			name, value, _ := strings.Cut(string(body), "\x00")

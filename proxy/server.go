@@ -25,6 +25,11 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	upstream *pgconn.Config
+	pool     *upstreamPool
+	poolStop chan struct{} // closed by Shutdown once the sessions are gone
+	poolDone chan struct{} // closed when the pool has closed its connections
+	poolRun  sync.Once     // starts the pool's reaper with the first Serve
+	poolEnd  sync.Once
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -46,7 +51,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("upstream URL: %w", redactURLError(err))
 	}
 	up.ConnectTimeout = cfg.UpstreamConnectTimeout
-	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, upstream: up, sessions: map[uint32]*session{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, upstream: up, sessions: map[uint32]*session{},
+		pool: newUpstreamPool(cfg, cfg.Metrics), poolStop: make(chan struct{}), poolDone: make(chan struct{})}, nil
 }
 
 // redactURLError drops pgconn's echo of the connection string, which may
@@ -122,6 +128,12 @@ func (s *Server) Serve() error {
 	for _, a := range s.Addrs() {
 		s.log.Info("listening", "addr", a.String(), "auth", string(s.cfg.Auth), "tls", s.cfg.TLS != nil)
 	}
+	s.poolRun.Do(func() {
+		go func() {
+			defer close(s.poolDone)
+			s.pool.run(s.poolStop)
+		}()
+	})
 	var acceptWG sync.WaitGroup
 	for _, l := range s.listeners {
 		acceptWG.Add(1)
@@ -188,6 +200,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.stopPool()
 	select {
 	case <-done:
 		return nil
@@ -199,6 +212,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-done
 		return ctx.Err()
+	}
+}
+
+// stopPool closes the pooled upstream connections, once no session can
+// release one any more.
+func (s *Server) stopPool() {
+	started := true
+	s.poolRun.Do(func() { started = false })
+	s.poolEnd.Do(func() { close(s.poolStop) })
+	if started {
+		<-s.poolDone
 	}
 }
 

@@ -63,6 +63,15 @@ type session struct {
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
 	stopping atomic.Bool   // server shutdown asked this session to end when idle
 
+	// Ending: the upstream loop's error (errParked when the client loop
+	// stopped it to pool the connection), and whether a cancel may still be
+	// forwarded to the upstream backend, which another session may own next.
+	parking  atomic.Bool
+	upErr    error
+	unsynced bool // extended-protocol messages forwarded since the last Sync
+	cancelMu sync.Mutex
+	released bool
+
 	// lexUnsafe holds the error ending the session once the upstream
 	// reports a setting under which it scans SQL unlike the rewriter.
 	lexUnsafe  atomic.Pointer[Error]
@@ -115,7 +124,7 @@ func (s *session) run() {
 
 	err = s.start(res.startup)
 	if s.upstream != nil {
-		defer s.upstream.close()
+		defer s.releaseUpstream()
 		defer s.srv.unregister(s)
 	}
 	if err != nil {
@@ -149,7 +158,7 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 		return err
 	}
 	s.login = login
-	up, err := s.srv.connectUpstream(context.Background(), sm.Parameters["database"], params)
+	up, err := s.srv.acquireUpstream(context.Background(), sm.Parameters["database"], params)
 	if err != nil {
 		return err
 	}
@@ -258,12 +267,49 @@ func (s *session) handleCancel(cr *pgproto3.CancelRequest) {
 		s.srv.metrics.cancels.WithLabelValues("unknown").Inc()
 		return
 	}
+	target.cancelMu.Lock()
+	defer target.cancelMu.Unlock()
+	if target.released {
+		// Its upstream backend may serve another session by now.
+		s.srv.metrics.cancels.WithLabelValues("unknown").Inc()
+		return
+	}
 	s.srv.metrics.cancels.WithLabelValues("forwarded").Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := target.upstream.cancel(ctx); err != nil {
 		s.log.Warn("cancel request not forwarded", "err", err)
 	}
+}
+
+// releaseUpstream pools the session's upstream connection when the session
+// ended cleanly and DISCARD ALL resets it (see upstreamPool), and closes it
+// otherwise.
+func (s *session) releaseUpstream() {
+	// A cancel forwarded for this session has reached the upstream by now
+	// (so at worst it fails DISCARD ALL below); none will be forwarded later.
+	s.cancelMu.Lock()
+	s.released = true
+	s.cancelMu.Unlock()
+	u := s.upstream
+	released := s.srv.metrics.upstreamReleased
+	if !errors.Is(s.upErr, errParked) {
+		released.WithLabelValues("closed").Inc()
+		u.close()
+		return
+	}
+	if err := u.reset(); err != nil {
+		s.log.Info("upstream connection not reused", "err", err)
+		released.WithLabelValues("reset_failed").Inc()
+		u.close()
+		return
+	}
+	if !s.srv.pool.put(u) {
+		released.WithLabelValues("closed").Inc()
+		u.close()
+		return
+	}
+	released.WithLabelValues("pooled").Inc()
 }
 
 // beginShutdown asks the session to end once it is idle. An idle session

@@ -25,6 +25,10 @@ type upstreamConn struct {
 	secret   []byte
 	network  string // where cancel requests go
 	address  string
+
+	key       string    // poolKey: what the backend was started with
+	born      time.Time // connected
+	idleSince time.Time // last released to the pool
 }
 
 // Buffer sizes per session: a message larger than the read buffer is
@@ -34,6 +38,25 @@ const (
 	upstreamReadBuffer = 16 << 10
 	clientWriteBuffer  = 8 << 10
 )
+
+// acquireUpstream returns an idle pooled connection started with the same
+// database and parameters, or connects a new one.
+func (srv *Server) acquireUpstream(ctx context.Context, database string, params map[string]string) (*upstreamConn, error) {
+	if database == "" {
+		database = srv.upstream.Database
+	}
+	key := poolKey(database, params)
+	if u := srv.pool.get(key); u != nil {
+		srv.metrics.upstreamReused.Inc()
+		return u, nil
+	}
+	u, err := srv.connectUpstream(ctx, database, params)
+	if err != nil {
+		return nil, err
+	}
+	u.key, u.born = key, time.Now()
+	return u, nil
+}
 
 func (srv *Server) connectUpstream(ctx context.Context, database string, params map[string]string) (*upstreamConn, error) {
 	cfg := srv.upstream.Copy()

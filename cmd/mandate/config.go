@@ -25,6 +25,9 @@ type serveConfig struct {
 	Upstream                 string        `yaml:"upstream"`
 	UpstreamConnectTimeout   time.Duration `yaml:"upstream_connect_timeout"`
 	AllowSuperuserUpstream   bool          `yaml:"allow_superuser_upstream"`
+	UpstreamPoolSize         int           `yaml:"upstream_pool_size"`
+	UpstreamIdleTimeout      time.Duration `yaml:"upstream_idle_timeout"`
+	UpstreamLifetime         time.Duration `yaml:"upstream_lifetime"`
 	AdminListen              string        `yaml:"admin_listen"`
 	AdminPprof               bool          `yaml:"admin_pprof"`
 	TLSCert                  string        `yaml:"tls_cert"`
@@ -69,6 +72,9 @@ func defaultServeConfig() serveConfig {
 		Listen:                 []string{"127.0.0.1:6432"},
 		UnixPort:               6432,
 		UpstreamConnectTimeout: 10 * time.Second,
+		UpstreamPoolSize:       20,
+		UpstreamIdleTimeout:    5 * time.Minute,
+		UpstreamLifetime:       time.Hour,
 		AdminListen:            "127.0.0.1:9187",
 		Auth:                   "trust",
 		AuthTimeout:            30 * time.Second,
@@ -95,6 +101,9 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	fs.IntVar(&c.UnixPort, "unix-port", c.UnixPort, "port number in the unix socket's file name")
 	fs.StringVar(&c.Upstream, "upstream", c.Upstream, "upstream PostgreSQL as a postgres:// URL; its credentials are mandate's (SCRAM, MD5, password or trust; TLS per sslmode)")
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", c.UpstreamConnectTimeout, "time allowed to open an upstream connection")
+	fs.IntVar(&c.UpstreamPoolSize, "upstream-pool-size", c.UpstreamPoolSize, "idle upstream connections kept for later sessions with the same database and startup parameters (reset with DISCARD ALL); 0: a new connection per session")
+	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", c.UpstreamIdleTimeout, "close pooled upstream connections idle this long; 0: never")
+	fs.DurationVar(&c.UpstreamLifetime, "upstream-lifetime", c.UpstreamLifetime, "do not reuse upstream connections older than this; 0: no limit")
 	fs.BoolVar(&c.AllowSuperuserUpstream, "allow-superuser-upstream", c.AllowSuperuserUpstream, "relay through a superuser upstream role (it bypasses all enforcement; tests only)")
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "HTTP address for /metrics, /healthz and /readyz; empty: none")
 	fs.BoolVar(&c.AdminPprof, "admin-pprof", c.AdminPprof, "also serve Go's profiler under /debug/pprof/ on --admin-listen")
