@@ -316,3 +316,37 @@ func TestPoolShutdownClosesIdle(t *testing.T) {
 		return countRows(t, pg.DSN("postgres", "postgres"), "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pool-shutdown'") == 0
 	})
 }
+
+// TestPoolEnforcingLeavesNothingToTheNextIdentity: alice's session leaves
+// a prepared statement and a held cursor, both rewritten for alice; carol
+// gets the same backend next. mandate forwards EXECUTE and FETCH of names
+// it does not know, so only the reset stands between carol and alice's
+// rows: both must fail as PostgreSQL would for unknown names.
+func TestPoolEnforcingLeavesNothingToTheNextIdentity(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"PREPARE alices AS SELECT iban FROM accounts",
+		"BEGIN", "DECLARE alices_cursor CURSOR WITH HOLD FOR SELECT iban FROM accounts", "COMMIT",
+	} {
+		if _, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("alice: %s: %v", sql, err)
+		}
+	}
+	reused := counterValue(t, w.p.srv.metrics.upstreamReused)
+	hangUp(t, w.p, alice)
+	carol := w.connect(t, "carol")
+	if counterValue(t, w.p.srv.metrics.upstreamReused) != reused+1 {
+		t.Fatal("carol did not get a pooled backend; this test needs alice's")
+	}
+	for sql, code := range map[string]string{
+		"EXECUTE alices":               "26000", // invalid_sql_statement_name
+		"FETCH ALL FROM alices_cursor": "34000", // invalid_cursor_name
+	} {
+		_, err := carol.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		if sqlState(err) != code {
+			t.Errorf("carol: %s: got %v, want SQLSTATE %s", sql, err, code)
+		}
+	}
+}
