@@ -581,3 +581,17 @@ func TestSystemColumnsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundMaskFormsAgree: for a step of 10^k the round mask is written
+// round(x, -k) (rewrite/build.go, cheaper to plan); PostgreSQL must give
+// what the general form round(x / step) * step gives, halves and negative
+// values included.
+func TestRoundMaskFormsAgree(t *testing.T) {
+	n := countRows(t, pg.DSN("postgres", "postgres"), `
+		SELECT count(*) FROM generate_series(-300050, 300050, 5) g,
+			(VALUES (-2, 0.01), (0, 1), (2, 100), (3, 1000)) s(k, step)
+		WHERE round((g / 100.0)::numeric, -s.k) IS DISTINCT FROM round((g / 100.0)::numeric / s.step) * s.step`)
+	if n != 0 {
+		t.Fatalf("round(x, -k) differs from round(x / 10^k) * 10^k for %d values", n)
+	}
+}

@@ -245,7 +245,8 @@
 // right(c, k); email → '***@' || split_part(c, '@', 2); hash →
 // mandate.mask_hash(c::text, 'key') for text, mask_hash_int2/4/8 returning
 // the column's own integer type (so hashed keys still join), mask_hash_uuid
-// for uuid; round/bucket → round|floor(c::numeric / step) * step; truncate →
+// for uuid; round/bucket → round|floor(c::numeric / step) * step, and
+// round(c::numeric, -k) when step is 10^k (cheaper to plan); truncate →
 // date_trunc(unit, c). A mask that cannot keep the type (partial on an
 // integer, an invalid step) falls back to NULL::t and says so in
 // Result.Statements[].Relations[].Masks[].Note. The policy store migration
