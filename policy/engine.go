@@ -116,6 +116,18 @@ func (e *Engine) GrantSet(scope Scope, rels []RelationInfo, stateVersion uint64)
 	}
 	prefix := len(key)
 
+	// A statement's relations, all at once: a repeated statement costs one
+	// lookup here (the set is shared and read-only, like its relations).
+	// '#' keeps these keys apart from the per-relation ones ('|').
+	key = append(key, '#')
+	for _, rel := range rels {
+		key = appendRelation(key, rel)
+	}
+	if ent, ok := e.cache.get(key, now); ok {
+		return ent.set, nil
+	}
+	setKey := string(key)
+
 	set := &grant.Set{Relations: make(map[string]*grant.Relation, len(rels))}
 	digests := make([]relationDigest, 0, len(rels))
 	var ev *evaluation
@@ -124,8 +136,9 @@ func (e *Engine) GrantSet(scope Scope, rels []RelationInfo, stateVersion uint64)
 		ent, ok := e.cache.get(key, now)
 		if !ok {
 			if ev == nil {
+				sc := scope // only a miss moves the scope to the heap
 				var err error
-				if ev, err = e.prepare(snap, &scope); err != nil {
+				if ev, err = e.prepare(snap, &sc); err != nil {
 					return nil, err
 				}
 			}
@@ -142,6 +155,7 @@ func (e *Engine) GrantSet(scope Scope, rels []RelationInfo, stateVersion uint64)
 		h.Write(d.sum[:])
 	}
 	set.Version = binary.BigEndian.Uint64(h.Sum(nil))
+	e.cache.put(setKey, &cacheEntry{set: set, from: from, until: until})
 	return set, nil
 }
 
@@ -299,8 +313,9 @@ type grantCache struct {
 }
 
 type cacheEntry struct {
-	rel         *grant.Relation
+	rel         *grant.Relation // a relation's entry
 	digest      [32]byte
+	set         *grant.Set // a statement's entry: all its relations
 	from, until time.Time // the entry holds for from <= now < until (zero: open)
 }
 
