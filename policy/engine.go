@@ -316,7 +316,7 @@ type cacheEntry struct {
 	rel         *grant.Relation // a relation's entry
 	digest      [32]byte
 	set         *grant.Set // a statement's entry: all its relations
-	from, until time.Time // the entry holds for from <= now < until (zero: open)
+	from, until time.Time  // the entry holds for from <= now < until (zero: open)
 }
 
 func (c *grantCache) get(key []byte, now time.Time) (*cacheEntry, bool) {
