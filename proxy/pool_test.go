@@ -36,6 +36,17 @@ func hangUp(t testing.TB, p *testProxy, conn *pgx.Conn) {
 	waitFor(t, "the session to release its upstream connection", func() bool { return released() > before })
 }
 
+// connectApp connects as alice with an application_name, which is part of
+// what the pool matches on and names the test's backends in pg_stat_activity.
+func connectApp(t testing.TB, p *testProxy, app string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctxT(t), p.url("alice", "application_name="+app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // TestPoolResetsEverySessionState: a session leaves settings, temporary
 // objects, prepared statements, cursors, LISTEN and advisory locks behind;
 // the next session gets the same backend and none of them.
@@ -184,13 +195,7 @@ func TestPoolNeverReusesUnfinishedWork(t *testing.T) {
 // the same ones.
 func TestPoolKeysOnStartupParameters(t *testing.T) {
 	p := startProxy(t, nil)
-	connect := func(app string) *pgx.Conn {
-		conn, err := pgx.Connect(ctxT(t), p.url("alice", "application_name="+app))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return conn
-	}
+	connect := func(app string) *pgx.Conn { return connectApp(t, p, app) }
 	a := connect("app-a")
 	pidA := backendPID(t, a)
 	hangUp(t, p, a)
@@ -251,16 +256,7 @@ func TestPoolCancelOfEndedSessionIgnored(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := (&pgproto3.CancelRequest{ProcessID: oldPID, SecretKey: oldSecret}).Encode(nil)
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, c)
-	c.Close()
+	sendCancel(t, p.addr, oldPID, oldSecret)
 	if err := <-done; err != nil {
 		t.Fatalf("the ended session's cancel key interrupted the next session: %v", err)
 	}
@@ -274,10 +270,7 @@ func TestPoolIdleTimeoutAndSize(t *testing.T) {
 	}
 	t.Run("idle timeout", func(t *testing.T) {
 		p := startProxy(t, func(c *Config) { c.UpstreamIdleTimeout = 200 * time.Millisecond })
-		conn, err := pgx.Connect(ctxT(t), p.url("alice", "application_name=pool-timeout"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := connectApp(t, p, "pool-timeout")
 		hangUp(t, p, conn)
 		if p.srv.pool.idleCount() != 1 {
 			t.Fatal("the connection was not pooled")
@@ -288,10 +281,7 @@ func TestPoolIdleTimeoutAndSize(t *testing.T) {
 	})
 	t.Run("size 0", func(t *testing.T) {
 		p := startProxy(t, func(c *Config) { c.UpstreamPoolSize = 0 })
-		conn, err := pgx.Connect(ctxT(t), p.url("alice", "application_name=pool-off"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := connectApp(t, p, "pool-off")
 		hangUp(t, p, conn)
 		waitFor(t, "the backend to end", func() bool { return countBackends("pool-off") == 0 })
 		if v := counterValue(t, p.srv.metrics.upstreamReleased.WithLabelValues("pooled")); v != 0 {
@@ -303,10 +293,7 @@ func TestPoolIdleTimeoutAndSize(t *testing.T) {
 // TestPoolShutdownClosesIdle: Shutdown closes the pooled connections.
 func TestPoolShutdownClosesIdle(t *testing.T) {
 	p := startProxy(t, nil)
-	conn, err := pgx.Connect(ctxT(t), p.url("alice", "application_name=pool-shutdown"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connectApp(t, p, "pool-shutdown")
 	hangUp(t, p, conn)
 	if p.srv.pool.idleCount() != 1 {
 		t.Fatal("the connection was not pooled")

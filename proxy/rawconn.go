@@ -131,19 +131,12 @@ func (r *rawConn) write(fd uintptr) bool {
 // socketSilent reports whether c's socket is open with nothing to read,
 // without waiting: a peek that would block.
 func socketSilent(c net.Conn) bool {
-	if r, ok := c.(*rawConn); ok {
-		c = r.Conn
-	}
-	sc, ok := c.(syscall.Conn)
+	r, ok := c.(*rawConn)
 	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
+		return true // not a socket newRawConn could wrap: nothing to peek at
 	}
 	silent := false
-	err = rc.Read(func(fd uintptr) bool {
+	err := r.rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		silent = errno == syscall.EAGAIN

@@ -279,22 +279,29 @@ func TestCancelWithForgedKeyIsIgnored(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: forged}).Encode(nil)
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, c) // the proxy hangs up without a word
-	c.Close()
+	sendCancel(t, p.addr, pid, forged)
 	if err := <-done; err != nil {
 		t.Fatalf("query was cancelled by a forged key: %v", err)
 	}
 	if v := counterValue(t, p.srv.metrics.cancels.WithLabelValues("unknown")); v != 1 {
 		t.Fatalf("forged cancel counted %v times as unknown", v)
 	}
+}
+
+// sendCancel sends a CancelRequest to addr and waits for the hang-up,
+// which comes without a word whether or not the key was known.
+func sendCancel(t testing.TB, addr string, pid uint32, secret []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: secret}).Encode(nil)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, c)
 }
 
 func TestListenNotify(t *testing.T) {
