@@ -69,6 +69,14 @@ func (s *session) recordFor(d decision) audit.Record {
 	return r
 }
 
+// auditRecord is recordFor when there is an audit log to write it to.
+func (s *session) auditRecord(d decision) audit.Record {
+	if s.srv.cfg.Audit == nil {
+		return audit.Record{}
+	}
+	return s.recordFor(d)
+}
+
 // audit records a decision: a refusal at once, an allowed statement when
 // the upstream reports its end (see auditTrail).
 func (s *session) audit(d decision) {
@@ -104,11 +112,12 @@ func (s *session) audit(d decision) {
 }
 
 // queueRecords queues n completions of an allowed simple query (one per
-// statement in it).
-func (s *session) queueRecords(r audit.Record, n int) {
+// statement in it). The record is built only when there is an audit log.
+func (s *session) queueRecords(d decision, n int) {
 	if s.srv.cfg.Audit == nil {
 		return
 	}
+	r := s.recordFor(d)
 	s.trail.mu.Lock()
 	for range max(1, n) {
 		s.trail.queue = append(s.trail.queue, auditItem{rec: r})

@@ -94,7 +94,7 @@ func (s *session) onParse(m *pgproto3.Parse) {
 	}
 	switch o {
 	case decided:
-		ps.record = s.recordFor(d)
+		ps.record = s.auditRecord(d)
 	case refused:
 		ps.refused = true
 		s.auditPlaceholder()
@@ -138,7 +138,7 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	}
 	ps.forwarded, ps.refused = forwarded, refusedNow
 	if !refusedNow {
-		ps.record = s.recordFor(d)
+		ps.record = s.auditRecord(d)
 	}
 	return nil
 }

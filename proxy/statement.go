@@ -177,7 +177,7 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 		texts := make([]string, len(allowed))
 		for i, a := range allowed {
 			s.audit(a)
-			s.queueRecords(s.recordFor(a), len(a.result.Statements))
+			s.queueRecords(a, len(a.result.Statements))
 			texts[i] = a.sql
 		}
 		return strings.Join(texts, "; "), decision{}, decidedEach
@@ -221,7 +221,7 @@ func (s *session) onQuery(m *pgproto3.Query) {
 	m.String, d, o = s.decideText(m.String, true)
 	switch o {
 	case decided:
-		s.queueRecords(s.recordFor(d), len(d.result.Statements))
+		s.queueRecords(d, len(d.result.Statements))
 	case decidedEach:
 	default:
 		s.auditPlaceholder()
@@ -333,7 +333,7 @@ func (s *session) forwardRefusal(allowed []decision, bad decision, track bool) s
 	var b strings.Builder
 	for _, a := range allowed {
 		s.audit(a)
-		s.queueRecords(s.recordFor(a), len(a.result.Statements))
+		s.queueRecords(a, len(a.result.Statements))
 		b.WriteString(a.sql)
 		b.WriteString("; ")
 	}
