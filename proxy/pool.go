@@ -55,6 +55,8 @@ func newUpstreamPool(cfg Config, m *Metrics) *upstreamPool {
 
 // poolKey names what a backend was started with: connections are shared
 // only between sessions that would have started the very same backend.
+// Startup strings cannot hold a NUL, so NUL-separated fields are
+// unambiguous.
 func poolKey(database string, params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
@@ -66,7 +68,7 @@ func poolKey(database string, params map[string]string) string {
 	for _, k := range keys {
 		b.WriteByte(0)
 		b.WriteString(k)
-		b.WriteByte('=')
+		b.WriteByte(0)
 		b.WriteString(params[k])
 	}
 	return b.String()
