@@ -694,3 +694,33 @@ func copyBankPolicies(t *testing.T) string {
 	}
 	return dir
 }
+
+// TestSQLExecuteOfProtocolStatementAfterRevocation: a statement prepared
+// with the protocol's Parse shares its name space with SQL PREPARE, so SQL
+// EXECUTE can run it. After a revocation that must be refused like any
+// statement made under the old grants, not run with the old rewrite.
+func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Prepare(ctx, "bobs", "SELECT id FROM transactions"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustRows(t, bob, "EXECUTE bobs")); n == 0 {
+		t.Fatal("bob sees nothing through his statement before revocation")
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rows(t, bob, "EXECUTE bobs"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("SQL EXECUTE of a protocol statement after revocation: want 42501, got %v", err)
+	}
+	if _, err := bob.Exec(ctx, "EXECUTE nobody_prepared_this", pgx.QueryExecModeSimpleProtocol); sqlState(err) != "26000" {
+		t.Fatalf("EXECUTE of an unknown name: want 26000, got %v", err)
+	}
+	if _, err := bob.Exec(ctx, "FETCH ALL FROM nobody_declared_this", pgx.QueryExecModeSimpleProtocol); sqlState(err) != "34000" {
+		t.Fatalf("FETCH of an unknown cursor: want 34000, got %v", err)
+	}
+}

@@ -67,22 +67,44 @@ func (s *session) checkNamed(d decision, texts []string) error {
 				delete(tbl, st.Name)
 			}
 		case rewrite.KindExecute, rewrite.KindFetch:
-			obj, ok := tbl[st.Name]
-			if !ok {
-				continue // unknown to mandate: the upstream answers as PostgreSQL would
-			}
-			now := s.srv.cfg.Enforcer.decide(s, obj.text)
-			if now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded {
-				continue
-			}
-			what, again := "prepared statement", "PREPARE"
+			what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
 			if st.Kind == rewrite.KindFetch {
-				what, again = "cursor", "DECLARE"
+				what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
 			}
-			return &Error{Code: codeInsufficientPriv,
-				Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, st.Name),
-				Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
+			var same bool
+			if obj, ok := tbl[st.Name]; ok {
+				now := s.srv.cfg.Enforcer.decide(s, obj.text)
+				same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded
+			} else if ps := s.protocolObject(st.Kind, st.Name); ps != nil {
+				// Parse's statements and Bind's portals share these name
+				// spaces: SQL can run them around Bind's re-check.
+				now := s.srv.cfg.Enforcer.decide(s, ps.sql)
+				same = ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded
+			} else {
+				// Nothing mandate decided has this name: whatever the upstream
+				// holds under it (a pooled backend's leftover, say) is not
+				// this session's to run.
+				return &Error{Code: code, Msg: fmt.Sprintf("%s %q does not exist", what, st.Name)}
+			}
+			if !same {
+				return &Error{Code: codeInsufficientPriv,
+					Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, st.Name),
+					Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
+			}
 		}
 	}
 	return nil
+}
+
+// protocolObject is the extended-protocol statement an SQL EXECUTE names,
+// or the statement behind the portal a FETCH names; nil if none.
+func (s *session) protocolObject(k rewrite.Kind, name string) *preparedStmt {
+	if k == rewrite.KindFetch {
+		stmt, ok := s.portals[name]
+		if !ok {
+			return nil
+		}
+		name = stmt
+	}
+	return s.stmts[name]
 }

@@ -306,9 +306,10 @@ func TestPoolShutdownClosesIdle(t *testing.T) {
 
 // TestPoolEnforcingLeavesNothingToTheNextIdentity: alice's session leaves
 // a prepared statement and a held cursor, both rewritten for alice; carol
-// gets the same backend next. mandate forwards EXECUTE and FETCH of names
-// it does not know, so only the reset stands between carol and alice's
-// rows: both must fail as PostgreSQL would for unknown names.
+// gets the same backend next. Two layers keep carol from alice's rows: the
+// reset drops them upstream, and mandate refuses EXECUTE and FETCH of names
+// it did not decide in this session. Both must fail as PostgreSQL would for
+// unknown names.
 func TestPoolEnforcingLeavesNothingToTheNextIdentity(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)

@@ -114,6 +114,10 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		return nil // the upstream answers "does not exist", as PostgreSQL would
 	}
 	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
+	if d.err == nil && needsNamedCheck(d) {
+		// An EXECUTE or FETCH re-checks what it names, at every Bind.
+		d.err = s.checkNamed(d, []string{ps.sql})
+	}
 	forwarded := d.sql
 	if d.err == nil && forwarded == ps.forwarded {
 		return nil
