@@ -724,3 +724,33 @@ func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
 		t.Fatalf("FETCH of an unknown cursor: want 34000, got %v", err)
 	}
 }
+
+// TestProtocolBindOfSQLPreparedStatementAfterRevocation: the other way
+// round, a protocol Bind may name a statement made with SQL PREPARE; after
+// a revocation it must be refused too.
+func TestProtocolBindOfSQLPreparedStatementAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Exec(ctx, "PREPARE bobs_sql AS SELECT id FROM transactions", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	execPrepared := func() ([][][]byte, error) {
+		res := bob.PgConn().ExecPrepared(ctx, "bobs_sql", nil, nil, nil).Read()
+		return res.Rows, res.Err
+	}
+	if rows, err := execPrepared(); err != nil || len(rows) == 0 {
+		t.Fatalf("bob's Bind of his SQL-prepared statement before revocation: %d rows, %v", len(rows), err)
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := execPrepared(); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("Bind of an SQL-prepared statement after revocation: want 42501, got %d rows, %v", len(rows), err)
+	}
+	if _, err := bob.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("connection unusable after the refusal: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/audit"
 	"github.com/mandate-proxy/mandate/rewrite"
@@ -111,40 +112,63 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 	s.portals[m.DestinationPortal] = m.PreparedStatement
 	ps := s.stmts[m.PreparedStatement]
 	if ps == nil {
-		return nil // the upstream answers "does not exist", as PostgreSQL would
+		return s.bindOther(m.PreparedStatement)
 	}
 	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
 	if d.err == nil && needsNamedCheck(d) {
 		// An EXECUTE or FETCH re-checks what it names, at every Bind.
 		d.err = s.checkNamed(d, []string{ps.sql})
 	}
-	forwarded := d.sql
-	if d.err == nil && forwarded == ps.forwarded {
+	if d.err == nil && d.sql == ps.forwarded {
 		return nil
 	}
-	s.audit(d)
-	refusedNow := d.err != nil
-	if refusedNow {
-		forwarded = s.refuse(d.err)
-	}
-	u := s.upstream
-	var err error
-	if u.wbuf, err = (&pgproto3.Close{ObjectType: 'S', Name: m.PreparedStatement}).Encode(u.wbuf); err != nil {
+	forwarded, refused, err := s.reprepare(m.PreparedStatement, ps.paramOIDs, d)
+	if err != nil {
 		return err
 	}
-	if u.wbuf, err = (&pgproto3.Parse{Name: m.PreparedStatement, Query: forwarded, ParameterOIDs: ps.paramOIDs}).Encode(u.wbuf); err != nil {
-		return err
-	}
-	s.drops.expect(s.segment, '3', '1')
-	if refusedNow {
-		s.auditPlaceholder() // for the marker's error, which the client sees
-		s.searchPath.refused()
-	}
-	ps.forwarded, ps.refused = forwarded, refusedNow
-	if !refusedNow {
+	ps.forwarded, ps.refused = forwarded, refused
+	if !refused {
 		ps.record = s.auditRecord(d)
 	}
 	return nil
+}
+
+// bindOther checks a Bind of a statement no Parse of this session made:
+// one made with SQL PREPARE (the two share a name space) is re-decided as
+// an SQL EXECUTE of it would be, and any other name is refused.
+func (s *session) bindOther(name string) error {
+	d := s.srv.cfg.Enforcer.decide(s, "EXECUTE "+pgx.Identifier{name}.Sanitize())
+	if d.err == nil {
+		if d.err = s.checkNamed(d, nil); d.err == nil {
+			return nil
+		}
+	}
+	_, _, err := s.reprepare(name, nil, d)
+	return err
+}
+
+// reprepare queues, in front of the client's Bind, a Close and a Parse that
+// make the upstream statement name d's rewrite, or a refusal marker when d
+// was refused (its error then reaches the client in the Bind's place).
+func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwarded string, refused bool, err error) {
+	s.audit(d)
+	forwarded, refused = d.sql, d.err != nil
+	if refused {
+		forwarded = s.refuse(d.err)
+	}
+	u := s.upstream
+	if u.wbuf, err = (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(u.wbuf); err != nil {
+		return "", false, err
+	}
+	if u.wbuf, err = (&pgproto3.Parse{Name: name, Query: forwarded, ParameterOIDs: paramOIDs}).Encode(u.wbuf); err != nil {
+		return "", false, err
+	}
+	s.drops.expect(s.segment, '3', '1')
+	if refused {
+		s.auditPlaceholder() // for the marker's error, which the client sees
+		s.searchPath.refused()
+	}
+	return forwarded, refused, nil
 }
 
 // onExecute queues the audit record of the statement a portal runs and
