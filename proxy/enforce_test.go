@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/audit"
 	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/policy"
@@ -749,6 +750,55 @@ func TestProtocolBindOfSQLPreparedStatementAfterRevocation(t *testing.T) {
 	}
 	if rows, err := execPrepared(); sqlState(err) != codeInsufficientPriv {
 		t.Fatalf("Bind of an SQL-prepared statement after revocation: want 42501, got %d rows, %v", len(rows), err)
+	}
+	if _, err := bob.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("connection unusable after the refusal: %v", err)
+	}
+}
+
+// TestProtocolExecuteOfSQLCursorAfterRevocation: an SQL cursor is a
+// portal, which a protocol Execute may name; after a revocation it must be
+// refused like an SQL FETCH from it.
+func TestProtocolExecuteOfSQLCursorAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Exec(ctx, "BEGIN; DECLARE bobs_cursor CURSOR WITH HOLD FOR SELECT id FROM transactions; COMMIT", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	// execute runs one protocol Execute of the cursor's portal, a row at a time.
+	execute := func() (rows int, code string) {
+		fe := bob.PgConn().Frontend()
+		fe.Send(&pgproto3.Execute{Portal: "bobs_cursor", MaxRows: 1})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.DataRow:
+				rows++
+			case *pgproto3.ErrorResponse:
+				code = m.Code
+			case *pgproto3.ReadyForQuery:
+				return rows, code
+			}
+		}
+	}
+	if rows, code := execute(); rows != 1 || code != "" {
+		t.Fatalf("protocol Execute of bob's cursor before revocation: %d rows, error %q", rows, code)
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if rows, code := execute(); code != codeInsufficientPriv || rows > 0 {
+		t.Fatalf("protocol Execute of an SQL cursor after revocation: want 42501 and no rows, got %q and %d rows", code, rows)
 	}
 	if _, err := bob.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("connection unusable after the refusal: %v", err)

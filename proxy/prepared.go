@@ -173,9 +173,25 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 
 // onExecute queues the audit record of the statement a portal runs and
 // records what it does to the session.
-func (s *session) onExecute(m *pgproto3.Execute) {
-	ps := s.stmts[s.portals[m.Portal]]
+func (s *session) onExecute(m *pgproto3.Execute) error {
+	stmt, bound := s.portals[m.Portal]
+	ps := s.stmts[stmt]
 	switch {
+	case !bound && m.Portal != "":
+		// No Bind of this session made the portal: an SQL cursor (a portal
+		// too) or nothing. Run it only as an SQL FETCH from it would run.
+		d := s.srv.cfg.Enforcer.decide(s, "FETCH ALL FROM "+pgx.Identifier{m.Portal}.Sanitize())
+		if d.err == nil {
+			d.err = s.checkNamed(d, nil)
+		}
+		if d.err == nil {
+			s.searchPath.sent(rewrite.Effect{})
+			return nil
+		}
+		if err := s.refuseAhead(d); err != nil {
+			return err
+		}
+		s.searchPath.refused()
 	case ps == nil:
 		s.searchPath.sent(rewrite.Effect{}) // the upstream answers, most likely with an error
 	case ps.refused:
@@ -187,6 +203,28 @@ func (s *session) onExecute(m *pgproto3.Execute) {
 		s.queueExecution(ps.record)
 		s.searchPath.sent(ps.effect)
 	}
+	return nil
+}
+
+// refusalStatement names the statement a refusal's marker is parsed into
+// ahead of a message that cannot itself be replaced (an Execute). The
+// marker fails at Parse, so the statement never exists.
+const refusalStatement = "mandate_refusal"
+
+// refuseAhead queues d's refusal in front of the client's next message: the
+// marker's error reaches the client in its place, and the upstream skips
+// the rest of the batch until Sync, as after any error.
+func (s *session) refuseAhead(d decision) error {
+	s.audit(d)
+	var err error
+	u := s.upstream
+	if u.wbuf, err = (&pgproto3.Parse{Name: refusalStatement, Query: s.refuse(d.err)}).Encode(u.wbuf); err != nil {
+		return err
+	}
+	s.drops.expect(s.segment, '1')
+	s.auditPlaceholder() // for the marker's error, which the client sees
+	s.searchPath.refused()
+	return nil
 }
 
 // onClose forgets a closed statement or portal.

@@ -119,7 +119,9 @@ func (s *session) relayClient() error {
 			s.unsynced = true
 			m.stmtExecute.Inc()
 			if enforce {
-				s.onExecute(msg)
+				if err := s.onExecute(msg); err != nil {
+					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
 			}
 		case *pgproto3.Close:
 			s.unsynced = true
