@@ -185,6 +185,8 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 			d.err = s.checkNamed(d, nil)
 		}
 		if d.err == nil {
+			s.audit(d)
+			s.queueRecords(d, 1)
 			s.searchPath.sent(rewrite.Effect{})
 			return nil
 		}
@@ -193,7 +195,11 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		}
 		s.searchPath.refused()
 	case ps == nil:
-		s.searchPath.sent(rewrite.Effect{}) // the upstream answers, most likely with an error
+		// A statement made with SQL PREPARE (bindOther checked it), or the
+		// upstream answers "does not exist": either way one answer, which
+		// the audit trail must not take for the next statement's.
+		s.auditPlaceholder()
+		s.searchPath.sent(rewrite.Effect{})
 	case ps.refused:
 		s.searchPath.refused()
 	case ps.handled:
