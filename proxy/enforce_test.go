@@ -804,3 +804,61 @@ func TestProtocolExecuteOfSQLCursorAfterRevocation(t *testing.T) {
 		t.Fatalf("connection unusable after the refusal: %v", err)
 	}
 }
+
+// TestSuspendedPortalAfterRevocation: a portal bound before a revocation
+// and left suspended (Execute with a row limit, inside a transaction) must
+// not go on returning rows after it, as an SQL FETCH from a cursor would
+// not.
+func TestSuspendedPortalAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	fe := bob.PgConn().Frontend()
+	// roundTrip sends msgs and a Sync, and counts rows and the error's code.
+	roundTrip := func(msgs ...pgproto3.FrontendMessage) (rows int, code string) {
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.DataRow:
+				rows++
+			case *pgproto3.ErrorResponse:
+				code = m.Code
+			case *pgproto3.ReadyForQuery:
+				return rows, code
+			}
+		}
+	}
+	rows, code := roundTrip(&pgproto3.Parse{Name: "bobs_portal_stmt", Query: "SELECT id FROM transactions"},
+		&pgproto3.Bind{PreparedStatement: "bobs_portal_stmt", DestinationPortal: "bobs_portal"},
+		&pgproto3.Execute{Portal: "bobs_portal", MaxRows: 1})
+	if rows != 1 || code != "" {
+		t.Fatalf("first row through the portal: %d rows, error %q", rows, code)
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if rows, code := roundTrip(&pgproto3.Execute{Portal: "bobs_portal", MaxRows: 1}); code != codeInsufficientPriv || rows > 0 {
+		t.Fatalf("the suspended portal after revocation: want 42501 and no rows, got %q and %d rows", code, rows)
+	}
+	if _, err := bob.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("connection unusable after the refusal: %v", err)
+	}
+}

@@ -100,11 +100,11 @@ func (s *session) checkNamed(d decision, texts []string) error {
 // or the statement behind the portal a FETCH names; nil if none.
 func (s *session) protocolObject(k rewrite.Kind, name string) *preparedStmt {
 	if k == rewrite.KindFetch {
-		stmt, ok := s.portals[name]
+		p, ok := s.portals[name]
 		if !ok {
 			return nil
 		}
-		name = stmt
+		name = p.stmt
 	}
 	return s.stmts[name]
 }

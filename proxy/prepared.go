@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -109,16 +110,12 @@ func (s *session) onParse(m *pgproto3.Parse) {
 // onBind re-decides the statement a Bind names and, when the decision
 // changed, queues a re-prepare in front of the Bind.
 func (s *session) onBind(m *pgproto3.Bind) error {
-	s.portals[m.DestinationPortal] = m.PreparedStatement
+	s.portals[m.DestinationPortal] = boundPortal{stmt: m.PreparedStatement, segment: s.segment}
 	ps := s.stmts[m.PreparedStatement]
 	if ps == nil {
 		return s.bindOther(m.PreparedStatement)
 	}
-	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
-	if d.err == nil && needsNamedCheck(d) {
-		// An EXECUTE or FETCH re-checks what it names, at every Bind.
-		d.err = s.checkNamed(d, []string{ps.sql})
-	}
+	d := s.redecide(ps)
 	if d.err == nil && d.sql == ps.forwarded {
 		return nil
 	}
@@ -131,6 +128,23 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		ps.record = s.auditRecord(d)
 	}
 	return nil
+}
+
+// boundPortal is a portal a Bind made: its statement, and the segment (the
+// messages up to a Sync) it was bound in.
+type boundPortal struct {
+	stmt    string
+	segment uint64
+}
+
+// redecide decides a protocol statement's text again, with the check an
+// EXECUTE or FETCH in it makes of what it names.
+func (s *session) redecide(ps *preparedStmt) decision {
+	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
+	if d.err == nil && needsNamedCheck(d) {
+		d.err = s.checkNamed(d, []string{ps.sql})
+	}
+	return d
 }
 
 // bindOther checks a Bind of a statement no Parse of this session made:
@@ -174,8 +188,8 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 // onExecute queues the audit record of the statement a portal runs and
 // records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) error {
-	stmt, bound := s.portals[m.Portal]
-	ps := s.stmts[stmt]
+	p, bound := s.portals[m.Portal]
+	ps := s.stmts[p.stmt]
 	switch {
 	case !bound && m.Portal != "":
 		// No Bind of this session made the portal: an SQL cursor (a portal
@@ -206,10 +220,34 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		s.auditPlaceholder()
 		s.searchPath.sent(ps.effect)
 	default:
+		if p.segment != s.segment {
+			// A portal left suspended by an earlier Sync would go on with
+			// the rewrite it was bound with: re-decided, as an SQL FETCH is.
+			if d := s.portalCheck(ps, m.Portal); d.err != nil {
+				if err := s.refuseAhead(d); err != nil {
+					return err
+				}
+				s.searchPath.refused()
+				return nil
+			}
+		}
 		s.queueExecution(ps.record)
 		s.searchPath.sent(ps.effect)
 	}
 	return nil
+}
+
+// portalCheck re-decides the statement behind a portal: a refusal, or
+// "bound under other grants" when it no longer decides as it did when the
+// portal was bound; no error when it still does.
+func (s *session) portalCheck(ps *preparedStmt, portal string) decision {
+	d := s.redecide(ps)
+	if d.err == nil && d.sql != ps.forwarded {
+		d.err = &Error{Code: codeInsufficientPriv,
+			Msg:  fmt.Sprintf("portal %q was bound under other grants than the ones in force now", portal),
+			Hint: "the identity, a delegation, a consent or a policy changed since; bind it again"}
+	}
+	return d
 }
 
 // refusalStatement names the statement a refusal's marker is parsed into

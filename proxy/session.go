@@ -48,14 +48,14 @@ type session struct {
 	purpose        string     // SET mandate.purpose
 	searchPath     searchPath
 	stmts          map[string]*preparedStmt
-	named          namedObjects      // SQL PREPARE and DECLARE (named.go)
-	portals        map[string]string // portal → statement
-	segment        uint64            // Syncs and Queries forwarded: the segment being sent
-	lastDelegation string            // delegation of the last allowed statement
-	catalogStale   bool              // DDL was forwarded: reload the catalog once it committed
-	markers        *markers          // shared with the upstream loop
-	drops          drops             // shared with the upstream loop
-	trail          auditTrail        // shared with the upstream loop
+	named          namedObjects // SQL PREPARE and DECLARE (named.go)
+	portals        map[string]boundPortal
+	segment        uint64     // Syncs and Queries forwarded: the segment being sent
+	lastDelegation string     // delegation of the last allowed statement
+	catalogStale   bool       // DDL was forwarded: reload the catalog once it committed
+	markers        *markers   // shared with the upstream loop
+	drops          drops      // shared with the upstream loop
+	trail          auditTrail // shared with the upstream loop
 
 	// pending counts responses still owed by the upstream: one
 	// ReadyForQuery per Query, Sync or FunctionCall forwarded.
@@ -85,7 +85,7 @@ func (srv *Server) newSession(c net.Conn) *session {
 	c = newRawConn(c)
 	s := &session{srv: srv, id: id, conn: c, unix: unix,
 		log:     srv.log.With("session", id, "client", c.RemoteAddr().String()),
-		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]string{}}
+		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]boundPortal{}}
 	s.clientHost = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(s.clientHost); err == nil {
 		s.clientHost = host
