@@ -862,3 +862,53 @@ func TestSuspendedPortalAfterRevocation(t *testing.T) {
 		t.Fatalf("connection unusable after the refusal: %v", err)
 	}
 }
+
+// TestReusedStatementNameAfterRevocation: SQL and the protocol share
+// statement names, so DEALLOCATE of a Parse-made statement and PREPARE of
+// another under its name must leave mandate checking the new one: after a
+// revocation, a Bind of the name is refused.
+func TestReusedStatementNameAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Prepare(ctx, "reused", "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"DEALLOCATE reused", "PREPARE reused AS SELECT id FROM transactions"} {
+		if _, err := bob.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	res := bob.PgConn().ExecPrepared(ctx, "reused", nil, nil, nil).Read()
+	if sqlState(res.Err) != codeInsufficientPriv {
+		t.Fatalf("Bind of the reused name after revocation: want 42501, got %d rows, %v", len(res.Rows), res.Err)
+	}
+}
+
+// TestDiscardKeepsOrForgetsNames: DISCARD PLANS leaves prepared statements
+// in place, DISCARD ALL drops them; mandate's own tables follow PostgreSQL.
+func TestDiscardKeepsOrForgetsNames(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	ctx := ctxT(t)
+	exec := func(sql string) error {
+		_, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	for _, sql := range []string{"PREPARE kept AS SELECT id FROM accounts", "DISCARD PLANS", "EXECUTE kept"} {
+		if err := exec(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := exec("DISCARD ALL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("EXECUTE kept"); sqlState(err) != "26000" {
+		t.Fatalf("EXECUTE after DISCARD ALL: want 26000, got %v", err)
+	}
+}

@@ -50,15 +50,19 @@ func (s *session) checkNamed(d decision, texts []string) error {
 	for i, st := range d.result.Statements {
 		tbl := s.named.table(st.Kind)
 		if tbl == nil {
-			if st.Kind == rewrite.KindDiscard {
-				s.named = namedObjects{}
+			if st.Kind == rewrite.KindDiscard && st.All {
+				s.forgetNamed()
 			}
 			continue
 		}
+		// SQL statements and the protocol's share one name space, as do
+		// cursors and portals: a name made or dropped on one side is no
+		// longer what the other side checked.
 		switch st.Kind {
 		case rewrite.KindPrepare, rewrite.KindDeclare:
 			if st.Name != "" && i < len(texts) {
 				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL}
+				s.forgetProtocol(st.Kind, st.Name)
 			}
 		case rewrite.KindDeallocate, rewrite.KindClose:
 			if st.Name == "" {
@@ -66,6 +70,7 @@ func (s *session) checkNamed(d decision, texts []string) error {
 			} else {
 				delete(tbl, st.Name)
 			}
+			s.forgetProtocol(st.Kind, st.Name)
 		case rewrite.KindExecute, rewrite.KindFetch:
 			what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
 			if st.Kind == rewrite.KindFetch {
@@ -107,4 +112,29 @@ func (s *session) protocolObject(k rewrite.Kind, name string) *preparedStmt {
 		name = p.stmt
 	}
 	return s.stmts[name]
+}
+
+// forgetProtocol drops name (every name when "") from the protocol-side
+// table that shares k's name space: Parse's statements for prepared
+// statements, Bind's portals for cursors.
+func (s *session) forgetProtocol(k rewrite.Kind, name string) {
+	statements := k == rewrite.KindPrepare || k == rewrite.KindDeallocate
+	switch {
+	case statements && name == "":
+		clear(s.stmts)
+	case statements:
+		delete(s.stmts, name)
+	case name == "":
+		clear(s.portals)
+	default:
+		delete(s.portals, name)
+	}
+}
+
+// forgetNamed forgets every statement and portal, SQL or protocol: DISCARD
+// ALL dropped them all upstream.
+func (s *session) forgetNamed() {
+	s.named = namedObjects{}
+	clear(s.stmts)
+	clear(s.portals)
 }

@@ -142,6 +142,9 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 					d := decision{err: err, scope: policy.Scope{Subject: s.principal().Subject, Actors: s.principal().Actors}}
 					return s.forwardRefusal(nil, d, track), d, refused
 				}
+				if st.DiscardAll {
+					s.forgetNamed()
+				}
 				// RESET ALL and DISCARD ALL reset search_path too.
 				var e rewrite.Effect
 				if st.ResetAll {

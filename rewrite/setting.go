@@ -16,6 +16,9 @@ type Setting struct {
 	// ResetAll is RESET ALL or DISCARD ALL: the proxy clears its own
 	// settings too, and the statement still goes upstream.
 	ResetAll bool
+	// DiscardAll is DISCARD ALL, which also drops every prepared statement
+	// and portal of the session.
+	DiscardAll bool
 }
 
 // MandateSetting reports whether stmts is a statement the proxy must act on
@@ -28,7 +31,7 @@ func MandateSetting(stmts *Statements) (Setting, bool) {
 	}
 	node := stmts.tree.Stmts[0].Stmt
 	if d := node.GetDiscardStmt(); d != nil {
-		return Setting{ResetAll: true}, d.Target == pgDiscardModeDISCARDALL
+		return Setting{ResetAll: true, DiscardAll: true}, d.Target == pgDiscardModeDISCARDALL
 	}
 	s := node.GetVariableSetStmt()
 	if s == nil {

@@ -215,7 +215,7 @@ func (w *walker) statement(n *pgNode) error {
 		w.kind, w.name = KindNotify, x.NotifyStmt.Conditionname
 		return w.checkChannel("NOTIFY", w.name)
 	case *pgNodeDiscardStmt:
-		w.kind = KindDiscard
+		w.kind, w.all = KindDiscard, x.DiscardStmt.Target == pgDiscardModeDISCARDALL
 		return nil
 	case *pgNodeTransactionStmt:
 		w.kind = KindTransaction
