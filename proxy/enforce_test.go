@@ -912,3 +912,42 @@ func TestDiscardKeepsOrForgetsNames(t *testing.T) {
 		t.Fatalf("EXECUTE after DISCARD ALL: want 26000, got %v", err)
 	}
 }
+
+// TestParseOfTakenNameAfterRevocation: a Parse naming a statement that
+// exists fails upstream and leaves the old statement in place; mandate must
+// go on checking the old one, not the text of the failed Parse.
+func TestParseOfTakenNameAfterRevocation(t *testing.T) {
+	w := startBank(t)
+	id := w.grantBob(t, time.Now().Add(24*time.Hour))
+	waitState(t, w)
+	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	ctx := ctxT(t)
+	if _, err := bob.Exec(ctx, "PREPARE taken AS SELECT id FROM transactions", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.PgConn().Prepare(ctx, "taken", "SELECT 1", nil); err == nil {
+		t.Fatal("a second statement under a taken name was prepared")
+	}
+	if _, err := bob.PgConn().Prepare(ctx, "protocol_taken", "SELECT id FROM transactions", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.PgConn().Prepare(ctx, "protocol_taken", "SELECT 1", nil); err == nil {
+		t.Fatal("a second statement under a taken protocol name was prepared")
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"taken", "protocol_taken"} {
+		res := bob.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read()
+		if code := sqlState(res.Err); code != codeInsufficientPriv && code != "42P05" || len(res.Rows) > 0 {
+			t.Errorf("Bind of %s after revocation: want 42501 or 42P05 and no rows, got %d rows, %v", name, len(res.Rows), res.Err)
+		}
+	}
+	// The refusal freed the name: prepared again, it works.
+	if _, err := bob.PgConn().Prepare(ctx, "protocol_taken", "SELECT 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if res := bob.PgConn().ExecPrepared(ctx, "protocol_taken", nil, nil, nil).Read(); res.Err != nil || len(res.Rows) != 1 {
+		t.Fatalf("the name prepared again: %d rows, %v", len(res.Rows), res.Err)
+	}
+}

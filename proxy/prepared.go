@@ -26,6 +26,7 @@ type preparedStmt struct {
 	record    audit.Record
 	refused   bool           // the marker was prepared: executions fail upstream
 	handled   bool           // a mandate.* setting's stand-in: executions are not audited
+	twice     bool           // parsed under a name in use: which text runs is unknown
 	effect    rewrite.Effect // on the session, at each execution
 }
 
@@ -104,7 +105,24 @@ func (s *session) onParse(m *pgproto3.Parse) {
 	case handled:
 		ps.handled = true
 	}
+	if m.Name != "" && s.nameTaken(m.Name) {
+		// PostgreSQL refuses a named Parse of a name in use and keeps the
+		// statement there, unless that one had failed upstream: mandate
+		// cannot tell which text runs, so a Bind of the name is refused
+		// (and the name freed) until it is prepared again.
+		ps.twice = true
+	}
 	s.stmts[m.Name] = ps
+}
+
+// nameTaken reports whether a statement of this name may exist upstream,
+// made by Parse or by SQL PREPARE (a refused Parse's marker never exists).
+func (s *session) nameTaken(name string) bool {
+	if ps, ok := s.stmts[name]; ok && !ps.refused {
+		return true
+	}
+	_, ok := s.named.prepared[name]
+	return ok
 }
 
 // onBind re-decides the statement a Bind names and, when the decision
@@ -116,9 +134,15 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		return s.bindOther(m.PreparedStatement)
 	}
 	d := s.redecide(ps)
+	if ps.twice && d.err == nil {
+		d.err = &Error{Code: "42P05", // duplicate_prepared_statement
+			Msg:  fmt.Sprintf("prepared statement %q was prepared twice", m.PreparedStatement),
+			Hint: "close it and prepare it again"}
+	}
 	if d.err == nil && d.sql == ps.forwarded {
 		return nil
 	}
+	ps.twice = false
 	forwarded, refused, err := s.reprepare(m.PreparedStatement, ps.paramOIDs, d)
 	if err != nil {
 		return err
