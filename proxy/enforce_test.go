@@ -700,11 +700,46 @@ func copyBankPolicies(t *testing.T) string {
 // with the protocol's Parse shares its name space with SQL PREPARE, so SQL
 // EXECUTE can run it. After a revocation that must be refused like any
 // statement made under the old grants, not run with the old rewrite.
-func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
+// delegatedBob is the bank world with bob acting for alice under a
+// delegation (returned for revoking), connected through mandate.
+func delegatedBob(t *testing.T) (*bankWorld, string, *pgx.Conn) {
+	t.Helper()
 	w := startBank(t)
 	id := w.grantBob(t, time.Now().Add(24*time.Hour))
 	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	return w, id, w.assume(t, "alice", []string{"bob"}, nil)
+}
+
+// protocolRoundTrip sends msgs and a Sync on conn's socket, below pgx, and
+// counts the rows and the error's SQLSTATE in the answer.
+func protocolRoundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) (rows int, code string) {
+	t.Helper()
+	fe := conn.PgConn().Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			rows++
+		case *pgproto3.ErrorResponse:
+			code = m.Code
+		case *pgproto3.ReadyForQuery:
+			return rows, code
+		}
+	}
+}
+
+func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Prepare(ctx, "bobs", "SELECT id FROM transactions"); err != nil {
 		t.Fatal(err)
@@ -730,10 +765,7 @@ func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
 // round, a protocol Bind may name a statement made with SQL PREPARE; after
 // a revocation it must be refused too.
 func TestProtocolBindOfSQLPreparedStatementAfterRevocation(t *testing.T) {
-	w := startBank(t)
-	id := w.grantBob(t, time.Now().Add(24*time.Hour))
-	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Exec(ctx, "PREPARE bobs_sql AS SELECT id FROM transactions", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
@@ -760,36 +792,14 @@ func TestProtocolBindOfSQLPreparedStatementAfterRevocation(t *testing.T) {
 // portal, which a protocol Execute may name; after a revocation it must be
 // refused like an SQL FETCH from it.
 func TestProtocolExecuteOfSQLCursorAfterRevocation(t *testing.T) {
-	w := startBank(t)
-	id := w.grantBob(t, time.Now().Add(24*time.Hour))
-	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Exec(ctx, "BEGIN; DECLARE bobs_cursor CURSOR WITH HOLD FOR SELECT id FROM transactions; COMMIT", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
 	// execute runs one protocol Execute of the cursor's portal, a row at a time.
 	execute := func() (rows int, code string) {
-		fe := bob.PgConn().Frontend()
-		fe.Send(&pgproto3.Execute{Portal: "bobs_cursor", MaxRows: 1})
-		fe.Send(&pgproto3.Sync{})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			msg, err := fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := msg.(type) {
-			case *pgproto3.DataRow:
-				rows++
-			case *pgproto3.ErrorResponse:
-				code = m.Code
-			case *pgproto3.ReadyForQuery:
-				return rows, code
-			}
-		}
+		return protocolRoundTrip(t, bob, &pgproto3.Execute{Portal: "bobs_cursor", MaxRows: 1})
 	}
 	if rows, code := execute(); rows != 1 || code != "" {
 		t.Fatalf("protocol Execute of bob's cursor before revocation: %d rows, error %q", rows, code)
@@ -810,38 +820,13 @@ func TestProtocolExecuteOfSQLCursorAfterRevocation(t *testing.T) {
 // not go on returning rows after it, as an SQL FETCH from a cursor would
 // not.
 func TestSuspendedPortalAfterRevocation(t *testing.T) {
-	w := startBank(t)
-	id := w.grantBob(t, time.Now().Add(24*time.Hour))
-	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
-	fe := bob.PgConn().Frontend()
-	// roundTrip sends msgs and a Sync, and counts rows and the error's code.
 	roundTrip := func(msgs ...pgproto3.FrontendMessage) (rows int, code string) {
-		for _, m := range msgs {
-			fe.Send(m)
-		}
-		fe.Send(&pgproto3.Sync{})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			msg, err := fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := msg.(type) {
-			case *pgproto3.DataRow:
-				rows++
-			case *pgproto3.ErrorResponse:
-				code = m.Code
-			case *pgproto3.ReadyForQuery:
-				return rows, code
-			}
-		}
+		return protocolRoundTrip(t, bob, msgs...)
 	}
 	rows, code := roundTrip(&pgproto3.Parse{Name: "bobs_portal_stmt", Query: "SELECT id FROM transactions"},
 		&pgproto3.Bind{PreparedStatement: "bobs_portal_stmt", DestinationPortal: "bobs_portal"},
@@ -868,10 +853,7 @@ func TestSuspendedPortalAfterRevocation(t *testing.T) {
 // another under its name must leave mandate checking the new one: after a
 // revocation, a Bind of the name is refused.
 func TestReusedStatementNameAfterRevocation(t *testing.T) {
-	w := startBank(t)
-	id := w.grantBob(t, time.Now().Add(24*time.Hour))
-	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Prepare(ctx, "reused", "SELECT 1"); err != nil {
 		t.Fatal(err)
@@ -917,10 +899,7 @@ func TestDiscardKeepsOrForgetsNames(t *testing.T) {
 // exists fails upstream and leaves the old statement in place; mandate must
 // go on checking the old one, not the text of the failed Parse.
 func TestParseOfTakenNameAfterRevocation(t *testing.T) {
-	w := startBank(t)
-	id := w.grantBob(t, time.Now().Add(24*time.Hour))
-	waitState(t, w)
-	bob := w.assume(t, "alice", []string{"bob"}, nil)
+	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)
 	if _, err := bob.Exec(ctx, "PREPARE taken AS SELECT id FROM transactions", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
