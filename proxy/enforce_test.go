@@ -930,3 +930,54 @@ func TestParseOfTakenNameAfterRevocation(t *testing.T) {
 		t.Fatalf("the name prepared again: %d rows, %v", len(res.Rows), res.Err)
 	}
 }
+
+// TestBindOverSQLCursorNameAfterRevocation: a Bind into a portal name an
+// SQL cursor holds fails upstream, and the cursor stays; a later Execute of
+// the name runs the cursor, so it must be decided as the cursor.
+func TestBindOverSQLCursorNameAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	ctx := ctxT(t)
+	if _, err := bob.Exec(ctx, "BEGIN; DECLARE shared_name CURSOR WITH HOLD FOR SELECT id FROM transactions; COMMIT", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, code := protocolRoundTrip(t, bob, &pgproto3.Parse{Name: "harmless", Query: "SELECT 1"},
+		&pgproto3.Bind{PreparedStatement: "harmless", DestinationPortal: "shared_name"}); code == "" {
+		t.Fatal("a Bind into a portal name an open cursor holds succeeded")
+	}
+	if rows, code := protocolRoundTrip(t, bob, &pgproto3.Execute{Portal: "shared_name", MaxRows: 1}); rows > 0 || code == "" {
+		t.Fatalf("Execute of the cursor's name after revocation: want a refusal and no rows, got %q and %d rows", code, rows)
+	}
+}
+
+// TestSQLPrepareOfTakenNameAfterRevocation: a second PREPARE of a name in
+// use fails upstream and keeps the first statement; an EXECUTE of the name
+// must not run it under the second's check.
+func TestSQLPrepareOfTakenNameAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	ctx := ctxT(t)
+	exec := func(sql string) error {
+		_, err := bob.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	if err := exec("PREPARE twice_sql AS SELECT id FROM transactions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("PREPARE twice_sql AS SELECT 1"); err == nil {
+		t.Fatal("a second PREPARE of a taken name succeeded")
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("EXECUTE twice_sql"); sqlState(err) != codeInsufficientPriv && sqlState(err) != "42P05" {
+		t.Fatalf("EXECUTE of the twice-prepared name after revocation: want a refusal, got %v", err)
+	}
+	// DEALLOCATE frees the name again.
+	for _, sql := range []string{"DEALLOCATE twice_sql", "PREPARE twice_sql AS SELECT 1", "EXECUTE twice_sql"} {
+		if err := exec(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}

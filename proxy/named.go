@@ -19,6 +19,7 @@ import (
 type namedObject struct {
 	text      string // the PREPARE or DECLARE statement as the client sent it
 	forwarded string // what mandate forwarded for it
+	twice     bool   // PREPAREd again while taken: which text runs is unknown
 }
 
 // namedObjects holds a session's SQL prepared statements and cursors.
@@ -56,13 +57,15 @@ func (s *session) checkNamed(d decision, texts []string) error {
 			continue
 		}
 		// SQL statements and the protocol's share one name space, as do
-		// cursors and portals: a name made or dropped on one side is no
-		// longer what the other side checked.
+		// cursors and portals: every use checks what either side made under
+		// the name, and a drop on either side drops both.
 		switch st.Kind {
 		case rewrite.KindPrepare, rewrite.KindDeclare:
 			if st.Name != "" && i < len(texts) {
-				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL}
-				s.forgetProtocol(st.Kind, st.Name)
+				_, taken := tbl[st.Name]
+				// PostgreSQL refuses a PREPARE of a name in use and keeps the
+				// old statement, unless that one had failed: mark the name.
+				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL, twice: taken && st.Kind == rewrite.KindPrepare}
 			}
 		case rewrite.KindDeallocate, rewrite.KindClose:
 			if st.Name == "" {
@@ -72,31 +75,50 @@ func (s *session) checkNamed(d decision, texts []string) error {
 			}
 			s.forgetProtocol(st.Kind, st.Name)
 		case rewrite.KindExecute, rewrite.KindFetch:
-			what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
-			if st.Kind == rewrite.KindFetch {
-				what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
-			}
-			var same bool
-			if obj, ok := tbl[st.Name]; ok {
-				now := s.srv.cfg.Enforcer.decide(s, obj.text)
-				same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded
-			} else if ps := s.protocolObject(st.Kind, st.Name); ps != nil {
-				// Parse's statements and Bind's portals share these name
-				// spaces: SQL can run them around Bind's re-check.
-				now := s.srv.cfg.Enforcer.decide(s, ps.sql)
-				same = ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded
-			} else {
-				// Nothing mandate decided has this name: whatever the upstream
-				// holds under it (a pooled backend's leftover, say) is not
-				// this session's to run.
-				return &Error{Code: code, Msg: fmt.Sprintf("%s %q does not exist", what, st.Name)}
-			}
-			if !same {
-				return &Error{Code: codeInsufficientPriv,
-					Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, st.Name),
-					Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
+			if err := s.checkName(st.Kind, st.Name, tbl); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkName re-decides everything that may run under name for an EXECUTE
+// or FETCH (k): the SQL PREPARE or DECLARE in tbl and the protocol's
+// statement or portal, whichever side made it (mandate cannot see which
+// creation PostgreSQL accepted when both did).
+func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObject) error {
+	what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
+	if k == rewrite.KindFetch {
+		what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
+	}
+	found, same := false, true
+	if obj, ok := tbl[name]; ok {
+		found = true
+		if obj.twice {
+			return &Error{Code: "42P05", // duplicate_prepared_statement
+				Msg: fmt.Sprintf("%s %q was prepared twice", what, name), Hint: "deallocate it and prepare it again"}
+		}
+		now := s.srv.cfg.Enforcer.decide(s, obj.text)
+		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded
+	}
+	if ps := s.protocolObject(k, name); ps != nil {
+		// Parse's statements and Bind's portals share these name spaces:
+		// SQL can run them around Bind's re-check.
+		found = true
+		now := s.srv.cfg.Enforcer.decide(s, ps.sql)
+		same = same && !ps.twice && (ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded)
+	}
+	switch {
+	case !found:
+		// Nothing mandate decided has this name: whatever the upstream
+		// holds under it (a pooled backend's leftover, say) is not this
+		// session's to run.
+		return &Error{Code: code, Msg: fmt.Sprintf("%s %q does not exist", what, name)}
+	case !same:
+		return &Error{Code: codeInsufficientPriv,
+			Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, name),
+			Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
 	}
 	return nil
 }

@@ -134,6 +134,10 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		return s.bindOther(m.PreparedStatement)
 	}
 	d := s.redecide(ps)
+	if _, sqlToo := s.named.prepared[m.PreparedStatement]; sqlToo && d.err == nil {
+		// SQL PREPARE made the name too: either may be the one upstream.
+		d.err = s.checkName(rewrite.KindExecute, m.PreparedStatement, s.named.prepared)
+	}
 	if ps.twice && d.err == nil {
 		d.err = &Error{Code: "42P05", // duplicate_prepared_statement
 			Msg:  fmt.Sprintf("prepared statement %q was prepared twice", m.PreparedStatement),
@@ -247,7 +251,12 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		if p.segment != s.segment {
 			// A portal left suspended by an earlier Sync would go on with
 			// the rewrite it was bound with: re-decided, as an SQL FETCH is.
-			if d := s.portalCheck(ps, m.Portal); d.err != nil {
+			d := s.portalCheck(ps, m.Portal)
+			if _, sqlToo := s.named.cursors[m.Portal]; sqlToo && d.err == nil {
+				// DECLARE made the name too: either may be the one upstream.
+				d.err = s.checkName(rewrite.KindFetch, m.Portal, s.named.cursors)
+			}
+			if d.err != nil {
 				if err := s.refuseAhead(d); err != nil {
 					return err
 				}
