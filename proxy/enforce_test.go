@@ -981,3 +981,41 @@ func TestSQLPrepareOfTakenNameAfterRevocation(t *testing.T) {
 		}
 	}
 }
+
+// TestDeclareOfOpenCursorNameAfterRevocation: a second DECLARE of an open
+// cursor's name fails upstream and keeps the first cursor; FETCH must not
+// read it under the second's check. A cursor that COMMIT closed may be
+// declared again as usual.
+func TestDeclareOfOpenCursorNameAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	ctx := ctxT(t)
+	exec := func(sql string) error {
+		_, err := bob.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	// The usual pattern: a plain cursor per transaction, under one name.
+	for _, sql := range []string{
+		"BEGIN", "DECLARE per_tx CURSOR FOR SELECT id FROM transactions", "FETCH 1 FROM per_tx", "COMMIT",
+		"BEGIN", "DECLARE per_tx CURSOR FOR SELECT 1", "FETCH 1 FROM per_tx", "COMMIT",
+	} {
+		if err := exec(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := exec("BEGIN; DECLARE held CURSOR WITH HOLD FOR SELECT id FROM transactions; COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("BEGIN; DECLARE held CURSOR FOR SELECT 1; COMMIT"); err == nil {
+		t.Fatal("a second DECLARE of an open cursor's name succeeded")
+	}
+	if err := exec("ROLLBACK"); err != nil { // the failed DECLARE left the block aborted
+		t.Fatal(err)
+	}
+	if _, err := w.store.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := rows(t, bob, "FETCH ALL FROM held")
+	if code := sqlState(err); code != codeInsufficientPriv && code != "42P03" || len(rows) > 0 {
+		t.Fatalf("FETCH from the shadowed held cursor after revocation: want a refusal, got %d rows, %v", len(rows), err)
+	}
+}

@@ -19,7 +19,16 @@ import (
 type namedObject struct {
 	text      string // the PREPARE or DECLARE statement as the client sent it
 	forwarded string // what mandate forwarded for it
-	twice     bool   // PREPAREd again while taken: which text runs is unknown
+	twice     bool   // made again while taken: which text runs is unknown
+	hold      bool   // a WITH HOLD cursor: open until closed
+	txEnds    uint64 // session.txEnds when decided: a plain cursor ends with its transaction
+}
+
+// open reports whether the object may still exist upstream: a prepared
+// statement or held cursor until dropped, a plain cursor until the end of
+// its transaction (a ReadyForQuery outside one seen since).
+func (o namedObject) open(k rewrite.Kind, txEnds uint64) bool {
+	return k == rewrite.KindPrepare || o.hold || o.txEnds == txEnds
 }
 
 // namedObjects holds a session's SQL prepared statements and cursors.
@@ -62,10 +71,12 @@ func (s *session) checkNamed(d decision, texts []string) error {
 		switch st.Kind {
 		case rewrite.KindPrepare, rewrite.KindDeclare:
 			if st.Name != "" && i < len(texts) {
-				_, taken := tbl[st.Name]
-				// PostgreSQL refuses a PREPARE of a name in use and keeps the
-				// old statement, unless that one had failed: mark the name.
-				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL, twice: taken && st.Kind == rewrite.KindPrepare}
+				// PostgreSQL refuses a PREPARE or DECLARE of a name in use and
+				// keeps the old one, unless that one had failed: mark the name.
+				txEnds := s.txEnds.Load()
+				old, taken := tbl[st.Name]
+				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL, hold: st.Hold, txEnds: txEnds,
+					twice: taken && old.open(st.Kind, txEnds)}
 			}
 		case rewrite.KindDeallocate, rewrite.KindClose:
 			if st.Name == "" {
@@ -96,8 +107,12 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObj
 	if obj, ok := tbl[name]; ok {
 		found = true
 		if obj.twice {
-			return &Error{Code: "42P05", // duplicate_prepared_statement
-				Msg: fmt.Sprintf("%s %q was prepared twice", what, name), Hint: "deallocate it and prepare it again"}
+			dup := "42P05" // duplicate_prepared_statement
+			if k == rewrite.KindFetch {
+				dup = "42P03" // duplicate_cursor
+			}
+			return &Error{Code: dup, Msg: fmt.Sprintf("%s %q was made twice", what, name),
+				Hint: fmt.Sprintf("drop it (DEALLOCATE or CLOSE) and %s it again", again)}
 		}
 		now := s.srv.cfg.Enforcer.decide(s, obj.text)
 		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded

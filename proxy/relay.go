@@ -326,6 +326,9 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		}
 		if len(body) == 1 {
 			s.txStatus.Store(uint32(body[0]))
+			if body[0] == 'I' {
+				s.txEnds.Add(1)
+			}
 		}
 		if s.pending.Add(-1) < 0 {
 			s.pending.Store(0)

@@ -61,6 +61,7 @@ type session struct {
 	// ReadyForQuery per Query, Sync or FunctionCall forwarded.
 	pending  atomic.Int32
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
+	txEnds   atomic.Uint64 // ReadyForQuery answers outside a transaction: non-hold cursors are gone
 	stopping atomic.Bool   // server shutdown asked this session to end when idle
 
 	// Ending: the upstream loop's error (errParked when the client loop

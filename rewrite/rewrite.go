@@ -105,9 +105,11 @@ type StmtInfo struct {
 	// decide again before EXECUTE or FETCH/MOVE when the scope or the grants
 	// version changed. Name is "" exactly when All is set.
 	Name string
-	// All marks DEALLOCATE ALL, CLOSE ALL and UNLISTEN *, which name every
-	// object of their kind the session holds (Name is "").
-	All       bool
+	// All marks DEALLOCATE ALL, CLOSE ALL, UNLISTEN * and DISCARD ALL,
+	// which name every object of their kind the session holds (Name is "").
+	All bool
+	// Hold marks DECLARE … WITH HOLD: the cursor outlives its transaction.
+	Hold      bool
 	Relations []RelationUse
 	// Fenced is true when the derived tables carry OFFSET 0 (see doc.go).
 	Fenced bool
@@ -235,7 +237,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	}
 	for i, raw := range stmts.tree.Stmts {
 		w := walkers[i]
-		info := StmtInfo{Kind: w.kind, Name: w.name, All: w.all, Effect: effects[i]}
+		info := StmtInfo{Kind: w.kind, Name: w.name, All: w.all, Hold: w.hold, Effect: effects[i]}
 		// Forwarded verbatim only when there is nothing to wrap and every
 		// relation is already written as the rewriter resolved it.
 		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.targets) == 0 {

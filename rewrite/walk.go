@@ -23,7 +23,8 @@ type walker struct {
 
 	kind Kind
 	name string
-	all  bool // DEALLOCATE ALL, CLOSE ALL, UNLISTEN *
+	all  bool // DEALLOCATE ALL, CLOSE ALL, UNLISTEN *, DISCARD ALL
+	hold bool // DECLARE … WITH HOLD
 
 	sites    []*site
 	colFixes []colFix
@@ -175,6 +176,7 @@ func (w *walker) statement(n *pgNode) error {
 		return w.explain(x.ExplainStmt)
 	case *pgNodeDeclareCursorStmt:
 		w.kind, w.name = KindDeclare, x.DeclareCursorStmt.Portalname
+		w.hold = x.DeclareCursorStmt.Options&cursorOptHold != 0
 		sel := x.DeclareCursorStmt.Query.GetSelectStmt()
 		if sel == nil {
 			return unsupported("DECLARE CURSOR supports SELECT only")
@@ -235,6 +237,9 @@ func (w *walker) statement(n *pgNode) error {
 	}
 	return unsupported("%s is not supported through mandate", nodeKind(n))
 }
+
+// cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD (parsenodes.h).
+const cursorOptHold = 0x0020
 
 // reservedChannelPrefix starts the names of the notification channels the
 // policy store broadcasts on (consent, delegation and grant changes) to
