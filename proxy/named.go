@@ -107,12 +107,7 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObj
 	if obj, ok := tbl[name]; ok {
 		found = true
 		if obj.twice {
-			dup := "42P05" // duplicate_prepared_statement
-			if k == rewrite.KindFetch {
-				dup = "42P03" // duplicate_cursor
-			}
-			return &Error{Code: dup, Msg: fmt.Sprintf("%s %q was made twice", what, name),
-				Hint: fmt.Sprintf("drop it (DEALLOCATE or CLOSE) and %s it again", again)}
+			return madeTwice(k, name)
 		}
 		now := s.srv.cfg.Enforcer.decide(s, obj.text)
 		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded
@@ -120,9 +115,12 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObj
 	if ps := s.protocolObject(k, name); ps != nil {
 		// Parse's statements and Bind's portals share these name spaces:
 		// SQL can run them around Bind's re-check.
+		if ps.twice {
+			return madeTwice(k, name)
+		}
 		found = true
 		now := s.srv.cfg.Enforcer.decide(s, ps.sql)
-		same = same && !ps.twice && (ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded)
+		same = same && (ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded)
 	}
 	switch {
 	case !found:
@@ -136,6 +134,17 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObj
 			Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
 	}
 	return nil
+}
+
+// madeTwice is the refusal of a name made again while in use (k names the
+// use: EXECUTE or Bind for statements, FETCH or Execute for cursors).
+func madeTwice(k rewrite.Kind, name string) *Error {
+	what, code, again := "prepared statement", "42P05", "PREPARE" // duplicate_prepared_statement
+	if k == rewrite.KindFetch {
+		what, code, again = "cursor", "42P03", "DECLARE" // duplicate_cursor
+	}
+	return &Error{Code: code, Msg: fmt.Sprintf("%s %q was made twice", what, name),
+		Hint: fmt.Sprintf("drop it (DEALLOCATE or CLOSE) and %s it again", again)}
 }
 
 // protocolObject is the extended-protocol statement an SQL EXECUTE names,

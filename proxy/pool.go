@@ -256,13 +256,16 @@ func readMessage(r *bufio.Reader) (typ byte, body []byte, err error) {
 	return typ, msg[5:], nil
 }
 
-// setParam records a ParameterStatus body (name NUL value NUL).
-func (u *upstreamConn) setParam(body []byte) {
+// setParam records a ParameterStatus body (name NUL value NUL) and returns
+// its name and value.
+func (u *upstreamConn) setParam(body []byte) (name, value string) {
 	name, value, ok := strings.Cut(string(body), "\x00")
 	if !ok {
-		return
+		return "", ""
 	}
-	u.params[name] = strings.TrimSuffix(value, "\x00")
+	value = strings.TrimSuffix(value, "\x00")
+	u.params[name] = value
+	return name, value
 }
 
 // alive reports whether an idle connection is still open and silent: an

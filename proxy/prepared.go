@@ -139,9 +139,7 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		d.err = s.checkName(rewrite.KindExecute, m.PreparedStatement, s.named.prepared)
 	}
 	if ps.twice && d.err == nil {
-		d.err = &Error{Code: "42P05", // duplicate_prepared_statement
-			Msg:  fmt.Sprintf("prepared statement %q was prepared twice", m.PreparedStatement),
-			Hint: "close it and prepare it again"}
+		d.err = madeTwice(rewrite.KindExecute, m.PreparedStatement)
 	}
 	if d.err == nil && d.sql == ps.forwarded {
 		return nil

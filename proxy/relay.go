@@ -356,11 +356,10 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 			out = withoutField(msg, 'D')
 		}
 	case 'S':
-		s.upstream.setParam(body)
+		name, value := s.upstream.setParam(body)
 		if enforce {
 			// SET is checked before it runs; this catches any other way.
-			name, value, _ := strings.Cut(string(body), "\x00")
-			if err := scansLikeUpstream(name, strings.TrimSuffix(value, "\x00")); err != nil {
+			if err := scansLikeUpstream(name, value); err != nil {
 				s.lexUnsafe.Store(err)
 			}
 		}
