@@ -41,7 +41,10 @@ type Config struct {
 	// connects anew.
 	UpstreamPoolSize    int
 	UpstreamIdleTimeout time.Duration // 0: idle pooled connections are kept
-	UpstreamLifetime    time.Duration // 0: connections are reused at any age
+	// UpstreamStatementCache is how many rewritten unnamed statements are
+	// kept prepared per upstream connection (stmtcache.go); 0: none.
+	UpstreamStatementCache int
+	UpstreamLifetime       time.Duration // 0: connections are reused at any age
 
 	TLS         *tls.Config // nil: SSLRequest is answered 'N'
 	RequireTLS  bool        // refuse TCP clients that do not negotiate TLS
@@ -101,6 +104,9 @@ func (c Config) withDefaults() Config {
 func (c *Config) validate() error {
 	if c.UpstreamPoolSize < 0 {
 		return errors.New("the upstream pool size cannot be negative")
+	}
+	if c.UpstreamStatementCache < 0 {
+		return errors.New("the upstream statement cache size cannot be negative")
 	}
 	if c.Upstream == "" {
 		return errors.New("no upstream: set --upstream to a postgres:// URL")

@@ -82,6 +82,8 @@ func startProxy(t testing.TB, edit func(*Config)) *testProxy {
 		// Every test runs with reuse, so that each one also checks that no
 		// session sees what an earlier one left on its upstream backend.
 		UpstreamPoolSize: 4,
+		// A small statement cache, so that tests evict from it too.
+		UpstreamStatementCache: 3,
 	}
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -12,29 +12,31 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	connsActive      prometheus.Gauge
-	connsTotal       prometheus.Counter
-	connsRejected    *prometheus.CounterVec // by reason
-	authFailures     *prometheus.CounterVec // by method
-	bytesFromClient  prometheus.Counter
-	bytesToClient    prometheus.Counter
-	statements       *prometheus.CounterVec // by protocol path
-	errors           *prometheus.CounterVec // by SQLSTATE
-	upstreamConnect  prometheus.Histogram
-	upstreamFailures prometheus.Counter
-	upstreamReused   prometheus.Counter
-	upstreamReleased *prometheus.CounterVec // by result
-	poolIdle         prometheus.Gauge
-	poolDiscarded    prometheus.Counter
-	cancels          *prometheus.CounterVec // by outcome
-	decisions        *prometheus.CounterVec // by decision
-	decisionPolicies *prometheus.CounterVec // by decision and policy id
-	refusals         prometheus.Counter
-	rewriteSeconds   prometheus.Histogram
-	rewriteCache     [numCacheOutcomes]prometheus.Counter // by cacheOutcome
-	revocation       prometheus.Histogram
-	notifyLag        prometheus.Histogram
-	policyReloads    *prometheus.CounterVec // by result
+	connsActive       prometheus.Gauge
+	connsTotal        prometheus.Counter
+	connsRejected     *prometheus.CounterVec // by reason
+	authFailures      *prometheus.CounterVec // by method
+	bytesFromClient   prometheus.Counter
+	bytesToClient     prometheus.Counter
+	statements        *prometheus.CounterVec // by protocol path
+	errors            *prometheus.CounterVec // by SQLSTATE
+	upstreamConnect   prometheus.Histogram
+	upstreamFailures  prometheus.Counter
+	upstreamReused    prometheus.Counter
+	upstreamReleased  *prometheus.CounterVec // by result
+	poolIdle          prometheus.Gauge
+	poolDiscarded     prometheus.Counter
+	stmtCacheHit      prometheus.Counter     // an unnamed Parse served by a cached statement
+	stmtCachePrepared prometheus.Counter     // a rewritten statement prepared upstream for later Parses
+	cancels           *prometheus.CounterVec // by outcome
+	decisions         *prometheus.CounterVec // by decision
+	decisionPolicies  *prometheus.CounterVec // by decision and policy id
+	refusals          prometheus.Counter
+	rewriteSeconds    prometheus.Histogram
+	rewriteCache      [numCacheOutcomes]prometheus.Counter // by cacheOutcome
+	revocation        prometheus.Histogram
+	notifyLag         prometheus.Histogram
+	policyReloads     *prometheus.CounterVec // by result
 
 	// Children of statements, resolved once: the relay's hot path must not
 	// hash label values per message.
@@ -114,6 +116,9 @@ func NewMetrics() *Metrics {
 	for o := range m.rewriteCache {
 		m.rewriteCache[o] = cache.WithLabelValues(cacheOutcome(o).String())
 	}
+	stmtCache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mandate_statement_cache_total", Help: "Unnamed Parses of rewritten statements, by how the upstream statement cache served them: hit (a statement prepared earlier on the connection), prepared (prepared upstream for the next Parse).",
+	}, []string{"result"})
 	m.revocation = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "mandate_revocation_seconds", Help: "Time from a delegation's revocation commit to the first statement it refused.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
@@ -128,8 +133,9 @@ func NewMetrics() *Metrics {
 	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, cache, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
-		m.upstreamConnect, m.upstreamFailures, m.upstreamReused, m.upstreamReleased, m.poolIdle, m.poolDiscarded, m.cancels,
+		m.upstreamConnect, m.upstreamFailures, m.upstreamReused, m.upstreamReleased, m.poolIdle, m.poolDiscarded, m.cancels, stmtCache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.stmtCacheHit, m.stmtCachePrepared = stmtCache.WithLabelValues("hit"), stmtCache.WithLabelValues("prepared")
 	path := m.statements.WithLabelValues
 	m.stmtSimple, m.stmtParse, m.stmtExecute, m.stmtFunctionCall = path("simple"), path("parse"), path("execute"), path("function_call")
 	m.stmtCopyIn, m.stmtCopyOut, m.stmtCopyBoth = path("copy_in"), path("copy_out"), path("copy_both")

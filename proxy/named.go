@@ -75,8 +75,10 @@ func (s *session) checkNamed(d decision, texts []string) error {
 				// keeps the old one, unless that one had failed: mark the name.
 				txEnds := s.txEnds.Load()
 				old, taken := tbl[st.Name]
+				// A cached statement's name is taken too (stmtcache.go).
+				cached := st.Kind == rewrite.KindPrepare && s.upstream.stmts.has(st.Name)
 				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL, hold: st.Hold, txEnds: txEnds,
-					twice: taken && old.open(st.Kind, txEnds)}
+					twice: taken && old.open(st.Kind, txEnds) || cached}
 			}
 		case rewrite.KindDeallocate, rewrite.KindClose:
 			if st.Name == "" {
@@ -165,6 +167,9 @@ func (s *session) protocolObject(k rewrite.Kind, name string) *preparedStmt {
 // statements, Bind's portals for cursors.
 func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 	statements := k == rewrite.KindPrepare || k == rewrite.KindDeallocate
+	if statements {
+		s.upstream.stmts.forget(name) // DEALLOCATE reaches the cache's too
+	}
 	switch {
 	case statements && name == "":
 		clear(s.stmts)
@@ -181,6 +186,8 @@ func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 // ALL dropped them all upstream.
 func (s *session) forgetNamed() {
 	s.named = namedObjects{}
+	s.unnamed = nil
+	s.upstream.stmts.forget("")
 	clear(s.stmts)
 	clear(s.portals)
 }

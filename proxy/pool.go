@@ -202,6 +202,7 @@ const resetTimeout = 5 * time.Second
 // values it reports (the settings it put back). Anything but a clean, idle
 // answer is an error: the connection is then closed, never reused.
 func (u *upstreamConn) reset() error {
+	u.stmts.forget("") // DISCARD ALL deallocates them
 	_ = u.conn.SetDeadline(time.Now().Add(resetTimeout))
 	defer func() { _ = u.conn.SetDeadline(time.Time{}) }()
 	msg, err := (&pgproto3.Query{String: "DISCARD ALL"}).Encode(u.wbuf[:0])

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -30,63 +31,115 @@ type preparedStmt struct {
 	effect    rewrite.Effect // on the session, at each execution
 }
 
-// drops are upstream answers to messages mandate injected, to be hidden
-// from the client. Each belongs to a segment (the messages up to a Sync):
-// answers come in order, so within its segment an expected CloseComplete
-// or ParseComplete is the next one of its type; an ErrorResponse instead of
-// an expected ParseComplete is the client's to see (the re-prepare was
-// refused), and a segment that ended (ReadyForQuery) takes its unmet
-// expectations with it (an earlier error made the upstream skip them).
+// drops are upstream answers to messages mandate injected (a Close and a
+// Parse re-preparing a statement, a refusal's marker, the statement
+// cache's Parse and Close), to be hidden from the client. Each belongs to
+// a segment (the messages up to a Sync) and comes after a known number of
+// answers of its type to the client's own messages in that segment: the
+// upstream answers in order, so counting ParseCompletes and CloseCompletes
+// tells which one is mandate's. An ErrorResponse ends what the segment
+// answers: it is the client's to see, and the injected messages not yet
+// answered are skipped (or were the error), as are those of a segment that
+// ended.
 type drops struct {
 	mu      sync.Mutex
 	pending []drop
 	synced  uint64       // ReadyForQuery answers seen: the segment being answered
 	n       atomic.Int32 // len(pending), read without the lock on the per-row path
+	// shown counts the answers of each hidden type ('1', '3') passed to the
+	// client in the segment being answered; the upstream loop's alone.
+	shown [2]int
 }
 
 type drop struct {
 	segment uint64
 	typ     byte
+	before  int           // the client's answers of typ in the segment ahead of it
+	state   *atomic.Int32 // if not nil, told the outcome (stmtReady or stmtFailed)
 }
 
-func (d *drops) expect(segment uint64, types ...byte) {
-	d.mu.Lock()
-	for _, t := range types {
-		d.pending = append(d.pending, drop{segment, t})
+// settle reports a drop's outcome to whoever asked for it.
+func (d drop) settle(state int32) {
+	if d.state != nil {
+		d.state.Store(state)
 	}
+}
+
+// hidden indexes drops.shown and the session's sent counts: the answer
+// types of injected messages.
+func hidden(typ byte) int {
+	switch typ {
+	case '1':
+		return 0
+	case '3':
+		return 1
+	}
+	return -1
+}
+
+func (d *drops) expect(x drop) {
+	d.mu.Lock()
+	d.pending = append(d.pending, x)
 	d.n.Store(int32(len(d.pending)))
 	d.mu.Unlock()
 }
 
 // hide reports whether an upstream message must not reach the client.
 func (d *drops) hide(typ byte) bool {
-	if typ != 'Z' && d.n.Load() == 0 {
-		return false // the common case: nothing injected, no lock per row
-	}
-	d.mu.Lock()
-	defer func() { d.n.Store(int32(len(d.pending))); d.mu.Unlock() }()
-	if typ == 'Z' {
+	i := hidden(typ)
+	switch {
+	case typ == 'Z':
+		d.shown = [2]int{}
+		d.mu.Lock()
 		d.synced++
-		for len(d.pending) > 0 && d.pending[0].segment < d.synced {
-			d.pending = d.pending[1:]
+		d.settle(func(x drop) bool { return x.segment < d.synced })
+		d.mu.Unlock()
+	case typ == 'E' && d.n.Load() > 0:
+		d.mu.Lock()
+		d.settle(func(x drop) bool { return x.segment == d.synced })
+		d.mu.Unlock()
+	case i >= 0 && d.n.Load() > 0:
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for k, x := range d.pending {
+			if x.segment == d.synced && x.typ == typ {
+				if x.before != d.shown[i] {
+					break // the client's answer comes first
+				}
+				x.settle(stmtReady)
+				d.pending = append(d.pending[:k], d.pending[k+1:]...)
+				d.n.Store(int32(len(d.pending)))
+				return true
+			}
 		}
-		return false
-	}
-	if len(d.pending) == 0 || d.pending[0].segment != d.synced {
-		return false
-	}
-	switch head := d.pending[0].typ; {
-	case head == typ:
-		d.pending = d.pending[1:]
-		return true
-	case head == '1' && typ == 'E':
-		d.pending = d.pending[1:]
+		d.shown[i]++
+	case i >= 0:
+		d.shown[i]++ // the common case: nothing injected, no lock
 	}
 	return false
 }
 
+// settle drops the pending answers that will not come (match), as failed.
+// d.mu is held.
+func (d *drops) settle(match func(drop) bool) {
+	d.pending = slices.DeleteFunc(d.pending, func(x drop) bool {
+		if match(x) {
+			x.settle(stmtFailed)
+			return true
+		}
+		return false
+	})
+	d.n.Store(int32(len(d.pending)))
+}
+
+// hideAnswer expects the answer of a message injected now, ahead of the
+// client's next one, and hides it; state, if not nil, learns its outcome.
+func (s *session) hideAnswer(typ byte, state *atomic.Int32) {
+	s.drops.expect(drop{segment: s.segment, typ: typ, before: s.sent[hidden(typ)], state: state})
+}
+
 // onParse decides a Parse and remembers the statement.
-func (s *session) onParse(m *pgproto3.Parse) {
+func (s *session) onParse(m *pgproto3.Parse) error {
 	ps := &preparedStmt{sql: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
 	var d decision
 	var o outcome
@@ -105,6 +158,14 @@ func (s *session) onParse(m *pgproto3.Parse) {
 	case handled:
 		ps.handled = true
 	}
+	if m.Name == "" {
+		s.unnamed = nil
+		if o == decided && ps.forwarded != ps.sql {
+			if err := s.cacheParse(m); err != nil {
+				return err
+			}
+		}
+	}
 	if m.Name != "" && s.nameTaken(m.Name) {
 		// PostgreSQL refuses a named Parse of a name in use and keeps the
 		// statement there, unless that one had failed upstream: mandate
@@ -113,16 +174,18 @@ func (s *session) onParse(m *pgproto3.Parse) {
 		ps.twice = true
 	}
 	s.stmts[m.Name] = ps
+	return nil
 }
 
 // nameTaken reports whether a statement of this name may exist upstream,
-// made by Parse or by SQL PREPARE (a refused Parse's marker never exists).
+// made by Parse or by SQL PREPARE (a refused Parse's marker never exists),
+// or by mandate's statement cache.
 func (s *session) nameTaken(name string) bool {
 	if ps, ok := s.stmts[name]; ok && !ps.refused {
 		return true
 	}
 	_, ok := s.named.prepared[name]
-	return ok
+	return ok || s.upstream.stmts.has(name)
 }
 
 // onBind re-decides the statement a Bind names and, when the decision
@@ -193,6 +256,9 @@ func (s *session) bindOther(name string) error {
 func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwarded string, refused bool, err error) {
 	s.audit(d)
 	forwarded, refused = d.sql, d.err != nil
+	if name == "" {
+		s.unnamed = nil // the Parse below makes the upstream's own again
+	}
 	if refused {
 		forwarded = s.refuse(d.err)
 	}
@@ -203,7 +269,8 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 	if u.wbuf, err = (&pgproto3.Parse{Name: name, Query: forwarded, ParameterOIDs: paramOIDs}).Encode(u.wbuf); err != nil {
 		return "", false, err
 	}
-	s.drops.expect(s.segment, '3', '1')
+	s.hideAnswer('3', nil)
+	s.hideAnswer('1', nil)
 	if refused {
 		s.auditPlaceholder() // for the marker's error, which the client sees
 		s.searchPath.refused()
@@ -296,7 +363,7 @@ func (s *session) refuseAhead(d decision) error {
 	if u.wbuf, err = (&pgproto3.Parse{Name: refusalStatement, Query: s.refuse(d.err)}).Encode(u.wbuf); err != nil {
 		return err
 	}
-	s.drops.expect(s.segment, '1')
+	s.hideAnswer('1', nil)
 	s.auditPlaceholder() // for the marker's error, which the client sees
 	s.searchPath.refused()
 	return nil
@@ -306,6 +373,11 @@ func (s *session) refuseAhead(d decision) error {
 func (s *session) onClose(m *pgproto3.Close) {
 	if m.ObjectType == 'S' {
 		delete(s.stmts, m.Name)
+		if m.Name == "" {
+			s.unnamed = nil
+		} else {
+			s.upstream.stmts.forget(m.Name)
+		}
 	} else {
 		delete(s.portals, m.Name)
 	}

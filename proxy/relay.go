@@ -101,18 +101,27 @@ func (s *session) relayClient() error {
 			}
 			s.pending.Add(1)
 			s.segment++
+			s.sent = [2]int{}
 			flush = true
 		case *pgproto3.Parse:
 			s.unsynced = true
 			m.stmtParse.Inc()
 			if enforce {
-				s.onParse(msg)
+				if err := s.onParse(msg); err != nil {
+					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
 			}
+			s.sent[0]++ // after what onParse injected ahead of it
 		case *pgproto3.Bind:
 			s.unsynced = true
 			if enforce {
 				if err := s.onBind(msg); err != nil {
 					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
+				if msg.PreparedStatement == "" {
+					if msg.PreparedStatement, err = s.unnamedStatement(); err != nil {
+						return fatalf(codeProtocolViolation, "cannot encode message", err)
+					}
 				}
 			}
 		case *pgproto3.Execute:
@@ -128,8 +137,14 @@ func (s *session) relayClient() error {
 			if enforce {
 				s.onClose(msg)
 			}
+			s.sent[1]++
 		case *pgproto3.Describe:
 			s.unsynced = true
+			if enforce && msg.ObjectType == 'S' && msg.Name == "" {
+				if msg.Name, err = s.unnamedStatement(); err != nil {
+					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
+			}
 		case *pgproto3.Sync:
 			s.unsynced = false
 			if enforce {
@@ -137,6 +152,7 @@ func (s *session) relayClient() error {
 			}
 			s.pending.Add(1)
 			s.segment++
+			s.sent = [2]int{}
 			flush = true
 		case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
 			flush = true

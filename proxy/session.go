@@ -48,6 +48,8 @@ type session struct {
 	purpose        string     // SET mandate.purpose
 	searchPath     searchPath
 	stmts          map[string]*preparedStmt
+	sent           [2]int       // the client's Parses and Closes in the segment being sent (drops.shown's counterpart)
+	unnamed        *cachedStmt  // the cached statement the unnamed one stands for (stmtcache.go)
 	named          namedObjects // SQL PREPARE and DECLARE (named.go)
 	portals        map[string]boundPortal
 	segment        uint64     // Syncs and Queries forwarded: the segment being sent

@@ -219,6 +219,7 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 
 // onQuery decides a simple Query in place.
 func (s *session) onQuery(m *pgproto3.Query) {
+	s.unnamed = nil // a simple Query drops the unnamed statement
 	var d decision
 	var o outcome
 	m.String, d, o = s.decideText(m.String, true)

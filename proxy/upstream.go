@@ -26,6 +26,7 @@ type upstreamConn struct {
 	network  string // where cancel requests go
 	address  string
 
+	stmts     stmtCache // statements mandate prepared on it (stmtcache.go)
 	key       string    // poolKey: what the backend was started with
 	born      time.Time // connected
 	idleSince time.Time // last released to the pool

@@ -122,6 +122,7 @@ func proxyConfig(c serveConfig, log *slog.Logger) (proxy.Config, error) {
 		UpstreamConnectTimeout:   c.UpstreamConnectTimeout,
 		AllowSuperuserUpstream:   c.AllowSuperuserUpstream,
 		UpstreamPoolSize:         c.UpstreamPoolSize,
+		UpstreamStatementCache:   c.UpstreamStatementCache,
 		UpstreamIdleTimeout:      c.UpstreamIdleTimeout,
 		UpstreamLifetime:         c.UpstreamLifetime,
 		RequireTLS:               c.TLSRequired,

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// An unnamed statement is parsed, analysed and planned by PostgreSQL at
+// every Parse, and many clients send every statement that way (pgbench -M
+// extended, node-postgres, lib/pq, JDBC below its prepare threshold). A
+// rewrite makes that planning dearer: the derived table, the filter and
+// the masks are planned again each time. So mandate pays back what it
+// adds: an unnamed Parse whose text it rewrote is prepared upstream once
+// per connection under a name of mandate's own, and later Parses of the
+// same rewrite use that statement. The client still sends Parse, Bind,
+// Describe as before and sees the same answers; PostgreSQL plans the
+// statement as it plans any prepared one (custom plans first, then a
+// generic plan when it costs no more; plan_cache_mode decides).
+//
+// Nothing is decided differently: every Parse and Bind is decided as
+// before, and the cache is keyed by the text the decision produced, so a
+// revoked grant or a changed scope yields another text (or a refusal),
+// never a statement prepared under the old one. Statements the client
+// names itself, and any text mandate did not change, go as they are.
+
+// stmtPrefix starts every cached statement's name: random per process, so
+// that no client can name one (names are also checked, see nameTaken).
+var stmtPrefix = "mandate_" + rand.Text()[:12] + "_"
+
+// Cached statement states: prepared (ParseComplete seen), in flight, or
+// failed (an error, or skipped after an earlier one).
+const (
+	stmtPending int32 = iota
+	stmtReady
+	stmtFailed
+)
+
+// cachedStmt is one statement mandate prepared upstream.
+type cachedStmt struct {
+	name  string
+	key   string
+	query string // the rewritten text, to prepare it again
+	oids  []uint32
+	state atomic.Int32 // set by the upstream loop when its answer comes
+	used  uint64
+}
+
+// stmtCache holds an upstream connection's cached statements. Only the
+// client loop of the session owning the connection uses it (state aside);
+// reset empties it with the rest of the backend's state.
+type stmtCache struct {
+	entries map[string]*cachedStmt // by key: text and parameter types
+	byName  map[string]*cachedStmt
+	tick    uint64
+	next    uint64
+	scratch []byte
+}
+
+// key is a Parse's text and parameter types as one string; the common case
+// (no declared types) is the text itself, without allocating.
+func (c *stmtCache) key(query string, oids []uint32) string {
+	if len(oids) == 0 {
+		return query
+	}
+	b := append(c.scratch[:0], query...)
+	b = append(b, 0)
+	for _, o := range oids {
+		b = binary.BigEndian.AppendUint32(b, o)
+	}
+	c.scratch = b
+	return string(b)
+}
+
+func (c *stmtCache) get(key string) *cachedStmt {
+	e := c.entries[key]
+	if e != nil {
+		c.tick++
+		e.used = c.tick
+	}
+	return e
+}
+
+// add records a statement about to be prepared, evicting the least
+// recently used one beyond max; evicted is its name, to close upstream.
+func (c *stmtCache) add(query string, oids []uint32, max int) (e *cachedStmt, evicted string) {
+	if c.entries == nil {
+		c.entries, c.byName = map[string]*cachedStmt{}, map[string]*cachedStmt{}
+	}
+	for len(c.entries) >= max {
+		var old *cachedStmt
+		for _, o := range c.entries {
+			if old == nil || o.used < old.used {
+				old = o
+			}
+		}
+		c.remove(old)
+		evicted = old.name
+	}
+	c.next++
+	c.tick++
+	e = &cachedStmt{name: stmtPrefix + strconv.FormatUint(c.next, 10), query: query,
+		oids: append([]uint32(nil), oids...), used: c.tick}
+	e.key = c.key(query, oids)
+	c.insert(e)
+	return e, evicted
+}
+
+func (c *stmtCache) insert(e *cachedStmt) {
+	if c.entries == nil {
+		c.entries, c.byName = map[string]*cachedStmt{}, map[string]*cachedStmt{}
+	}
+	c.entries[e.key], c.byName[e.name] = e, e
+}
+
+func (c *stmtCache) remove(e *cachedStmt) {
+	delete(c.entries, e.key)
+	delete(c.byName, e.name)
+}
+
+// holds reports whether e is still cached: not evicted or dropped.
+func (c *stmtCache) holds(e *cachedStmt) bool { return c.byName[e.name] == e }
+
+// has reports whether name is one of the cached statements' names.
+func (c *stmtCache) has(name string) bool { return c.byName[name] != nil }
+
+// forget drops name (every statement when ""): the client deallocated it
+// upstream, so it must be prepared again before its next use.
+func (c *stmtCache) forget(name string) {
+	if name == "" {
+		clear(c.entries)
+		clear(c.byName)
+		return
+	}
+	if e := c.byName[name]; e != nil {
+		c.remove(e)
+	}
+}
+
+// cacheParse serves an unnamed Parse of a rewritten text (m, already
+// rewritten) from the connection's statement cache. A prepared statement
+// turns the Parse into an empty one, which still answers ParseComplete in
+// its place, and the session's Bind and Describe of the unnamed statement
+// go to the cached one. Otherwise the statement is prepared under its name
+// ahead of the Parse (hidden from the client; an error in its place is the
+// client's, as the Parse would fail alike), for the next Parse to use.
+func (s *session) cacheParse(m *pgproto3.Parse) error {
+	max := s.srv.cfg.UpstreamStatementCache
+	if max <= 0 {
+		return nil
+	}
+	c := &s.upstream.stmts
+	e := c.get(c.key(m.Query, m.ParameterOIDs))
+	if e != nil {
+		switch e.state.Load() {
+		case stmtReady:
+			s.srv.metrics.stmtCacheHit.Inc()
+			s.unnamed = e
+			m.Query, m.ParameterOIDs = "", nil
+			return nil
+		case stmtPending:
+			return nil // its answer is still to come: this Parse goes as it is
+		}
+		c.remove(e) // failed: prepare it again under a new name
+	}
+	e, evicted := c.add(m.Query, m.ParameterOIDs, max)
+	if evicted != "" {
+		if err := s.injectClose(evicted); err != nil {
+			return err
+		}
+	}
+	return s.injectPrepare(e)
+}
+
+// injectPrepare queues e's Parse, hidden from the client when it succeeds.
+func (s *session) injectPrepare(e *cachedStmt) error {
+	e.state.Store(stmtPending)
+	u := s.upstream
+	var err error
+	if u.wbuf, err = (&pgproto3.Parse{Name: e.name, Query: e.query, ParameterOIDs: e.oids}).Encode(u.wbuf); err != nil {
+		return err
+	}
+	s.hideAnswer('1', &e.state)
+	s.srv.metrics.stmtCachePrepared.Inc()
+	return nil
+}
+
+// injectClose queues a Close of a cached statement, hidden from the client.
+func (s *session) injectClose(name string) error {
+	var err error
+	u := s.upstream
+	if u.wbuf, err = (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(u.wbuf); err != nil {
+		return err
+	}
+	s.hideAnswer('3', nil)
+	return nil
+}
+
+// unnamedStatement is the upstream name a Bind or Describe of the unnamed
+// statement goes to: the cached statement its Parse used, prepared again
+// first if the client has since dropped it (DEALLOCATE ALL) or it was
+// evicted; "" when the unnamed statement is the upstream's own.
+func (s *session) unnamedStatement() (string, error) {
+	e := s.unnamed
+	if e == nil {
+		return "", nil
+	}
+	c := &s.upstream.stmts
+	if !c.holds(e) {
+		if other := c.entries[e.key]; other != nil {
+			c.remove(other) // the same text under another name: it stays upstream, unused
+			if err := s.injectClose(other.name); err != nil {
+				return "", err
+			}
+		}
+		c.insert(e)
+		if err := s.injectPrepare(e); err != nil {
+			return "", err
+		}
+	}
+	return e.name, nil
+}

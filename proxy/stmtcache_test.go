@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// answer is what a client got for one batch: each message's type in
+// order, the rows' first column, and the error's SQLSTATE.
+type answer struct {
+	types string
+	rows  []string
+	code  string
+}
+
+// roundTrip sends msgs on conn's socket, below pgx, and a Sync unless they
+// are a simple Query, and reads the answer up to ReadyForQuery.
+func roundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) answer {
+	t.Helper()
+	fe := conn.PgConn().Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if _, simple := msgs[len(msgs)-1].(*pgproto3.Query); !simple {
+		fe.Send(&pgproto3.Sync{})
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ParseComplete:
+			a.types += "1"
+		case *pgproto3.BindComplete:
+			a.types += "2"
+		case *pgproto3.CloseComplete:
+			a.types += "3"
+		case *pgproto3.ParameterDescription:
+			a.types += "t"
+		case *pgproto3.RowDescription:
+			a.types += "T"
+		case *pgproto3.NoData:
+			a.types += "n"
+		case *pgproto3.DataRow:
+			a.types += "D"
+			a.rows = append(a.rows, string(m.Values[0]))
+		case *pgproto3.CommandComplete:
+			a.types += "C"
+		case *pgproto3.ErrorResponse:
+			a.types += "E"
+			a.code = m.Code
+		case *pgproto3.ReadyForQuery:
+			return a
+		}
+	}
+}
+
+// unnamedQuery is one execution of sql as an unnamed statement, the way
+// pgbench -M extended, node-postgres and lib/pq send every statement.
+func unnamedQuery(sql string) []pgproto3.FrontendMessage {
+	return []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: sql},
+		&pgproto3.Bind{},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+	}
+}
+
+func cacheCount(p *testProxy) (hits, prepared float64) {
+	return testutil.ToFloat64(p.srv.metrics.stmtCacheHit), testutil.ToFloat64(p.srv.metrics.stmtCachePrepared)
+}
+
+// TestStatementCacheAnswersAsPostgres: a repeated unnamed Parse of a
+// rewritten statement is served by a statement mandate prepared upstream,
+// and the client cannot tell: the same messages, the same rows, each time.
+func TestStatementCacheAnswersAsPostgres(t *testing.T) {
+	w, _, bob := delegatedBob(t)
+	const q = "SELECT id FROM transactions ORDER BY id"
+	want := roundTrip(t, bob, unnamedQuery(q)...)
+	if want.code != "" || len(want.rows) == 0 || want.types[:3] != "12T" {
+		t.Fatalf("first execution: %+v", want)
+	}
+	hits0, _ := cacheCount(w.p)
+	for i := range 3 {
+		got := roundTrip(t, bob, unnamedQuery(q)...)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("execution %d: got %+v, want %+v", i+2, got, want)
+		}
+	}
+	if hits, _ := cacheCount(w.p); hits-hits0 != 3 {
+		t.Fatalf("%v cache hits for 3 repeated Parses, want 3", hits-hits0)
+	}
+	// Describe of the unnamed statement, and a Bind of it in a later batch
+	// without a Parse, reach the cached statement.
+	got := roundTrip(t, bob, &pgproto3.Parse{Query: q}, &pgproto3.Describe{ObjectType: 'S'})
+	if got.types != "1tT" {
+		t.Fatalf("Describe of the unnamed statement: %+v", got)
+	}
+	got = roundTrip(t, bob, &pgproto3.Bind{}, &pgproto3.Execute{})
+	if got.code != "" || fmt.Sprint(got.rows) != fmt.Sprint(want.rows) {
+		t.Fatalf("Bind of the unnamed statement alone: %+v", got)
+	}
+	// A simple Query drops the unnamed statement, as in PostgreSQL.
+	if _, err := bob.Exec(ctxT(t), "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, bob, &pgproto3.Bind{}, &pgproto3.Execute{}); got.code != "26000" {
+		t.Fatalf("Bind of the unnamed statement after a simple Query: want 26000, got %+v", got)
+	}
+	// Two Parses of a new text in one batch: the second cannot wait for the
+	// first's answer and goes as it is.
+	const q2 = "SELECT id FROM accounts ORDER BY id"
+	two := roundTrip(t, bob, append(unnamedQuery(q2), unnamedQuery(q2)...)...)
+	one := roundTrip(t, bob, unnamedQuery(q2)...)
+	if one.code != "" || two.types != one.types+one.types || fmt.Sprint(two.rows) != fmt.Sprint(append(one.rows, one.rows...)) {
+		t.Fatalf("two Parses of one text in a batch: %+v; one: %+v", two, one)
+	}
+}
+
+// TestStatementCacheAfterRevocation: a cached statement is the rewrite of
+// the grants it was made under; after a revocation, neither a new Parse
+// nor a Bind of the unnamed statement may reach it.
+func TestStatementCacheAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	const q = "SELECT id FROM transactions"
+	for range 2 {
+		if got := roundTrip(t, bob, unnamedQuery(q)...); got.code != "" || len(got.rows) == 0 {
+			t.Fatalf("bob before revocation: %+v", got)
+		}
+	}
+	if hits, _ := cacheCount(w.p); hits == 0 {
+		t.Fatal("the second Parse was not served by the cache")
+	}
+	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, bob, &pgproto3.Bind{}, &pgproto3.Execute{}); got.code != codeInsufficientPriv || len(got.rows) != 0 {
+		t.Fatalf("Bind of the cached unnamed statement after revocation: want 42501, got %+v", got)
+	}
+	if got := roundTrip(t, bob, unnamedQuery(q)...); got.code != codeInsufficientPriv || len(got.rows) != 0 {
+		t.Fatalf("Parse after revocation: want 42501, got %+v", got)
+	}
+}
+
+// TestStatementCacheNamesAreMandates: a client that guesses a cached
+// statement's name cannot run it, make it again or drop it from under
+// mandate: after a revocation, nothing under such a name runs the old
+// rewrite.
+func TestStatementCacheNamesAreMandates(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	const q = "SELECT id FROM transactions"
+	for range 2 {
+		roundTrip(t, bob, unnamedQuery(q)...)
+	}
+	// Names a connection's cache has used so far; pooled connections may
+	// have counted further, which only makes the guesses miss.
+	var names []string
+	for i := 1; i <= 8; i++ {
+		names = append(names, fmt.Sprintf("%s%d", stmtPrefix, i))
+	}
+	for _, n := range names {
+		if got := roundTrip(t, bob, &pgproto3.Bind{PreparedStatement: n}, &pgproto3.Execute{}); got.code != "26000" || len(got.rows) != 0 {
+			t.Fatalf("Bind of mandate's statement %s: want 26000, got %+v", n, got)
+		}
+	}
+	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	mine := func(what string, a answer) {
+		t.Helper()
+		for _, r := range a.rows {
+			if r != "mine" {
+				t.Fatalf("%s ran another statement: %+v", what, a)
+			}
+		}
+	}
+	for _, n := range names {
+		mine("Parse and Bind of "+n, roundTrip(t, bob,
+			&pgproto3.Parse{Name: n, Query: "SELECT 'mine'"}, &pgproto3.Bind{PreparedStatement: n}, &pgproto3.Execute{}))
+		sql := pgx.Identifier{n}.Sanitize()
+		mine("PREPARE and EXECUTE of "+n, roundTrip(t, bob,
+			&pgproto3.Query{String: "PREPARE " + sql + " AS SELECT 'mine'"}))
+		a := roundTrip(t, bob, &pgproto3.Query{String: "EXECUTE " + sql})
+		mine("EXECUTE of "+n, a)
+	}
+	if got := roundTrip(t, bob, unnamedQuery(q)...); got.code != codeInsufficientPriv {
+		t.Fatalf("Parse after revocation: want 42501, got %+v", got)
+	}
+}
+
+// TestStatementCacheFollowsDeallocation: DEALLOCATE ALL and DISCARD ALL
+// drop mandate's statements with the client's; the next Parse prepares
+// them again instead of naming what is gone.
+func TestStatementCacheFollowsDeallocation(t *testing.T) {
+	w := startBank(t)
+	bob := w.connect(t, "alice") // logged in as herself: DISCARD ALL keeps who she is
+	const q = "SELECT id FROM transactions ORDER BY id"
+	want := roundTrip(t, bob, unnamedQuery(q)...)
+	for _, drop := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+		roundTrip(t, bob, unnamedQuery(q)...) // served by the cache
+		if got := roundTrip(t, bob, &pgproto3.Query{String: drop}); got.code != "" {
+			t.Fatalf("%s: %+v", drop, got)
+		}
+		for range 2 {
+			if got := roundTrip(t, bob, unnamedQuery(q)...); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("after %s: got %+v, want %+v", drop, got, want)
+			}
+		}
+	}
+	// The same through the extended protocol, between a Parse served by the
+	// cache and a Describe of the unnamed statement.
+	roundTrip(t, bob, unnamedQuery(q)...)
+	got := roundTrip(t, bob, &pgproto3.Parse{Query: q}, &pgproto3.Parse{Name: "dealloc", Query: "DEALLOCATE ALL"},
+		&pgproto3.Bind{PreparedStatement: "dealloc"}, &pgproto3.Execute{}, &pgproto3.Describe{ObjectType: 'S'})
+	if got.code != "" || got.types != "112CtT" {
+		t.Fatalf("Describe of the unnamed statement after DEALLOCATE ALL: %+v", got)
+	}
+}
+
+// TestStatementCacheEvictsAndFails: more texts than the cache holds (3 in
+// tests) are served in turn, each right; a text whose preparation fails
+// gives the client the error its Parse would have, every time.
+func TestStatementCacheEvictsAndFails(t *testing.T) {
+	w, _, bob := delegatedBob(t)
+	texts := []string{
+		"SELECT id FROM transactions ORDER BY id",
+		"SELECT id FROM accounts ORDER BY id",
+		"SELECT count(*) FROM transactions",
+		"SELECT id FROM transactions WHERE category = 'tax' ORDER BY id",
+		"SELECT max(id) FROM accounts",
+	}
+	want := map[string]answer{}
+	for _, q := range texts {
+		want[q] = roundTrip(t, bob, unnamedQuery(q)...)
+		if want[q].code != "" {
+			t.Fatalf("%s: %+v", q, want[q])
+		}
+	}
+	_, prepared0 := cacheCount(w.p)
+	for range 3 {
+		for _, q := range texts {
+			if got := roundTrip(t, bob, unnamedQuery(q)...); fmt.Sprint(got) != fmt.Sprint(want[q]) {
+				t.Fatalf("%s: got %+v, want %+v", q, got, want[q])
+			}
+		}
+	}
+	if _, prepared := cacheCount(w.p); prepared-prepared0 < 10 {
+		t.Fatalf("5 texts in turn through a cache of 3: %v statements prepared, want every one again", prepared-prepared0)
+	}
+	for range 3 {
+		got := roundTrip(t, bob, unnamedQuery("SELECT id FROM transactions WHERE id = 'not a number'")...)
+		if got.code != "22P02" || got.types != "E" {
+			t.Fatalf("a Parse that fails upstream: want one 22P02, got %+v", got)
+		}
+	}
+	if got := roundTrip(t, bob, unnamedQuery(texts[0])...); fmt.Sprint(got) != fmt.Sprint(want[texts[0]]) {
+		t.Fatalf("after the failures: got %+v", got)
+	}
+}
+
+// TestInjectedAnswersKeepTheirPlace: mandate's hidden answers are told
+// from the client's by their place, not by their type alone: a refusal
+// parsed ahead of an Execute, after a Parse of the client's in the same
+// batch, leaves the client its ParseComplete and the error in order.
+func TestInjectedAnswersKeepTheirPlace(t *testing.T) {
+	_, _, bob := delegatedBob(t)
+	got := roundTrip(t, bob, &pgproto3.Parse{Name: "mine", Query: "SELECT 1"}, &pgproto3.Execute{Portal: "nobody_bound_this"})
+	if got.types != "1E" || got.code != "34000" {
+		t.Fatalf("a Parse, then an Execute mandate refuses: want ParseComplete and 34000, got %+v", got)
+	}
+	if got := roundTrip(t, bob, &pgproto3.Bind{PreparedStatement: "mine"}, &pgproto3.Execute{}); got.types != "2DC" {
+		t.Fatalf("the statement parsed before the refusal: %+v", got)
+	}
+}
