@@ -175,6 +175,12 @@ func (s *session) relayClient() error {
 		if u.wbuf, err = msg.Encode(u.wbuf); err != nil {
 			return fatalf(codeProtocolViolation, "cannot encode message", err)
 		}
+		if e := s.prepareAfter; e != nil {
+			s.prepareAfter = nil
+			if err := s.injectPrepare(e); err != nil {
+				return fatalf(codeProtocolViolation, "cannot encode message", err)
+			}
+		}
 		if flush {
 			m.bytesFromClient.Add(float64(len(u.wbuf)))
 			if _, err := u.conn.Write(u.wbuf); err != nil {

@@ -49,6 +49,7 @@ type session struct {
 	searchPath     searchPath
 	stmts          map[string]*preparedStmt
 	sent           [2]int       // the client's Parses and Closes in the segment being sent (drops.shown's counterpart)
+	prepareAfter   *cachedStmt  // to prepare right after the client's Parse (stmtcache.go)
 	unnamed        *cachedStmt  // the cached statement the unnamed one stands for (stmtcache.go)
 	named          namedObjects // SQL PREPARE and DECLARE (named.go)
 	portals        map[string]boundPortal

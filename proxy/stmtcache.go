@@ -145,11 +145,14 @@ func (c *stmtCache) forget(name string) {
 // turns the Parse into an empty one, which still answers ParseComplete in
 // its place, and the session's Bind and Describe of the unnamed statement
 // go to the cached one. Otherwise the statement is prepared under its name
-// ahead of the Parse (hidden from the client; an error in its place is the
-// client's, as the Parse would fail alike), for the next Parse to use.
+// right after the Parse (s.prepareAfter; hidden from the client), for the
+// next Parse to use: after, so that a failure is the client's own Parse's,
+// which drops the unnamed statement as PostgreSQL's failed Parse does.
 func (s *session) cacheParse(m *pgproto3.Parse) error {
 	max := s.srv.cfg.UpstreamStatementCache
-	if max <= 0 {
+	if max <= 0 || s.txStatus.Load() == 'E' {
+		// In a failed transaction the client's Parse fails (25P02), and an
+		// empty one would not: let it.
 		return nil
 	}
 	c := &s.upstream.stmts
@@ -167,12 +170,12 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 		c.remove(e) // failed: prepare it again under a new name
 	}
 	e, evicted := c.add(m.Query, m.ParameterOIDs, max)
+	e.state.Store(stmtPending)
+	s.prepareAfter = e
 	if evicted != "" {
-		if err := s.injectClose(evicted); err != nil {
-			return err
-		}
+		return s.injectClose(evicted)
 	}
-	return s.injectPrepare(e)
+	return nil
 }
 
 // injectPrepare queues e's Parse, hidden from the client when it succeeds.

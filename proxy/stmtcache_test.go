@@ -281,3 +281,23 @@ func TestInjectedAnswersKeepTheirPlace(t *testing.T) {
 		t.Fatalf("the statement parsed before the refusal: %+v", got)
 	}
 }
+
+// TestStatementCacheFailedParseDropsUnnamed: a Parse that fails leaves no
+// unnamed statement behind, as in PostgreSQL; the statement the cache
+// prepares beside it must not make the client's Parse be skipped instead,
+// leaving the previous unnamed statement (made under the grants of its
+// time) to a later Bind.
+func TestStatementCacheFailedParseDropsUnnamed(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	if got := roundTrip(t, alice, unnamedQuery("SELECT id FROM transactions")...); got.code != "" || len(got.rows) == 0 {
+		t.Fatalf("alice's statement: %+v", got)
+	}
+	bad := &pgproto3.Parse{Query: "SELECT id FROM transactions WHERE id = 'not a number'"}
+	if got := roundTrip(t, alice, bad); got.code != "22P02" {
+		t.Fatalf("a Parse that fails upstream: want 22P02, got %+v", got)
+	}
+	if got := roundTrip(t, alice, &pgproto3.Bind{}, &pgproto3.Execute{}); got.code != "26000" || len(got.rows) != 0 {
+		t.Fatalf("Bind of the unnamed statement after its Parse failed: want 26000, got %+v", got)
+	}
+}
