@@ -326,18 +326,17 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		c.entries, c.templates = map[cacheKey]*cacheEntry{}, map[cacheKey]*cacheEntry{}
 	}
 	ent := c.entries[k]
-	c.mu.Unlock()
-	if ent == nil {
-		ent = &cacheEntry{sql: k.sql, results: map[uint64]cachedResult{}}
+	var asked bool
+	var rels []string
+	if ent != nil {
+		asked, rels = ent.asked, ent.relations
 	}
+	c.mu.Unlock()
 
 	// Grants for the relations this statement is known to touch decide
 	// which cached rewrite applies.
 	version := uint64(noGrantsVersion)
 	var set *grant.Set
-	c.mu.Lock()
-	asked, rels := ent.asked, ent.relations
-	c.mu.Unlock()
 	if asked && len(rels) > 0 {
 		var err error
 		if set, err = grants(rels); err != nil {
@@ -361,6 +360,9 @@ func (c *rewriteCache) rewrite(k cacheKey, cat *rewrite.Catalog, sess rewrite.Se
 		if res, tent, ok, err := c.instantiate(k.sql, tk, lits, grants); ok || err != nil {
 			return res, tent, cacheTemplate, err
 		}
+	}
+	if ent == nil { // made only now: most new texts are a template's
+		ent = &cacheEntry{sql: k.sql, results: map[uint64]cachedResult{}}
 	}
 
 	var askedFor []string
