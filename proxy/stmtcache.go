@@ -55,10 +55,18 @@ type cachedStmt struct {
 type stmtCache struct {
 	entries map[string]*cachedStmt // by key: text and parameter types
 	byName  map[string]*cachedStmt
+	// once holds keys parsed once and not prepared: a statement is
+	// prepared at its second Parse, so that clients sending each text once
+	// (constants inlined, as JDBC's Statement does) do not pay for two
+	// Parses and churn the cache. Emptied when it reaches seenLimit.
+	once    map[string]struct{}
 	tick    uint64
 	next    uint64
 	scratch []byte
 }
+
+// seenLimit bounds stmtCache.once, per cached statement allowed.
+const seenLimit = 4
 
 // key is a Parse's text and parameter types as one string; the common case
 // (no declared types) is the text itself, without allocating.
@@ -82,6 +90,19 @@ func (c *stmtCache) get(key string) *cachedStmt {
 		e.used = c.tick
 	}
 	return e
+}
+
+// again reports whether key was parsed before, and otherwise notes it.
+func (c *stmtCache) again(key string, max int) bool {
+	if _, ok := c.once[key]; ok {
+		delete(c.once, key)
+		return true
+	}
+	if c.once == nil || len(c.once) >= seenLimit*max {
+		c.once = map[string]struct{}{}
+	}
+	c.once[key] = struct{}{}
+	return false
 }
 
 // add records a statement about to be prepared, evicting the least
@@ -133,6 +154,7 @@ func (c *stmtCache) forget(name string) {
 	if name == "" {
 		clear(c.entries)
 		clear(c.byName)
+		clear(c.once)
 		return
 	}
 	if e := c.byName[name]; e != nil {
@@ -145,8 +167,8 @@ func (c *stmtCache) forget(name string) {
 // turns the Parse into an empty one, which still answers ParseComplete in
 // its place, and the session's Bind and Describe of the unnamed statement
 // go to the cached one. Otherwise the statement is prepared under its name
-// right after the Parse (s.prepareAfter; hidden from the client), for the
-// next Parse to use: after, so that a failure is the client's own Parse's,
+// right after its second Parse (s.prepareAfter; hidden from the client),
+// for the next ones to use: after, so that a failure is the client's own Parse's,
 // which drops the unnamed statement as PostgreSQL's failed Parse does.
 func (s *session) cacheParse(m *pgproto3.Parse) error {
 	max := s.srv.cfg.UpstreamStatementCache
@@ -156,7 +178,11 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 		return nil
 	}
 	c := &s.upstream.stmts
-	e := c.get(c.key(m.Query, m.ParameterOIDs))
+	key := c.key(m.Query, m.ParameterOIDs)
+	e := c.get(key)
+	if e == nil && !c.again(key, max) {
+		return nil
+	}
 	if e != nil {
 		switch e.state.Load() {
 		case stmtReady:
