@@ -710,32 +710,11 @@ func delegatedBob(t *testing.T) (*bankWorld, string, *pgx.Conn) {
 	return w, id, w.assume(t, "alice", []string{"bob"}, nil)
 }
 
-// protocolRoundTrip sends msgs and a Sync on conn's socket, below pgx, and
-// counts the rows and the error's SQLSTATE in the answer.
+// protocolRoundTrip is roundTrip's row count and SQLSTATE.
 func protocolRoundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) (rows int, code string) {
 	t.Helper()
-	fe := conn.PgConn().Frontend()
-	for _, m := range msgs {
-		fe.Send(m)
-	}
-	fe.Send(&pgproto3.Sync{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			rows++
-		case *pgproto3.ErrorResponse:
-			code = m.Code
-		case *pgproto3.ReadyForQuery:
-			return rows, code
-		}
-	}
+	a := roundTrip(t, conn, msgs...)
+	return len(a.rows), a.code
 }
 
 func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
