@@ -111,7 +111,7 @@ func (c *stmtCache) add(query string, oids []uint32, max int) (e *cachedStmt, ev
 	if c.entries == nil {
 		c.entries, c.byName = map[string]*cachedStmt{}, map[string]*cachedStmt{}
 	}
-	for len(c.entries) >= max {
+	if len(c.entries) >= max {
 		var old *cachedStmt
 		for _, o := range c.entries {
 			if old == nil || o.used < old.used {
@@ -126,15 +126,8 @@ func (c *stmtCache) add(query string, oids []uint32, max int) (e *cachedStmt, ev
 	e = &cachedStmt{name: stmtPrefix + strconv.FormatUint(c.next, 10), query: query,
 		oids: append([]uint32(nil), oids...), used: c.tick}
 	e.key = c.key(query, oids)
-	c.insert(e)
-	return e, evicted
-}
-
-func (c *stmtCache) insert(e *cachedStmt) {
-	if c.entries == nil {
-		c.entries, c.byName = map[string]*cachedStmt{}, map[string]*cachedStmt{}
-	}
 	c.entries[e.key], c.byName[e.name] = e, e
+	return e, evicted
 }
 
 func (c *stmtCache) remove(e *cachedStmt) {
@@ -229,9 +222,12 @@ func (s *session) injectClose(name string) error {
 }
 
 // unnamedStatement is the upstream name a Bind or Describe of the unnamed
-// statement goes to: the cached statement its Parse used, prepared again
-// first if the client has since dropped it (DEALLOCATE ALL) or it was
-// evicted; "" when the unnamed statement is the upstream's own.
+// statement goes to: the cached statement its Parse used, or, when the
+// cache has dropped that one since (DEALLOCATE ALL, DISCARD ALL), one of
+// the same text, prepared first if need be. The name is always a new one:
+// the drop may have failed upstream (in an aborted transaction, say) and
+// left the old statement there. "" when the unnamed statement is the
+// upstream's own.
 func (s *session) unnamedStatement() (string, error) {
 	e := s.unnamed
 	if e == nil {
@@ -239,16 +235,23 @@ func (s *session) unnamedStatement() (string, error) {
 	}
 	c := &s.upstream.stmts
 	if !c.holds(e) {
-		if other := c.entries[e.key]; other != nil {
-			c.remove(other) // the same text under another name: it stays upstream, unused
-			if err := s.injectClose(other.name); err != nil {
+		same := c.get(e.key)
+		if same == nil || same.state.Load() == stmtFailed {
+			if same != nil {
+				c.remove(same)
+			}
+			var evicted string
+			same, evicted = c.add(e.query, e.oids, s.srv.cfg.UpstreamStatementCache)
+			if evicted != "" {
+				if err := s.injectClose(evicted); err != nil {
+					return "", err
+				}
+			}
+			if err := s.injectPrepare(same); err != nil {
 				return "", err
 			}
 		}
-		c.insert(e)
-		if err := s.injectPrepare(e); err != nil {
-			return "", err
-		}
+		s.unnamed = same
 	}
-	return e.name, nil
+	return s.unnamed.name, nil
 }

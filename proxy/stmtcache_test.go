@@ -220,6 +220,25 @@ func TestStatementCacheFollowsDeallocation(t *testing.T) {
 	if got.code != "" || got.types != "112CtT" {
 		t.Fatalf("Describe of the unnamed statement after DEALLOCATE ALL: %+v", got)
 	}
+	// A DEALLOCATE ALL that fails upstream (in an aborted transaction)
+	// leaves the statements there: preparing one again under its old name
+	// would fail, and name it to the client.
+	roundTrip(t, bob, unnamedQuery(q)...)
+	roundTrip(t, bob, unnamedQuery(q)...) // served by the cache
+	named := func(name, sql string) answer {
+		return roundTrip(t, bob, &pgproto3.Parse{Name: name, Query: sql}, &pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{})
+	}
+	named("b", "BEGIN")
+	if got := named("z", "SELECT 1/0"); got.code != "22012" {
+		t.Fatalf("SELECT 1/0: %+v", got)
+	}
+	if got := named("d", "DEALLOCATE ALL"); got.code != "25P02" {
+		t.Fatalf("DEALLOCATE ALL in an aborted transaction: %+v", got)
+	}
+	named("r", "ROLLBACK")
+	if got := roundTrip(t, bob, &pgproto3.Describe{ObjectType: 'S'}); got.code != "" || got.types != "tT" {
+		t.Fatalf("Describe of the unnamed statement after a DEALLOCATE ALL that failed: %+v", got)
+	}
 }
 
 // TestStatementCacheEvictsAndFails: more texts than the cache holds (3 in
