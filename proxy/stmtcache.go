@@ -14,9 +14,9 @@ import (
 // extended, node-postgres, lib/pq, JDBC below its prepare threshold). A
 // rewrite makes that planning dearer: the derived table, the filter and
 // the masks are planned again each time. So mandate pays back what it
-// adds: an unnamed Parse whose text it rewrote is prepared upstream once
-// per connection under a name of mandate's own, and later Parses of the
-// same rewrite use that statement. The client still sends Parse, Bind,
+// adds: an unnamed Parse whose text it rewrote is prepared upstream, at its
+// second Parse on a connection, under a name of mandate's own, and later
+// Parses of the same rewrite use that statement. The client still sends Parse, Bind,
 // Describe as before and sees the same answers; PostgreSQL plans the
 // statement as it plans any prepared one (custom plans first, then a
 // generic plan when it costs no more; plan_cache_mode decides).
