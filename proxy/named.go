@@ -172,7 +172,7 @@ func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 	}
 	switch {
 	case statements && name == "":
-		clear(s.stmts)
+		forgetNamedStatements(s.stmts)
 	case statements:
 		delete(s.stmts, name)
 	case name == "":
@@ -182,12 +182,22 @@ func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 	}
 }
 
-// forgetNamed forgets every statement and portal, SQL or protocol: DISCARD
-// ALL dropped them all upstream.
+// forgetNamed forgets every named statement and every portal, SQL or
+// protocol: DISCARD ALL dropped them all upstream.
 func (s *session) forgetNamed() {
 	s.named = namedObjects{}
-	s.unnamed = nil
 	s.upstream.stmts.forget("")
-	clear(s.stmts)
+	forgetNamedStatements(s.stmts)
 	clear(s.portals)
+}
+
+// forgetNamedStatements empties stmts but for the unnamed statement, which
+// DEALLOCATE ALL and DISCARD ALL leave to the session in PostgreSQL (its
+// cached statement, if any, is prepared again at its next use).
+func forgetNamedStatements(stmts map[string]*preparedStmt) {
+	for name := range stmts {
+		if name != "" {
+			delete(stmts, name)
+		}
+	}
 }

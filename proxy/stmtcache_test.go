@@ -220,6 +220,18 @@ func TestStatementCacheFollowsDeallocation(t *testing.T) {
 	if got.code != "" || got.types != "112CtT" {
 		t.Fatalf("Describe of the unnamed statement after DEALLOCATE ALL: %+v", got)
 	}
+	// PostgreSQL's DEALLOCATE ALL and DISCARD ALL leave the unnamed
+	// statement: a Bind of it still runs it.
+	for _, drop := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+		roundTrip(t, bob, unnamedQuery(q)...) // served by the cache
+		if got := roundTrip(t, bob, &pgproto3.Parse{Name: "drop", Query: drop}, &pgproto3.Bind{PreparedStatement: "drop"},
+			&pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "drop"}); got.code != "" {
+			t.Fatalf("%s: %+v", drop, got)
+		}
+		if got := roundTrip(t, bob, &pgproto3.Bind{}, &pgproto3.Execute{}); got.code != "" || fmt.Sprint(got.rows) != fmt.Sprint(want.rows) {
+			t.Fatalf("Bind of the unnamed statement after %s: got %+v, want %v", drop, got, want.rows)
+		}
+	}
 	// A DEALLOCATE ALL that fails upstream (in an aborted transaction)
 	// leaves the statements there: preparing one again under its old name
 	// would fail, and name it to the client.
