@@ -76,21 +76,27 @@ func (r *rawConn) Read(p []byte) (int, error) {
 
 // read is one attempt; false asks the netpoller to wait for readability.
 func (r *rawConn) read(fd uintptr) bool {
+	n, wait, err := readFD(fd, r.rbuf)
+	r.rn, r.rerr = n, err
+	return !wait
+}
+
+// readFD reads fd once into p: wait when it has nothing to read (EAGAIN),
+// io.EOF at its end.
+func readFD(fd uintptr, p []byte) (n int, wait bool, err error) {
 	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
-			return false
+			return 0, true, nil
 		case errno != 0:
-			r.rerr = os.NewSyscallError("read", errno)
+			return 0, false, os.NewSyscallError("read", errno)
 		case n == 0:
-			r.rerr = io.EOF
-		default:
-			r.rn = int(n)
+			return 0, false, io.EOF
 		}
-		return true
+		return int(n), false, nil
 	}
 }
 
@@ -143,4 +149,50 @@ func socketSilent(c net.Conn) bool {
 		return true // never wait
 	})
 	return err == nil && silent
+}
+
+// pumpOf returns c's pump, or nil when c is not a socket newRawConn
+// wrapped (TLS, say): its reader then reads as usual.
+func pumpOf(c net.Conn) pumpFunc {
+	if r, ok := c.(*rawConn); ok {
+		return r.pump
+	}
+	return nil
+}
+
+// pump reads into buf[*have:] and calls consume after each read, all
+// inside one netpoller wait loop. A read that did not fill the space it
+// was given drained the socket, so the next wait goes straight to the
+// netpoller: an ordinary Read would first make a read that returns EAGAIN,
+// because each Read starts by forgetting readiness it has not seen used,
+// and a relay that waits between every message pays that read each time.
+// The wait stays correct because the netpoller is edge-triggered: data
+// that arrives after a read is a new edge. pump returns the first error of
+// a read, of consume, or of a wait (a deadline, Close); io.EOF at the end.
+func (r *rawConn) pump(buf []byte, have *int, consume func() error) error {
+	var ferr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			space := buf[*have:]
+			n, wait, err := readFD(fd, space)
+			if wait {
+				return false
+			}
+			if err != nil {
+				ferr = err
+				return true
+			}
+			*have += n
+			if ferr = consume(); ferr != nil {
+				return true
+			}
+			if n < len(space) {
+				return false // drained: wait for the next edge
+			}
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -265,62 +266,114 @@ func (s *session) clientReadError(err error) (retry bool, _ error) {
 // relayUpstream copies upstream messages to the client as framed bytes,
 // tapping only their type and, for a few small messages, their body.
 func (s *session) relayUpstream() error {
-	r := s.upstream.r
-	m := s.srv.metrics
-	var sent int
-	var fatal bool // the upstream sent a FATAL error: its end is no surprise
+	u := s.upstream
+	bp := relayBuffers.Get().(*[]byte)
+	defer relayBuffers.Put(bp)
+	f := framer{s: s, buf: *bp}
+	var err error
+	if pump := pumpOf(u.conn); pump != nil && u.socketOnly() {
+		err = pump(f.buf, &f.have, f.relay)
+	} else {
+		err = f.pull(u.r)
+	}
+	var ne net.Error
+	switch {
+	case f.fatal:
+		return errUpstreamFatal
+	case f.have == 0 && f.stream == 0 && s.parking.Load() && errors.As(err, &ne) && ne.Timeout():
+		return errParked // stopped between two messages
+	}
+	return err
+}
+
+// relayBuffers hold what a session's upstream loop has read and not yet
+// relayed; an idle pooled connection holds none.
+var relayBuffers = sync.Pool{New: func() any { b := make([]byte, upstreamReadBuffer); return &b }}
+
+// pumpFunc reads into buf[*have:] and calls consume after each read until
+// a read, consume or the wait for data fails (rawConn.pump).
+type pumpFunc func(buf []byte, have *int, consume func() error) error
+
+// framer relays the upstream's messages from buf as they arrive.
+type framer struct {
+	s      *session
+	buf    []byte
+	have   int  // bytes read into buf and not yet relayed
+	stream int  // bytes still to pass of a message larger than buf
+	fatal  bool // the upstream sent a FATAL error: its end is no surprise
+}
+
+// pull is the pump of a reader that is not a raw socket (TLS).
+func (f *framer) pull(r io.Reader) error {
 	for {
-		hdr, err := r.Peek(5)
-		if err != nil {
-			var ne net.Error
-			switch {
-			case fatal:
-				return errUpstreamFatal
-			case s.parking.Load() && errors.As(err, &ne) && ne.Timeout():
-				return errParked
-			}
-			return err
-		}
-		typ := hdr[0]
-		n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
-		if n < 4 {
-			return fmt.Errorf("upstream sent a message with invalid length %d", n)
-		}
-		s.wmu.Lock()
-		if total := 1 + n; total <= r.Size() {
-			var msg []byte
-			if msg, err = r.Peek(total); err == nil {
-				var out []byte
-				out, fatal = s.tap(typ, msg)
-				if out != nil {
-					_, err = s.cw.Write(out)
-					sent += len(out)
-				}
-				_, _ = r.Discard(total)
-			}
-		} else {
-			if s.srv.cfg.Enforcer != nil && s.srv.cfg.Audit != nil && typ == 'D' {
-				s.auditTap(typ, nil)
-			}
-			// Larger than the read buffer (a big DataRow or CopyData):
-			// stream it through without holding it.
-			if _, err = s.cw.Write(hdr); err == nil {
-				_, _ = r.Discard(5)
-				var copied int64
-				copied, err = io.CopyN(s.cw, r, int64(n-4))
-				sent += 5 + int(copied)
+		n, err := r.Read(f.buf[f.have:])
+		f.have += n
+		if n > 0 {
+			if err := f.relay(); err != nil {
+				return err
 			}
 		}
-		if err == nil && r.Buffered() == 0 {
-			err = s.cw.Flush()
-			m.bytesToClient.Add(float64(sent))
-			sent = 0
-		}
-		s.wmu.Unlock()
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// relay passes the whole messages in buf to the client, keeps a partial
+// one, and flushes once everything read has been passed. A message larger
+// than buf (a big DataRow or CopyData) streams through without being held.
+func (f *framer) relay() error {
+	s := f.s
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	off, sent := 0, 0
+	var err error
+	for err == nil {
+		if f.stream > 0 {
+			k := min(f.stream, f.have-off)
+			if k == 0 {
+				break
+			}
+			_, err = s.cw.Write(f.buf[off : off+k])
+			off, f.stream, sent = off+k, f.stream-k, sent+k
+			continue
+		}
+		if f.have-off < 5 {
+			break
+		}
+		typ := f.buf[off]
+		n := int(int32(binary.BigEndian.Uint32(f.buf[off+1 : off+5])))
+		if n < 4 {
+			return fmt.Errorf("upstream sent a message with invalid length %d", n)
+		}
+		total := 1 + n
+		if total > len(f.buf) {
+			if s.srv.cfg.Enforcer != nil && s.srv.cfg.Audit != nil && typ == 'D' {
+				s.auditTap(typ, nil)
+			}
+			f.stream = total
+			continue
+		}
+		if f.have-off < total {
+			break
+		}
+		var out []byte
+		out, f.fatal = s.tap(typ, f.buf[off:off+total])
+		if out != nil {
+			_, err = s.cw.Write(out)
+			sent += len(out)
+		}
+		off += total
+	}
+	if err != nil {
+		return err
+	}
+	f.have = copy(f.buf, f.buf[off:f.have])
+	s.srv.metrics.bytesToClient.Add(float64(sent))
+	if f.have == 0 {
+		return s.cw.Flush()
+	}
+	return nil
 }
 
 // tap reads what metrics and session state need from an upstream message

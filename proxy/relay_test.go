@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/mandate-proxy/mandate/internal/pgtest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestSimpleQueryMultiStatement(t *testing.T) {
@@ -442,5 +444,38 @@ func TestUnknownDatabaseReportsUpstreamError(t *testing.T) {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && !strings.Contains(pe.Message, "nosuchdb") {
 		t.Fatalf("message %q", pe.Message)
+	}
+}
+
+// TestTLSUpstream relays from an upstream reached over TLS, which mandate
+// reads through the TLS connection rather than the raw socket: small and
+// large rows, COPY out, and a pooled connection's next session.
+func TestTLSUpstream(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{SSL: true})
+	if err := setupUpstream(c); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, func(cfg *Config) { cfg.Upstream = upstreamURL(c) })
+	ctx := ctxT(t)
+	for round := range 2 { // the second session gets the pooled connection
+		conn := p.connect(t, "alice")
+		var ssl bool
+		if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+			t.Fatalf("round %d: upstream connection not encrypted: %v %v", round, ssl, err)
+		}
+		var s string
+		if err := conn.QueryRow(ctx, "SELECT repeat('x', 1000000)").Scan(&s); err != nil || len(s) != 1000000 {
+			t.Fatalf("round %d: large row: %v %d", round, err, len(s))
+		}
+		var out bytes.Buffer
+		tag, err := conn.PgConn().CopyTo(ctx, &out, "COPY (SELECT g FROM generate_series(1, 5000) g) TO STDOUT")
+		if err != nil || tag.RowsAffected() != 5000 || strings.Count(out.String(), "\n") != 5000 {
+			t.Fatalf("round %d: COPY TO over TLS: %v %v", round, tag, err)
+		}
+		conn.Close(ctx)
+		waitFor(t, "the upstream connection back in the pool", func() bool { return testutil.ToFloat64(p.srv.metrics.poolIdle) == 1 })
+	}
+	if n := testutil.ToFloat64(p.srv.metrics.upstreamReused); n < 1 {
+		t.Fatalf("the second session did not reuse the TLS connection (%v reuses)", n)
 	}
 }

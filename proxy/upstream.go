@@ -18,6 +18,7 @@ import (
 type upstreamConn struct {
 	conn     net.Conn
 	r        *bufio.Reader
+	src      io.Reader // what r reads: pgconn's background reader, stopped after the hijack
 	wbuf     []byte
 	params   map[string]string
 	txStatus byte
@@ -36,8 +37,9 @@ type upstreamConn struct {
 // streamed through, so these bound memory per idle connection (the issue's
 // target is 64 KiB) rather than what can be relayed. pgbouncer uses 4 KiB.
 const (
-	upstreamReadBuffer = 16 << 10
-	clientWriteBuffer  = 8 << 10
+	upstreamReadBuffer  = 12 << 10 // a session's relay buffer (relayUpstream)
+	upstreamResetBuffer = 4 << 10  // the connection's own reader: resets, TLS
+	clientWriteBuffer   = 8 << 10
 )
 
 // acquireUpstream returns an idle pooled connection started with the same
@@ -119,7 +121,8 @@ func (srv *Server) connectUpstream(ctx context.Context, database string, params 
 	raddr := hj.Conn.RemoteAddr()
 	return &upstreamConn{
 		conn:     hj.Conn,
-		r:        bufio.NewReaderSize(pgReader, upstreamReadBuffer),
+		r:        bufio.NewReaderSize(pgReader, upstreamResetBuffer),
+		src:      pgReader,
 		wbuf:     make([]byte, 0, 8<<10),
 		params:   hj.ParameterStatuses,
 		txStatus: hj.TxStatus,
@@ -158,4 +161,13 @@ func (u *upstreamConn) close() {
 	_ = u.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = u.conn.Write([]byte{'X', 0, 0, 0, 4})
 	u.conn.Close()
+}
+
+// socketOnly reports whether everything this connection has received is
+// still in its socket: nothing in r, and pgconn's background reader (which
+// holds what it read before the hijack) stopped, as pgconn itself checks
+// before reading around it. Then the socket may be read directly.
+func (u *upstreamConn) socketOnly() bool {
+	bg, ok := u.src.(interface{ Status() int32 })
+	return u.r.Buffered() == 0 && ok && bg.Status() == 0 // bgreader.StatusStopped
 }
