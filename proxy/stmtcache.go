@@ -105,9 +105,10 @@ func (c *stmtCache) again(key string, max int) bool {
 	return false
 }
 
-// add records a statement about to be prepared, evicting the least
-// recently used one beyond max; evicted is its name, to close upstream.
-func (c *stmtCache) add(query string, oids []uint32, max int) (e *cachedStmt, evicted string) {
+// add records a statement about to be prepared under key (c.key of its
+// text and types), evicting the least recently used one beyond max;
+// evicted is its name, to close upstream.
+func (c *stmtCache) add(key, query string, oids []uint32, max int) (e *cachedStmt, evicted string) {
 	if c.entries == nil {
 		c.entries, c.byName = map[string]*cachedStmt{}, map[string]*cachedStmt{}
 	}
@@ -123,9 +124,8 @@ func (c *stmtCache) add(query string, oids []uint32, max int) (e *cachedStmt, ev
 	}
 	c.next++
 	c.tick++
-	e = &cachedStmt{name: stmtPrefix + strconv.FormatUint(c.next, 10), query: query,
+	e = &cachedStmt{name: stmtPrefix + strconv.FormatUint(c.next, 10), key: key, query: query,
 		oids: append([]uint32(nil), oids...), used: c.tick}
-	e.key = c.key(query, oids)
 	c.entries[e.key], c.byName[e.name] = e, e
 	return e, evicted
 }
@@ -188,7 +188,7 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 		}
 		c.remove(e) // failed: prepare it again under a new name
 	}
-	e, evicted := c.add(m.Query, m.ParameterOIDs, max)
+	e, evicted := c.add(key, m.Query, m.ParameterOIDs, max)
 	e.state.Store(stmtPending)
 	s.prepareAfter = e
 	if evicted != "" {
@@ -241,7 +241,7 @@ func (s *session) unnamedStatement() (string, error) {
 				c.remove(same)
 			}
 			var evicted string
-			same, evicted = c.add(e.query, e.oids, s.srv.cfg.UpstreamStatementCache)
+			same, evicted = c.add(e.key, e.query, e.oids, s.srv.cfg.UpstreamStatementCache)
 			if evicted != "" {
 				if err := s.injectClose(evicted); err != nil {
 					return "", err
