@@ -39,6 +39,21 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			filter = grant.And{Terms: []grant.Expr{filter, g.RowFilter(grant.Update)}}
 		}
 		filter = simplify(filter)
+		use := applied[useKey(name, grant.Select)]
+		if use == nil {
+			use = &RelationUse{Name: name, Action: grant.Select, Protected: true, Policies: g.Policies}
+			applied[useKey(name, grant.Select)] = use
+		}
+		use.Filters = append(use.Filters, renderExpr(filter))
+		if s == w.inline {
+			if w.inlineMasks(g) {
+				if err := w.applyInline(s, g, filter, use); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			w.inline = nil // a derived table after all (deparsed whole)
+		}
 		alias := w.freshAlias()
 		inner := &pgSelectStmt{LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE}
 		if b, ok := filter.(grant.Bool); !ok || !bool(b) {
@@ -48,12 +63,6 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			}
 			inner.WhereClause = where
 		}
-		use := applied[useKey(name, grant.Select)]
-		if use == nil {
-			use = &RelationUse{Name: name, Action: grant.Select, Protected: true, Policies: g.Policies}
-			applied[useKey(name, grant.Select)] = use
-		}
-		use.Filters = append(use.Filters, renderExpr(filter))
 		for _, col := range t.Columns {
 			ref := columnRef(alias, col.Name)
 			m, ok := g.Masks[col.Name]

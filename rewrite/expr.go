@@ -230,6 +230,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
+	w.noteColUse(n, it, names, star)
 	if carries {
 		w.carryRefs++
 		if c.qual && c.leaky {
@@ -617,6 +618,7 @@ func (w *walker) checkOperator(schema, name string, prefix bool, left, right str
 }
 
 func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
+	w.sublinks = true
 	inner := c
 	if len(s.OperName) > 0 {
 		schema, name, err := qualifiedName(s.OperName)

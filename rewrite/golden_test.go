@@ -220,6 +220,17 @@ func checkWrapped(sql string, cat *Catalog, sess Session, opts *Options, set *gr
 				if rv != nil {
 					wrapped[rv] = true
 				}
+			case *pgSelectStmt:
+				if x != raw.Stmt.GetSelectStmt() {
+					break
+				}
+				rv, err := inlined(x, cat, sess, &o, set)
+				if err != nil && failure == nil {
+					failure = err
+				}
+				if rv != nil {
+					wrapped[rv] = true
+				}
 			case *pgRangeSubselect:
 				rv, err := wrapper(x, cat, set)
 				if err != nil && failure == nil {
@@ -315,6 +326,125 @@ func wrapper(rs *pgRangeSubselect, cat *Catalog, set *grant.Set) (*pgRangeVar, e
 		}
 	}
 	return rv, nil
+}
+
+// inlined recognises a top-level SELECT over one protected table that reads
+// it directly (inline.go) and checks it: the filter among the WHERE's
+// conjuncts, every reference to a masked column inside that column's mask,
+// no * or whole row of it while a column is masked, no subquery. It returns
+// the table's RangeVar, or nil when sel does not read a protected table
+// directly.
+func inlined(sel *pgSelectStmt, cat *Catalog, sess Session, o *Options, set *grant.Set) (*pgRangeVar, error) {
+	if len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeVar() == nil {
+		return nil, nil
+	}
+	rv := sel.FromClause[0].GetRangeVar()
+	if rv.Schemaname == "" {
+		return nil, nil // a CTE (or unqualified: checkWrapped says so)
+	}
+	tbl := cat.lookupRelation(sess, rv.Schemaname, rv.Relname)
+	if tbl == nil || !o.protected(tbl) || hidesStatistics(tbl) {
+		return nil, nil
+	}
+	name := tbl.QualifiedName()
+	g := set.Lookup(name)
+	if !g.Can(grant.Select) {
+		return nil, fmt.Errorf("%s read without select permission", name)
+	}
+	if len(rv.GetAlias().GetColnames()) > 0 {
+		return nil, fmt.Errorf("%s read directly under column aliases", name)
+	}
+	refname := rv.Relname
+	if rv.Alias != nil {
+		refname = rv.Alias.Aliasname
+	}
+	filter := map[*pgNode]bool{} // the conjuncts that are the filter's
+	if f := simplify(g.RowFilter(grant.Select)); f != grant.True {
+		n, err := filterNode(f, tbl, refname)
+		if err != nil {
+			return nil, err
+		}
+		have := map[string]*pgNode{}
+		for _, c := range conjuncts(sel.WhereClause) {
+			have[exprSQL(c)] = c
+		}
+		for _, c := range conjuncts(n) {
+			got := have[exprSQL(c)]
+			if got == nil {
+				return nil, fmt.Errorf("%s read without its filter: WHERE %s", name, exprSQL(sel.WhereClause))
+			}
+			filter[got] = true
+		}
+	}
+	var failure error
+	fail := func(format string, args ...any) {
+		if failure == nil {
+			failure = fmt.Errorf(format, args...)
+		}
+	}
+	var path []*pgNode // the nodes from the statement down to the current one
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		n, isNode := m.Interface().(*pgNode)
+		if isNode {
+			if filter[n] {
+				return // the filter reads the columns as they are
+			}
+			path = append(path, n)
+			defer func() { path = path[:len(path)-1] }()
+		}
+		switch x := m.Interface().(type) {
+		case *pgSubLink, *pgRangeSubselect, *pgWithClause:
+			fail("%s read directly beside a subquery", name)
+		case *pgColumnRef:
+			var names []string
+			star := false
+			for _, f := range x.Fields {
+				if f.GetAStar() != nil {
+					star = true
+					continue
+				}
+				names = append(names, f.GetString_().GetSval())
+			}
+			if len(names) > 1 && names[len(names)-2] != refname || len(names) > 2 {
+				return // not a column of the table (PostgreSQL says so)
+			}
+			if star || len(names) == 1 && names[0] == refname && tbl.Column(refname) == nil {
+				if len(g.Masks) > 0 {
+					fail("%s read whole (%s) while a column is masked", name, exprSQL(path[len(path)-1]))
+				}
+				return
+			}
+			col := tbl.Column(names[len(names)-1])
+			m, masked := g.Masks[names[len(names)-1]]
+			if col == nil || !masked {
+				return
+			}
+			e, _ := maskExpr(m, col, copyColumnRef(path[len(path)-1]))
+			want := exprSQL(e)
+			for _, up := range path {
+				if exprSQL(up) == want {
+					return
+				}
+			}
+			fail("%s.%s read unmasked", name, col.Name)
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil || fd.IsMap() {
+				return true
+			}
+			if fd.IsList() {
+				for i := 0; i < v.List().Len(); i++ {
+					visit(v.List().Get(i).Message())
+				}
+				return true
+			}
+			visit(v.Message())
+			return true
+		})
+	}
+	visit(sel.ProtoReflect())
+	return rv, failure
 }
 
 // statisticsHidden checks a derived table over pg_class: every row, every

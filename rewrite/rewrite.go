@@ -47,6 +47,8 @@ type Options struct {
 
 	// deparseAll turns splicing off, so tests can compare both paths.
 	deparseAll bool
+	// noInline keeps every protected reference a derived table (inline.go).
+	noInline bool
 }
 
 // Kind is what a statement does, for the proxy's routing and audit.
@@ -265,7 +267,8 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 				}
 			}
 			var edits []spliceEdit
-			spliceable := toks != nil && !o.deparseAll
+			w.inline = w.inlineSite()
+			spliceable := toks != nil && !o.deparseAll && w.inline == nil
 			if spliceable {
 				edits, spliceable = w.splicePlan(stmts.sql, toks)
 			}
@@ -283,6 +286,10 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			if !spliceable {
 				litPos = nil // the deparser spells literals its own way
 				if sql, err = deparse(stmt); err != nil {
+					if w.inline != nil {
+						// Not written back faithfully: derived tables instead.
+						return rewriteWithout(stmts.sql, cat, sess, grants, o)
+					}
 					return Result{}, unsupported("statement cannot be rewritten: %v", err)
 				}
 				deparsed = stmt
@@ -301,6 +308,17 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		res.Template = deparsedTemplate(res, deparsed, res.SQL, stmts.sql, toks, lits)
 	}
 	return res, nil
+}
+
+// rewriteWithout rewrites sql again with every protected reference a
+// derived table, from a fresh parse: the first attempt changed its tree.
+func rewriteWithout(sql string, cat *Catalog, sess Session, grants GrantSource, o Options) (Result, error) {
+	o.noInline = true
+	stmts, err := Parse(sql)
+	if err != nil {
+		return Result{}, err
+	}
+	return rewrite(stmts, cat, sess, grants, &o, true)
 }
 
 func (o *Options) withDefaults() Options {

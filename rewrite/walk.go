@@ -56,6 +56,14 @@ type walker struct {
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
 	valueDependent bool
+
+	// For inlining (inline.go): the statement's SELECT when it is one, the
+	// references to wrapped relations' columns, whether a sublink was met,
+	// and the site to inline, once chosen.
+	root     *pgSelectStmt
+	colUses  []colUse
+	sublinks bool
+	inline   *site
 }
 
 // site is a reference to a protected relation, replaced by a derived table.
@@ -164,7 +172,7 @@ func (w *walker) statement(n *pgNode) error {
 	}
 	switch x := n.Node.(type) {
 	case *pgNodeSelectStmt:
-		w.kind = KindSelect
+		w.kind, w.root = KindSelect, x.SelectStmt
 		return w.selectStmt(x.SelectStmt, nil, false, false)
 	case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
 		return w.write(n, nil)

@@ -1,1 +1,1 @@
-SELECT category, count(*), sum(amount) FROM (SELECT _m1.id, _m1.account_id, _m1.amount, _m1.merchant, _m1.category, _m1.booked_at FROM public.transactions _m1 WHERE _m1.account_id OPERATOR(pg_catalog.=) 10 OR _m1.account_id OPERATOR(pg_catalog.=) 11) transactions GROUP BY category HAVING count(*) > 1 ORDER BY 2 DESC
+SELECT category, count(*), sum(amount) FROM public.transactions WHERE transactions.account_id OPERATOR(pg_catalog.=) 10 OR transactions.account_id OPERATOR(pg_catalog.=) 11 GROUP BY category HAVING count(*) > 1 ORDER BY 2 DESC

@@ -1,1 +1,1 @@
-SELECT DISTINCT ON (customer_id) customer_id, id FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1) accounts GROUP BY GROUPING SETS ((customer_id, id), ()) ORDER BY customer_id
+SELECT DISTINCT ON (customer_id) customer_id, id FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 GROUP BY GROUPING SETS ((customer_id, id), ()) ORDER BY customer_id

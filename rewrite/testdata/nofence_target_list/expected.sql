@@ -1,1 +1,1 @@
-SELECT upper(name), length(ssn) FROM (SELECT _m1.id, _m1.name, _m1.email, (pg_catalog.repeat('*', pg_catalog.length(_m1.ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(_m1.ssn, 4))::text AS ssn, _m1.phone, _m1.birth_date FROM public.customers _m1 WHERE _m1.id OPERATOR(pg_catalog.=) 1) customers WHERE id = 1
+SELECT upper(name), length((pg_catalog.repeat('*', pg_catalog.length(ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(ssn, 4))::text) FROM public.customers WHERE customers.id OPERATOR(pg_catalog.=) 1 AND id = 1

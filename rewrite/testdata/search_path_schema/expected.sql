@@ -1,1 +1,1 @@
-SELECT * FROM (SELECT _m1."Order Id", _m1."Customer", _m1.amount FROM "Sales"."Orders" _m1 WHERE _m1."Customer" OPERATOR(pg_catalog.=) E'O''Brien \\ $$x$$') "Orders"
+SELECT * FROM "Sales"."Orders" WHERE "Orders"."Customer" OPERATOR(pg_catalog.=) E'O''Brien \\ $$x$$'

@@ -1,1 +1,1 @@
-SELECT * FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1) accounts WHERE id = 500
+SELECT * FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND id = 500

@@ -1,1 +1,1 @@
-SELECT id, sum(balance) OVER (PARTITION BY customer_id ORDER BY id), row_number() OVER w FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1) accounts WINDOW w AS (ORDER BY opened_at)
+SELECT id, sum(balance) OVER (PARTITION BY customer_id ORDER BY id), row_number() OVER w FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 WINDOW w AS (ORDER BY opened_at)

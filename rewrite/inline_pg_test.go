@@ -1,0 +1,125 @@
+package rewrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mandate-proxy/mandate/grant"
+	"github.com/mandate-proxy/mandate/internal/pgtest"
+)
+
+// TestInlineMatchesDerivedOnPostgres: a statement written inline (inline.go)
+// returns on PostgreSQL exactly what its derived-table rewrite returns: the
+// same column names and types, the same rows, or the same SQLSTATE.
+func TestInlineMatchesDerivedOnPostgres(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer, owner text, secret text, amount integer);
+		INSERT INTO public.docs VALUES (1, 'alice', 's-1111', 149), (2, 'bob', 's-2222', 250),
+			(3, 'alice', NULL, 151), (4, 'alice', 's-4444', -150), (5, 'carol', 's-5555', 5)`)
+	cat, err := NewCatalogBuilder().
+		Table("public.docs", "id integer", "owner text", "secret text", "amount integer").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.docs": {
+		Name:    "public.docs",
+		Allowed: map[grant.Action]bool{grant.Select: true},
+		Filter:  map[grant.Action]grant.Expr{grant.Select: grant.Compare{Op: grant.Eq, Left: grant.Column{Name: "owner"}, Right: grant.Literal{V: "alice"}}},
+		Masks: map[string]grant.Mask{
+			"secret": {Kind: grant.MaskPartial, Keep: 2},
+			"amount": {Kind: grant.MaskRound, Step: 100},
+		},
+	}}}
+	inline := &Options{Protected: func(n string) bool { return n == "public.docs" }}
+	derived := &Options{Protected: inline.Protected, noInline: true}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	inlined := 0
+	for _, sql := range []string{
+		`SELECT * FROM docs`,
+		`SELECT d.* FROM docs d ORDER BY id`,
+		`SELECT *, id, d.* FROM docs d ORDER BY id`,
+		`TABLE docs`,
+		`SELECT id FROM ONLY docs WHERE id = 1`,
+		`SELECT secret, secret::text, upper(secret), d.secret AS s, secret COLLATE "C", amount FROM docs d ORDER BY id`,
+		`SELECT CASE WHEN id > 1 THEN 'x' ELSE secret END, CASE WHEN id > 1 THEN secret END FROM docs ORDER BY id`,
+		`SELECT amount, count(*) FROM docs GROUP BY amount ORDER BY 1`,
+		`SELECT sum(amount), max(secret), count(*) FILTER (WHERE secret = '****11'), array_agg(secret ORDER BY secret) FROM docs`,
+		`SELECT id FROM docs WHERE secret = '****11'`,
+		`SELECT id FROM docs WHERE id >= 2 AND owner = 'alice' ORDER BY docs.amount DESC, id`,
+		`SELECT id, row_number() OVER (ORDER BY amount, id), sum(amount) OVER w FROM docs WINDOW w AS (PARTITION BY secret IS NULL) ORDER BY id`,
+		`SELECT DISTINCT secret FROM docs ORDER BY secret`,
+		`SELECT DISTINCT ON (amount) id FROM docs ORDER BY amount, id`,
+		`SELECT id AS amount FROM docs ORDER BY amount`,
+		`SELECT count(*), 1 FROM docs`,
+		`SELECT id FROM docs ORDER BY id LIMIT 1 OFFSET 1`,
+		`SELECT nosuch FROM docs`,
+		`SELECT docs.nosuch FROM docs`,
+		`SELECT d.secret FROM docs d WHERE d.id IN (1, 3, 4) ORDER BY 1 NULLS FIRST`,
+		`SELECT length(secret) FROM docs WHERE id = 4`,
+	} {
+		got, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, inline)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		want, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, derived)
+		if err != nil {
+			t.Fatalf("%s (derived): %v", sql, err)
+		}
+		if strings.Contains(want.SQL, "(SELECT _m") == false {
+			t.Fatalf("%s: noInline wrote no derived table: %s", sql, want.SQL)
+		}
+		if !strings.Contains(got.SQL, "(SELECT _m") {
+			inlined++
+		}
+		g, w := runOn(ctx, conn, got.SQL), runOn(ctx, conn, want.SQL)
+		if g != w {
+			t.Errorf("%s\ninline:  %s\n  -> %s\nderived: %s\n  -> %s", sql, got.SQL, g, want.SQL, w)
+		}
+	}
+	if inlined < 15 {
+		t.Errorf("only %d statements were inlined", inlined)
+	}
+}
+
+// runOn returns a statement's column names, types and rows as text, or its
+// SQLSTATE.
+func runOn(ctx context.Context, conn *pgx.Conn, sql string) string {
+	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for _, f := range rows.FieldDescriptions() {
+		fmt.Fprintf(&b, "%s:%d ", f.Name, f.DataTypeOID)
+	}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		fmt.Fprintf(&b, "| %v ", vals)
+	}
+	if err := rows.Err(); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return "SQLSTATE " + pe.Code
+		}
+		return "error: " + err.Error()
+	}
+	return b.String()
+}

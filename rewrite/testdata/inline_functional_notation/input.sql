@@ -1,0 +1,1 @@
+SELECT ssn(c) FROM customers c

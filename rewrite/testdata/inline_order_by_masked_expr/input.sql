@@ -1,0 +1,1 @@
+SELECT id FROM customers ORDER BY customers.ssn, id DESC LIMIT 3

@@ -1,0 +1,1 @@
+SELECT id AS ssn, name FROM customers ORDER BY ssn

@@ -1,0 +1,1 @@
+SELECT ROW(c.*) FROM customers c
