@@ -67,6 +67,16 @@
 // TABLE t and t.* keep working unchanged, and masks apply before any WHERE,
 // JOIN, GROUP BY or aggregate sees the column.
 //
+// A SELECT that reads one protected table and nothing else is written
+// inline instead (inline.go): "SELECT a FROM t WHERE p" becomes "SELECT
+// <a masked> AS a FROM schema.t WHERE <filter> AND (p)", with every masked
+// column reference replaced by its mask and * expanded. It is the plan
+// PostgreSQL reaches by pulling the derived table up, without the planning
+// time the pull-up costs each simple-protocol statement. Anything the
+// inline form could get wrong (a fence, subqueries, column aliases,
+// whole-row references, ORDER BY a bare masked name, …) keeps the derived
+// table.
+//
 // A derived table's whole row is an anonymous record, so a whole-row
 // reference to a protected relation (SELECT t, row_to_json(t), pg_typeof(t),
 // f(t.*)) becomes ROW(t.*)::schema.table: the table's own row type, masked
