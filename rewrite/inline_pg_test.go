@@ -70,6 +70,12 @@ func TestInlineMatchesDerivedOnPostgres(t *testing.T) {
 		`SELECT docs.nosuch FROM docs`,
 		`SELECT d.secret FROM docs d WHERE d.id IN (1, 3, 4) ORDER BY 1 NULLS FIRST`,
 		`SELECT length(secret) FROM docs WHERE id = 4`,
+		`SELECT a, c, d FROM docs AS x(a, b, c, d) ORDER BY a`,
+		`SELECT d FROM docs d ORDER BY id`,
+		`SELECT secret, count(DISTINCT amount) FROM docs GROUP BY ROLLUP (secret) ORDER BY 1, 2`,
+		`SELECT DISTINCT ON (secret || '') id FROM docs ORDER BY secret || '', id`,
+		`SELECT id FROM docs ORDER BY secret USING <, id`,
+		`SELECT secret AS x FROM docs ORDER BY x NULLS LAST`,
 	} {
 		got, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, inline)
 		if err != nil {
