@@ -394,6 +394,8 @@ func inlined(sel *pgSelectStmt, cat *Catalog, sess Session, o *Options, set *gra
 			defer func() { path = path[:len(path)-1] }()
 		}
 		switch x := m.Interface().(type) {
+		case *pgTypeName:
+			return // a name in a type modifier (varchar(n)) is a word, not a column
 		case *pgSubLink, *pgRangeSubselect, *pgWithClause:
 			fail("%s read directly beside a subquery", name)
 		case *pgColumnRef:
@@ -406,7 +408,7 @@ func inlined(sel *pgSelectStmt, cat *Catalog, sess Session, o *Options, set *gra
 				}
 				names = append(names, f.GetString_().GetSval())
 			}
-			if len(names) > 1 && names[len(names)-2] != refname || len(names) > 2 {
+			if len(names) > 2 || len(names) == 2 && names[0] != refname || star && len(names) == 1 && names[0] != refname {
 				return // not a column of the table (PostgreSQL says so)
 			}
 			if star || len(names) == 1 && names[0] == refname && tbl.Column(refname) == nil {
