@@ -160,34 +160,35 @@ func pumpOf(c net.Conn) pumpFunc {
 	return nil
 }
 
-// pump reads into buf[*have:] and calls consume after each read, all
+// pump reads into sink.space() and calls sink.filled after each read, all
 // inside one netpoller wait loop. A read that did not fill the space it
 // was given drained the socket, so the next wait goes straight to the
 // netpoller: an ordinary Read would first make a read that returns EAGAIN,
 // because each Read starts by forgetting readiness it has not seen used,
 // and a relay that waits between every message pays that read each time.
 // The wait stays correct because the netpoller is edge-triggered: data
-// that arrives after a read is a new edge. pump returns the first error of
-// a read, of consume, or of a wait (a deadline, Close); io.EOF at the end.
-func (r *rawConn) pump(buf []byte, have *int, consume func() error) error {
+// that arrives after a read is a new edge. sink.idle runs before each
+// wait. pump returns the first error of a read, of the sink, or of a wait
+// (a deadline, Close); io.EOF at the end.
+func (r *rawConn) pump(sink pumpSink) error {
 	var ferr error
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
-			space := buf[*have:]
+			space := sink.space()
 			n, wait, err := readFD(fd, space)
-			if wait {
-				return false
-			}
 			if err != nil {
 				ferr = err
 				return true
 			}
-			*have += n
-			if ferr = consume(); ferr != nil {
-				return true
+			if !wait {
+				if ferr = sink.filled(n); ferr != nil {
+					return true
+				}
+				wait = n < len(space) // drained: wait for the next edge
 			}
-			if n < len(space) {
-				return false // drained: wait for the next edge
+			if wait {
+				ferr = sink.idle()
+				return ferr != nil
 			}
 		}
 	})

@@ -73,10 +73,25 @@ func (s *session) poolable(err error) bool {
 // error of its own, which the client has already received.
 var errUpstreamFatal = errors.New("upstream ended the session")
 
-// relayClient decodes client messages and forwards them upstream.
+// relayClient decodes client messages and forwards them upstream: through
+// the pump on a raw socket (clientframe.go), with Receive otherwise (TLS).
 func (s *session) relayClient() error {
-	u := s.upstream
-	m := s.srv.metrics
+	var err error
+	if pump := pumpOf(s.conn); pump != nil {
+		err = s.pumpClient(pump)
+	} else {
+		err = s.receiveClient()
+	}
+	if err == errTerminate {
+		return nil
+	}
+	return err
+}
+
+// errTerminate is fromClient's answer to Terminate: the client said goodbye.
+var errTerminate = errors.New("client terminated the session")
+
+func (s *session) receiveClient() error {
 	for {
 		if err := s.armIdle(); err != nil {
 			return err
@@ -88,108 +103,118 @@ func (s *session) relayClient() error {
 			}
 			continue
 		}
-		enforce := s.srv.cfg.Enforcer != nil
-		if err := s.lexUnsafe.Load(); err != nil && enforce {
+		if err := s.fromClient(msg); err != nil {
 			return err
 		}
-		flush := false
-		switch msg := msg.(type) {
-		case *pgproto3.Query:
-			m.stmtSimple.Inc()
-			if enforce {
-				s.onQuery(msg)
-				s.searchPath.segmentSent()
-			}
-			s.pending.Add(1)
-			s.segment++
-			s.sent = [2]int{}
-			flush = true
-		case *pgproto3.Parse:
-			s.unsynced = true
-			m.stmtParse.Inc()
-			if enforce {
-				if err := s.onParse(msg); err != nil {
-					return fatalf(codeProtocolViolation, "cannot encode message", err)
-				}
-			}
-			s.sent[0]++ // after what onParse injected ahead of it
-		case *pgproto3.Bind:
-			s.unsynced = true
-			if enforce {
-				if err := s.onBind(msg); err != nil {
-					return fatalf(codeProtocolViolation, "cannot encode message", err)
-				}
-				if msg.PreparedStatement == "" {
-					if msg.PreparedStatement, err = s.unnamedStatement(); err != nil {
-						return fatalf(codeProtocolViolation, "cannot encode message", err)
-					}
-				}
-			}
-		case *pgproto3.Execute:
-			s.unsynced = true
-			m.stmtExecute.Inc()
-			if enforce {
-				if err := s.onExecute(msg); err != nil {
-					return fatalf(codeProtocolViolation, "cannot encode message", err)
-				}
-			}
-		case *pgproto3.Close:
-			s.unsynced = true
-			if enforce {
-				s.onClose(msg)
-			}
-			s.sent[1]++
-		case *pgproto3.Describe:
-			s.unsynced = true
-			if enforce && msg.ObjectType == 'S' && msg.Name == "" {
-				if msg.Name, err = s.unnamedStatement(); err != nil {
-					return fatalf(codeProtocolViolation, "cannot encode message", err)
-				}
-			}
-		case *pgproto3.Sync:
-			s.unsynced = false
-			if enforce {
-				s.searchPath.segmentSent()
-			}
-			s.pending.Add(1)
-			s.segment++
-			s.sent = [2]int{}
-			flush = true
-		case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
-			flush = true
-		case *pgproto3.CopyData:
-			flush = len(u.wbuf)+len(msg.Data) >= upstreamFlushAt
-		case *pgproto3.FunctionCall:
-			m.stmtFunctionCall.Inc()
-			if enforce {
-				// A fast-path call names any function by OID, around every
-				// check the rewriter makes: it cannot be enforced.
-				return fatalf(codeFeatureUnsupported, "fast-path function calls are not supported through mandate", nil)
-			}
-			s.pending.Add(1)
-			flush = true
-		case *pgproto3.Terminate:
-			return nil
-		default:
-			return fatalf(codeProtocolViolation, fmt.Sprintf("unexpected message type %T", msg), nil)
+	}
+}
+
+// fromClient decides on and forwards one client message.
+func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
+	u := s.upstream
+	m := s.srv.metrics
+	enforce := s.srv.cfg.Enforcer != nil
+	if err := s.lexUnsafe.Load(); err != nil && enforce {
+		return err
+	}
+	flush := false
+	switch msg := msg.(type) {
+	case *pgproto3.Query:
+		m.stmtSimple.Inc()
+		if enforce {
+			s.onQuery(msg)
+			s.searchPath.segmentSent()
 		}
-		if u.wbuf, err = msg.Encode(u.wbuf); err != nil {
-			return fatalf(codeProtocolViolation, "cannot encode message", err)
-		}
-		if e := s.prepareAfter; e != nil {
-			s.prepareAfter = nil
-			if err := s.injectPrepare(e); err != nil {
+		s.pending.Add(1)
+		s.segment++
+		s.sent = [2]int{}
+		flush = true
+	case *pgproto3.Parse:
+		s.unsynced = true
+		m.stmtParse.Inc()
+		if enforce {
+			if err := s.onParse(msg); err != nil {
 				return fatalf(codeProtocolViolation, "cannot encode message", err)
 			}
 		}
-		if flush {
-			m.bytesFromClient.Add(float64(len(u.wbuf)))
-			if _, err := u.conn.Write(u.wbuf); err != nil {
-				return fmt.Errorf("write upstream: %w", err)
+		s.sent[0]++ // after what onParse injected ahead of it
+	case *pgproto3.Bind:
+		s.unsynced = true
+		if enforce {
+			if err := s.onBind(msg); err != nil {
+				return fatalf(codeProtocolViolation, "cannot encode message", err)
 			}
-			u.wbuf = u.wbuf[:0]
+			if msg.PreparedStatement == "" {
+				if msg.PreparedStatement, err = s.unnamedStatement(); err != nil {
+					return fatalf(codeProtocolViolation, "cannot encode message", err)
+				}
+			}
+		}
+	case *pgproto3.Execute:
+		s.unsynced = true
+		m.stmtExecute.Inc()
+		if enforce {
+			if err := s.onExecute(msg); err != nil {
+				return fatalf(codeProtocolViolation, "cannot encode message", err)
+			}
+		}
+	case *pgproto3.Close:
+		s.unsynced = true
+		if enforce {
+			s.onClose(msg)
+		}
+		s.sent[1]++
+	case *pgproto3.Describe:
+		s.unsynced = true
+		if enforce && msg.ObjectType == 'S' && msg.Name == "" {
+			if msg.Name, err = s.unnamedStatement(); err != nil {
+				return fatalf(codeProtocolViolation, "cannot encode message", err)
+			}
+		}
+	case *pgproto3.Sync:
+		s.unsynced = false
+		if enforce {
+			s.searchPath.segmentSent()
+		}
+		s.pending.Add(1)
+		s.segment++
+		s.sent = [2]int{}
+		flush = true
+	case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		flush = true
+	case *pgproto3.CopyData:
+		flush = len(u.wbuf)+len(msg.Data) >= upstreamFlushAt
+	case *pgproto3.FunctionCall:
+		m.stmtFunctionCall.Inc()
+		if enforce {
+			// A fast-path call names any function by OID, around every
+			// check the rewriter makes: it cannot be enforced.
+			return fatalf(codeFeatureUnsupported, "fast-path function calls are not supported through mandate", nil)
+		}
+		s.pending.Add(1)
+		flush = true
+	case *pgproto3.Terminate:
+		return errTerminate
+	default:
+		return fatalf(codeProtocolViolation, fmt.Sprintf("unexpected message type %T", msg), nil)
+	}
+	if u.wbuf, err = msg.Encode(u.wbuf); err != nil {
+		return fatalf(codeProtocolViolation, "cannot encode message", err)
+	}
+	if e := s.prepareAfter; e != nil {
+		s.prepareAfter = nil
+		if err := s.injectPrepare(e); err != nil {
+			return fatalf(codeProtocolViolation, "cannot encode message", err)
 		}
 	}
+	if flush {
+		m.bytesFromClient.Add(float64(len(u.wbuf)))
+		if _, err := u.conn.Write(u.wbuf); err != nil {
+			return fmt.Errorf("write upstream: %w", err)
+		}
+		u.wbuf = u.wbuf[:0]
+	}
+	return nil
 }
 
 // armIdle ends a session asked to stop once it is idle, and otherwise sets
@@ -267,13 +292,13 @@ func (s *session) clientReadError(err error) (retry bool, _ error) {
 // tapping only their type and, for a few small messages, their body.
 func (s *session) relayUpstream() error {
 	u := s.upstream
-	bp := relayBuffers.Get().(*[]byte)
-	defer relayBuffers.Put(bp)
-	f := framer{s: s, buf: *bp}
+	f := framer{s: s}
+	defer f.putBuffer()
 	var err error
 	if pump := pumpOf(u.conn); pump != nil && u.socketOnly() {
-		err = pump(f.buf, &f.have, f.relay)
+		err = pump(&f)
 	} else {
+		f.getBuffer()
 		err = f.pull(u.r)
 	}
 	var ne net.Error
@@ -287,20 +312,59 @@ func (s *session) relayUpstream() error {
 }
 
 // relayBuffers hold what a session's upstream loop has read and not yet
-// relayed; an idle pooled connection holds none.
+// relayed; on a raw socket, a session waiting for its upstream holds none.
 var relayBuffers = sync.Pool{New: func() any { b := make([]byte, upstreamReadBuffer); return &b }}
 
-// pumpFunc reads into buf[*have:] and calls consume after each read until
-// a read, consume or the wait for data fails (rawConn.pump).
-type pumpFunc func(buf []byte, have *int, consume func() error) error
+// pumpFunc reads for sink until a read, the sink or the wait for data
+// fails (rawConn.pump).
+type pumpFunc func(sink pumpSink) error
+
+// pumpSink is what a pump reads for.
+type pumpSink interface {
+	space() []byte      // where the next read lands; never empty
+	filled(n int) error // n bytes landed there
+	idle() error        // the socket is drained: the pump waits next
+}
 
 // framer relays the upstream's messages from buf as they arrive.
 type framer struct {
 	s      *session
+	bp     *[]byte // from relayBuffers; nil while the pump waits with nothing pending
 	buf    []byte
 	have   int  // bytes read into buf and not yet relayed
 	stream int  // bytes still to pass of a message larger than buf
 	fatal  bool // the upstream sent a FATAL error: its end is no surprise
+}
+
+func (f *framer) space() []byte {
+	if f.bp == nil {
+		f.getBuffer()
+	}
+	return f.buf[f.have:]
+}
+
+func (f *framer) filled(n int) error {
+	f.have += n
+	return f.relay()
+}
+
+func (f *framer) idle() error {
+	if f.have == 0 && f.stream == 0 {
+		f.putBuffer()
+	}
+	return nil
+}
+
+func (f *framer) getBuffer() {
+	f.bp = relayBuffers.Get().(*[]byte)
+	f.buf = *f.bp
+}
+
+func (f *framer) putBuffer() {
+	if f.bp != nil {
+		relayBuffers.Put(f.bp)
+		f.bp, f.buf = nil, nil
+	}
 }
 
 // pull is the pump of a reader that is not a raw socket (TLS).

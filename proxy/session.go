@@ -113,7 +113,11 @@ func (s *session) run() {
 		return
 	}
 	s.cw = bufio.NewWriterSize(s.conn, clientWriteBuffer)
-	s.backend = pgproto3.NewBackend(s.conn, io.Discard)
+	var r io.Reader = s.conn
+	if pumpOf(s.conn) != nil {
+		r = &exactReader{r: s.conn} // the relay's pump reads on from where it stops
+	}
+	s.backend = pgproto3.NewBackend(r, io.Discard)
 	s.backend.SetMaxBodyLen(s.srv.cfg.MaxMessageSize)
 
 	if n := s.srv.active.Add(1); n > int64(s.srv.cfg.MaxClientConns) {
@@ -332,6 +336,11 @@ func (s *session) idle() bool {
 
 // forceClose ends the session now (shutdown timeout reached).
 func (s *session) forceClose() {
+	// Deadlines first: a Close waits for a pump's callback to return, and
+	// the callback may be waiting to write to the other connection.
+	now := time.Now()
+	_ = s.conn.SetDeadline(now)
+	_ = s.upstream.conn.SetDeadline(now)
 	s.conn.Close()
 	s.upstream.conn.Close()
 }
