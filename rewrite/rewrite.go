@@ -147,8 +147,10 @@ type MaskUse struct {
 
 // Rewrite classifies every statement, resolves the relations it reads,
 // asks grants for the protected ones and replaces each protected reference
-// by a filtered, masked derived table. It never mutates stmts or cat, and it
-// refuses (typed *Error) whatever it cannot enforce.
+// by a filtered, masked derived table (or, for a SELECT over one protected
+// table alone, writes the filter and masks into it: inline.go). It never
+// mutates stmts or cat, and it refuses (typed *Error) whatever it cannot
+// enforce.
 func Rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, opts *Options) (Result, error) {
 	return rewrite(stmts, cat, sess, grants, opts, false)
 }
