@@ -61,7 +61,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&modes, "modes", "simple,extended,prepared", "pgbench query modes (-M), comma-separated")
 	flag.StringVar(&clients, "clients", "1,8,32", "pgbench client counts (-c), comma-separated")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one pgbench run (-T, whole seconds)")
-	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "an unmeasured pgbench run per target before measuring; 0: none")
+	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "an unmeasured pgbench run per target, at the largest -clients, before measuring; 0: none")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "runs per target and cell; the median counts")
 	flag.IntVar(&cfg.scale, "scale", 10, "pgbench -i scale factor")
 	flag.StringVar(&cfg.jsonPath, "json", "", "write every run's results to this file as JSON")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -23,9 +24,15 @@ type sample struct {
 // next target, so slow drifts of a noisy machine hit all targets alike.
 func measure(ctx context.Context, e *env, cfg config, targets []*target) ([]sample, error) {
 	if cfg.warmup > 0 {
-		fmt.Printf("warming up each target for %v\n", cfg.warmup)
+		// At the largest client count: the pools (mandate's, pgbouncer's)
+		// then hold as many backends as any cell uses, all having run. A
+		// backend's first touch of each shared-buffer page is a costly
+		// fault on this VM, so pools warmed with fewer backends made the
+		// first cells (simple mode) measure backend start-up, unevenly.
+		clients := slices.Max(cfg.clients)
+		fmt.Printf("warming up each target for %v at %d clients\n", cfg.warmup, clients)
 		for _, t := range targets {
-			if _, err := runPgbench(ctx, e, t, cfg.warmup, "prepared", 2); err != nil {
+			if _, err := runPgbench(ctx, e, t, cfg.warmup, "prepared", clients); err != nil {
 				return nil, err
 			}
 		}
