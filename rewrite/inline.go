@@ -42,8 +42,8 @@ type colUse struct {
 
 // noteColUse records a reference for inlining (see inlineSite).
 func (w *walker) noteColUse(n *pgNode, it *item, names []string, star bool) {
-	if it == nil || !it.wrapped || it.table == nil {
-		return
+	if it == nil || !it.wrapped || it.table == nil || w.root == nil || len(w.sites) > 1 {
+		return // not inlinable: sites only grow
 	}
 	u := colUse{n: n, it: it}
 	if !star {
