@@ -80,15 +80,7 @@ func FuzzClientFraming(f *testing.F) {
 // message, with trust) gets that query answered: nothing it sent is left
 // behind when the relay takes over from the authentication exchange.
 func TestPipelinedAfterAuthentication(t *testing.T) {
-	v, err := NewVerifier("s3cret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifiers, err := ParseVerifiers(strings.NewReader("alice:" + v + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	scramProxy := startProxy(t, func(c *Config) { c.Auth, c.Verifiers = AuthSCRAM, verifiers })
+	scramProxy := startSCRAMProxy(t)
 	trustProxy := startProxy(t, nil)
 	query := encodeAll(&pgproto3.Query{String: "SELECT 40 + 2"})
 	startup := encodeAll(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,

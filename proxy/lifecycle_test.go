@@ -29,7 +29,9 @@ func counterValue(t testing.TB, c prometheus.Collector) float64 {
 	return testutil.ToFloat64(c)
 }
 
-func TestSCRAMAuthentication(t *testing.T) {
+// startSCRAMProxy starts a proxy whose only SCRAM user is alice/s3cret.
+func startSCRAMProxy(t *testing.T) *testProxy {
+	t.Helper()
 	v, err := NewVerifier("s3cret")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +40,11 @@ func TestSCRAMAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, func(c *Config) { c.Auth, c.Verifiers = AuthSCRAM, verifiers })
+	return startProxy(t, func(c *Config) { c.Auth, c.Verifiers = AuthSCRAM, verifiers })
+}
+
+func TestSCRAMAuthentication(t *testing.T) {
+	p := startSCRAMProxy(t)
 	ctx := ctxT(t)
 	url := func(user, pw string) string {
 		return "postgres://" + user + ":" + pw + "@" + p.addr + "/" + appDB + "?sslmode=disable"
