@@ -13,6 +13,7 @@ FUZZ         = $(GO) test -run '^$$' -timeout $(FUZZTIMEOUT) $(FUZZFLAGS)
 # fuzzing coordinator at its deadline and can fail with "context deadline
 # exceeded" without any input failing. About 10-20 s each on a 2-core machine.
 FUZZSHORT_CLIENT   ?= 100000x
+FUZZSHORT_FRAMING  ?= 100000x
 FUZZSHORT_REWRITE  ?= 30000x
 FUZZSHORT_PLAIN    ?= 60000x
 FUZZSHORT_RESIDUAL ?= 6000x
@@ -42,6 +43,7 @@ test: vet build
 # A CI-sized fuzzing pass; a hung target fails it after 10 minutes.
 fuzz-short:
 	$(FUZZ) -timeout 10m -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZSHORT_CLIENT) ./proxy
+	$(FUZZ) -timeout 10m -fuzz '^FuzzClientFraming$$' -fuzztime $(FUZZSHORT_FRAMING) ./proxy
 	$(FUZZ) -timeout 10m -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZSHORT_REWRITE) ./rewrite
 	$(FUZZ) -timeout 10m -fuzz '^FuzzPlainLiterals$$' -fuzztime $(FUZZSHORT_PLAIN) ./rewrite
 	$(FUZZ) -timeout 10m -fuzz '^FuzzResidualAgreesWithCedar$$' -fuzztime $(FUZZSHORT_RESIDUAL) ./policy
@@ -51,6 +53,7 @@ fuzz-short:
 # cause and keep the file, so that every later `make test` replays it.
 fuzz:
 	$(FUZZ) -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME) ./proxy
+	$(FUZZ) -fuzz '^FuzzClientFraming$$' -fuzztime $(FUZZTIME) ./proxy
 	$(FUZZ) -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME) ./rewrite
 	$(FUZZ) -fuzz '^FuzzPlainLiterals$$' -fuzztime $(FUZZTIME) ./rewrite
 	$(FUZZ) -fuzz '^FuzzResidualAgreesWithCedar$$' -fuzztime $(FUZZTIME) ./policy
