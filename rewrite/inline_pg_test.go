@@ -16,7 +16,7 @@ import (
 
 // TestInlineMatchesDerivedOnPostgres: a statement written inline (inline.go)
 // returns on PostgreSQL exactly what its derived-table rewrite returns: the
-// same column names and types, the same rows, or the same SQLSTATE.
+// same column names, types and origins, the same rows, or the same SQLSTATE.
 func TestInlineMatchesDerivedOnPostgres(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{})
 	c.Exec(t, `
@@ -101,8 +101,8 @@ func TestInlineMatchesDerivedOnPostgres(t *testing.T) {
 	}
 }
 
-// runOn returns a statement's column names, types and rows as text, or its
-// SQLSTATE.
+// runOn returns a statement's columns (name, type, origin, typmod) and rows
+// as text, or its SQLSTATE.
 func runOn(ctx context.Context, conn *pgx.Conn, sql string) string {
 	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
@@ -111,7 +111,8 @@ func runOn(ctx context.Context, conn *pgx.Conn, sql string) string {
 	defer rows.Close()
 	var b strings.Builder
 	for _, f := range rows.FieldDescriptions() {
-		fmt.Fprintf(&b, "%s:%d ", f.Name, f.DataTypeOID)
+		// The origin too: drivers and GUI tools read it as the column's table.
+		fmt.Fprintf(&b, "%s:%d:%d.%d:%d ", f.Name, f.DataTypeOID, f.TableOID, f.TableAttributeNumber, f.TypeModifier)
 	}
 	for rows.Next() {
 		vals, err := rows.Values()
