@@ -19,8 +19,11 @@ import (
 // holds none.
 
 // clientReadBuffer is the size of the pooled buffers client messages are
-// read into; a larger message gets a buffer of its own size.
-const clientReadBuffer = 8 << 10
+// read into; a larger message gets a buffer of its own size. A session
+// holds one only while a message is incomplete, so its size costs idle
+// sessions nothing; 8 KiB made psql's \copy of 1M rows 8% slower than
+// 32 KiB (more reads of a streaming client).
+const clientReadBuffer = 32 << 10
 
 var clientBuffers = sync.Pool{New: func() any { b := make([]byte, clientReadBuffer); return &b }}
 
