@@ -90,7 +90,7 @@ func decodeFrontend(b []byte, maxBody int, m *frontendMessages) (msg pgproto3.Fr
 	if len(b) < 5 {
 		return nil, 5, nil
 	}
-	length := int(int32(binary.BigEndian.Uint32(b[1:5])))
+	length := msgLength(b)
 	if length < 4 {
 		return nil, 0, fmt.Errorf("invalid message length: %d", length)
 	}
@@ -205,6 +205,10 @@ func (s *session) pumpClient(pump pumpFunc) error {
 	}
 }
 
+// msgLength is the length field of the message header hdr starts with (type
+// byte, then a signed 32-bit length that counts itself).
+func msgLength(hdr []byte) int { return int(int32(binary.BigEndian.Uint32(hdr[1:5]))) }
+
 // exactReader reads one message part at a time: the header, then the
 // body, never a byte past the message. The Backend reads the client
 // through it until authentication ends; then pumpClient reads the socket,
@@ -227,7 +231,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	if e.hn == 5 {
 		e.hn = 0
 		// Receive refuses a length under 4 before it reads a body.
-		e.body = max(int(int32(binary.BigEndian.Uint32(e.hdr[1:])))-4, 0)
+		e.body = max(msgLength(e.hdr[:])-4, 0)
 	}
 	return n, err
 }

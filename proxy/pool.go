@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -246,7 +245,7 @@ func readMessage(r *bufio.Reader) (typ byte, body []byte, err error) {
 		return 0, nil, err
 	}
 	typ = hdr[0]
-	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
+	n := msgLength(hdr)
 	if n < 4 || n > maxResetMessage {
 		return 0, nil, fmt.Errorf("upstream message %q has length %d", typ, n)
 	}

@@ -406,7 +406,7 @@ func (f *framer) relay() error {
 			break
 		}
 		typ := f.buf[off]
-		n := int(int32(binary.BigEndian.Uint32(f.buf[off+1 : off+5])))
+		n := msgLength(f.buf[off:])
 		if n < 4 {
 			return fmt.Errorf("upstream sent a message with invalid length %d", n)
 		}

@@ -70,11 +70,7 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 				inner.TargetList = append(inner.TargetList, resTarget("", ref))
 				continue
 			}
-			expr, note := maskExpr(m, col, ref)
-			inner.TargetList = append(inner.TargetList, resTarget(col.Name, expr))
-			if !hasMask(use.Masks, col.Name) {
-				use.Masks = append(use.Masks, MaskUse{Column: col.Name, Kind: m.Kind, Note: note})
-			}
+			inner.TargetList = append(inner.TargetList, resTarget(col.Name, use.mask(m, col, ref)))
 		}
 		if len(inner.TargetList) == 0 {
 			return nil, denial(name, g, "relation has no columns in the catalog")
@@ -187,6 +183,15 @@ func (w *walker) wholeRowNode(it *item) *pgNode {
 	return &pgNode{Node: &pgNodeCaseExpr{CaseExpr: &pgCaseExpr{
 		Args: []*pgNode{{Node: &pgNodeCaseWhen{CaseWhen: &pgCaseWhen{Expr: present, Result: val, Location: -1}}}}, Location: -1,
 	}}}
+}
+
+// mask builds col's masked value and records the mask's use once.
+func (use *RelationUse) mask(m grant.Mask, col *Column, ref *pgNode) *pgNode {
+	expr, note := maskExpr(m, col, ref)
+	if !hasMask(use.Masks, col.Name) {
+		use.Masks = append(use.Masks, MaskUse{Column: col.Name, Kind: m.Kind, Note: note})
+	}
+	return expr
 }
 
 func hasMask(ms []MaskUse, col string) bool {

@@ -110,23 +110,15 @@ func (w *walker) inlineMasks(g *grant.Relation) bool {
 // masks in place of the column references.
 func (w *walker) applyInline(s *site, g *grant.Relation, filter grant.Expr, use *RelationUse) error {
 	t, r := s.table, w.root
-	refname := s.rv.Relname
-	if s.rv.Alias != nil {
-		refname = s.rv.Alias.Aliasname
-	}
+	refname := refName(s.rv)
 	if len(t.Columns) == 0 {
 		return denial(t.QualifiedName(), g, "relation has no columns in the catalog")
 	}
 	mask := func(col *Column, ref *pgNode) *pgNode {
-		m, ok := g.Masks[col.Name]
-		if !ok {
-			return nil
+		if m, ok := g.Masks[col.Name]; ok {
+			return use.mask(m, col, ref)
 		}
-		expr, note := maskExpr(m, col, ref)
-		if !hasMask(use.Masks, col.Name) {
-			use.Masks = append(use.Masks, MaskUse{Column: col.Name, Kind: m.Kind, Note: note})
-		}
-		return expr
+		return nil
 	}
 	// Output names first: they are read from the references replaced next.
 	for _, n := range r.TargetList {

@@ -666,10 +666,7 @@ func markNullable(items []*item) {
 // rangeVar resolves a FROM relation: a CTE, an unprotected relation, or a
 // protected one, which becomes a site.
 func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSample, sc *scope, lock lockSpec) error {
-	refname := rv.Relname
-	if rv.Alias != nil {
-		refname = rv.Alias.Aliasname
-	}
+	refname := refName(rv)
 	if rv.Schemaname == "" && rv.Catalogname == "" {
 		if cte := sc.lookupCTE(rv.Relname); cte != nil {
 			sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: cte.carries})
@@ -697,6 +694,14 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	}
 	sc.items = append(sc.items, it)
 	return nil
+}
+
+// refName is the name the query refers to rv by: its alias, else its name.
+func refName(rv *pgRangeVar) string {
+	if rv.Alias != nil {
+		return rv.Alias.Aliasname
+	}
+	return rv.Relname
 }
 
 // qualify records that rv, resolved to t, must name t's schema. A protected
@@ -777,11 +782,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		}
 		w.qualify(rv, t)
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: action, protected: prot})
-		refname := rv.Relname
-		if rv.Alias != nil {
-			refname = rv.Alias.Aliasname
-		}
-		it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot}
+		it := &item{refname: refName(rv), schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot}
 		if prot {
 			it.target = &writeTarget{action: action, table: t, item: it, stmt: n}
 			w.targets = append(w.targets, it.target)
