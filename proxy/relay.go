@@ -30,6 +30,9 @@ func (s *session) relay() {
 		if s.closed.Swap(true) {
 			return // the client side ended first and closed us
 		}
+		if s.draining.Load() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			err = nil // the upstream said goodbye after the client's Terminate
+		}
 		if err != nil && !errors.Is(err, errUpstreamFatal) {
 			s.log.Warn("upstream connection lost", "err", err)
 			s.fail(fatalf(codeConnectionFailure, "connection to the upstream database server was lost", err))
@@ -37,6 +40,13 @@ func (s *session) relay() {
 		s.conn.Close()
 	}()
 	err := s.relayClient()
+	if err == errTerminate {
+		if s.drain() {
+			<-upDone
+			return
+		}
+		err = nil
+	}
 	if !s.closed.Swap(true) {
 		if s.poolable(err) {
 			// Stop the upstream loop where it waits for the next message,
@@ -82,14 +92,31 @@ func (s *session) relayClient() error {
 	} else {
 		err = s.receiveClient()
 	}
-	if err == errTerminate {
-		return nil
-	}
 	return err
 }
 
 // errTerminate is fromClient's answer to Terminate: the client said goodbye.
 var errTerminate = errors.New("client terminated the session")
+
+// drain handles a Terminate that came behind work still in flight (a query
+// pipelined with it, unsynced extended-protocol messages, a COPY): as
+// PostgreSQL answers everything before a Terminate and only then closes,
+// the Terminate goes upstream and the upstream loop relays the answers
+// until the upstream closes. It reports false, and does nothing, when the
+// session is at rest: then the connection may go back to the pool.
+func (s *session) drain() bool {
+	if s.idle() && !s.unsynced {
+		return false
+	}
+	s.draining.Store(true)
+	u := s.upstream
+	u.wbuf = append(u.wbuf, 'X', 0, 0, 0, 4) // Terminate
+	if _, err := u.conn.Write(u.wbuf); err != nil {
+		u.close() // the upstream loop ends, and says the connection was lost
+	}
+	u.wbuf = u.wbuf[:0]
+	return true
+}
 
 func (s *session) receiveClient() error {
 	for {

@@ -479,3 +479,104 @@ func TestTLSUpstream(t *testing.T) {
 		t.Fatalf("the second session did not reuse the TLS connection (%v reuses)", n)
 	}
 }
+
+// TestTerminateBehindWork: a client may write Terminate right behind work
+// still to answer (a query, extended-protocol messages with or without
+// their Sync, COPY data). PostgreSQL answers all of it and then closes;
+// mandate must answer the same, message for message, and do the same work.
+func TestTerminateBehindWork(t *testing.T) {
+	p := startProxy(t, nil)
+	setup := p.connect(t, "alice")
+	if _, err := setup.Exec(ctxT(t), "CREATE TABLE terminate_behind(x int)"); err != nil {
+		t.Fatal(err)
+	}
+	extended := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}
+	}
+	cases := []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+		want string // in the direct answer: the case tests what it means to
+	}{
+		{"query", []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 42"}}, "D[42]"},
+		{"two statements", []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1; SELECT 2"}}, "D[2]"},
+		{"insert", []pgproto3.FrontendMessage{&pgproto3.Query{String: "INSERT INTO terminate_behind VALUES (1)"}}, "C[INSERT 0 1]"},
+		{"slow", []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT pg_sleep(0.2), 7"}}, "D[ 7]"},
+		{"error", []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0"}}, "E[22012]"},
+		{"extended", append(extended("INSERT INTO terminate_behind VALUES (2) RETURNING x"), &pgproto3.Sync{}), "D[2]"},
+		{"extended unsynced", extended("INSERT INTO terminate_behind VALUES (3)"), ""},
+		{"copy in", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY terminate_behind FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("4\n")}, &pgproto3.CopyDone{}}, "C[COPY 1]"},
+		{"copy in unfinished", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY terminate_behind FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("5\n")}}, "G"},
+	}
+	count := func() int {
+		var n int
+		if err := setup.QueryRow(ctxT(t), "SELECT count(*) FROM terminate_behind").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := count()
+			direct := answerBeforeClose(t, upstreamURL(pg), c.msgs)
+			mid := count()
+			proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs)
+			after := count()
+			if !strings.Contains(direct, c.want) {
+				t.Fatalf("PostgreSQL answered %s; the case expects %s in it", direct, c.want)
+			}
+			if proxied != direct {
+				t.Errorf("through mandate: %s\ndirect:         %s", proxied, direct)
+			}
+			if after-mid != mid-before {
+				t.Errorf("through mandate %d rows were written, directly %d", after-mid, mid-before)
+			}
+		})
+	}
+}
+
+// answerBeforeClose connects to dsn, writes msgs and a Terminate in one
+// write, and summarises every message the server sends until it closes.
+func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage) string {
+	t.Helper()
+	conn, err := pgconn.Connect(ctxT(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := conn.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Conn.Close()
+	_ = hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := hc.Conn.Write(encodeAll(append(msgs, &pgproto3.Terminate{})...)); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		msg, err := hc.Frontend.Receive()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return strings.Join(out, " ")
+		}
+		if err != nil {
+			t.Fatalf("after %v: %v", out, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			out = append(out, fmt.Sprintf("D%s", m.Values))
+		case *pgproto3.CommandComplete:
+			out = append(out, fmt.Sprintf("C[%s]", m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			out = append(out, fmt.Sprintf("E[%s]", m.Code))
+		case *pgproto3.ReadyForQuery:
+			out = append(out, "Z"+string(m.TxStatus))
+		case *pgproto3.CopyInResponse:
+			out = append(out, "G")
+		default:
+			out = append(out, fmt.Sprintf("%T", msg)[len("*pgproto3."):])
+		}
+	}
+}

@@ -71,6 +71,7 @@ type session struct {
 	// stopped it to pool the connection), and whether a cancel may still be
 	// forwarded to the upstream backend, which another session may own next.
 	parking  atomic.Bool
+	draining atomic.Bool // the client's Terminate went upstream behind work in flight
 	upErr    error
 	unsynced bool // extended-protocol messages forwarded since the last Sync
 	cancelMu sync.Mutex
