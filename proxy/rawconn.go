@@ -41,6 +41,10 @@ type rawConn struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
+
+	// inq, when the socket reports what is left to read after each read
+	// (TCP_INQ, rawconn_linux.go), is the pump's scratch for recvmsg.
+	inq *inqMsg
 }
 
 // newRawConn wraps TCP and unix socket connections; anything else (a
@@ -56,6 +60,9 @@ func newRawConn(c net.Conn) net.Conn {
 	}
 	r := &rawConn{Conn: c, rc: rc}
 	r.readFn, r.writeFn = r.read, r.write // made once: no allocation per call
+	if enableInq(c, rc) {
+		r.inq = new(inqMsg)
+	}
 	return r
 }
 
@@ -161,21 +168,35 @@ func pumpOf(c net.Conn) pumpFunc {
 }
 
 // pump reads into sink.space() and calls sink.filled after each read, all
-// inside one netpoller wait loop. A read that did not fill the space it
-// was given drained the socket, so the next wait goes straight to the
+// inside one netpoller wait loop. A read that leaves nothing behind, no
+// data and no end of stream, lets the next wait go straight to the
 // netpoller: an ordinary Read would first make a read that returns EAGAIN,
 // because each Read starts by forgetting readiness it has not seen used,
 // and a relay that waits between every message pays that read each time.
 // The wait stays correct because the netpoller is edge-triggered: data
-// that arrives after a read is a new edge. sink.idle runs before each
-// wait. pump returns the first error of a read, of the sink, or of a wait
-// (a deadline, Close); io.EOF at the end.
+// that arrives after a read is a new edge.
+//
+// Only the socket can say that nothing is left (TCP_INQ, which counts a
+// received FIN as something): a short read cannot. A FIN that arrived with
+// the data, or while the goroutine was being woken for it, is no new edge,
+// so a pump that trusted a short read never saw the end of the stream of a
+// client that sent a query and closed its side. Without TCP_INQ (a unix
+// socket; not Linux) the pump reads until EAGAIN.
+//
+// sink.idle runs before each wait. pump returns the first error of a read,
+// of the sink, or of a wait (a deadline, Close); io.EOF at the end.
 func (r *rawConn) pump(sink pumpSink) error {
 	var ferr error
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
-			space := sink.space()
-			n, wait, err := readFD(fd, space)
+			var n int
+			var wait, drained bool
+			var err error
+			if r.inq != nil {
+				n, wait, drained, err = r.inq.recv(fd, sink.space())
+			} else {
+				n, wait, err = readFD(fd, sink.space())
+			}
 			if err != nil {
 				ferr = err
 				return true
@@ -184,7 +205,7 @@ func (r *rawConn) pump(sink pumpSink) error {
 				if ferr = sink.filled(n); ferr != nil {
 					return true
 				}
-				wait = n < len(space) // drained: wait for the next edge
+				wait = drained // nothing left: wait for the next edge
 			}
 			if wait {
 				ferr = sink.idle()
@@ -196,4 +217,12 @@ func (r *rawConn) pump(sink pumpSink) error {
 		return ferr
 	}
 	return err
+}
+
+// unwrapConn is the connection c wraps, or c when it wraps none.
+func unwrapConn(c net.Conn) net.Conn {
+	if r, ok := c.(*rawConn); ok {
+		return r.Conn
+	}
+	return c
 }

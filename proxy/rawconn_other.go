@@ -13,3 +13,6 @@ func socketSilent(net.Conn) bool { return true }
 
 // pumpOf has no pump to offer here: every reader reads as usual.
 func pumpOf(net.Conn) pumpFunc { return nil }
+
+// unwrapConn: nothing is wrapped here.
+func unwrapConn(c net.Conn) net.Conn { return c }

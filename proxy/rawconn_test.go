@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -113,5 +115,52 @@ func TestRawConnReportsPeerReset(t *testing.T) {
 	_, err := r.Read(buf)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("Read after the peer's reset = %v; want ECONNRESET", err)
+	}
+}
+
+// collectSink gathers what a pump reads, in small spaces so that a message
+// takes several reads.
+type collectSink struct {
+	buf [7]byte
+	got []byte
+}
+
+func (c *collectSink) space() []byte      { return c.buf[:] }
+func (c *collectSink) filled(n int) error { c.got = append(c.got, c.buf[:n]...); return nil }
+func (c *collectSink) idle() error        { return nil }
+
+// inqExpected: where rawconn_inq.go is built, TCP sockets must have TCP_INQ.
+var inqExpected = runtime.GOOS == "linux" && (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64")
+
+// TestPumpSeesTheEndBehindData: a peer that writes and closes its side at
+// once must be seen to end, though its FIN comes with the data and brings
+// no edge of its own. On Linux the pump learns it from TCP_INQ; without it
+// (forced here too) it reads until EAGAIN.
+func TestPumpSeesTheEndBehindData(t *testing.T) {
+	for _, inq := range []bool{true, false} {
+		t.Run(fmt.Sprintf("inq=%v", inq), func(t *testing.T) {
+			c, peer := tcpPair(t)
+			r := c.(*rawConn)
+			if inqExpected && r.inq == nil {
+				t.Fatal("TCP_INQ is not enabled on a TCP connection")
+			}
+			if !inq {
+				r.inq = nil
+			}
+			msg := []byte("a query and then the end of the stream")
+			if _, err := peer.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			peer.(*net.TCPConn).CloseWrite()
+			time.Sleep(10 * time.Millisecond) // data and FIN both queued before the pump starts
+			r.SetReadDeadline(time.Now().Add(5 * time.Second))
+			sink := &collectSink{}
+			if err := r.pump(sink); err != io.EOF {
+				t.Fatalf("pump = %v after %q; want io.EOF", err, sink.got)
+			}
+			if !bytes.Equal(sink.got, msg) {
+				t.Fatalf("pump read %q; want %q", sink.got, msg)
+			}
+		})
 	}
 }

@@ -30,8 +30,13 @@ func (s *session) relay() {
 		if s.closed.Swap(true) {
 			return // the client side ended first and closed us
 		}
-		if s.draining.Load() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-			err = nil // the upstream said goodbye after the client's Terminate
+		var gone clientWriteError
+		switch {
+		case s.draining.Load() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+			err = nil // the upstream's goodbye after the client's
+		case errors.As(err, &gone):
+			s.log.Debug("client gone", "err", err)
+			err = nil
 		}
 		if err != nil && !errors.Is(err, errUpstreamFatal) {
 			s.log.Warn("upstream connection lost", "err", err)
@@ -40,12 +45,14 @@ func (s *session) relay() {
 		s.conn.Close()
 	}()
 	err := s.relayClient()
-	if err == errTerminate {
-		if s.drain() {
+	if eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF); eof || err == errTerminate {
+		if s.drain(eof) {
 			<-upDone
 			return
 		}
-		err = nil
+		if err == errTerminate {
+			err = nil
+		}
 	}
 	if !s.closed.Swap(true) {
 		if s.poolable(err) {
@@ -98,23 +105,36 @@ func (s *session) relayClient() error {
 // errTerminate is fromClient's answer to Terminate: the client said goodbye.
 var errTerminate = errors.New("client terminated the session")
 
-// drain handles a Terminate that came behind work still in flight (a query
-// pipelined with it, unsynced extended-protocol messages, a COPY): as
-// PostgreSQL answers everything before a Terminate and only then closes,
-// the Terminate goes upstream and the upstream loop relays the answers
-// until the upstream closes. It reports false, and does nothing, when the
-// session is at rest: then the connection may go back to the pool.
-func (s *session) drain() bool {
+// drain ends a session whose client said goodbye behind work still in
+// flight: a query pipelined with its Terminate, unsynced extended-protocol
+// messages, a COPY, or any of these and then the end of its stream.
+// PostgreSQL does that work and answers it before it reads the goodbye, so
+// the goodbye goes upstream behind the rest, as the client said it: a
+// Terminate, or (eof) the end of mandate's stream. The upstream loop then
+// relays the answers until the upstream closes. drain reports false, and
+// does nothing, when the session is at rest: then the connection may go
+// back to the pool.
+func (s *session) drain(eof bool) bool {
 	if s.idle() && !s.unsynced {
 		return false
 	}
 	s.draining.Store(true)
 	u := s.upstream
-	u.wbuf = append(u.wbuf, 'X', 0, 0, 0, 4) // Terminate
-	if _, err := u.conn.Write(u.wbuf); err != nil {
+	cw, halfClose := unwrapConn(u.conn).(interface{ CloseWrite() error })
+	if !eof || !halfClose {
+		u.wbuf = append(u.wbuf, 'X', 0, 0, 0, 4) // Terminate
+	}
+	var err error
+	if len(u.wbuf) > 0 {
+		_, err = u.conn.Write(u.wbuf)
+		u.wbuf = u.wbuf[:0]
+	}
+	if err == nil && eof && halfClose {
+		err = cw.CloseWrite()
+	}
+	if err != nil {
 		u.close() // the upstream loop ends, and says the connection was lost
 	}
-	u.wbuf = u.wbuf[:0]
 	return true
 }
 
@@ -456,16 +476,23 @@ func (f *framer) relay() error {
 		}
 		off += total
 	}
+	if err == nil && f.have == off {
+		err = s.cw.Flush()
+	}
 	if err != nil {
-		return err
+		return clientWriteError{err}
 	}
 	f.have = copy(f.buf, f.buf[off:f.have])
 	s.srv.metrics.bytesToClient.Add(float64(sent))
-	if f.have == 0 {
-		return s.cw.Flush()
-	}
 	return nil
 }
+
+// clientWriteError is the upstream loop's failure to write to the client:
+// the client is gone, not the upstream.
+type clientWriteError struct{ err error }
+
+func (e clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }
 
 // tap reads what metrics and session state need from an upstream message
 // and returns what the client gets in its place: the message itself, a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -480,14 +481,15 @@ func TestTLSUpstream(t *testing.T) {
 	}
 }
 
-// TestTerminateBehindWork: a client may write Terminate right behind work
-// still to answer (a query, extended-protocol messages with or without
-// their Sync, COPY data). PostgreSQL answers all of it and then closes;
-// mandate must answer the same, message for message, and do the same work.
+// TestTerminateBehindWork: a client may say goodbye (a Terminate in the same
+// write, or closing its side of the stream) right behind work still to
+// answer: a query, extended-protocol messages with or without their Sync,
+// COPY data. PostgreSQL answers all of it and then closes; mandate must
+// answer the same, message for message, and do the same work.
 func TestTerminateBehindWork(t *testing.T) {
 	p := startProxy(t, nil)
 	setup := p.connect(t, "alice")
-	if _, err := setup.Exec(ctxT(t), "CREATE TABLE terminate_behind(x int)"); err != nil {
+	if _, err := setup.Exec(ctxT(t), "CREATE TABLE IF NOT EXISTS terminate_behind(x int)"); err != nil {
 		t.Fatal(err)
 	}
 	extended := func(sql string) []pgproto3.FrontendMessage {
@@ -520,27 +522,31 @@ func TestTerminateBehindWork(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := count()
-			direct := answerBeforeClose(t, upstreamURL(pg), c.msgs)
-			mid := count()
-			proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs)
-			after := count()
-			if !strings.Contains(direct, c.want) {
-				t.Fatalf("PostgreSQL answered %s; the case expects %s in it", direct, c.want)
-			}
-			if proxied != direct {
-				t.Errorf("through mandate: %s\ndirect:         %s", proxied, direct)
-			}
-			if after-mid != mid-before {
-				t.Errorf("through mandate %d rows were written, directly %d", after-mid, mid-before)
+			for _, end := range []string{"Terminate", "half-close"} {
+				before := count()
+				direct := answerBeforeClose(t, upstreamURL(pg), c.msgs, end)
+				mid := count()
+				proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs, end)
+				after := count()
+				if !strings.Contains(direct, c.want) {
+					t.Fatalf("%s: PostgreSQL answered %s; the case expects %s in it", end, direct, c.want)
+				}
+				if proxied != direct {
+					t.Errorf("%s: through mandate: %s\ndirect: %s", end, proxied, direct)
+				}
+				if after-mid != mid-before {
+					t.Errorf("%s: through mandate %d rows were written, directly %d", end, after-mid, mid-before)
+				}
 			}
 		})
 	}
 }
 
-// answerBeforeClose connects to dsn, writes msgs and a Terminate in one
-// write, and summarises every message the server sends until it closes.
-func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage) string {
+// answerBeforeClose connects to dsn, writes msgs and says goodbye in the
+// same write (end: "Terminate") or by closing its side of the stream
+// ("half-close"), and summarises every message the server sends until it
+// closes.
+func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage, end string) string {
 	t.Helper()
 	conn, err := pgconn.Connect(ctxT(t), dsn)
 	if err != nil {
@@ -552,8 +558,16 @@ func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage
 	}
 	defer hc.Conn.Close()
 	_ = hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := hc.Conn.Write(encodeAll(append(msgs, &pgproto3.Terminate{})...)); err != nil {
+	if end == "Terminate" {
+		msgs = append(slices.Clip(msgs), &pgproto3.Terminate{})
+	}
+	if _, err := hc.Conn.Write(encodeAll(msgs...)); err != nil {
 		t.Fatal(err)
+	}
+	if end == "half-close" {
+		if err := hc.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var out []string
 	for {
@@ -562,7 +576,7 @@ func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage
 			return strings.Join(out, " ")
 		}
 		if err != nil {
-			t.Fatalf("after %v: %v", out, err)
+			t.Fatalf("%s: after %v: %v", dsn, out, err)
 		}
 		switch m := msg.(type) {
 		case *pgproto3.DataRow:
