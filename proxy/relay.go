@@ -20,7 +20,9 @@ const upstreamFlushAt = 64 << 10
 
 // relay runs the two loops until either side ends. The client loop runs on
 // this goroutine; when it ends it closes the upstream, which ends the
-// upstream loop, and the other way round.
+// upstream loop, and the other way round. A client's goodbye behind work
+// still in flight is passed upstream instead (drain), and the upstream loop
+// relays until the upstream closes.
 func (s *session) relay() {
 	upDone := make(chan struct{})
 	go func() {
