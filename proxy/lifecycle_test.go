@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -196,6 +197,20 @@ func TestOversizedMessageEndsOnlyThatSession(t *testing.T) {
 	}
 	if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("other session disturbed: %v", err)
+	}
+}
+
+// TestOversizedMessageAfterWork: what came before an oversized message is
+// answered first, as PostgreSQL answers what comes before a message it
+// ends the session for; then the 08P01 error, then the end.
+func TestOversizedMessageAfterWork(t *testing.T) {
+	p := startProxy(t, func(c *Config) { c.MaxMessageSize = 1 << 10 })
+	got := answerBeforeClose(t, p.url("alice", ""), []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "SELECT 9"},
+		&pgproto3.Query{String: "SELECT '" + strings.Repeat("x", 4<<10) + "'"},
+	}, "Terminate")
+	if want := "RowDescription D[9] C[SELECT 1] ZI E[08P01]"; got != want {
+		t.Fatalf("answered %s; want %s", got, want)
 	}
 }
 

@@ -35,7 +35,7 @@ func (s *session) relay() {
 		var gone clientWriteError
 		switch {
 		case s.draining.Load() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
-			err = nil // the upstream's goodbye after the client's
+			return // the upstream's goodbye after the client's: relay ends the session
 		case errors.As(err, &gone):
 			s.log.Debug("client gone", "err", err)
 			err = nil
@@ -47,9 +47,14 @@ func (s *session) relay() {
 		s.conn.Close()
 	}()
 	err := s.relayClient()
-	if eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF); eof || err == errTerminate {
+	eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	var own *Error // what mandate ends the session with, for what the client sent
+	if eof || err == errTerminate || errors.As(err, &own) {
 		if s.drain(eof) {
 			<-upDone
+			if own != nil {
+				s.fail(err) // after the answers to what came before, as PostgreSQL orders them
+			}
 			return
 		}
 		if err == errTerminate {
@@ -107,15 +112,16 @@ func (s *session) relayClient() error {
 // errTerminate is fromClient's answer to Terminate: the client said goodbye.
 var errTerminate = errors.New("client terminated the session")
 
-// drain ends a session whose client said goodbye behind work still in
-// flight: a query pipelined with its Terminate, unsynced extended-protocol
-// messages, a COPY, or any of these and then the end of its stream.
-// PostgreSQL does that work and answers it before it reads the goodbye, so
-// the goodbye goes upstream behind the rest, as the client said it: a
-// Terminate, or (eof) the end of mandate's stream. The upstream loop then
-// relays the answers until the upstream closes. drain reports false, and
-// does nothing, when the session is at rest: then the connection may go
-// back to the pool.
+// drain ends a session whose client loop ended behind work still in
+// flight (a query pipelined with a Terminate, unsynced extended-protocol
+// messages, a COPY): the client said goodbye, or sent what mandate ends the
+// session for (a malformed or oversized message, say). PostgreSQL does the
+// work and answers it before it reads what follows, so the end goes
+// upstream behind the rest: a Terminate, or (eof) the end of mandate's
+// stream, as the client ended its own. The upstream loop then relays the
+// answers until the upstream closes. drain reports false, and does
+// nothing, when the session is at rest: then the connection may go back
+// to the pool.
 func (s *session) drain(eof bool) bool {
 	if s.idle() && !s.unsynced {
 		return false

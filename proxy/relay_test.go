@@ -608,3 +608,65 @@ func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage
 		}
 	}
 }
+
+// TestProtocolEdgesMatchPostgreSQL writes batches that exercise the
+// protocol's corners, each in one write and followed by a Terminate, to
+// PostgreSQL directly and through a transparent mandate, and compares the
+// answers message for message.
+func TestProtocolEdgesMatchPostgreSQL(t *testing.T) {
+	p := startProxy(t, nil)
+	type msgs = []pgproto3.FrontendMessage
+	q := func(sql string) *pgproto3.Query { return &pgproto3.Query{String: sql} }
+	cases := []struct {
+		name string
+		msgs msgs
+		want string // in the direct answer
+	}{
+		{"empty query", msgs{q("")}, "EmptyQueryResponse"},
+		{"comment only", msgs{q("-- nothing")}, "EmptyQueryResponse"},
+		{"trailing semicolons", msgs{q("SELECT 1;;")}, "D[1]"},
+		{"error aborts the rest", msgs{q("SELECT 1; SELECT 1/0; SELECT 2")}, "E[22012]"},
+		{"failed transaction", msgs{q("BEGIN"), q("SELECT 1/0"), q("SELECT 1"), q("ROLLBACK"), q("SELECT 3")}, "E[25P02]"},
+		{"notice", msgs{q("DO $$ BEGIN RAISE NOTICE 'hello'; END $$")}, "NoticeResponse"},
+		{"large row", msgs{q("SELECT repeat('x', 200000)")}, "C[SELECT 1]"},
+		{"copy out", msgs{q("COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT")}, "CopyOutResponse"},
+		{"copy fail", msgs{q("CREATE TEMP TABLE cf(x int); COPY cf FROM STDIN"), &pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyFail{Message: "client gave up"}, q("SELECT count(*) FROM cf")}, "E[57014]"},
+		{"copy data outside COPY", msgs{&pgproto3.CopyData{Data: []byte("stray")}, &pgproto3.CopyDone{}, q("SELECT 4")}, "D[4]"},
+		{"sync alone", msgs{&pgproto3.Sync{}, &pgproto3.Sync{}}, "ZI ZI"},
+		{"flush alone", msgs{&pgproto3.Flush{}, q("SELECT 5")}, "D[5]"},
+		{"parse error skips to sync", msgs{&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Sync{}, q("SELECT 6")}, "E[42601]"},
+		{"describe unknown statement", msgs{&pgproto3.Describe{ObjectType: 'S', Name: "nope"}, &pgproto3.Sync{}}, "E[26000]"},
+		{"close unknown statement", msgs{&pgproto3.Close{ObjectType: 'S', Name: "nope"}, &pgproto3.Sync{}}, "CloseComplete"},
+		{"portal suspended", msgs{&pgproto3.Parse{Query: "SELECT generate_series(1, 5)"}, &pgproto3.Bind{},
+			&pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{}, &pgproto3.Sync{}}, "PortalSuspended"},
+		{"named statement and portal", msgs{&pgproto3.Parse{Name: "s1", Query: "SELECT $1::int + 1"},
+			&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "s1", Parameters: [][]byte{[]byte("41")}},
+			&pgproto3.Describe{ObjectType: 'P', Name: "p1"}, &pgproto3.Execute{Portal: "p1"},
+			&pgproto3.Close{ObjectType: 'P', Name: "p1"}, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{}}, "D[42]"},
+		{"wrong parameter count", msgs{&pgproto3.Parse{Query: "SELECT $1::int"}, &pgproto3.Bind{}, &pgproto3.Sync{}}, "E[08P01]"},
+		{"implicit transaction of a batch", msgs{&pgproto3.Parse{Query: "CREATE TEMP TABLE it(x int)"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Sync{}, q("SELECT count(*) FROM pg_class WHERE relname = 'it'")}, "D[0]"},
+		{"unknown message type", msgs{q("SELECT 7"), rawFrontend{'z', 0, 0, 0, 4}, q("SELECT 8")}, "E[08P01]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			direct := answerBeforeClose(t, upstreamURL(pg), c.msgs, "Terminate")
+			if !strings.Contains(direct, c.want) {
+				t.Fatalf("PostgreSQL answered %s; the case expects %s in it", direct, c.want)
+			}
+			if proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs, "Terminate"); proxied != direct {
+				t.Errorf("through mandate: %s\ndirect: %s", proxied, direct)
+			}
+		})
+	}
+}
+
+// rawFrontend is a client message written as it is, whatever it holds.
+type rawFrontend []byte
+
+func (rawFrontend) Frontend()                           {}
+func (rawFrontend) Decode([]byte) error                 { return nil }
+func (r rawFrontend) Encode(dst []byte) ([]byte, error) { return append(dst, r...), nil }
