@@ -47,13 +47,12 @@ func (s *session) relay() {
 		s.conn.Close()
 	}()
 	err := s.relayClient()
-	eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-	var own *Error // what mandate ends the session with, for what the client sent
-	if eof || err == errTerminate || errors.As(err, &own) {
-		if s.drain(eof) {
+	end, own := endOf(err)
+	if end != endLost {
+		if s.drain(end) {
 			<-upDone
 			if own != nil {
-				s.fail(err) // after the answers to what came before, as PostgreSQL orders them
+				s.fail(own) // after the answers to what came before, as PostgreSQL orders them
 			}
 			return
 		}
@@ -112,32 +111,63 @@ func (s *session) relayClient() error {
 // errTerminate is fromClient's answer to Terminate: the client said goodbye.
 var errTerminate = errors.New("client terminated the session")
 
+// ending is how a client loop ended, as drain passes it on upstream.
+type ending int
+
+const (
+	endLost      ending = iota // a failed read or write: nothing to pass on
+	endTerminate               // the client's Terminate
+	endEOF                     // the end of the client's stream, maybe within a message
+	endRefused                 // mandate ends the session for what the client sent
+)
+
+// endOf classifies the client loop's error; own is mandate's error for the
+// client when the end is endRefused.
+func endOf(err error) (end ending, own *Error) {
+	switch {
+	case err == errTerminate:
+		return endTerminate, nil
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return endEOF, nil
+	case errors.As(err, &own):
+		return endRefused, own
+	}
+	return endLost, nil
+}
+
 // drain ends a session whose client loop ended behind work still in
 // flight (a query pipelined with a Terminate, unsynced extended-protocol
 // messages, a COPY): the client said goodbye, or sent what mandate ends the
 // session for (a malformed or oversized message, say). PostgreSQL does the
 // work and answers it before it reads what follows, so the end goes
-// upstream behind the rest: a Terminate, or (eof) the end of mandate's
-// stream, as the client ended its own. The upstream loop then relays the
-// answers until the upstream closes. drain reports false, and does
-// nothing, when the session is at rest: then the connection may go back
-// to the pool.
-func (s *session) drain(eof bool) bool {
+// upstream behind the rest, as PostgreSQL would have met it:
+//   - endTerminate: a Terminate, after which PostgreSQL leaves answers it
+//     held for a Sync or Flush unsent;
+//   - endEOF: the end of mandate's stream (or a Terminate where the
+//     connection cannot be half-closed);
+//   - endRefused: a Flush and a Terminate, since PostgreSQL sends what it
+//     held with the FATAL error it ends such a session with.
+//
+// The upstream loop then relays the answers until the upstream closes.
+// drain reports false, and does nothing, when the session is at rest: then
+// the connection may go back to the pool.
+func (s *session) drain(end ending) bool {
 	if s.idle() && !s.unsynced {
 		return false
 	}
 	s.draining.Store(true)
 	u := s.upstream
 	cw, halfClose := unwrapConn(u.conn).(interface{ CloseWrite() error })
-	if !eof || !halfClose {
+	halfClose = halfClose && end == endEOF
+	if end == endRefused {
+		u.wbuf = append(u.wbuf, 'H', 0, 0, 0, 4) // Flush
+	}
+	if !halfClose {
 		u.wbuf = append(u.wbuf, 'X', 0, 0, 0, 4) // Terminate
 	}
-	var err error
-	if len(u.wbuf) > 0 {
-		_, err = u.conn.Write(u.wbuf)
-		u.wbuf = u.wbuf[:0]
-	}
-	if err == nil && eof && halfClose {
+	_, err := u.conn.Write(u.wbuf)
+	u.wbuf = u.wbuf[:0]
+	if err == nil && halfClose {
 		err = cw.CloseWrite()
 	}
 	if err != nil {

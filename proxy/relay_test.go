@@ -690,6 +690,10 @@ func protocolEdges() []protocolEdge {
 			&pgproto3.Execute{}, &pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 			&pgproto3.Sync{}, q("SELECT count(*) FROM pg_class WHERE relname = 'it'")}, "D[0]"},
 		{"unknown message type", msgs{q("SELECT 7"), rawFrontend{'z', 0, 0, 0, 4}, q("SELECT 8")}, "E[08P01]"},
+		{"unknown message type after unsynced ones", msgs{&pgproto3.Parse{Query: "SELECT 10"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},
+		{"unknown message type after flush", msgs{&pgproto3.Parse{Query: "SELECT 11"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Flush{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},
 	}
 }
 
