@@ -610,19 +610,21 @@ func answerBeforeClose(t *testing.T, dsn string, msgs []pgproto3.FrontendMessage
 }
 
 // TestProtocolEdgesMatchPostgreSQL writes batches that exercise the
-// protocol's corners, each in one write and followed by a Terminate, to
-// PostgreSQL directly and through a transparent mandate, and compares the
-// answers message for message.
+// protocol's corners, each in one write and followed by a Terminate or the
+// end of the stream, to PostgreSQL directly and through a transparent
+// mandate, and compares the answers message for message.
 func TestProtocolEdgesMatchPostgreSQL(t *testing.T) {
 	p := startProxy(t, nil)
 	for _, c := range protocolEdges() {
 		t.Run(c.name, func(t *testing.T) {
-			direct := answerBeforeClose(t, upstreamURL(pg), c.msgs, "Terminate")
-			if !strings.Contains(direct, c.want) {
-				t.Fatalf("PostgreSQL answered %s; the case expects %s in it", direct, c.want)
-			}
-			if proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs, "Terminate"); proxied != direct {
-				t.Errorf("through mandate: %s\ndirect: %s", proxied, direct)
+			for _, end := range []string{"Terminate", "half-close"} {
+				direct := answerBeforeClose(t, upstreamURL(pg), c.msgs, end)
+				if !strings.Contains(direct, c.want) {
+					t.Fatalf("%s: PostgreSQL answered %s; the case expects %s in it", end, direct, c.want)
+				}
+				if proxied := answerBeforeClose(t, p.url("alice", ""), c.msgs, end); proxied != direct {
+					t.Errorf("%s: through mandate: %s\ndirect: %s", end, proxied, direct)
+				}
 			}
 		})
 	}
