@@ -43,7 +43,7 @@ type rawConn struct {
 	writeFn func(fd uintptr) bool
 
 	// inq, when the socket reports what is left to read after each read
-	// (TCP_INQ, rawconn_linux.go), is the pump's scratch for recvmsg.
+	// (TCP_INQ, rawconn_inq.go), is the pump's scratch for recvmsg.
 	inq *inqMsg
 }
 

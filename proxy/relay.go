@@ -99,13 +99,10 @@ var errUpstreamFatal = errors.New("upstream ended the session")
 // relayClient decodes client messages and forwards them upstream: through
 // the pump on a raw socket (clientframe.go), with Receive otherwise (TLS).
 func (s *session) relayClient() error {
-	var err error
 	if pump := pumpOf(s.conn); pump != nil {
-		err = s.pumpClient(pump)
-	} else {
-		err = s.receiveClient()
+		return s.pumpClient(pump)
 	}
-	return err
+	return s.receiveClient()
 }
 
 // errTerminate is fromClient's answer to Terminate: the client said goodbye.
