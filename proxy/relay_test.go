@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -524,6 +525,8 @@ func TestTerminateBehindWork(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("4\n")}, &pgproto3.CopyDone{}}, "C[COPY 1]"},
 		{"copy in unfinished", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY terminate_behind FROM STDIN"},
 			&pgproto3.CopyData{Data: []byte("5\n")}}, "G"},
+		{"copy in, large", bigCopy(20000), "C[COPY 20000]"},
+		{"copy in, large, unfinished", bigCopy(20000)[:20001], "G"},
 	}
 	count := func() int {
 		var n int
@@ -705,3 +708,13 @@ type rawFrontend []byte
 func (rawFrontend) Frontend()                           {}
 func (rawFrontend) Decode([]byte) error                 { return nil }
 func (r rawFrontend) Encode(dst []byte) ([]byte, error) { return append(dst, r...), nil }
+
+// bigCopy is a COPY of n rows into terminate_behind, a CopyData each (more
+// than mandate gathers before it writes upstream), then CopyDone.
+func bigCopy(n int) []pgproto3.FrontendMessage {
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY terminate_behind FROM STDIN"}}
+	for i := range n {
+		msgs = append(msgs, &pgproto3.CopyData{Data: []byte(strconv.Itoa(i) + "\n")})
+	}
+	return append(msgs, &pgproto3.CopyDone{})
+}
