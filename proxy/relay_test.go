@@ -646,12 +646,14 @@ func TestProtocolEdgesEnforcing(t *testing.T) {
 	}
 	for _, c := range protocolEdges() {
 		t.Run(c.name, func(t *testing.T) {
-			want := byDesign[c.name]
-			if want == "" {
-				want = answerBeforeClose(t, w.url, c.msgs, "Terminate")
-			}
-			if got := answerBeforeClose(t, url, c.msgs, "Terminate"); got != want {
-				t.Errorf("through mandate: %s\nwant:           %s", got, want)
+			for _, end := range []string{"Terminate", "half-close"} {
+				want := byDesign[c.name]
+				if want == "" {
+					want = answerBeforeClose(t, w.url, c.msgs, end)
+				}
+				if got := answerBeforeClose(t, url, c.msgs, end); got != want {
+					t.Errorf("%s: through mandate: %s\nwant: %s", end, got, want)
+				}
 			}
 		})
 	}
