@@ -118,6 +118,7 @@ type clientFramer struct {
 	have int     // bytes read into buf and not yet handled
 	need int     // the size of the partial message at the start of buf
 	msgs frontendMessages
+	last byte // the type of the last whole message handled
 	// stop is why the session stopped the pump: an error of a handler, or
 	// errTerminate. Errors the pump returns otherwise are read errors.
 	stop error
@@ -154,6 +155,7 @@ func (f *clientFramer) filled(n int) error {
 			f.need = need
 			break
 		}
+		f.last = b[off]
 		off += need
 		if err := f.s.fromClient(msg); err != nil {
 			f.stop = err
@@ -165,6 +167,18 @@ func (f *clientFramer) filled(n int) error {
 		f.putBuffer()
 	}
 	return nil
+}
+
+// settled: the last message asks PostgreSQL to answer now (a Query, Sync,
+// Flush, the end of a COPY, a function call) and none is partly read, so
+// the next move is mandate's: relaying that answer. After COPY data or an
+// unsynced Parse, the client owes more first.
+func (f *clientFramer) settled() bool {
+	switch f.last {
+	case 'Q', 'S', 'H', 'c', 'f', 'F':
+		return f.have == 0
+	}
+	return false
 }
 
 func (f *clientFramer) idle() error {

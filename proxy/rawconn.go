@@ -183,6 +183,12 @@ func pumpOf(c net.Conn) pumpFunc {
 // client that sent a query and closed its side. Without TCP_INQ (a unix
 // socket; not Linux) the pump reads until EAGAIN.
 //
+// TCP_INQ does not count a reset, so the pump also asks the sink whether
+// it is settled: whether mandate writes to this peer before it expects
+// more from it. A reset that came with the data then fails that write; in
+// any other state (a COPY's data, a partial message, an answer still
+// coming) the pump reads until EAGAIN, which reports the reset.
+//
 // sink.idle runs before each wait. pump returns the first error of a read,
 // of the sink, or of a wait (a deadline, Close); io.EOF at the end.
 func (r *rawConn) pump(sink pumpSink) error {
@@ -205,7 +211,7 @@ func (r *rawConn) pump(sink pumpSink) error {
 				if ferr = sink.filled(n); ferr != nil {
 					return true
 				}
-				wait = drained // nothing left: wait for the next edge
+				wait = drained && sink.settled() // nothing left: wait for the next edge
 			}
 			if wait {
 				ferr = sink.idle()

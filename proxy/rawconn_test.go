@@ -121,13 +121,15 @@ func TestRawConnReportsPeerReset(t *testing.T) {
 // collectSink gathers what a pump reads, in small spaces so that a message
 // takes several reads.
 type collectSink struct {
-	buf [7]byte
-	got []byte
+	buf       [7]byte
+	got       []byte
+	isSettled bool
 }
 
 func (c *collectSink) space() []byte      { return c.buf[:] }
 func (c *collectSink) filled(n int) error { c.got = append(c.got, c.buf[:n]...); return nil }
 func (c *collectSink) idle() error        { return nil }
+func (c *collectSink) settled() bool      { return c.isSettled }
 
 // inqExpected: where rawconn_inq.go is built, TCP sockets must have TCP_INQ.
 var inqExpected = runtime.GOOS == "linux" && (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64")
@@ -154,7 +156,7 @@ func TestPumpSeesTheEndBehindData(t *testing.T) {
 			peer.(*net.TCPConn).CloseWrite()
 			time.Sleep(10 * time.Millisecond) // data and FIN both queued before the pump starts
 			r.SetReadDeadline(time.Now().Add(5 * time.Second))
-			sink := &collectSink{}
+			sink := &collectSink{isSettled: true} // so that only TCP_INQ can tell
 			if err := r.pump(sink); err != io.EOF {
 				t.Fatalf("pump = %v after %q; want io.EOF", err, sink.got)
 			}
@@ -162,5 +164,28 @@ func TestPumpSeesTheEndBehindData(t *testing.T) {
 				t.Fatalf("pump read %q; want %q", sink.got, msg)
 			}
 		})
+	}
+}
+
+// TestPumpSeesAResetBehindData: TCP_INQ does not count a reset that came
+// with the data, so a sink that is not settled (the peer owes more before
+// mandate writes to it) makes the pump read on until the reset shows.
+func TestPumpSeesAResetBehindData(t *testing.T) {
+	c, peer := tcpPair(t)
+	r := c.(*rawConn)
+	msg := []byte("copy data, then the client dies")
+	if _, err := peer.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	peer.(*net.TCPConn).SetLinger(0) // close with RST
+	peer.Close()
+	time.Sleep(10 * time.Millisecond) // data and RST both arrived before the pump starts
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	sink := &collectSink{}
+	if err := r.pump(sink); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("pump = %v after %q; want ECONNRESET", err, sink.got)
+	}
+	if !bytes.Equal(sink.got, msg) {
+		t.Fatalf("pump read %q; want %q", sink.got, msg)
 	}
 }

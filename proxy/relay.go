@@ -405,6 +405,7 @@ type pumpFunc func(sink pumpSink) error
 type pumpSink interface {
 	space() []byte      // where the next read lands; never empty
 	filled(n int) error // n bytes landed there
+	settled() bool      // mandate writes to the peer before it expects more from it
 	idle() error        // the socket is drained: the pump waits next
 }
 
@@ -428,6 +429,12 @@ func (f *framer) space() []byte {
 func (f *framer) filled(n int) error {
 	f.have += n
 	return f.relay()
+}
+
+// settled: the upstream owes no answer and no message is partly read, so
+// the next move is mandate's (the client's next message).
+func (f *framer) settled() bool {
+	return f.have == 0 && f.stream == 0 && f.s.pending.Load() == 0
 }
 
 func (f *framer) idle() error {

@@ -720,3 +720,50 @@ func bigCopy(n int) []pgproto3.FrontendMessage {
 	}
 	return append(msgs, &pgproto3.CopyDone{})
 }
+
+// TestClientResetMidCopy: a client that dies in the middle of a COPY
+// (its kernel resets the connection right behind its last data) must not
+// leave the upstream backend waiting for more rows, holding its locks.
+func TestClientResetMidCopy(t *testing.T) {
+	p := startProxy(t, nil)
+	ctx := ctxT(t)
+	setup := p.connect(t, "alice")
+	if _, err := setup.Exec(ctx, "CREATE TABLE IF NOT EXISTS reset_mid_copy(x int)"); err != nil {
+		t.Fatal(err)
+	}
+	super, err := pgx.Connect(ctx, pg.DSN("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(context.Background())
+	for i := range 5 {
+		conn, err := pgconn.Connect(ctx, p.url("alice", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc, err := conn.Hijack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := hc.Conn.Write(encodeAll(&pgproto3.Query{String: "COPY reset_mid_copy FROM STDIN /* reset */"})); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := hc.Frontend.Receive(); err != nil {
+			t.Fatal(err)
+		} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
+			t.Fatalf("got %T, want CopyInResponse", msg)
+		}
+		if _, err := hc.Conn.Write(encodeAll(&pgproto3.CopyData{Data: []byte(strconv.Itoa(i) + "\n")})); err != nil {
+			t.Fatal(err)
+		}
+		hc.Conn.(*net.TCPConn).SetLinger(0) // the reset follows the data at once
+		hc.Conn.Close()
+	}
+	waitFor(t, "the sessions to end", func() bool { return p.srv.active.Load() == 1 })
+	waitFor(t, "their backends to leave the COPY", func() bool {
+		var n int
+		err := super.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* reset */' AND state = 'active'`).Scan(&n)
+		return err == nil && n == 0
+	})
+}
