@@ -526,6 +526,7 @@ func TestTerminateBehindWork(t *testing.T) {
 		{"copy in unfinished", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY terminate_behind FROM STDIN"},
 			&pgproto3.CopyData{Data: []byte("5\n")}}, "G"},
 		{"copy in, large", bigCopy(20000), "C[COPY 20000]"},
+		{"a thousand queries", thousandQueries(), "D[998] C[SELECT 1] ZI C[INSERT 0 1]"},
 		{"copy in, large, unfinished", bigCopy(20000)[:20001], "G"},
 	}
 	count := func() int {
@@ -766,4 +767,14 @@ func TestClientResetMidCopy(t *testing.T) {
 		err := super.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* reset */' AND state = 'active'`).Scan(&n)
 		return err == nil && n == 0
 	})
+}
+
+// thousandQueries is a pipeline of 1,000 simple queries, each answered
+// with its number, the last inserting a row.
+func thousandQueries() []pgproto3.FrontendMessage {
+	var msgs []pgproto3.FrontendMessage
+	for i := range 999 {
+		msgs = append(msgs, &pgproto3.Query{String: "SELECT " + strconv.Itoa(i)})
+	}
+	return append(msgs, &pgproto3.Query{String: "INSERT INTO terminate_behind VALUES (1000)"})
 }
