@@ -636,14 +636,16 @@ func TestProtocolEdgesMatchPostgreSQL(t *testing.T) {
 
 // TestProtocolEdgesEnforcing: through an enforcing mandate (the bank world,
 // as alice) the same batches get PostgreSQL's answers too, except where
-// mandate refuses a statement by design: DO and temporary tables.
+// mandate refuses a statement by design: DO, temporary tables and
+// pg_terminate_backend.
 func TestProtocolEdgesEnforcing(t *testing.T) {
 	w := startBank(t)
 	url := fmt.Sprintf("postgres://alice@%s/%s?sslmode=disable", w.p.addr, w.db)
 	byDesign := map[string]string{
-		"notice":                          "E[42501] ZI",                                    // DO
-		"copy fail":                       "E[0A000] ZI E[42P01] ZI",                        // CREATE TEMP TABLE
-		"implicit transaction of a batch": "E[0A000] ZI RowDescription D[0] C[SELECT 1] ZI", // the same
+		"notice":                          "E[42501] ZI",                                     // DO
+		"copy fail":                       "E[0A000] ZI E[42P01] ZI",                         // CREATE TEMP TABLE
+		"implicit transaction of a batch": "E[0A000] ZI RowDescription D[0] C[SELECT 1] ZI",  // the same
+		"the backend ends itself":         "E[42501] ZI RowDescription D[12] C[SELECT 1] ZI", // pg_terminate_backend
 	}
 	for _, c := range protocolEdges() {
 		t.Run(c.name, func(t *testing.T) {
@@ -700,6 +702,7 @@ func protocolEdges() []protocolEdge {
 		{"unknown message type", msgs{q("SELECT 7"), rawFrontend{'z', 0, 0, 0, 4}, q("SELECT 8")}, "E[08P01]"},
 		{"unknown message type after unsynced ones", msgs{&pgproto3.Parse{Query: "SELECT 10"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},
+		{"the backend ends itself", msgs{q("SELECT pg_terminate_backend(pg_backend_pid())"), q("SELECT 12")}, "E[57P01]"},
 		{"unknown message type after flush", msgs{&pgproto3.Parse{Query: "SELECT 11"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, &pgproto3.Flush{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},
 	}
