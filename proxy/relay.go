@@ -215,30 +215,21 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		s.unsynced = true
 		m.stmtParse.Inc()
 		if enforce {
-			if err := s.onParse(msg); err != nil {
-				return fatalf(codeProtocolViolation, "cannot encode message", err)
-			}
+			err = s.onParse(msg)
 		}
 		s.sent[0]++ // after what onParse injected ahead of it
 	case *pgproto3.Bind:
 		s.unsynced = true
 		if enforce {
-			if err := s.onBind(msg); err != nil {
-				return fatalf(codeProtocolViolation, "cannot encode message", err)
-			}
-			if msg.PreparedStatement == "" {
-				if msg.PreparedStatement, err = s.unnamedStatement(); err != nil {
-					return fatalf(codeProtocolViolation, "cannot encode message", err)
-				}
+			if err = s.onBind(msg); err == nil && msg.PreparedStatement == "" {
+				msg.PreparedStatement, err = s.unnamedStatement()
 			}
 		}
 	case *pgproto3.Execute:
 		s.unsynced = true
 		m.stmtExecute.Inc()
 		if enforce {
-			if err := s.onExecute(msg); err != nil {
-				return fatalf(codeProtocolViolation, "cannot encode message", err)
-			}
+			err = s.onExecute(msg)
 		}
 	case *pgproto3.Close:
 		s.unsynced = true
@@ -249,9 +240,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	case *pgproto3.Describe:
 		s.unsynced = true
 		if enforce && msg.ObjectType == 'S' && msg.Name == "" {
-			if msg.Name, err = s.unnamedStatement(); err != nil {
-				return fatalf(codeProtocolViolation, "cannot encode message", err)
-			}
+			msg.Name, err = s.unnamedStatement()
 		}
 	case *pgproto3.Sync:
 		s.unsynced = false
@@ -280,7 +269,11 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	default:
 		return fatalf(codeProtocolViolation, fmt.Sprintf("unexpected message type %T", msg), nil)
 	}
-	if u.wbuf, err = msg.Encode(u.wbuf); err != nil {
+	// err is a handler's failure to write what it injects, or the encoding's.
+	if err == nil {
+		u.wbuf, err = msg.Encode(u.wbuf)
+	}
+	if err != nil {
 		return fatalf(codeProtocolViolation, "cannot encode message", err)
 	}
 	if e := s.prepareAfter; e != nil {
