@@ -87,8 +87,10 @@ type Result struct {
 	// a cache keyed by (SQL, GrantsVersion) never serves a stale decision.
 	GrantsVersion uint64
 	// Template, when set, is this rewrite for every statement with the
-	// same TemplateKey (template.go), under the same grants version.
+	// same TemplateKey (template.go), under the same grants version, and
+	// Literals are this statement's (for Template.Prepare).
 	Template *Template
+	Literals Literals
 }
 
 // StmtInfo describes one statement.
@@ -308,6 +310,9 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		res.Template = newTemplate(res, stmts.sql, toks, lits, litPos)
 	case templated && deparsed != nil:
 		res.Template = deparsedTemplate(res, deparsed, res.SQL, stmts.sql, toks, lits)
+	}
+	if res.Template != nil {
+		res.Literals = literalsOf(toks, lits)
 	}
 	return res, nil
 }

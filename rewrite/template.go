@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -40,6 +41,9 @@ type Template struct {
 	// own way (7 for 007, b'1' for B'1'); only statements spelling theirs
 	// so fit (canonical).
 	deparsed bool
+	// form is where Prepare's parameters go, decided at its first call.
+	formOnce sync.Once
+	form     *paramForm
 }
 
 // Literals are a statement's template key and the spans of its literals.
@@ -138,6 +142,7 @@ func (t *Template) Instantiate(sql string, l Literals) (res Result, ok bool) {
 	}
 	res = t.res
 	res.SQL = b.String()
+	res.Template, res.Literals = t, l
 	res.Statements = []StmtInfo{res.Statements[0]}
 	res.Statements[0].SQL = res.SQL
 	return res, true
@@ -274,14 +279,19 @@ func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, l
 			return nil
 		}
 	}
-	own := Literals{spans: make([][2]int, len(lits)), kinds: make([]byte, len(lits))}
-	for i, li := range lits {
-		own.spans[i], own.kinds[i] = [2]int{toks[li].start, toks[li].end}, literalKind(toks[li])
-	}
-	if got, ok := t.Instantiate(sql, own); !ok || got.SQL != out {
+	if got, ok := t.Instantiate(sql, literalsOf(toks, lits)); !ok || got.SQL != out {
 		return nil
 	}
 	return t
+}
+
+// literalsOf is the Literals (without a key) of the literal tokens lits.
+func literalsOf(toks []token, lits []int) Literals {
+	l := Literals{spans: make([][2]int, len(lits)), kinds: make([]byte, len(lits))}
+	for i, li := range lits {
+		l.spans[i], l.kinds[i] = [2]int{toks[li].start, toks[li].end}, literalKind(toks[li])
+	}
+	return l
 }
 
 // collectConsts maps the location of every A_Const under m to the nodes.
