@@ -41,8 +41,9 @@ type Config struct {
 	// connects anew.
 	UpstreamPoolSize    int
 	UpstreamIdleTimeout time.Duration // 0: idle pooled connections are kept
-	// UpstreamStatementCache is how many rewritten unnamed statements are
-	// kept prepared per upstream connection (stmtcache.go); 0: none.
+	// UpstreamStatementCache is how many rewritten statements (of unnamed
+	// Parses and of simple queries) are kept prepared per upstream
+	// connection (stmtcache.go, simpleprep.go); 0: none.
 	UpstreamStatementCache int
 	UpstreamLifetime       time.Duration // 0: connections are reused at any age
 

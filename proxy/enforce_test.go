@@ -112,6 +112,7 @@ type replicaOptions struct {
 	policyDir string              // default testdata/bank/policies
 	lazy      bool                // Enforcer.LazyState
 	metrics   *Metrics
+	edit      func(*Config) // adjusts the proxy's configuration last
 }
 
 // replica starts one more enforcing proxy over w's bank database (as a
@@ -194,6 +195,9 @@ func (w *bankWorld) replica(t testing.TB, o replicaOptions) (*testProxy, *Enforc
 		c.Metrics = o.metrics
 		c.Audit = aw
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if o.edit != nil {
+			o.edit(c)
+		}
 	})
 	return p, enforcer
 }

@@ -48,7 +48,7 @@ type drops struct {
 	n       atomic.Int32 // len(pending), read without the lock on the per-row path
 	// shown counts the answers of each hidden type ('1', '3') passed to the
 	// client in the segment being answered; the upstream loop's alone.
-	shown [2]int
+	shown [4]int
 }
 
 type drop struct {
@@ -66,13 +66,19 @@ func (d drop) settle(state int32) {
 }
 
 // hidden indexes drops.shown and the session's sent counts: the answer
-// types of injected messages.
+// types of injected messages. BindComplete and NoData are only hidden in
+// a segment of mandate's own (a simple query sent as a prepared statement's
+// execution, simpleprep.go), where the client expects none.
 func hidden(typ byte) int {
 	switch typ {
 	case '1':
 		return 0
 	case '3':
 		return 1
+	case '2':
+		return 2
+	case 'n':
+		return 3
 	}
 	return -1
 }
@@ -89,7 +95,7 @@ func (d *drops) hide(typ byte) bool {
 	i := hidden(typ)
 	switch {
 	case typ == 'Z':
-		d.shown = [2]int{}
+		d.shown = [4]int{}
 		d.mu.Lock()
 		d.synced++
 		d.settle(func(x drop) bool { return x.segment < d.synced })

@@ -199,20 +199,27 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	if err := s.lexUnsafe.Load(); err != nil && enforce {
 		return err
 	}
-	flush := false
+	flush, encoded := false, false
 	switch msg := msg.(type) {
 	case *pgproto3.Query:
 		m.stmtSimple.Inc()
 		if enforce {
-			s.onQuery(msg)
+			sql, d, decided := s.onQuery(msg)
 			s.searchPath.segmentSent()
+			if decided {
+				encoded, err = s.queryAsPrepared(sql, d)
+			}
+			if !encoded {
+				s.unnamedLive = false // a simple query drops it
+			}
 		}
 		s.pending.Add(1)
 		s.segment++
-		s.sent = [2]int{}
+		s.sent = [4]int{}
 		flush = true
 	case *pgproto3.Parse:
 		s.unsynced = true
+		s.unnamedLive = s.unnamedLive || msg.Name == ""
 		m.stmtParse.Inc()
 		if enforce {
 			err = s.onParse(msg)
@@ -249,7 +256,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		}
 		s.pending.Add(1)
 		s.segment++
-		s.sent = [2]int{}
+		s.sent = [4]int{}
 		flush = true
 	case *pgproto3.Flush, *pgproto3.CopyDone, *pgproto3.CopyFail:
 		flush = true
@@ -270,7 +277,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		return fatalf(codeProtocolViolation, fmt.Sprintf("unexpected message type %T", msg), nil)
 	}
 	// err is a handler's failure to write what it injects, or the encoding's.
-	if err == nil {
+	if err == nil && !encoded {
 		u.wbuf, err = msg.Encode(u.wbuf)
 	}
 	if err != nil {

@@ -48,9 +48,10 @@ type session struct {
 	purpose        string     // SET mandate.purpose
 	searchPath     searchPath
 	stmts          map[string]*preparedStmt
-	sent           [2]int       // the client's Parses and Closes in the segment being sent (drops.shown's counterpart)
+	sent           [4]int       // the client's Parses and Closes in the segment being sent (drops.shown's counterpart)
 	prepareAfter   *cachedStmt  // to prepare right after the client's Parse (stmtcache.go)
 	unnamed        *cachedStmt  // the cached statement the unnamed one stands for (stmtcache.go)
+	unnamedLive    bool         // the client parsed an unnamed statement since its last simple query (simpleprep.go)
 	named          namedObjects // SQL PREPARE and DECLARE (named.go)
 	portals        map[string]boundPortal
 	segment        uint64     // Syncs and Queries forwarded: the segment being sent

@@ -217,10 +217,11 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 	return d.sql, d, decided
 }
 
-// onQuery decides a simple Query in place.
-func (s *session) onQuery(m *pgproto3.Query) {
+// onQuery decides a simple Query in place; sql is the client's text, and
+// d its decision when ok (one decision for the whole text).
+func (s *session) onQuery(m *pgproto3.Query) (sql string, d decision, ok bool) {
 	s.unnamed = nil // a simple Query drops the unnamed statement
-	var d decision
+	sql = m.String
 	var o outcome
 	m.String, d, o = s.decideText(m.String, true)
 	switch o {
@@ -230,6 +231,7 @@ func (s *session) onQuery(m *pgproto3.Query) {
 	default:
 		s.auditPlaceholder()
 	}
+	return sql, d, o == decided
 }
 
 // needsNamedCheck reports whether a decision creates, uses or drops a

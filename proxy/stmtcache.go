@@ -59,7 +59,10 @@ type stmtCache struct {
 	// prepared at its second Parse, so that clients sending each text once
 	// (constants inlined, as JDBC's Statement does) do not pay for two
 	// Parses and churn the cache. Emptied when it reaches seenLimit.
-	once    map[string]struct{}
+	once map[string]struct{}
+	// never holds keys whose prepared form PostgreSQL refused, so that
+	// their simple queries go as text (simpleprep.go).
+	never   map[string]struct{}
 	tick    uint64
 	next    uint64
 	scratch []byte
@@ -103,6 +106,19 @@ func (c *stmtCache) again(key string, max int) bool {
 	}
 	c.once[key] = struct{}{}
 	return false
+}
+
+// refuse notes that key's prepared form failed; refused reports it.
+func (c *stmtCache) refuse(key string, max int) {
+	if c.never == nil || len(c.never) >= seenLimit*max {
+		c.never = map[string]struct{}{}
+	}
+	c.never[key] = struct{}{}
+}
+
+func (c *stmtCache) refused(key string) bool {
+	_, ok := c.never[key]
+	return ok
 }
 
 // add records a statement about to be prepared under key (c.key of its
@@ -192,7 +208,7 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 	e.state.Store(stmtPending)
 	s.prepareAfter = e
 	if evicted != "" {
-		return s.injectClose(evicted)
+		return s.injectClose('S', evicted)
 	}
 	return nil
 }
@@ -210,11 +226,12 @@ func (s *session) injectPrepare(e *cachedStmt) error {
 	return nil
 }
 
-// injectClose queues a Close of a cached statement, hidden from the client.
-func (s *session) injectClose(name string) error {
+// injectClose queues a Close of a statement or portal (typ 'S' or 'P'),
+// hidden from the client.
+func (s *session) injectClose(typ byte, name string) error {
 	var err error
 	u := s.upstream
-	if u.wbuf, err = (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(u.wbuf); err != nil {
+	if u.wbuf, err = (&pgproto3.Close{ObjectType: typ, Name: name}).Encode(u.wbuf); err != nil {
 		return err
 	}
 	s.hideAnswer('3', nil)
@@ -243,7 +260,7 @@ func (s *session) unnamedStatement() (string, error) {
 			var evicted string
 			same, evicted = c.add(e.key, e.query, e.oids, s.srv.cfg.UpstreamStatementCache)
 			if evicted != "" {
-				if err := s.injectClose(evicted); err != nil {
+				if err := s.injectClose('S', evicted); err != nil {
 					return "", err
 				}
 			}

@@ -105,7 +105,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig) *string {
 	fs.DurationVar(&c.UpstreamConnectTimeout, "upstream-connect-timeout", c.UpstreamConnectTimeout, "time allowed to open an upstream connection")
 	fs.IntVar(&c.UpstreamPoolSize, "upstream-pool-size", c.UpstreamPoolSize, "idle upstream connections kept for later sessions with the same database and startup parameters (reset with DISCARD ALL); 0: a new connection per session")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", c.UpstreamIdleTimeout, "close pooled upstream connections idle this long; 0: never")
-	fs.IntVar(&c.UpstreamStatementCache, "upstream-statement-cache", c.UpstreamStatementCache, "rewritten statements kept prepared per upstream connection, so that clients sending unnamed statements (Parse each time) do not pay for planning the rewrite again; 0: none")
+	fs.IntVar(&c.UpstreamStatementCache, "upstream-statement-cache", c.UpstreamStatementCache, "rewritten statements kept prepared per upstream connection, so that clients sending unnamed statements (Parse each time) or simple queries differing only in their numbers do not pay for planning the rewrite again; 0: none")
 	fs.DurationVar(&c.UpstreamLifetime, "upstream-lifetime", c.UpstreamLifetime, "do not reuse upstream connections older than this; 0: no limit")
 	fs.BoolVar(&c.AllowSuperuserUpstream, "allow-superuser-upstream", c.AllowSuperuserUpstream, "relay through a superuser upstream role (it bypasses all enforcement; tests only)")
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "HTTP address for /metrics, /healthz and /readyz; empty: none")
