@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/policy"
 )
 
 // auditTrail holds a session's allowed statements until the upstream
@@ -67,6 +68,24 @@ func (s *session) recordFor(d decision) audit.Record {
 		}
 	}
 	return r
+}
+
+// recordedFor reports whether r names the caller of scope: its subject,
+// actors, delegation and purpose.
+func recordedFor(r audit.Record, sc policy.Scope) bool {
+	if r.Subject != sc.Subject || r.Purpose != sc.Purpose || len(r.Actors) != len(sc.Actors) {
+		return false
+	}
+	for i, a := range sc.Actors {
+		if r.Actors[i].ID != a.ID || r.Actors[i].Kind != string(a.Kind) {
+			return false
+		}
+	}
+	var delegation string
+	if sc.Delegation != nil {
+		delegation = sc.Delegation.ID
+	}
+	return r.DelegationID == delegation
 }
 
 // auditRecord is recordFor when there is an audit log to write it to.

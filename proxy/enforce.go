@@ -128,6 +128,9 @@ type decision struct {
 	scope  policy.Scope
 	entry  *cacheEntry // for the fingerprint; nil when no statement parsed
 	err    error
+	// setting is a handled SET or RESET of mandate.*, to check and apply
+	// when it runs (decideSetting).
+	setting *rewrite.Setting
 }
 
 // fingerprint identifies the decided statement's shape for audit records.
@@ -144,8 +147,9 @@ func (d decision) fingerprint() string {
 // Every input is read anew per statement, so a revocation, an expiry or a
 // withdrawn consent applies to the very next one.
 func (e *Enforcer) decide(s *session, sql string) decision {
+	v := s.settings.current()
 	return e.decideFor(caller{
-		principal: s.principal(), purpose: s.purpose, searchPath: s.searchPath.current(),
+		principal: v.principal(s.login), purpose: v.purpose, searchPath: v.path,
 		clientAddr: s.clientHost, sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
 	}, sql, s.srv.metrics)
 }

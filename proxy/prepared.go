@@ -25,10 +25,11 @@ type preparedStmt struct {
 	forwarded string   // what the upstream prepared under the name
 	paramOIDs []uint32 // the client's parameter types, for re-preparing
 	record    audit.Record
-	refused   bool           // the marker was prepared: executions fail upstream
-	handled   bool           // a mandate.* setting's stand-in: executions are not audited
-	twice     bool           // parsed under a name in use: which text runs is unknown
-	effect    rewrite.Effect // on the session, at each execution
+	refused   bool             // the marker was prepared: executions fail upstream
+	handled   bool             // a setting mandate acts on itself: executions are not audited
+	setting   *rewrite.Setting // a handled SET or RESET of mandate.*: checked and applied at each execution
+	twice     bool             // parsed under a name in use: which text runs is unknown
+	effect    rewrite.Effect   // on the session, at each execution
 }
 
 // drops are upstream answers to messages mandate injected (a Close and a
@@ -160,9 +161,9 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 	case refused:
 		ps.refused = true
 		s.auditPlaceholder()
-		s.searchPath.refused() // the marker fails at Parse
+		s.settings.refused() // the marker fails at Parse
 	case handled:
-		ps.handled = true
+		ps.handled, ps.setting = true, d.setting
 	}
 	if m.Name == "" {
 		s.unnamed = nil
@@ -197,12 +198,20 @@ func (s *session) nameTaken(name string) bool {
 // onBind re-decides the statement a Bind names and, when the decision
 // changed, queues a re-prepare in front of the Bind.
 func (s *session) onBind(m *pgproto3.Bind) error {
-	s.portals[m.DestinationPortal] = boundPortal{stmt: m.PreparedStatement, segment: s.segment}
 	ps := s.stmts[m.PreparedStatement]
+	s.portals[m.DestinationPortal] = boundPortal{stmt: m.PreparedStatement, ps: ps, segment: s.segment}
 	if ps == nil {
 		return s.bindOther(m.PreparedStatement)
 	}
-	d := s.redecide(ps)
+	var d decision
+	if ps.setting != nil {
+		// Nothing to decide before it runs (executeSetting): the stand-in
+		// carries nothing. A refusal below is audited for whoever acts now.
+		d = s.settingRefusal(nil)
+		d.sql = ps.forwarded
+	} else {
+		d = s.redecide(ps)
+	}
 	if _, sqlToo := s.named.prepared[m.PreparedStatement]; sqlToo && d.err == nil {
 		// SQL PREPARE made the name too: either may be the one upstream.
 		d.err = s.checkName(rewrite.KindExecute, m.PreparedStatement, s.named.prepared)
@@ -211,6 +220,11 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 		d.err = madeTwice(rewrite.KindExecute, m.PreparedStatement)
 	}
 	if d.err == nil && d.sql == ps.forwarded {
+		if !ps.handled && s.srv.cfg.Audit != nil && !recordedFor(ps.record, d.scope) {
+			// Another identity or purpose, the same rewrite: the record
+			// names who runs it now.
+			ps.record = s.recordFor(d)
+		}
 		return nil
 	}
 	ps.twice = false
@@ -228,7 +242,11 @@ func (s *session) onBind(m *pgproto3.Bind) error {
 // boundPortal is a portal a Bind made: its statement, and the segment (the
 // messages up to a Sync) it was bound in.
 type boundPortal struct {
-	stmt    string
+	stmt string
+	// ps is what mandate knew of the statement at the Bind (nil: none of
+	// the protocol's): the portal runs that one even once a Parse or Close
+	// has replaced it under the name, as the unnamed statement often is.
+	ps      *preparedStmt
 	segment uint64
 }
 
@@ -279,7 +297,7 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 	s.hideAnswer('1', nil)
 	if refused {
 		s.auditPlaceholder() // for the marker's error, which the client sees
-		s.searchPath.refused()
+		s.settings.refused()
 	}
 	return forwarded, refused, nil
 }
@@ -288,7 +306,7 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 // records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) error {
 	p, bound := s.portals[m.Portal]
-	ps := s.stmts[p.stmt]
+	ps := p.ps
 	switch {
 	case !bound && m.Portal != "":
 		// No Bind of this session made the portal: an SQL cursor (a portal
@@ -300,24 +318,26 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		if d.err == nil {
 			s.audit(d)
 			s.queueRecords(d, 1)
-			s.searchPath.sent(rewrite.Effect{})
+			s.settings.sent(rewrite.Effect{})
 			return nil
 		}
 		if err := s.refuseAhead(d); err != nil {
 			return err
 		}
-		s.searchPath.refused()
+		s.settings.refused()
 	case ps == nil:
 		// A statement made with SQL PREPARE (bindOther checked it), or the
 		// upstream answers "does not exist": either way one answer, which
 		// the audit trail must not take for the next statement's.
 		s.auditPlaceholder()
-		s.searchPath.sent(rewrite.Effect{})
+		s.settings.sent(rewrite.Effect{})
 	case ps.refused:
-		s.searchPath.refused()
+		s.settings.refused()
+	case ps.setting != nil:
+		return s.executeSetting(*ps.setting)
 	case ps.handled:
 		s.auditPlaceholder()
-		s.searchPath.sent(ps.effect)
+		s.settings.sent(ps.effect)
 	default:
 		if p.segment != s.segment {
 			// A portal left suspended by an earlier Sync would go on with
@@ -331,13 +351,26 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 				if err := s.refuseAhead(d); err != nil {
 					return err
 				}
-				s.searchPath.refused()
+				s.settings.refused()
 				return nil
 			}
 		}
 		s.queueExecution(ps.record)
-		s.searchPath.sent(ps.effect)
+		s.settings.sent(ps.effect)
 	}
+	return nil
+}
+
+// executeSetting checks a SET or RESET of mandate.* at its Execute and
+// records what it changes, as a simple Query of it would; a refusal's
+// error reaches the client in the Execute's place.
+func (s *session) executeSetting(st rewrite.Setting) error {
+	c, err := s.mandateChange(st)
+	if err != nil {
+		return s.refuseAhead(s.settingRefusal(err))
+	}
+	s.auditPlaceholder()
+	s.settings.set(c)
 	return nil
 }
 
@@ -371,7 +404,7 @@ func (s *session) refuseAhead(d decision) error {
 	}
 	s.hideAnswer('1', nil)
 	s.auditPlaceholder() // for the marker's error, which the client sees
-	s.searchPath.refused()
+	s.settings.refused()
 	return nil
 }
 

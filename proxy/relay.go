@@ -205,7 +205,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		m.stmtSimple.Inc()
 		if enforce {
 			sql, d, decided := s.onQuery(msg)
-			s.searchPath.segmentSent()
+			s.settings.segmentSent()
 			if decided {
 				encoded, err = s.queryAsPrepared(sql, d)
 			}
@@ -252,7 +252,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	case *pgproto3.Sync:
 		s.unsynced = false
 		if enforce {
-			s.searchPath.segmentSent()
+			s.settings.segmentSent()
 		}
 		s.pending.Add(1)
 		s.segment++
@@ -557,7 +557,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	case 'Z':
 		if enforce {
 			s.markers.segmentEnded()
-			s.searchPath.ready(body)
+			s.settings.ready(body)
 		}
 		if len(body) == 1 {
 			s.txStatus.Store(uint32(body[0]))
@@ -575,7 +575,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		}
 	case 'E':
 		if enforce {
-			s.searchPath.errored()
+			s.settings.errored()
 			if swapped := s.markers.swap(body); swapped != nil {
 				return swapped, false // counted when refused
 			}
@@ -600,7 +600,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		}
 	case 'C', 'I', 's':
 		if enforce {
-			s.searchPath.answer()
+			s.settings.answer()
 		}
 	case 'G':
 		s.srv.metrics.stmtCopyIn.Inc()

@@ -43,10 +43,7 @@ type session struct {
 	upstream *upstreamConn
 
 	// Enforcement state, owned by the client loop unless noted.
-	assumed        *principal // SET mandate.token
-	local          *principal // SET LOCAL mandate.token, until the transaction ends
-	purpose        string     // SET mandate.purpose
-	searchPath     searchPath
+	settings       sessionSettings // search_path, SET mandate.token and mandate.purpose
 	stmts          map[string]*preparedStmt
 	sent           [4]int       // the client's Parses and Closes in the segment being sent (drops.shown's counterpart)
 	prepareAfter   *cachedStmt  // to prepare right after the client's Parse (stmtcache.go)
@@ -161,7 +158,7 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
 		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
-	s.searchPath.start(startupSearchPath(sm.Parameters))
+	s.settings.start(startupSearchPath(sm.Parameters))
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)
 	if err != nil {

@@ -128,36 +128,15 @@ const (
 // upstream: the rewrite, a handled session setting's stand-in, or a
 // refusal marker. Refusals are audited here; allowed statements are
 // audited when they complete (the caller queues them, except for
-// decidedEach). track is set for a simple Query: the effects of its
-// statements on the search_path are recorded as they are forwarded (a
-// Parse's, at each Execute), and a query in which a statement changes the
-// path for later ones is decided statement by statement.
+// decidedEach). track is set for a simple Query, whose statements run as
+// they are forwarded: their effects on the session's settings are recorded
+// now (a Parse's, at each Execute), and a query in which a statement
+// changes them for later ones is decided statement by statement.
 func (s *session) decideText(sql string, track bool) (string, decision, outcome) {
 	if containsFold(sql, "mandate.") || containsResetAll(sql) {
 		if stmts, err := rewrite.Parse(sql); err == nil {
 			if st, ok := rewrite.MandateSetting(stmts); ok {
-				if err := s.applySetting(st); err != nil {
-					// A refused identity (a bad token, an assume not permitted)
-					// is a decision too: audit it for whoever is acting now.
-					d := decision{err: err, scope: policy.Scope{Subject: s.principal().Subject, Actors: s.principal().Actors}}
-					return s.forwardRefusal(nil, d, track), d, refused
-				}
-				if st.DiscardAll {
-					s.forgetNamed()
-				}
-				// RESET ALL and DISCARD ALL reset search_path too.
-				var e rewrite.Effect
-				if st.ResetAll {
-					e.SearchPath = &rewrite.SearchPathChange{Reset: true}
-				}
-				d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{{Kind: rewrite.KindSet, Effect: e}}}}
-				if track {
-					s.searchPath.sent(e)
-				}
-				if st.ResetAll {
-					return sql, d, handled
-				}
-				return settingReplacement(st), d, handled
+				return s.decideSetting(sql, st, track)
 			}
 		}
 	}
@@ -170,9 +149,9 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 		s.catalogStale = false
 	}
 	d := e.decide(s, sql)
-	if parts := s.pathChangingParts(sql, d, track); parts != nil {
-		// Decided as a whole, later statements would be resolved with the
-		// path the query started with.
+	if parts := s.settingChangingParts(sql, d, track); parts != nil {
+		// Decided as a whole, later statements would be decided with the
+		// search_path, identity and purpose the query started with.
 		allowed, bad := s.decideEach(parts, true)
 		if bad.err != nil {
 			return s.forwardRefusal(allowed, bad, track), bad, refused
@@ -211,7 +190,7 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 	for _, st := range d.result.Statements {
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
 		if track {
-			s.searchPath.sent(st.Effect)
+			s.settings.sent(st.Effect)
 		}
 	}
 	return d.sql, d, decided
@@ -247,11 +226,12 @@ func needsNamedCheck(d decision) bool {
 	return false
 }
 
-// pathChangingParts returns the statements of a simple query when one
-// before the last changes the search_path (a SET or RESET, or a ROLLBACK,
-// ROLLBACK TO or COMMIT undoing or ending one), so that later ones must be
-// decided under the path it leaves; nil otherwise.
-func (s *session) pathChangingParts(sql string, d decision, track bool) []string {
+// settingChangingParts returns the statements of a simple query when one
+// before the last changes the search_path, the identity or the purpose (a
+// SET or RESET, or a ROLLBACK, ROLLBACK TO or COMMIT undoing or ending
+// one), so that later ones must be decided under the values it leaves; nil
+// otherwise.
+func (s *session) settingChangingParts(sql string, d decision, track bool) []string {
 	if !track {
 		return nil
 	}
@@ -270,7 +250,7 @@ func (s *session) pathChangingParts(sql string, d decision, track bool) []string
 			return nil // the whole is refused for it
 		}
 	}
-	if len(effects) < 2 || !s.searchPath.changedBy(effects[:len(effects)-1]) {
+	if len(effects) < 2 || !s.settings.changedBy(effects[:len(effects)-1]) {
 		return nil
 	}
 	parts, err := rewrite.Split(sql)
@@ -284,7 +264,7 @@ func (s *session) pathChangingParts(sql string, d decision, track bool) []string
 // until one is refused; bad is that one's decision (bad.err is nil when
 // none is). live: each allowed statement runs before the next is decided,
 // as in PostgreSQL: it is checked as a named object (named.go) and its
-// effects are recorded, so later ones see the search_path it leaves.
+// effects are recorded, so later ones see the settings it leaves.
 func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad decision) {
 	for _, part := range parts {
 		d := s.srv.cfg.Enforcer.decide(s, part)
@@ -327,7 +307,7 @@ func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, 
 func (s *session) forwarded(d decision) {
 	for _, st := range d.result.Statements {
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
-		s.searchPath.sent(st.Effect)
+		s.settings.sent(st.Effect)
 	}
 }
 
@@ -345,7 +325,7 @@ func (s *session) forwardRefusal(allowed []decision, bad decision, track bool) s
 	}
 	s.audit(bad)
 	if track {
-		s.searchPath.refused()
+		s.settings.refused()
 	}
 	b.WriteString(s.refuse(bad.err))
 	return b.String()
@@ -383,70 +363,96 @@ func (s *session) refuse(err error) string {
 	return s.markers.marker(resp, s.segment)
 }
 
-// applySetting changes the session's own state for SET/RESET mandate.*.
-func (s *session) applySetting(st rewrite.Setting) error {
+// decideSetting decides a statement mandate acts on itself (see
+// rewrite.MandateSetting). A SET or RESET of mandate.* is replaced upstream
+// by a stand-in; RESET ALL and DISCARD ALL go as they are. The change
+// happens when the statement runs: track (a simple Query) records it now,
+// and a Parse leaves it to each Execute (executeSetting), with the setting
+// in the decision.
+func (s *session) decideSetting(sql string, st rewrite.Setting, track bool) (string, decision, outcome) {
+	if st.DiscardAll {
+		s.forgetNamed()
+	}
+	// RESET ALL and DISCARD ALL reset search_path and mandate's settings too.
+	var e rewrite.Effect
 	if st.ResetAll {
-		s.assumed, s.local, s.purpose = nil, nil, ""
-		return nil
+		e = rewrite.Effect{SearchPath: &rewrite.SearchPathChange{Reset: true}, ResetAll: true}
 	}
-	switch st.Name {
-	case "mandate.token":
-		if st.Reset || st.Value == "" {
-			if st.Local {
-				s.local = nil
-			} else {
-				s.assumed, s.local = nil, nil
-			}
-			return nil
-		}
-		return s.assume(st.Value, st.Local)
-	case "mandate.purpose":
-		s.purpose = st.Value
-		return nil
+	d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{{Kind: rewrite.KindSet, Effect: e}}}}
+	forwarded := sql
+	if !st.ResetAll {
+		d.setting = &st
+		forwarded = settingReplacement(st)
 	}
-	return &Error{Code: "42704", Msg: fmt.Sprintf("unrecognized configuration parameter %q", st.Name)}
+	if !track {
+		return forwarded, d, handled
+	}
+	if st.ResetAll {
+		s.settings.sent(e)
+		return forwarded, d, handled
+	}
+	c, err := s.mandateChange(st)
+	if err != nil {
+		bad := s.settingRefusal(err)
+		return s.forwardRefusal(nil, bad, track), bad, refused
+	}
+	s.settings.set(c)
+	return forwarded, d, handled
 }
 
-// assume verifies a token and makes it the session's principal, for the
-// session or (LOCAL) the current transaction. Only login principals the
-// configuration permits may assume identities.
-func (s *session) assume(token string, local bool) error {
+// settingRefusal is the decision refusing a mandate.* setting with err (a
+// bad token, an assume not permitted): audited for whoever is acting now.
+func (s *session) settingRefusal(err error) decision {
+	p := s.principal()
+	return decision{err: err, scope: policy.Scope{Subject: p.Subject, Actors: p.Actors}}
+}
+
+// mandateChange checks a SET or RESET of mandate.* about to run and
+// returns what it changes: a token must verify, and only login principals
+// the configuration permits may assume identities.
+func (s *session) mandateChange(st rewrite.Setting) (mandateChange, error) {
+	switch st.Name {
+	case "mandate.token":
+		c := mandateChange{local: st.Local}
+		if st.Reset || st.Value == "" {
+			return c, nil // the login principal
+		}
+		p, err := s.assume(st.Value)
+		c.identity = &p
+		return c, err
+	case "mandate.purpose":
+		return mandateChange{purpose: true, value: st.Value, local: st.Local}, nil
+	}
+	return mandateChange{}, &Error{Code: "42704", Msg: fmt.Sprintf("unrecognized configuration parameter %q", st.Name)}
+}
+
+// assume verifies a token for SET mandate.token.
+func (s *session) assume(token string) (principal, error) {
 	e := s.srv.cfg.Enforcer
 	if !e.AssumeAllowed[s.login.Subject] {
-		return &Error{Code: codeInsufficientPriv, Msg: fmt.Sprintf("%q may not assume identities with SET mandate.token", s.login.Subject)}
+		return principal{}, &Error{Code: codeInsufficientPriv, Msg: fmt.Sprintf("%q may not assume identities with SET mandate.token", s.login.Subject)}
 	}
 	if e.Verifier == nil {
-		return &Error{Code: codeInvalidAuthSpec, Msg: "no token verifier is configured"}
+		return principal{}, &Error{Code: codeInvalidAuthSpec, Msg: "no token verifier is configured"}
 	}
 	id, err := e.Verifier.Verify(token)
 	if err != nil {
-		return err
+		return principal{}, err
 	}
-	p := fromIdentity(id)
-	if local {
-		if s.txStatus.Load() == 'I' && s.pending.Load() == 0 {
-			return nil // PostgreSQL ignores SET LOCAL outside a transaction (with a warning the upstream sends)
-		}
-		s.local = &p
-		return nil
-	}
-	s.assumed, s.local = &p, nil
-	return nil
+	return fromIdentity(id), nil
 }
 
 // principal is who the next statement runs as.
 func (s *session) principal() principal {
-	// SET LOCAL ends with the transaction.
-	if s.local != nil && s.txStatus.Load() == 'I' && s.pending.Load() == 0 {
-		s.local = nil
+	return s.settings.current().principal(s.login)
+}
+
+// principal is who a statement runs as under v.
+func (v settingValues) principal(login principal) principal {
+	if v.identity != nil {
+		return *v.identity
 	}
-	switch {
-	case s.local != nil:
-		return *s.local
-	case s.assumed != nil:
-		return *s.assumed
-	}
-	return s.login
+	return login
 }
 
 func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }

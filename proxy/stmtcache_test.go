@@ -33,6 +33,12 @@ func roundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) a
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	return readAnswer(t, fe)
+}
+
+// readAnswer reads one answer from fe, up to its ReadyForQuery.
+func readAnswer(t *testing.T, fe *pgproto3.Frontend) answer {
+	t.Helper()
 	var a answer
 	for {
 		msg, err := fe.Receive()

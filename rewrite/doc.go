@@ -204,20 +204,23 @@
 // set_config() under any schema, SET search_path FROM CURRENT, non-name
 // values. StmtInfo.Effect (or Statements.Effects, for statements forwarded
 // without Rewrite) reports what the proxy must track, from the same parse:
-// SET/RESET of search_path with the new list and LOCAL (RESET ALL and
-// DISCARD ALL reset it too), transaction control (BEGIN, SAVEPOINT,
-// RELEASE, ROLLBACK TO, COMMIT/END, ROLLBACK/ABORT, PREPARE TRANSACTION) and
-// whether the statement may change the catalog (DDL, DO, CALL, SELECT INTO,
-// DISCARD). The proxy decides each statement as if the ones forwarded before
-// it succeed (a statement after a SET in the same query is decided under the
-// new path), keeps what ran once the upstream's answers say so, and follows
+// SET/RESET of search_path with the new list and LOCAL; RESET ALL and
+// DISCARD ALL, which reset it and the proxy's own mandate.* settings;
+// transaction control (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT/END,
+// ROLLBACK/ABORT, PREPARE TRANSACTION); and whether the statement may
+// change the catalog (DDL, DO, CALL, SELECT INTO, DISCARD). The proxy
+// decides each statement as if the ones forwarded before it succeed (a
+// statement after a SET in the same query is decided under the new path),
+// keeps what ran once the upstream's answers say so, and follows
 // PostgreSQL's rules: a SET inside a transaction block is undone by ROLLBACK
 // and by ROLLBACK TO a savepoint taken before it; SET LOCAL ends with the
 // transaction; a COMMIT of a failed transaction rolls back (its command tag
 // says ROLLBACK); the statements of one simple Query, or of the extended
 // messages up to a Sync, outside a block form one implicit transaction that
 // an error rolls back; a reset returns to the value the session started
-// with. It reloads the Catalog after catalog changes have committed.
+// with. Its own settings (MandateSetting: the identity, the purpose) follow
+// the same rules. It reloads the Catalog after catalog changes have
+// committed.
 //
 // # The fence rule (planner side channels)
 //

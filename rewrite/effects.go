@@ -16,6 +16,10 @@ type Effect struct {
 	Savepoint string
 	// Chain is COMMIT/ROLLBACK AND CHAIN: a new transaction starts at once.
 	Chain bool
+	// ResetAll is RESET ALL or DISCARD ALL: every setting returns to the
+	// session's default, the proxy's own (mandate.*) included. SearchPath
+	// is set too.
+	ResetAll bool
 	// ChangesCatalog is true for DDL and for whatever else may create,
 	// alter or drop relations, columns, functions, operators, types or
 	// schemas (DO, CALL, SELECT INTO, DISCARD ALL/TEMP): the proxy reloads
@@ -77,6 +81,7 @@ func effectOf(n *pgNode) (Effect, error) {
 	case *pgNodeVariableSetStmt:
 		sp, err := searchPathChange(x.VariableSetStmt)
 		e.SearchPath = sp
+		e.ResetAll = x.VariableSetStmt.Kind == pgVariableSetKindVARRESETALL
 		return e, err
 	case *pgNodeTransactionStmt:
 		t := x.TransactionStmt
@@ -103,6 +108,7 @@ func effectOf(n *pgNode) (Effect, error) {
 		case pgDiscardModeDISCARDALL:
 			// DISCARD ALL is RESET ALL plus dropping temp tables.
 			e.SearchPath = &SearchPathChange{Reset: true}
+			e.ResetAll = true
 			e.ChangesCatalog = true
 		case pgDiscardTemp:
 			e.ChangesCatalog = true

@@ -1,0 +1,425 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/mandate-proxy/mandate/rewrite"
+)
+
+// sessionSettings follows the session's settings that decide how mandate
+// reads and enforces a statement, as statements change them:
+//   - search_path, so the rewriter resolves names as the upstream will. The
+//     rewriter schema-qualifies every relation it forwards, so a wrong guess
+//     here can change which table a name means, never what is enforced on it;
+//   - the identity (SET mandate.token) and the purpose (SET mandate.purpose),
+//     which mandate keeps itself: the upstream runs a stand-in with the same
+//     transaction semantics (settingReplacement) whose answers say whether
+//     the setting ran.
+//
+// All follow PostgreSQL's rules (rewrite's doc.go, "Session state"): a SET
+// in a transaction is undone by ROLLBACK, and by ROLLBACK TO a savepoint
+// taken before it; SET LOCAL lasts until the transaction ends; RESET ALL
+// and DISCARD ALL return every setting to the session's start; the
+// statements of one Query, or of the extended-protocol messages up to a
+// Sync, run in one implicit transaction when no block is open, and an error
+// rolls it back. A setting changes when its statement is forwarded to run
+// (a Query's statement, an Execute), never at Parse. The client loop
+// decides each statement as if every statement forwarded before it
+// succeeds (it cannot wait: a pipelined or multi-statement query is decided
+// before any of it runs), except those a refusal marker will make fail; the
+// upstream loop then replays each segment as its answers say it ran: the
+// statements before its first ErrorResponse, and its ReadyForQuery status.
+// A wrong guess (a statement pipelined behind an earlier Query or Sync that
+// fails) may keep an identity or purpose a rollback would have ended, or
+// take one whose SET did not run; never one this session did not set
+// itself with a token verified then.
+type sessionSettings struct {
+	mu       sync.Mutex
+	initial  settingValues     // the session's start values, what RESET returns to
+	answered settingsState     // after the last segment the upstream answered
+	segments []settingsSegment // forwarded and not answered yet, oldest first; the last may still be open
+	now      settingsState     // answered with every forwarded statement run: what the next one sees
+}
+
+// settingValues are the values of the tracked settings at one point.
+type settingValues struct {
+	path     []string   // nil: the upstream's default
+	identity *principal // SET mandate.token; nil: the login principal
+	purpose  string     // SET mandate.purpose; "": the token's claim, if any
+}
+
+func (v settingValues) equal(o settingValues) bool {
+	return v.identity == o.identity && v.purpose == o.purpose && slices.Equal(v.path, o.path)
+}
+
+// settingsSegment is one Query, or the extended-protocol messages up to a
+// Sync: the statements forwarded in it, each answered by one
+// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
+// and what those answers said.
+type settingsSegment struct {
+	ops     []settingsOp
+	sent    int  // statements forwarded
+	refusal int  // answer at which a refusal marker fails it, or -1
+	open    bool // its Query or Sync is not forwarded yet
+	answers int  // answers seen, the first error excluded
+	failed  int  // answer the upstream failed at, or -1
+}
+
+// settingsOp is a forwarded statement that matters to the settings.
+type settingsOp struct {
+	at      int // its answer's index in the segment
+	effect  rewrite.Effect
+	mandate *mandateChange
+}
+
+// mandateChange is a SET or RESET of mandate.token or mandate.purpose, its
+// token verified.
+type mandateChange struct {
+	purpose  bool       // mandate.purpose; mandate.token otherwise
+	identity *principal // the token's; nil for RESET (the login principal)
+	value    string     // the purpose
+	local    bool
+}
+
+// settingsState is the settings at one point of the session, as
+// PostgreSQL holds them: the values a commit keeps, the values in effect,
+// and the open transaction's levels, each with the values at its start.
+type settingsState struct {
+	session settingValues // last SET without LOCAL
+	current settingValues // in effect: a SET LOCAL's until the transaction ends
+	tx      txKind
+	failed  bool // a block after an error: COMMIT rolls back
+	levels  []settingsLevel
+}
+
+type txKind uint8
+
+const (
+	noTx       txKind = iota
+	implicitTx        // the statements of one segment outside a block
+	blockTx           // BEGIN … COMMIT
+)
+
+// settingsLevel is the values at the start of a transaction (levels[0]) or
+// at a savepoint.
+type settingsLevel struct {
+	savepoint        string
+	session, current settingValues
+}
+
+// start sets the search_path the session starts with.
+func (p *sessionSettings) start(path []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.initial = settingValues{path: path}
+	p.answered = settingsState{session: p.initial, current: p.initial}
+	p.now = p.answered
+}
+
+// current is the values in effect for the next statement.
+func (p *sessionSettings) current() settingValues {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.now.current
+}
+
+// sent records a statement forwarded in the current segment (a Query's
+// statement or an Execute) and what it does to the settings if it
+// succeeds.
+func (p *sessionSettings) sent(e rewrite.Effect) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if matters(e) {
+		p.record(settingsOp{effect: e})
+	}
+	p.sending().sent++
+}
+
+// set records a forwarded mandate.* setting's stand-in, like sent.
+func (p *sessionSettings) set(c mandateChange) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.record(settingsOp{mandate: &c})
+	p.sending().sent++
+}
+
+// matters reports whether a statement's effect may change the settings.
+func matters(e rewrite.Effect) bool {
+	return e.SearchPath != nil || e.Tx != rewrite.TxNone || e.ResetAll
+}
+
+// record adds op to the open segment as its next statement. The caller
+// holds mu.
+func (p *sessionSettings) record(op settingsOp) {
+	seg := p.sending()
+	op.at = seg.sent
+	seg.ops = append(seg.ops, op)
+	if seg.refusal < 0 {
+		p.now.run(op, p.initial)
+	}
+}
+
+// refused records a refusal marker forwarded in the current segment: the
+// upstream fails there and skips the rest of the segment.
+func (p *sessionSettings) refused() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seg := p.sending(); seg.refusal < 0 {
+		seg.refusal = seg.sent
+		p.now.fail()
+	}
+}
+
+// segmentSent closes the current segment: its Query or Sync is forwarded.
+func (p *sessionSettings) segmentSent() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seg := p.sending()
+	seg.open = false
+	if seg.refusal < 0 {
+		p.now.endSegment()
+	}
+}
+
+// sending is the open segment, opened if need be. The caller holds mu.
+func (p *sessionSettings) sending() *settingsSegment {
+	if n := len(p.segments); n == 0 || !p.segments[n-1].open {
+		p.segments = append(p.segments, settingsSegment{refusal: -1, open: true, failed: -1})
+	}
+	return &p.segments[len(p.segments)-1]
+}
+
+// answer counts a statement's successful answer (CommandComplete,
+// EmptyQueryResponse, PortalSuspended) in the oldest unanswered segment.
+func (p *sessionSettings) answer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.segments) > 0 && p.segments[0].failed < 0 {
+		p.segments[0].answers++
+	}
+}
+
+// errored records an ErrorResponse in the oldest unanswered segment: the
+// statement being answered failed, and the upstream skips the rest.
+func (p *sessionSettings) errored() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.segments) > 0 && p.segments[0].failed < 0 {
+		p.segments[0].failed = p.segments[0].answers
+	}
+}
+
+// ready ends the oldest segment at its ReadyForQuery (body is the
+// message's): the settings become what its answers say ran, and the
+// upstream's transaction status (idle, in a block, in a failed block)
+// corrects whatever the statements could not tell.
+func (p *sessionSettings) ready(body []byte) {
+	var status byte
+	if len(body) == 1 {
+		status = body[0]
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := &p.answered
+	if len(p.segments) > 0 {
+		seg := &p.segments[0]
+		st.replay(seg, seg.failed, p.initial)
+		if seg.failed < 0 {
+			st.endSegment()
+		}
+		// Shift rather than reslice: the array is reused, not reallocated.
+		p.segments = p.segments[:copy(p.segments, p.segments[1:])]
+	}
+	switch status {
+	case 'I':
+		if st.tx != noTx {
+			st.end(!st.failed)
+		}
+	case 'T', 'E':
+		if st.tx != blockTx {
+			st.begin(blockTx)
+		}
+		st.failed = status == 'E'
+	}
+	p.now = st.clone()
+	for i := range p.segments {
+		seg := &p.segments[i]
+		p.now.replay(seg, seg.refusal, p.initial)
+		if seg.refusal < 0 && !seg.open {
+			p.now.endSegment()
+		}
+	}
+}
+
+// changedBy reports whether running effects, in order, would change the
+// values in effect at some point.
+func (p *sessionSettings) changedBy(effects []rewrite.Effect) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !slices.ContainsFunc(effects, matters) {
+		return false
+	}
+	st := p.now.clone()
+	for _, e := range effects {
+		st.run(settingsOp{effect: e}, p.initial)
+		if !st.current.equal(p.now.current) {
+			return true
+		}
+	}
+	return false
+}
+
+// replay runs the statements of seg before its answer failAt (all of them
+// when failAt is -1) and fails it there.
+func (st *settingsState) replay(seg *settingsSegment, failAt int, initial settingValues) {
+	for _, op := range seg.ops {
+		if failAt >= 0 && op.at >= failAt {
+			break
+		}
+		st.run(op, initial)
+	}
+	if failAt >= 0 {
+		st.fail()
+	}
+}
+
+// run applies one successful statement.
+func (st *settingsState) run(op settingsOp, initial settingValues) {
+	if st.tx == noTx {
+		st.begin(implicitTx) // every statement runs in a transaction
+	}
+	e := op.effect
+	switch e.Tx {
+	case rewrite.TxBegin:
+		st.tx = blockTx // in an implicit transaction, a block from its start
+	case rewrite.TxSavepoint:
+		st.levels = append(st.levels, settingsLevel{savepoint: e.Savepoint, session: st.session, current: st.current})
+	case rewrite.TxRelease:
+		if i := st.savepoint(e.Savepoint); i > 0 {
+			st.levels = st.levels[:i]
+		}
+	case rewrite.TxRollbackTo:
+		if i := st.savepoint(e.Savepoint); i > 0 {
+			st.session, st.current = st.levels[i].session, st.levels[i].current
+			st.levels = st.levels[:i+1] // the savepoint stays
+			st.failed = false
+		}
+	case rewrite.TxCommit, rewrite.TxPrepare:
+		st.end(!st.failed) // COMMIT of a failed block rolls back
+	case rewrite.TxRollback:
+		st.end(false)
+	}
+	if e.Chain && e.Tx.Ends() {
+		st.begin(blockTx)
+	}
+	if c := e.SearchPath; c != nil {
+		path := c.Path
+		if c.Reset {
+			path = initial.path
+		}
+		st.current.path = path
+		if !c.Local {
+			st.session.path = path
+		}
+	}
+	if e.ResetAll {
+		st.session, st.current = initial, initial
+	}
+	if c := op.mandate; c != nil {
+		st.current.setMandate(c)
+		if !c.local {
+			st.session.setMandate(c)
+		}
+	}
+}
+
+func (v *settingValues) setMandate(c *mandateChange) {
+	if c.purpose {
+		v.purpose = c.value
+	} else {
+		v.identity = c.identity
+	}
+}
+
+// savepoint is the level of the newest savepoint called name, or -1.
+func (st *settingsState) savepoint(name string) int {
+	for i := len(st.levels) - 1; i > 0; i-- {
+		if st.levels[i].savepoint == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (st *settingsState) begin(kind txKind) {
+	st.tx, st.failed = kind, false
+	st.levels = []settingsLevel{{session: st.session, current: st.current}}
+}
+
+// end commits or rolls back the transaction; SET LOCAL ends either way.
+func (st *settingsState) end(commit bool) {
+	if !commit && len(st.levels) > 0 {
+		st.session = st.levels[0].session
+	}
+	st.current = st.session
+	st.tx, st.failed, st.levels = noTx, false, nil
+}
+
+// fail is an error: an implicit transaction rolls back, a block stays
+// open, failed, until ROLLBACK (or ROLLBACK TO).
+func (st *settingsState) fail() {
+	switch st.tx {
+	case implicitTx:
+		st.end(false)
+	case blockTx:
+		st.failed = true
+	}
+}
+
+// endSegment is a segment's end without an error: an implicit transaction
+// commits.
+func (st *settingsState) endSegment() {
+	if st.tx == implicitTx {
+		st.end(true)
+	}
+}
+
+func (st settingsState) clone() settingsState {
+	st.levels = slices.Clone(st.levels)
+	return st
+}
+
+// searchPathKey is a path as a cache key component.
+func searchPathKey(path []string) string { return strings.Join(path, "\x00") }
+
+// startupSearchPath is the search_path a client sets at startup, as a
+// parameter or with -c in options; nil when it sets none. Names are split
+// on commas with surrounding blanks and double quotes removed: enough to
+// resolve names as the upstream will (see sessionSettings on why a wrong guess
+// is never a leak).
+func startupSearchPath(params map[string]string) []string {
+	v, ok := params["search_path"]
+	fields := strings.Fields(params["options"])
+	for i := 0; i < len(fields); i++ {
+		kv := strings.TrimPrefix(strings.TrimPrefix(fields[i], "--"), "-c")
+		if kv == "" && i+1 < len(fields) {
+			i++
+			kv = fields[i]
+		}
+		if name, val, found := strings.Cut(kv, "="); found && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
+			v, ok = val, true
+		}
+	}
+	if !ok {
+		return nil
+	}
+	var path []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.Trim(strings.TrimSpace(p), `"`); p != "" {
+			path = append(path, p)
+		}
+	}
+	return path
+}
