@@ -10,26 +10,33 @@ import (
 // A simple query carries its constants in its text, so PostgreSQL parses,
 // analyses and plans every instance of a template anew, and a rewrite
 // (filters, masks) makes each of those dearer. Prepared gives the proxy the
-// template as a statement to prepare once, with the instance's numeric
-// literals as parameters, so that later instances cost a Bind.
+// template as a statement to prepare once, with the instance's integers
+// where they are compared as parameters, so that later instances cost a
+// Bind.
 //
-// A parameter must mean what the literal meant. It does when it has the
-// type PostgreSQL gives the literal (integer: int4; a larger integer: int8;
-// with a point or an exponent: numeric) and stands where an expression's
-// value is all that counts. Where a constant itself matters, a parameter
-// would change the statement, so a template with a numeric literal there
-// is never prepared:
-//   - ORDER BY, GROUP BY, DISTINCT ON: an integer there is a column's
-//     position; and an expression there is matched against the select list
-//     by equality, which two parameters never have;
-//   - window definitions and aggregates' ORDER BY, for the same matching;
-//   - type names (varchar(10)), where a constant is a type modifier;
-//   - ON CONFLICT, whose target is matched against index expressions and
-//     predicates; SELECT INTO, which is DDL.
-// String, bit and hexadecimal literals stay in the text: an untyped string
-// takes its type from its context, which a parameter does not. A statement
-// that already has a parameter ($1 in a simple query is an error) is never
-// prepared.
+// A parameter must mean what the literal meant, and must not run where the
+// literal would not have run:
+//   - Its type is the literal's: an integer literal is an int4 constant
+//     (the scanner makes larger ones numeric strings); every implicit cast
+//     from int4 (to int8, float4, float8, numeric, the oid types) is exact
+//     and cannot fail.
+//   - It stands only as an operand of a comparison (=, <>, <, >, <=, >=,
+//     IN, BETWEEN) or as a LIMIT or OFFSET. Elsewhere a constant
+//     expression (1/0, 100000::int2) is folded when PostgreSQL plans the
+//     literal form, once, whatever the rows; a generic plan would
+//     evaluate it per row, where it could fail on rows the filter hides
+//     (the rewriter's fence assumes constants are folded). Such literals
+//     stay in the text.
+//   - Where a constant itself matters, a parameter would change the
+//     statement, so a template with an integer literal there is never
+//     prepared: ORDER BY, GROUP BY and DISTINCT ON (an integer there is a
+//     column's position, and an expression there is matched against the
+//     select list by equality, which two parameters never have); window
+//     definitions and aggregates' ORDER BY, for the same matching; type
+//     names (varchar(10)); ON CONFLICT, whose target is matched against
+//     index expressions and predicates; SELECT INTO.
+// A statement that already has a parameter ($1 in a simple query is an
+// error) is never prepared.
 
 // Prepared is a template's instance as a statement with parameters.
 type Prepared struct {
@@ -38,15 +45,11 @@ type Prepared struct {
 	Values [][]byte // each parameter's value, as text
 }
 
-// PostgreSQL's type OIDs for numeric literals.
-const (
-	oidInt4    = 23
-	oidInt8    = 20
-	oidNumeric = 1700
-)
+// oidInt4 is PostgreSQL's type OID of int4, an integer literal's type.
+const oidInt4 = 23
 
-// paramForm is a template's text with parameters in place of its numeric
-// literals.
+// paramForm is a template's text with parameters in place of its compared
+// integers.
 type paramForm struct {
 	param []int  // for each literal of the statement: its parameter (1-based), 0 when kept inline
 	order []int  // the literal each parameter takes its value from
@@ -55,8 +58,8 @@ type paramForm struct {
 
 // Prepare returns the template's instance sql (whose literals l are) as a
 // statement with parameters; ok is false when the template cannot be
-// prepared or the instance spells a literal that has no exact parameter
-// type (0x1F, 1_000, an integer beyond int8).
+// prepared or the instance spells an integer otherwise than in decimal
+// digits (0x1F, 1_000).
 func (t *Template) Prepare(sql string, l Literals) (p Prepared, ok bool) {
 	t.formOnce.Do(func() { t.form = newParamForm(t, sql, l) })
 	f := t.form
@@ -67,11 +70,10 @@ func (t *Template) Prepare(sql string, l Literals) (p Prepared, ok bool) {
 	p.Values = make([][]byte, len(f.order))
 	for i, k := range f.order {
 		text := sql[l.spans[k][0]:l.spans[k][1]]
-		oid := literalType(l.kinds[k], text)
-		if oid == 0 {
+		if strings.Trim(text, "0123456789") != "" {
 			return Prepared{}, false
 		}
-		p.OIDs[i], p.Values[i] = oid, []byte(text)
+		p.OIDs[i], p.Values[i] = oidInt4, []byte(text)
 	}
 	if p.SQL = f.sql; p.SQL == "" {
 		p.SQL = f.text(t, sql, l)
@@ -87,35 +89,38 @@ func newParamForm(t *Template, sql string, l Literals) *paramForm {
 	if err != nil || stmts.Len() != 1 {
 		return nil
 	}
-	consts := map[int32]bool{} // A_Const locations: pinned or not
-	if !markConsts(stmts.tree.Stmts[0].Stmt.ProtoReflect(), false, consts) {
+	consts := map[int32]constUse{}
+	if !markConsts(stmts.tree.Stmts[0].Stmt.ProtoReflect(), useInline, consts) {
 		return nil
 	}
 	f := &paramForm{param: make([]int, len(l.spans))}
-	inline := false
+	inline, params := false, make([]bool, len(l.spans))
 	for k, sp := range l.spans {
 		if l.kinds[k] != 'i' && l.kinds[k] != 'f' {
 			inline = true
 			continue
 		}
-		pinned, found := consts[int32(sp[0])]
+		use, found := consts[int32(sp[0])]
 		// A negative number: the parser folds each minus sign into the
 		// constant, which then starts at the sign.
 		for j := sp[0] - 1; !found && j >= 0 && strings.IndexByte(" \t\r\n\f\v-", sql[j]) >= 0; j-- {
 			if sql[j] == '-' {
-				pinned, found = consts[int32(j)]
+				use, found = consts[int32(j)]
 			}
 		}
-		if !found || pinned {
+		switch {
+		case !found || use == usePinned:
 			return nil
+		case use == useParam && l.kinds[k] == 'i':
+			params[k] = true
+		default:
+			inline = true
 		}
 	}
 	for _, k := range t.slots {
-		if l.kinds[k] == 'i' || l.kinds[k] == 'f' {
-			if f.param[k] == 0 {
-				f.order = append(f.order, k)
-				f.param[k] = len(f.order)
-			}
+		if params[k] && f.param[k] == 0 {
+			f.order = append(f.order, k)
+			f.param[k] = len(f.order)
 		}
 	}
 	if len(f.order) == 0 {
@@ -145,75 +150,84 @@ func (f *paramForm) text(t *Template, sql string, l Literals) string {
 	return b.String()
 }
 
+// constUse is what a constant may become in the prepared form.
+type constUse uint8
+
+const (
+	useInline constUse = iota // stays in the text
+	useParam                  // a parameter: compared, or a LIMIT or OFFSET
+	usePinned                 // more than a value: the statement is not prepared
+)
+
 // pinningNodes are the parse nodes under which a constant is more than a
 // value (see the comment at the top), and pinningFields the fields.
 var (
 	pinningNodes  = map[protoreflect.Name]bool{"SortBy": true, "WindowDef": true, "GroupingSet": true, "TypeName": true, "OnConflictClause": true, "IntoClause": true, "IndexElem": true}
 	pinningFields = map[protoreflect.Name]bool{"group_clause": true, "distinct_clause": true, "into_clause": true, "on_conflict_clause": true}
+	limitFields   = map[protoreflect.Name]bool{"limit_count": true, "limit_offset": true}
+	comparisons   = map[string]bool{"=": true, "<>": true, "!=": true, "<": true, ">": true, "<=": true, ">=": true}
 )
 
-// markConsts records the location of every A_Const under m, and whether it
-// is pinned; false when m holds a parameter reference.
-func markConsts(m protoreflect.Message, pinned bool, into map[int32]bool) bool {
+// markConsts records the location of every A_Const under m and what it
+// may become, given use, what m's parent allows; false when m holds a
+// parameter reference. A constant is a parameter only as m's direct
+// operand: the Node and List wrappers pass use on, any other node
+// inlines what is below it.
+func markConsts(m protoreflect.Message, use constUse, into map[int32]constUse) bool {
 	name := m.Descriptor().Name()
 	switch {
 	case name == "ParamRef":
 		return false
 	case name == "A_Const":
 		if c, ok := m.Interface().(*pgAConst); ok && c.Location >= 0 {
-			into[c.Location] = into[c.Location] || pinned
+			if prev, seen := into[c.Location]; !seen || prev < use {
+				into[c.Location] = use
+			}
 		}
 		return true
 	case pinningNodes[name]:
-		pinned = true
+		use = usePinned
+	case name != "Node" && name != "List" && use != usePinned:
+		use = useInline
 	}
+	operands := name == "A_Expr" && comparedOperands(m.Interface().(*pgAExpr))
 	ok := true
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		p := pinned || pinningFields[fd.Name()]
+		u := use
+		switch {
+		case pinningFields[fd.Name()]:
+			u = usePinned
+		case u == usePinned:
+		case operands && (fd.Name() == "lexpr" || fd.Name() == "rexpr"), limitFields[fd.Name()]:
+			u = useParam
+		}
 		switch {
 		case fd.IsList() && fd.Message() != nil:
 			list := v.List()
 			for i := 0; i < list.Len() && ok; i++ {
-				ok = markConsts(list.Get(i).Message(), p, into)
+				ok = markConsts(list.Get(i).Message(), u, into)
 			}
 		case fd.Message() != nil && !fd.IsMap():
-			ok = markConsts(v.Message(), p, into)
+			ok = markConsts(v.Message(), u, into)
 		}
 		return ok
 	})
 	return ok
 }
 
-// literalType is the type PostgreSQL gives a numeric literal spelled text
-// (of kind 'i' or 'f'), 0 when a parameter could not stand for it exactly.
-func literalType(kind byte, text string) uint32 {
-	digits := text != "" && strings.Trim(text, "0123456789") == ""
-	switch {
-	case kind == 'i' && digits:
-		return oidInt4 // the scanner makes an integer constant only within int4
-	case kind == 'f' && digits:
-		// A larger integer: int8 if it fits (negated too, then), else
-		// numeric, except that its negation might then fit int8.
-		if _, err := strconv.ParseInt(text, 10, 64); err == nil {
-			return oidInt8
+// comparedOperands reports whether e compares its operands with a
+// built-in comparison (IN and BETWEEN included): an operand's only use.
+func comparedOperands(e *pgAExpr) bool {
+	switch e.Kind {
+	case pgAExprKindAEXPRIN, pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN,
+		pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
+		return true
+	case pgAExprKindAEXPROP:
+		if len(e.Name) != 1 {
+			return false // OPERATOR(schema.op)
 		}
-		return 0
-	case kind == 'f' && decimal(text):
-		return oidNumeric
+		s := e.Name[0].GetString_()
+		return s != nil && comparisons[s.Sval]
 	}
-	return 0
-}
-
-// decimal reports whether text is a decimal number with a point or an
-// exponent, as PostgreSQL's scanner reads one (1.5, .5, 5., 1e-3).
-func decimal(text string) bool {
-	mant, exp, hasExp := strings.Cut(strings.ToLower(text), "e")
-	if hasExp {
-		exp = strings.TrimLeft(exp, "+-")
-		if exp == "" || strings.Trim(exp, "0123456789") != "" {
-			return false
-		}
-	}
-	whole, frac, _ := strings.Cut(mant, ".")
-	return whole+frac != "" && strings.Trim(whole, "0123456789") == "" && strings.Trim(frac, "0123456789") == ""
+	return false
 }
