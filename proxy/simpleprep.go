@@ -7,7 +7,7 @@ import "github.com/jackc/pgx/v5/pgproto3"
 // and mandate's rewrite (filters, masks) makes each of those dearer. So, as
 // for unnamed Parses (stmtcache.go), mandate pays back what it adds: a
 // simple query whose rewrite is a template (rewrite.Template.Prepare: its
-// numeric literals become parameters of their own types) is sent, from the
+// compared integers become int4 parameters) is sent, from the
 // second time its prepared form is seen on a connection, as
 // Bind/Describe/Execute/Sync of a statement mandate prepares once under a
 // name of its own. The client sees the simple query's answers: the
