@@ -99,7 +99,14 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			}
 		}
 		return w.children(n, sc, c)
-	case *pgNodeMinMaxExpr, *pgNodeAIndirection, *pgNodeXmlExpr, *pgNodeXmlSerialize:
+	case *pgNodeAIndirection:
+		// (e).f may be the function call f(e) (attribute.go).
+		if err := w.checkIndirection(x.AIndirection, sc); err != nil {
+			return err
+		}
+		c.leaky = true
+		return w.children(n, sc, c)
+	case *pgNodeMinMaxExpr, *pgNodeXmlExpr, *pgNodeXmlSerialize:
 		c.leaky = true
 		return w.children(n, sc, c)
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
@@ -227,6 +234,12 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		if rel := wrappedSystemColumn(sc, names); rel != "" {
 			return unsupported("system column %s of %s is not available through mandate: "+
 				"the relation is read through a derived table, which has no system columns", names[len(names)-1], rel)
+		}
+	}
+	if !star {
+		// x.f may be the function call f(x) (attribute.go).
+		if err := w.checkQualifiedColumn(sc, names); err != nil {
+			return err
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
