@@ -382,6 +382,10 @@ func advDynamicSQL() advClass {
 	}
 }
 
+// danaTxCount is how many transactions dana sees: the answer to any count
+// whose extra condition holds on every visible row.
+const danaTxCount = "SELECT count(*) FROM transactions WHERE account_id IN (101, 102, 103)"
+
 func advSideChannels() advClass {
 	return advClass{
 		name: "3-side-channels",
@@ -422,6 +426,24 @@ func advSideChannels() advClass {
 			same("side/error-in-union-branch", "alice", "SELECT id FROM accounts WHERE 1 / (balance - 920.10) <> 0 UNION ALL SELECT id FROM customers", "SELECT id FROM accounts WHERE customer_id = 1 UNION ALL SELECT 1"),
 			same("side/error-in-limit", "alice", "SELECT id FROM transactions ORDER BY id LIMIT (SELECT count(*) FROM accounts WHERE 1 / (balance - 920.10) <> 0)",
 				"SELECT id FROM transactions WHERE account_id IN (101, 102) ORDER BY id LIMIT 2"),
+			// Errors of expressions that read no column but run per row: the
+			// filter must run first, so no answer depends on hidden rows.
+			same("side/domain-cast-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR (-1)::information_schema.cardinal_number IS NULL", danaTxCount),
+			same("side/domain-cast-error-probe-id", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id < 40 OR '-1'::information_schema.cardinal_number IS NULL", danaTxCount),
+			same("side/xmlparse-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR xmlparse(document '<') IS NULL", danaTxCount),
+			same("side/stable-function-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR to_date('x', 'YYYY') IS NULL", danaTxCount),
+			same("side/text-to-date-cast-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR 'x'::text::date IS NULL", danaTxCount),
+			same("side/stable-operator-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR timestamptz '294276-01-01' + interval '1000 years' IS NULL", danaTxCount),
+			same("side/sublink-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR (SELECT x / 0 FROM generate_series(0, 0) x) = 1", danaTxCount),
+			same("side/exists-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR EXISTS (SELECT 1 FROM generate_series(0, 0) x WHERE 1 / x = 1)", danaTxCount),
 			clean("side/leaky-operator-notices", "alice", "SELECT id FROM customers WHERE ssn <~> 'x'", false),
 			clean("side/leaky-operator-in-join", "alice", "SELECT a.id FROM accounts a JOIN customers c ON c.id = a.customer_id AND c.email <~> 'x'", false),
 			custom("side/random-call-count", func(x *advCtx) error {

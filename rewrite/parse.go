@@ -359,6 +359,7 @@ func parseTypeName(typ string) (*pg.TypeName, error) {
 type (
 	pgAConst                 = pg.A_Const
 	pgAConstBoolval          = pg.A_Const_Boolval
+	pgAConstBsval            = pg.A_Const_Bsval
 	pgAConstFval             = pg.A_Const_Fval
 	pgAConstIval             = pg.A_Const_Ival
 	pgAConstSval             = pg.A_Const_Sval

@@ -50,8 +50,11 @@ type walker struct {
 	// carryRefs counts column references that may carry protected data; a
 	// subquery that grows it carries protected data to its parent.
 	carryRefs int
-	depth     int
-	aliasSeq  int
+	// raisers counts expressions that may raise an error (leakyNode); a
+	// sublink that grows it may fail when evaluated (fold.go).
+	raisers  int
+	depth    int
+	aliasSeq int
 	// valueDependent is set when a decision read a constant's value (a
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
@@ -480,10 +483,10 @@ func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
 	}
-	if err := w.expr(s.LimitCount, sc, ectx{qual: true}); err != nil {
+	if err := w.expr(s.LimitCount, sc, ectx{qual: true, once: true}); err != nil {
 		return err
 	}
-	return w.expr(s.LimitOffset, sc, ectx{qual: true})
+	return w.expr(s.LimitOffset, sc, ectx{qual: true, once: true})
 }
 
 // lockSpec is which FROM items of a level a locking clause reaches.
@@ -607,10 +610,10 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if rv == nil {
 			return unsupported("TABLESAMPLE is supported on tables only")
 		}
-		if err := w.exprs(ts.Args, sc, ectx{qual: true}); err != nil {
+		if err := w.exprs(ts.Args, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
-		if err := w.expr(ts.Repeatable, sc, ectx{qual: true}); err != nil {
+		if err := w.expr(ts.Repeatable, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
 		return w.rangeVar(n, rv, ts, sc, lock)
@@ -675,7 +678,7 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 	case *pgNodeRangeFunction:
 		rf := x.RangeFunction
 		m := w.mark()
-		if err := w.exprs(rf.Functions, sc, ectx{qual: true}); err != nil {
+		if err := w.exprs(rf.Functions, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
 		if err := w.exprs(rf.Coldeflist, sc, ectx{}); err != nil {
