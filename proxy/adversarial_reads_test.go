@@ -699,6 +699,11 @@ func advCatalogs() advClass {
 					"SELECT statement FROM pg_cursors")
 			}),
 			refuse("cat/pg_locks", "alice", "SELECT locktype, mode, granted FROM pg_locks", stDenied),
+			// The policy store's sequences count every user's consent changes.
+			refuse("cat/pg_sequences", "sam", "SELECT sequencename, last_value FROM pg_sequences", stDenied),
+			refuse("cat/pg_sequences-qualified", "sam", "SELECT last_value FROM pg_catalog.pg_sequences WHERE schemaname = 'mandate'", stDenied),
+			refuse("cat/pg_sequence_last_value", "sam", "SELECT pg_sequence_last_value(c.oid) FROM pg_class c WHERE c.relkind = 'S'", stDenied),
+			refuse("cat/mandate-sequence", "sam", "SELECT last_value FROM mandate.consent_history_seq_seq", stDenied),
 			// Driver metadata queries read fields and columns of subqueries
 			// and functions in FROM: no attribute notation there.
 			same("cat/jdbc-primary-keys", "alice", jdbcPrimaryKeys, "SELECT 'accounts|id|1'"),
@@ -719,6 +724,8 @@ func advCatalogs() advClass {
 				}
 				return fmt.Errorf("pgx LoadTypes: no type accounts among %d", len(types))
 			}),
+			same("cat/information_schema-sequences", "sam",
+				"SELECT count(*) FROM information_schema.sequences WHERE sequence_schema = 'mandate' AND start_value IS NULL", "SELECT 0"),
 			same("cat/pg_class-readable", "alice", "SELECT relname FROM pg_class WHERE relname = 'customers'", "SELECT 'customers'"),
 			refuse("cat/pg_largeobject", "alice", "SELECT data FROM pg_largeobject", stDenied),
 			refuse("cat/pg_largeobject_metadata", "alice", "SELECT oid FROM pg_largeobject_metadata", stDenied),

@@ -168,7 +168,7 @@ var systemRelations = []string{
 	"pg_statistic", "pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data",
 	"pg_stat_activity", "pg_stat_user_tables", "pg_stat_all_tables", "pg_statio_user_tables",
 	"pg_largeobject", "pg_largeobject_metadata", "pg_authid", "pg_shadow", "pg_file_settings",
-	"pg_hba_file_rules", "pg_user_mappings",
+	"pg_hba_file_rules", "pg_user_mappings", "pg_sequences",
 }
 
 // pgClassColumns are PostgreSQL 15's pg_class columns.
