@@ -6,11 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mandate-proxy/mandate/policy"
 )
 
 // Attack classes 1–5: reads. Oracles are the owner's queries with the
 // persona's filter (SPEC §5) written by hand.
+
+// stUndefinedColumn is PostgreSQL's undefined_column, which mandate also
+// answers for x.f that PostgreSQL would run as the function call f(x).
+const stUndefinedColumn = "42703"
 
 const (
 	aliceAccounts = "SELECT id FROM accounts WHERE customer_id = 1"
@@ -299,6 +306,7 @@ func advDynamicSQL() advClass {
 				"CREATE FUNCTION public.all_ssn2(text, text) RETURNS text LANGUAGE sql AS $$SELECT string_agg(ssn, ',' ORDER BY id) FROM public.customers$$",
 				"CREATE OPERATOR public.<?> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.all_ssn2)",
 				"CREATE FUNCTION public.upper(text) RETURNS text LANGUAGE sql AS $$SELECT string_agg(ssn, ',' ORDER BY id) FROM public.customers$$",
+				"CREATE FUNCTION public.ssn_dump(anyelement) RETURNS text LANGUAGE sql AS $$SELECT string_agg(ssn, ',' ORDER BY id) FROM public.customers$$",
 			)
 		},
 		cases: []advCase{
@@ -361,9 +369,22 @@ func advDynamicSQL() advClass {
 			refuse("dyn/mandate-deny_unless", "alice", "SELECT mandate.deny_unless(true, 'public.customers')", stDenied),
 			refuse("dyn/notify-forged-state-change", "alice", `NOTIFY mandate_state, '{"kind":"delegation","op":"update","generation":999999}'`, stDenied),
 			refuse("dyn/pg_notify", "alice", "SELECT pg_notify('mandate_state', '{}')", stDenied),
+			// Attribute notation: x.f is the call f(x) when x has no column f;
+			// it must not get around the function allow-list.
+			refuse("dyn/attribute-notation-not-allowed", "sam", "SELECT c.pg_column_size, c.record_out FROM customers c", stUndefinedColumn),
+			refuse("dyn/attribute-notation-user-function", "alice", "SELECT g.ssn_dump FROM generate_series(1, 1) g", stUndefinedColumn),
+			refuse("dyn/attribute-notation-user-function-row", "alice", "SELECT (a).ssn_dump FROM accounts a", stUndefinedColumn),
+			refuse("dyn/attribute-notation-in-where", "alice", "SELECT id FROM accounts a WHERE a.ssn_dump IS NOT NULL", stUndefinedColumn),
+			refuse("dyn/attribute-notation-derived", "sam",
+				"SELECT s.record_out FROM (SELECT * FROM support_tickets) s JOIN customers c ON c.id = s.customer_id", stUndefinedColumn),
+			refuse("dyn/user-function-written-out", "alice", "SELECT ssn_dump(1)", stDenied),
 		},
 	}
 }
+
+// danaTxCount is how many transactions dana sees: the answer to any count
+// whose extra condition holds on every visible row.
+const danaTxCount = "SELECT count(*) FROM transactions WHERE account_id IN (101, 102, 103)"
 
 func advSideChannels() advClass {
 	return advClass{
@@ -405,6 +426,24 @@ func advSideChannels() advClass {
 			same("side/error-in-union-branch", "alice", "SELECT id FROM accounts WHERE 1 / (balance - 920.10) <> 0 UNION ALL SELECT id FROM customers", "SELECT id FROM accounts WHERE customer_id = 1 UNION ALL SELECT 1"),
 			same("side/error-in-limit", "alice", "SELECT id FROM transactions ORDER BY id LIMIT (SELECT count(*) FROM accounts WHERE 1 / (balance - 920.10) <> 0)",
 				"SELECT id FROM transactions WHERE account_id IN (101, 102) ORDER BY id LIMIT 2"),
+			// Errors of expressions that read no column but run per row: the
+			// filter must run first, so no answer depends on hidden rows.
+			same("side/domain-cast-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR (-1)::information_schema.cardinal_number IS NULL", danaTxCount),
+			same("side/domain-cast-error-probe-id", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id < 40 OR '-1'::information_schema.cardinal_number IS NULL", danaTxCount),
+			same("side/xmlparse-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR xmlparse(document '<') IS NULL", danaTxCount),
+			same("side/stable-function-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR to_date('x', 'YYYY') IS NULL", danaTxCount),
+			same("side/text-to-date-cast-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR 'x'::text::date IS NULL", danaTxCount),
+			same("side/stable-operator-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR timestamptz '294276-01-01' + interval '1000 years' IS NULL", danaTxCount),
+			same("side/sublink-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR (SELECT x / 0 FROM generate_series(0, 0) x) = 1", danaTxCount),
+			same("side/exists-error-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR EXISTS (SELECT 1 FROM generate_series(0, 0) x WHERE 1 / x = 1)", danaTxCount),
 			clean("side/leaky-operator-notices", "alice", "SELECT id FROM customers WHERE ssn <~> 'x'", false),
 			clean("side/leaky-operator-in-join", "alice", "SELECT a.id FROM accounts a JOIN customers c ON c.id = a.customer_id AND c.email <~> 'x'", false),
 			custom("side/random-call-count", func(x *advCtx) error {
@@ -518,6 +557,56 @@ func advMaskInference() advClass {
 			refuse("mask/dana-mask-keys", "dana", "SELECT * FROM mandate.mask_keys", stDenied),
 			refuse("mask/dana-customers", "dana", "SELECT name FROM customers", stDenied),
 			refuse("mask/dana-join-customers", "dana", "SELECT a.id FROM accounts a JOIN customers c ON c.id = a.customer_id", stDenied),
+			// Attribute notation: customers.to_jsonb is to_jsonb(customers),
+			// which the single-table (inline) rewrite handed the raw row.
+			refuse("mask/attribute-notation-to_jsonb", "sam", "SELECT customers.to_jsonb FROM customers", stUndefinedColumn),
+			refuse("mask/attribute-notation-alias", "sam", "SELECT c.to_jsonb ->> 'ssn' AS ssn FROM customers c WHERE c.id = 2", stUndefinedColumn),
+			refuse("mask/attribute-notation-row_to_json", "sam", "SELECT c.row_to_json FROM customers c WHERE c.id = 2", stUndefinedColumn),
+			refuse("mask/attribute-notation-two", "sam", "SELECT c.quote_literal, c.to_json FROM customers c", stUndefinedColumn),
+			refuse("mask/attribute-notation-schema-qualified", "sam", "SELECT public.customers.to_jsonb FROM customers", stUndefinedColumn),
+			refuse("mask/attribute-notation-parenthesized", "sam", "SELECT (c).to_jsonb FROM customers c", stUndefinedColumn),
+			refuse("mask/attribute-notation-star", "sam", "SELECT (c.*).row_to_json FROM customers c", stUndefinedColumn),
+			refuse("mask/attribute-notation-join", "sam", "SELECT c.to_jsonb FROM customers c JOIN support_tickets t ON t.customer_id = c.id", stUndefinedColumn),
+			refuse("mask/attribute-notation-subquery", "sam", "SELECT s.to_jsonb FROM (SELECT * FROM customers) s", stUndefinedColumn),
+			refuse("mask/attribute-notation-cte", "sam", "WITH s AS (SELECT * FROM customers) SELECT s.to_jsonb FROM s", stUndefinedColumn),
+			refuse("mask/attribute-notation-dana", "dana", "SELECT a.to_jsonb FROM accounts a", stUndefinedColumn),
+			refuse("mask/attribute-notation-assistant", "assistant", "SELECT accounts.row_to_json FROM accounts", stUndefinedColumn),
+			refuse("mask/attribute-notation-copy", "sam", "COPY (SELECT c.to_jsonb FROM customers c) TO STDOUT", stUndefinedColumn),
+			custom("mask/attribute-notation-extended", func(x *advCtx) error {
+				conn, err := x.as("sam")
+				if err != nil {
+					return err
+				}
+				for range 2 { // the second run would come from pgx's statement cache
+					if got, err := x.query("sam", conn, "SELECT c.to_jsonb FROM customers c"); sqlState(err) != stUndefinedColumn {
+						return fmt.Errorf("want 42703, got %q, %v", got, err)
+					}
+				}
+				return nil
+			}),
+			// Columns, fields and whole-row values keep working, masked.
+			same("mask/attribute-columns-and-fields", "sam", "SELECT c.id, (c).ssn, (c.*).phone, s.n FROM customers c JOIN (SELECT id AS n FROM customers) s ON s.n = c.id",
+				"SELECT id, "+samMasked+", repeat('*', length(phone) - 4) || right(phone, 4), id FROM customers WHERE id IN (2, 4)"),
+			clean("mask/whole-row-function-written-out", "sam", "SELECT to_jsonb(c), row_to_json(c.*) FROM customers c", true),
+			delegateCase("mask/attribute-notation-delegation-columns", "victor",
+				func(d *policy.Delegation) {
+					d.Columns = []string{"public.transactions.id", "public.transactions.amount"}
+				},
+				func(x *advCtx, conn *pgx.Conn, _ string) error {
+					if err := x.expectCode("bob", conn, "SELECT t.to_jsonb FROM transactions t LIMIT 2", stUndefinedColumn); err != nil {
+						return err
+					}
+					got, _, err := x.exec("bob", conn, "SELECT to_jsonb(t) ->> 'merchant' FROM transactions t")
+					if err != nil {
+						return err
+					}
+					for _, v := range got {
+						if v != "<null>" {
+							return fmt.Errorf("the delegation leaves merchant out, bob reads %q", v)
+						}
+					}
+					return nil
+				}),
 		},
 	}
 }
@@ -610,6 +699,33 @@ func advCatalogs() advClass {
 					"SELECT statement FROM pg_cursors")
 			}),
 			refuse("cat/pg_locks", "alice", "SELECT locktype, mode, granted FROM pg_locks", stDenied),
+			// The policy store's sequences count every user's consent changes.
+			refuse("cat/pg_sequences", "sam", "SELECT sequencename, last_value FROM pg_sequences", stDenied),
+			refuse("cat/pg_sequences-qualified", "sam", "SELECT last_value FROM pg_catalog.pg_sequences WHERE schemaname = 'mandate'", stDenied),
+			refuse("cat/pg_sequence_last_value", "sam", "SELECT pg_sequence_last_value(c.oid) FROM pg_class c WHERE c.relkind = 'S'", stDenied),
+			refuse("cat/mandate-sequence", "sam", "SELECT last_value FROM mandate.consent_history_seq_seq", stDenied),
+			// Driver metadata queries read fields and columns of subqueries
+			// and functions in FROM: no attribute notation there.
+			same("cat/jdbc-primary-keys", "alice", jdbcPrimaryKeys, "SELECT 'accounts|id|1'"),
+			clean("cat/jdbc-index-info", "alice", jdbcIndexInfo, true),
+			custom("cat/pgx-load-types", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				types, err := conn.LoadTypes(ctxT(x.t), []string{"accounts", "_accounts"})
+				if err != nil {
+					return fmt.Errorf("pgx LoadTypes: %v", err)
+				}
+				for _, typ := range types {
+					if typ.Name == "accounts" {
+						return nil
+					}
+				}
+				return fmt.Errorf("pgx LoadTypes: no type accounts among %d", len(types))
+			}),
+			same("cat/information_schema-sequences", "sam",
+				"SELECT count(*) FROM information_schema.sequences WHERE sequence_schema = 'mandate' AND start_value IS NULL", "SELECT 0"),
 			same("cat/pg_class-readable", "alice", "SELECT relname FROM pg_class WHERE relname = 'customers'", "SELECT 'customers'"),
 			refuse("cat/pg_largeobject", "alice", "SELECT data FROM pg_largeobject", stDenied),
 			refuse("cat/pg_largeobject_metadata", "alice", "SELECT oid FROM pg_largeobject_metadata", stDenied),
@@ -714,3 +830,33 @@ func checkStatementText(got []string, err error) error {
 	}
 	return nil
 }
+
+// The JDBC driver's DatabaseMetaData.getPrimaryKeys and getIndexInfo (pgjdbc
+// 42.x) for table accounts: (keys).x and (…).n are fields of
+// information_schema._pg_expandarray's record.
+const (
+	jdbcPrimaryKeys = `SELECT result.TABLE_NAME, result.COLUMN_NAME, result.KEY_SEQ FROM (SELECT NULL AS TABLE_CAT,
+  n.nspname AS TABLE_SCHEM, ct.relname AS TABLE_NAME, a.attname AS COLUMN_NAME,
+  (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, ci.relname AS PK_NAME,
+  information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM
+  FROM pg_catalog.pg_class ct JOIN pg_catalog.pg_attribute a ON (ct.oid = a.attrelid)
+  JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid) JOIN pg_catalog.pg_index i ON (a.attrelid = i.indrelid)
+  JOIN pg_catalog.pg_class ci ON (ci.oid = i.indexrelid)
+  WHERE true AND n.nspname = E'public' AND ct.relname = E'accounts' AND i.indisprimary) result
+  WHERE result.A_ATTNUM = (result.KEYS).x ORDER BY result.table_name, result.pk_name, result.key_seq`
+	jdbcIndexInfo = `SELECT tmp.TABLE_CAT, tmp.TABLE_SCHEM, tmp.TABLE_NAME, tmp.NON_UNIQUE, tmp.INDEX_QUALIFIER, tmp.INDEX_NAME,
+  tmp.TYPE, tmp.ORDINAL_POSITION, trim(both '"' from pg_catalog.pg_get_indexdef(tmp.CI_OID, tmp.ORDINAL_POSITION, false)) AS COLUMN_NAME,
+  CASE tmp.AM_NAME WHEN 'btree' THEN CASE tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1] & 1::smallint WHEN 1 THEN 'D' ELSE 'A' END ELSE NULL END AS ASC_OR_DESC,
+  tmp.CARDINALITY, tmp.PAGES, tmp.FILTER_CONDITION
+  FROM (SELECT NULL AS TABLE_CAT, n.nspname AS TABLE_SCHEM, ct.relname AS TABLE_NAME, NOT i.indisunique AS NON_UNIQUE,
+    NULL AS INDEX_QUALIFIER, ci.relname AS INDEX_NAME,
+    CASE i.indisclustered WHEN true THEN 1 ELSE CASE am.amname WHEN 'hash' THEN 2 ELSE 3 END END AS TYPE,
+    (information_schema._pg_expandarray(i.indkey)).n AS ORDINAL_POSITION, ci.reltuples AS CARDINALITY,
+    ci.relpages AS PAGES, pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS FILTER_CONDITION, ci.oid AS CI_OID,
+    i.indoption AS I_INDOPTION, am.amname AS AM_NAME
+    FROM pg_catalog.pg_class ct JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid)
+    JOIN pg_catalog.pg_index i ON (ct.oid = i.indrelid) JOIN pg_catalog.pg_class ci ON (ci.oid = i.indexrelid)
+    JOIN pg_catalog.pg_am am ON (ci.relam = am.oid)
+    WHERE true AND n.nspname = E'public' AND ct.relname = E'accounts') AS tmp
+  ORDER BY NON_UNIQUE, TYPE, INDEX_NAME, ORDINAL_POSITION`
+)

@@ -37,6 +37,8 @@ func NewCatalogBuilder() *CatalogBuilder {
 			f.Leakproof = true
 		case builtinVolatile[name]:
 			f.Volatility = Volatile
+		case builtinStable[name]:
+			f.Volatility = Stable
 		}
 		if knownAggregates[name] {
 			f.Kind = KindAggregate
@@ -166,7 +168,7 @@ var systemRelations = []string{
 	"pg_statistic", "pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data",
 	"pg_stat_activity", "pg_stat_user_tables", "pg_stat_all_tables", "pg_statio_user_tables",
 	"pg_largeobject", "pg_largeobject_metadata", "pg_authid", "pg_shadow", "pg_file_settings",
-	"pg_hba_file_rules", "pg_user_mappings",
+	"pg_hba_file_rules", "pg_user_mappings", "pg_sequences",
 }
 
 // pgClassColumns are PostgreSQL 15's pg_class columns.
@@ -192,6 +194,39 @@ var builtinVolatile = map[string]bool{
 	"random": true, "random_normal": true, "setseed": true, "clock_timestamp": true,
 	"timeofday": true, "txid_current": true, "pg_current_xact_id": true,
 	"array_shuffle": true, "array_sample": true, "pg_notify": true,
+}
+
+// builtinStable are the allow-listed built-ins of which PostgreSQL 15 has a
+// stable overload (and no volatile one): they are computed at run time
+// even of constants (fold.go).
+var builtinStable = map[string]bool{
+	"aclexplode": true, "age": true, "array_in": true, "array_to_json": true, "array_to_string": true,
+	"col_description": true, "concat": true, "concat_ws": true, "convert_from": true, "convert_to": true, "current_database": true, "current_schema": true, "current_schemas": true, "current_setting": true, "current_user": true, "date_part": true, "date_trunc": true, "extract": true, "format": true,
+	"format_type": true, "generate_series": true, "has_any_column_privilege": true,
+	"has_column_privilege": true, "has_database_privilege": true, "has_foreign_data_wrapper_privilege": true, "has_function_privilege": true, "has_language_privilege": true, "has_parameter_privilege": true, "has_schema_privilege": true, "has_sequence_privilege": true, "has_server_privilege": true,
+	"has_table_privilege": true, "has_tablespace_privilege": true, "has_type_privilege": true,
+	"inet_client_addr": true, "inet_client_port": true, "inet_server_addr": true, "inet_server_port": true, "json_agg": true, "json_build_array": true, "json_build_object": true, "json_object_agg": true, "json_populate_record": true, "json_to_record": true, "json_to_recordset": true, "jsonb_agg": true, "jsonb_build_array": true, "jsonb_build_object": true, "jsonb_populate_record": true,
+	"jsonb_to_record": true, "jsonb_to_recordset": true, "length": true, "make_timestamptz": true,
+	"now": true, "numeric": true, "obj_description": true, "overlaps": true, "pg_backend_pid": true,
+	"pg_char_to_encoding": true, "pg_client_encoding": true, "pg_collation_for": true,
+	"pg_collation_is_visible": true, "pg_column_is_updatable": true, "pg_conf_load_time": true,
+	"pg_conversion_is_visible": true, "pg_current_xact_id_if_assigned": true, "pg_describe_object": true, "pg_encoding_to_char": true, "pg_function_is_visible": true, "pg_get_constraintdef": true,
+	"pg_get_expr": true, "pg_get_function_arguments": true, "pg_get_function_identity_arguments": true,
+	"pg_get_function_result": true, "pg_get_functiondef": true, "pg_get_indexdef": true,
+	"pg_get_keywords": true, "pg_get_partition_constraintdef": true, "pg_get_partkeydef": true,
+	"pg_get_publication_tables": true, "pg_get_replica_identity_index": true, "pg_get_ruledef": true,
+	"pg_get_serial_sequence": true, "pg_get_statisticsobjdef": true, "pg_get_statisticsobjdef_columns": true, "pg_get_statisticsobjdef_expressions": true, "pg_get_triggerdef": true, "pg_get_userbyid": true, "pg_get_viewdef": true, "pg_has_role": true, "pg_identify_object": true,
+	"pg_index_column_has_property": true, "pg_index_has_property": true, "pg_indexam_has_property": true, "pg_opclass_is_visible": true, "pg_operator_is_visible": true, "pg_opfamily_is_visible": true,
+	"pg_options_to_table": true, "pg_postmaster_start_time": true, "pg_relation_is_publishable": true,
+	"pg_relation_is_updatable": true, "pg_sequence_parameters": true, "pg_settings_get_flags": true,
+	"pg_statistics_obj_is_visible": true, "pg_table_is_visible": true, "pg_tablespace_location": true,
+	"pg_ts_config_is_visible": true, "pg_ts_dict_is_visible": true, "pg_ts_parser_is_visible": true,
+	"pg_ts_template_is_visible": true, "pg_type_is_visible": true, "pg_typeof": true, "quote_literal": true, "quote_nullable": true, "regclass": true, "row_to_json": true, "session_user": true,
+	"shobj_description": true, "statement_timestamp": true, "timezone": true, "to_char": true,
+	"to_date": true, "to_json": true, "to_jsonb": true, "to_number": true, "to_regclass": true,
+	"to_regnamespace": true, "to_regoper": true, "to_regproc": true, "to_regprocedure": true,
+	"to_regrole": true, "to_regtype": true, "to_timestamp": true, "transaction_timestamp": true,
+	"txid_current_if_assigned": true, "version": true,
 }
 
 // builtinOperators is "name left right leakproof" from PostgreSQL 15's

@@ -25,7 +25,9 @@
 //     side doors (42501): statistics (pg_stats, pg_statistic, pg_stat_*,
 //     pg_stat_activity included), statements as rewritten, which show the
 //     injected filters and masks (pg_prepared_statements, pg_cursors and
-//     their functions), other sessions' locks (pg_locks). Ordinary catalogs
+//     their functions), other sessions' locks (pg_locks), sequences' current
+//     values (pg_sequences, pg_sequence_last_value: the policy store's
+//     sequences count every user's consent changes). Ordinary catalogs
 //     (pg_class, pg_attribute, …) stay readable so psql's \d works, but
 //     pg_class is read through a derived table in which every relation has
 //     the planner statistics of one never vacuumed or analyzed (reltuples
@@ -92,6 +94,22 @@
 // System columns (ctid, tableoid, xmin, xmax, cmin, cmax) of a protected
 // relation are refused (0A000): the derived table has none, and passing them
 // through would change SELECT * expansion.
+//
+// # Attribute notation
+//
+// PostgreSQL reads x.f, when FROM item x has no column f, as the function
+// call f(x) on x's whole row, and (e).f, when e's type has no field f, as
+// f(e). Such a call would run around the function allow-list and the fence
+// rule, and in the inline form on the table's raw row, masked columns
+// included. So x.f and (x).f where x has no column f are refused as
+// PostgreSQL refuses an unknown column (42703; write f(x) to call f). The
+// rewriter knows the columns of catalog relations and, naming them as
+// PostgreSQL does, of subqueries, CTEs, VALUES, joins and functions with a
+// column definition list (columns.go). Where it does not (a function in
+// FROM, a subquery column it cannot name, the fields of a value of unknown
+// type), f is refused when a function of that name exists in the catalog
+// or on the allow-list, and passes otherwise: without a function PostgreSQL
+// can only read a column or field, or fail (attribute.go).
 //
 // EXPLAIN of a statement that reads or writes a protected relation is
 // refused (42501), with or without ANALYZE: a plan shows the injected
@@ -242,7 +260,22 @@
 //     reads one, or a column it cannot resolve);
 //   - a volatile leaky function in a qual context, even without arguments
 //     (its call count would reveal how many hidden rows reach it);
-//   - a subquery that reads protected data feeding a leaky qual.
+//   - a subquery that reads protected data feeding a leaky qual;
+//   - an expression that reads no column yet is computed at run time, not
+//     when PostgreSQL parses or plans the statement, in a qual evaluated per
+//     row, when it or an expression around it may fail: a cast to a domain
+//     (its CHECK runs per row) or through a stable input function, XMLPARSE
+//     and the other XML constructors, a non-immutable function or operator
+//     of constants (to_date('x', 'YYYY'), timestamptz + interval),
+//     CURRENT_DATE and the like under a leaky expression, a sublink that
+//     may fail. Its error would tell that some row, perhaps a hidden one,
+//     reached it ("t.id <> 17 OR (-1)::information_schema.cardinal_number
+//     IS NULL"). Only what PostgreSQL provably folds is exempt: literals,
+//     casts of untyped literals to built-in base types, casts between
+//     built-in types whose casts are all immutable, immutable functions of
+//     those (fold.go). LIMIT, OFFSET and functions in FROM run once per
+//     scan and are exempt; a parameter counts as a constant (true under a
+//     custom plan, not under a generic one: a known limit).
 //
 // Aggregates and window functions run above every scan, so their arguments
 // are exempt, as are ORDER BY, GROUP BY and the top-level target list.

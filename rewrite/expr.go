@@ -17,6 +17,10 @@ type ectx struct {
 	// wholeRow: the node is a function argument, where t.* means t's
 	// whole row rather than its columns. It holds for the node itself only.
 	wholeRow bool
+	// once: the qual is evaluated once per scan (LIMIT, OFFSET, functions
+	// and TABLESAMPLE arguments in FROM), not per row: an error of an
+	// expression that reads no column cannot depend on rows there (fold.go).
+	once bool
 }
 
 func (w *walker) exprs(ns []*pgNode, sc *scope, c ectx) error {
@@ -49,8 +53,12 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		}
 		return nil
 	case *pgNodeAConst, *pgNodeString, *pgNodeInteger, *pgNodeFloat,
-		*pgNodeBoolean, *pgNodeBitString, *pgNodeAStar, *pgNodeSqlvalueFunction,
+		*pgNodeBoolean, *pgNodeBitString, *pgNodeAStar,
 		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
+		return nil
+	case *pgNodeSqlvalueFunction:
+		// CURRENT_DATE and the like: stable, so computed at run time.
+		w.rowFreeValue(c, false)
 		return nil
 	case *pgNodeColumnRef:
 		return w.columnRef(n, x.ColumnRef, sc, c, wholeRow)
@@ -67,15 +75,23 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 	case *pgNodeSubLink:
 		return w.subLink(x.SubLink, sc, c)
 	case *pgNodeTypeCast:
-		// A cast of a constant is folded at plan time; a cast of row data can
-		// fail on some values (text → int), which is a data-dependent error.
-		if !isConstant(x.TypeCast.Arg) && !binaryCoercible(x.TypeCast) {
-			c.leaky = true
+		// A cast of row data can fail on some values (text → int), which is
+		// a data-dependent error. A cast of a constant is harmless only when
+		// PostgreSQL computes it at parse or plan time (fold.go): a domain's
+		// CHECK, say, is evaluated per row.
+		tc := x.TypeCast
+		switch {
+		case w.binaryCoercible(tc) || w.castFolds(tc):
+		case !w.readsRows(tc.Arg):
+			w.leakyNode(&c)
+			w.rowFreeValue(c, true)
+		default:
+			w.leakyNode(&c)
 		}
-		if err := w.expr(x.TypeCast.Arg, sc, c); err != nil {
+		if err := w.expr(tc.Arg, sc, c); err != nil {
 			return err
 		}
-		return w.typeName(x.TypeCast.TypeName)
+		return w.typeName(tc.TypeName)
 	case *pgNodeCaseExpr:
 		if x.CaseExpr.Arg != nil {
 			// CASE x WHEN v compares with the operator = found by name.
@@ -84,7 +100,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 					return err
 				}
 			}
-			c.leaky = true // of types not inferred for leakproofness
+			w.leakyNode(&c) // of types not inferred for leakproofness
 		}
 		return w.children(n, sc, c)
 	case *pgNodeSortBy:
@@ -99,8 +115,23 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			}
 		}
 		return w.children(n, sc, c)
-	case *pgNodeMinMaxExpr, *pgNodeAIndirection, *pgNodeXmlExpr, *pgNodeXmlSerialize:
-		c.leaky = true
+	case *pgNodeAIndirection:
+		// (e).f may be the function call f(e) (attribute.go).
+		if err := w.checkIndirection(x.AIndirection, sc); err != nil {
+			return err
+		}
+		w.leakyNode(&c)
+		return w.children(n, sc, c)
+	case *pgNodeMinMaxExpr:
+		w.leakyNode(&c)
+		return w.children(n, sc, c)
+	case *pgNodeXmlExpr, *pgNodeXmlSerialize:
+		// Never folded, even of constants: XMLPARSE(DOCUMENT '<') fails
+		// per row.
+		w.leakyNode(&c)
+		if !w.readsRows(n) {
+			w.rowFreeValue(c, true)
+		}
 		return w.children(n, sc, c)
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
 		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAArrayExpr, *pgNodeAIndices,
@@ -187,21 +218,12 @@ func nodeKind(n *pgNode) string {
 	return string(fd.Message().Name())
 }
 
-func isConstant(n *pgNode) bool {
-	switch x := n.GetNode().(type) {
-	case *pgNodeAConst, *pgNodeParamRef:
-		return true
-	case *pgNodeTypeCast:
-		return isConstant(x.TypeCast.Arg)
-	}
-	return false
-}
-
-// binaryCoercible recognises the casts that cannot fail: to text of a text
-// type. Everything else is treated as able to raise an error.
-func binaryCoercible(tc *pgTypeCast) bool {
-	t, arr := baseType(tc.TypeName)
-	return !arr && t == "text" && len(tc.TypeName.Typmods) == 0
+// binaryCoercible recognises the casts that cannot fail: to pg_catalog's
+// text (a domain over text of that name, earlier on the search path, could).
+// Everything else is treated as able to raise an error.
+func (w *walker) binaryCoercible(tc *pgTypeCast) bool {
+	t, arr, ok := w.builtinType(tc.TypeName)
+	return ok && !arr && t == "text" && len(tc.TypeName.Typmods) == 0
 }
 
 // columnRef records whether a reference may carry protected data, marks the
@@ -227,6 +249,12 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		if rel := wrappedSystemColumn(sc, names); rel != "" {
 			return unsupported("system column %s of %s is not available through mandate: "+
 				"the relation is read through a derived table, which has no system columns", names[len(names)-1], rel)
+		}
+	}
+	if !star {
+		// x.f may be the function call f(x) (attribute.go).
+		if err := w.checkQualifiedColumn(sc, names); err != nil {
+			return err
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
@@ -364,7 +392,7 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	}
 	aggregate := fc.Over != nil || fc.AggStar || fc.AggDistinct || fc.AggWithinGroup ||
 		len(fc.AggOrder) > 0 || fc.AggFilter != nil
-	leakproof, volatile := len(overloads) > 0, len(overloads) == 0
+	leakproof, volatile, immutable := len(overloads) > 0, len(overloads) == 0, len(overloads) > 0
 	for _, f := range overloads {
 		if f.NArgs >= 0 && f.NArgs != len(fc.Args) {
 			continue
@@ -374,11 +402,15 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		}
 		leakproof = leakproof && f.Leakproof
 		volatile = volatile || f.Volatility == Volatile
+		immutable = immutable && f.Volatility == Immutable
 	}
 	if len(overloads) == 0 && knownAggregates[name] && resolved == "pg_catalog" {
 		aggregate = true
 	}
 	if aggregate {
+		if !leakproof {
+			w.raisers++ // sum(float8) overflows, a user aggregate may fail
+		}
 		above := ectx{}
 		if err := w.args(fc.Args, sc, above); err != nil {
 			return err
@@ -394,13 +426,18 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		}
 		return nil
 	}
+	if !immutable && (!leakproof || c.leaky) && !w.readsRows(fc.Args...) {
+		// Computed at run time, not planning (fold.go): to_date('x', 'YYYY')
+		// fails for the rows that reach it.
+		w.rowFreeValue(c, !leakproof)
+	}
 	if !leakproof {
 		if c.qual && volatile {
 			// Runs per row wherever the planner places it, even with no
 			// column argument: its calls count rows the filter would hide.
 			w.dangerous = true
 		}
-		c.leaky = true
+		w.leakyNode(&c)
 	}
 	return w.args(fc.Args, sc, c)
 }
@@ -561,12 +598,42 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		return unsupported("operator expression kind %s is not supported", e.Kind)
 	}
 	if !leakproof {
-		c.leaky = true
+		if !w.readsRows(e.Lexpr, e.Rexpr) && w.operatorMayBeStable(name, e.Lexpr, e.Rexpr, sc) {
+			// Operands that read no column, yet not both untyped literals
+			// (operatorLeakproof): PostgreSQL folds the operator only if its
+			// function is immutable (timestamptz + interval is stable, and
+			// may overflow per row).
+			w.rowFreeValue(c, true)
+		}
+		w.leakyNode(&c)
 	}
 	if err := w.expr(e.Lexpr, sc, c); err != nil {
 		return err
 	}
 	return w.expr(e.Rexpr, sc, c)
+}
+
+// operatorMayBeStable reports whether the operator name applied to l and
+// r may have a function that is not immutable, so that PostgreSQL computes
+// it at run time even of constants. The built-in ones that are not
+// immutable involve timestamptz (comparisons with date and timestamp,
+// ± interval), text || anynonarray and text @@ text; with an operand type
+// it cannot infer, the rewriter assumes the worst.
+func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool {
+	if name == "||" || name == "@@" {
+		return true
+	}
+	lt, lflex := w.exprType(l, sc)
+	rt, rflex := w.exprType(r, sc)
+	switch {
+	case l == nil:
+		lt = rt // prefix operator
+	case lflex && lt == "" && l.GetParamRef() == nil:
+		lt = rt
+	case rflex && rt == "" && r.GetParamRef() == nil:
+		rt = lt
+	}
+	return lt == "" || rt == "" || lt == "timestamptz" || rt == "timestamptz"
 }
 
 // checkOperands checks the operator name applied to l and r (l nil for a
@@ -639,7 +706,7 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	if sel == nil {
 		return unsupported("unexpected %s in subquery", nodeKind(s.Subselect))
 	}
-	m := w.mark()
+	m, raisers := w.mark(), w.raisers
 	if err := w.selectStmt(sel, sc, true, false); err != nil {
 		return err
 	}
@@ -648,6 +715,11 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	if c.qual && (c.leaky || inner.leaky) && w.since(m) {
 		w.dangerous = true
 	}
+	// An initplan or subplan runs when a row first needs it: an error in
+	// it, or in the leaky expression it feeds, tells that a row reached it
+	// (fold.go), whatever it reads.
+	c.leaky = c.leaky || inner.leaky
+	w.rowFreeValue(c, w.raisers > raisers)
 	return nil
 }
 

@@ -131,9 +131,17 @@ func deniedFunction(name string) (reason string, denied bool) {
 		return "it reveals other sessions and the relations they use", true
 	case name == "pg_terminate_backend" || name == "pg_cancel_backend" || name == "pg_reload_conf":
 		return "it acts on the server", true
+	case name == "pg_sequence_last_value" || name == "pg_get_sequence_data":
+		// (currval and lastval return what this session's own nextval got.)
+		return sequenceValues, true
 	}
 	return "", false
 }
+
+// sequenceValues is why a sequence's current value is not shown through the
+// catalog: the policy store's sequences (mandate.consent_history_seq_seq)
+// count other users' consent and delegation changes.
+const sequenceValues = "sequence values reveal activity of other users, the policy store's own sequences included"
 
 // deniedRelation gives the reason a catalog side door is refused. Ordinary
 // catalogs (pg_class, pg_attribute, …) stay readable for introspection.
@@ -154,6 +162,8 @@ func deniedRelation(schema, name string) (reason string, denied bool) {
 		return "it shows statements as rewritten, with the injected filters and masks", true
 	case name == "pg_locks":
 		return "it reveals other sessions and the relations they use", true
+	case name == "pg_sequences":
+		return sequenceValues, true
 	case name == "pg_largeobject" || name == "pg_largeobject_metadata":
 		return "large objects are not filtered", true
 	case name == "pg_authid" || name == "pg_shadow" || name == "pg_user_mapping" ||

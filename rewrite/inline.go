@@ -19,8 +19,9 @@ import (
 //   - no fence (the fence rule needs the derived table's OFFSET 0), no
 //     sublink, CTE, set operation, VALUES, locking clause, TABLESAMPLE,
 //     column aliases (t AS a(x, y)), SELECT INTO, whole-row reference
-//     (which covers the functional notation ssn(t)), or schema-qualified
-//     column name;
+//     (which covers the functional notation ssn(t); the attribute notation
+//     t.ssn for a function ssn is refused before, attribute.go), or
+//     schema-qualified column name;
 //   - `*` and `t.*` only as whole target list entries, where they are
 //     expanded to the table's columns with the masks applied;
 //   - no ORDER BY or DISTINCT ON item that is a bare name of a masked
@@ -140,7 +141,9 @@ func (w *walker) applyInline(s *site, g *grant.Relation, filter grant.Expr, use 
 		}
 		col := t.Column(u.col)
 		if col == nil {
-			continue // no such column: PostgreSQL says so
+			// An unqualified name that is no column: PostgreSQL says so.
+			// (A qualified one, t.f, would call f(t): refused by the walk.)
+			continue
 		}
 		if expr := mask(col, copyColumnRef(u.n)); expr != nil {
 			u.n.Node = expr.Node

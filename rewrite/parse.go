@@ -359,10 +359,12 @@ func parseTypeName(typ string) (*pg.TypeName, error) {
 type (
 	pgAConst                 = pg.A_Const
 	pgAConstBoolval          = pg.A_Const_Boolval
+	pgAConstBsval            = pg.A_Const_Bsval
 	pgAConstFval             = pg.A_Const_Fval
 	pgAConstIval             = pg.A_Const_Ival
 	pgAConstSval             = pg.A_Const_Sval
 	pgAExpr                  = pg.A_Expr
+	pgAIndirection           = pg.A_Indirection
 	pgAStar                  = pg.A_Star
 	pgAlias                  = pg.Alias
 	pgBoolExpr               = pg.BoolExpr
@@ -456,12 +458,14 @@ type (
 	pgNodeXmlExpr            = pg.Node_XmlExpr
 	pgNodeXmlSerialize       = pg.Node_XmlSerialize
 	pgNullTest               = pg.NullTest
+	pgRangeFunction          = pg.RangeFunction
 	pgRangeSubselect         = pg.RangeSubselect
 	pgRangeTableSample       = pg.RangeTableSample
 	pgRangeVar               = pg.RangeVar
 	pgResTarget              = pg.ResTarget
 	pgSelectStmt             = pg.SelectStmt
 	pgString                 = pg.String
+	pgSQLValueFunctionOp     = pg.SQLValueFunctionOp
 	pgSubLink                = pg.SubLink
 	pgTypeCast               = pg.TypeCast
 	pgTypeName               = pg.TypeName
@@ -496,6 +500,11 @@ const (
 	pgNullTestTypeISNOTNULL              = pg.NullTestType_IS_NOT_NULL
 	pgOnConflictUpdate                   = pg.OnConflictAction_ONCONFLICT_UPDATE
 	pgSubLinkTypeEXPR                    = pg.SubLinkType_EXPR_SUBLINK
+	pgSubLinkTypeMULTIEXPR               = pg.SubLinkType_MULTIEXPR_SUBLINK
+	pgSubLinkTypeEXISTS                  = pg.SubLinkType_EXISTS_SUBLINK
+	pgSubLinkTypeARRAY                   = pg.SubLinkType_ARRAY_SUBLINK
+	pgMinMaxGreatest                     = pg.MinMaxOp_IS_GREATEST
+	pgMinMaxLeast                        = pg.MinMaxOp_IS_LEAST
 	pgSetOperationSETOPNONE              = pg.SetOperation_SETOP_NONE
 	pgJoinLeft                           = pg.JoinType_JOIN_LEFT
 	pgJoinRight                          = pg.JoinType_JOIN_RIGHT
@@ -512,6 +521,26 @@ const (
 	pgTransStmtRollbackTo                = pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO
 	pgTransStmtPrepare                   = pg.TransactionStmtKind_TRANS_STMT_PREPARE
 	pgDiscardTemp                        = pg.DiscardMode_DISCARD_TEMP
+)
+
+// SQL value functions, for the column names of CURRENT_DATE and the like
+// (columns.go).
+const (
+	pgSVFCurrentDate       = pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE
+	pgSVFCurrentTime       = pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME
+	pgSVFCurrentTimeN      = pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N
+	pgSVFCurrentTimestamp  = pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP
+	pgSVFCurrentTimestampN = pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N
+	pgSVFLocaltime         = pg.SQLValueFunctionOp_SVFOP_LOCALTIME
+	pgSVFLocaltimeN        = pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N
+	pgSVFLocaltimestamp    = pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP
+	pgSVFLocaltimestampN   = pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N
+	pgSVFCurrentRole       = pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE
+	pgSVFCurrentUser       = pg.SQLValueFunctionOp_SVFOP_CURRENT_USER
+	pgSVFUser              = pg.SQLValueFunctionOp_SVFOP_USER
+	pgSVFSessionUser       = pg.SQLValueFunctionOp_SVFOP_SESSION_USER
+	pgSVFCurrentCatalog    = pg.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG
+	pgSVFCurrentSchema     = pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA
 )
 
 // Node kinds for MandateSetting (setting.go).

@@ -50,8 +50,11 @@ type walker struct {
 	// carryRefs counts column references that may carry protected data; a
 	// subquery that grows it carries protected data to its parent.
 	carryRefs int
-	depth     int
-	aliasSeq  int
+	// raisers counts expressions that may raise an error (leakyNode); a
+	// sublink that grows it may fail when evaluated (fold.go).
+	raisers  int
+	depth    int
+	aliasSeq int
 	// valueDependent is set when a decision read a constant's value (a
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
@@ -112,11 +115,13 @@ type scope struct {
 	parent *scope
 	ctes   []*cteDef
 	items  []*item
+	joins  bool // a JOIN is among the items (levelColumns)
 }
 
 type cteDef struct {
 	name    string
 	carries bool
+	cols    columns
 }
 
 // item is a FROM entry as column resolution sees it.
@@ -131,6 +136,10 @@ type item struct {
 	// its whole-row value is NULL for a null-extended row.
 	nullable bool
 	target   *writeTarget // set when the item is a protected write target
+	// cols are the item's columns when it is no catalog relation, or one
+	// renamed by an alias's column list (colsSet); see columnsOf.
+	cols    columns
+	colsSet bool
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
@@ -389,67 +398,83 @@ func constText(n *pgNode) string {
 // pulled up into a parent's quals (subquery in FROM, CTE, sublink); locked
 // when a FOR UPDATE/SHARE of a parent level reaches its FROM items.
 func (w *walker) selectStmt(s *pgSelectStmt, parent *scope, feeds, locked bool) error {
+	_, err := w.queryLevel(s, parent, feeds, locked, false)
+	return err
+}
+
+// query is selectStmt returning the names of the level's output columns
+// (columns.go), for the FROM item or CTE it defines.
+func (w *walker) query(s *pgSelectStmt, parent *scope, feeds, locked bool) (columns, error) {
+	return w.queryLevel(s, parent, feeds, locked, true)
+}
+
+func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named bool) (columns, error) {
 	if s == nil {
-		return unsupported("missing query")
+		return unknownColumns, unsupported("missing query")
 	}
 	if err := w.enter(); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	defer w.leave()
 	sc := &scope{parent: parent}
 	if s.WithClause != nil {
 		if err := w.with(s.WithClause, sc); err != nil {
-			return err
+			return unknownColumns, err
 		}
 	}
 	if s.IntoClause != nil {
-		return unsupported("SELECT INTO is not supported through mandate")
+		return unknownColumns, unsupported("SELECT INTO is not supported through mandate")
 	}
 	if s.Op != pgSetOperationSETOPNONE {
 		if len(s.LockingClause) > 0 {
-			return unsupported("FOR UPDATE/SHARE is not allowed with set operations")
+			return unknownColumns, unsupported("FOR UPDATE/SHARE is not allowed with set operations")
 		}
-		if err := w.selectStmt(s.Larg, sc, feeds, locked); err != nil {
-			return err
+		// A set operation's columns are named by its first branch.
+		cols, err := w.queryLevel(s.Larg, sc, feeds, locked, named)
+		if err != nil {
+			return unknownColumns, err
 		}
 		if err := w.selectStmt(s.Rarg, sc, feeds, locked); err != nil {
-			return err
+			return unknownColumns, err
 		}
-		return w.orderAndLimit(s, sc)
+		return cols, w.orderAndLimit(s, sc)
 	}
 	if err := w.exprs(s.ValuesLists, sc, ectx{qual: feeds}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	lock, err := lockTargets(s.LockingClause, locked)
 	if err != nil {
-		return err
+		return unknownColumns, err
 	}
 	for _, f := range s.FromClause {
 		if err := w.fromItem(f, sc, lock); err != nil {
-			return err
+			return unknownColumns, err
 		}
 	}
 	// The target list of a level whose output feeds a parent can become a
 	// qual after pull-up; ordering, grouping and windows run above every scan.
 	if err := w.exprs(s.TargetList, sc, ectx{qual: feeds}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	if err := w.exprs(s.GroupClause, sc, ectx{}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	if err := w.expr(s.HavingClause, sc, ectx{qual: true}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	if err := w.exprs(s.WindowClause, sc, ectx{}); err != nil {
-		return err
+		return unknownColumns, err
 	}
 	if err := w.exprs(s.DistinctClause, sc, ectx{}); err != nil {
-		return err
+		return unknownColumns, err
 	}
-	return w.orderAndLimit(s, sc)
+	if err := w.orderAndLimit(s, sc); err != nil || !named {
+		return unknownColumns, err
+	}
+	return outputColumns(s, sc), nil
 }
 
 // orderAndLimit walks ORDER BY (above every scan) and LIMIT/OFFSET, whose
@@ -458,10 +483,10 @@ func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
 	}
-	if err := w.expr(s.LimitCount, sc, ectx{qual: true}); err != nil {
+	if err := w.expr(s.LimitCount, sc, ectx{qual: true, once: true}); err != nil {
 		return err
 	}
-	return w.expr(s.LimitOffset, sc, ectx{qual: true})
+	return w.expr(s.LimitOffset, sc, ectx{qual: true, once: true})
 }
 
 // lockSpec is which FROM items of a level a locking clause reaches.
@@ -512,13 +537,15 @@ func (w *walker) with(wc *pgWithClause, sc *scope) error {
 			sc.ctes = append(sc.ctes, &cteDef{name: c.Ctename, carries: true})
 		}
 	}
-	for _, c := range ctes {
+	for i, c := range ctes {
 		m := w.mark()
+		cols := unknownColumns
 		switch q := c.Ctequery.GetNode().(type) {
 		case *pgNodeSelectStmt:
 			// A MATERIALIZED CTE is never pulled up into the parent's quals.
 			feeds := c.Ctematerialized != pgCTEMaterializeCTEMaterializeAlways
-			if err := w.selectStmt(q.SelectStmt, sc, feeds, false); err != nil {
+			var err error
+			if cols, err = w.query(q.SelectStmt, sc, feeds, false); err != nil {
 				return err
 			}
 		case *pgNodeInsertStmt, *pgNodeUpdateStmt, *pgNodeDeleteStmt, *pgNodeMergeStmt:
@@ -536,8 +563,12 @@ func (w *walker) with(wc *pgWithClause, sc *scope) error {
 				return err
 			}
 		}
-		if !wc.Recursive {
-			sc.ctes = append(sc.ctes, &cteDef{name: c.Ctename, carries: w.since(m)})
+		cols = cols.renamed(&pgAlias{Colnames: c.Aliascolnames})
+		if wc.Recursive {
+			// Its own references, walked above, did not know its columns.
+			sc.ctes[len(sc.ctes)-len(ctes)+i].cols = cols
+		} else {
+			sc.ctes = append(sc.ctes, &cteDef{name: c.Ctename, carries: w.since(m), cols: cols})
 		}
 	}
 	return nil
@@ -579,10 +610,10 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if rv == nil {
 			return unsupported("TABLESAMPLE is supported on tables only")
 		}
-		if err := w.exprs(ts.Args, sc, ectx{qual: true}); err != nil {
+		if err := w.exprs(ts.Args, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
-		if err := w.expr(ts.Repeatable, sc, ectx{qual: true}); err != nil {
+		if err := w.expr(ts.Repeatable, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
 		return w.rangeVar(n, rv, ts, sc, lock)
@@ -594,14 +625,16 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		}
 		m := w.mark()
 		refname := rs.Alias.GetAliasname()
-		if err := w.selectStmt(sel, sc, true, lock.covers(refname) && refname != ""); err != nil {
+		cols, err := w.query(sel, sc, true, lock.covers(refname) && refname != "")
+		if err != nil {
 			return err
 		}
-		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m)})
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: cols.renamed(rs.Alias)})
 		return nil
 	case *pgNodeJoinExpr:
 		j := x.JoinExpr
 		m := w.mark()
+		sc.joins = true
 		// Locking reaches the tables under a join, not the join itself.
 		inner := lockSpec{all: lock.all, names: lock.names}
 		first := len(sc.items)
@@ -628,16 +661,24 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		}
 		carries := w.since(m)
 		if j.Alias != nil {
-			sc.items = append(sc.items, &item{refname: j.Alias.Aliasname, aliased: true, carries: carries})
+			// Its columns are its sides' (the items below first); renamed by
+			// position, they would need the order USING and NATURAL give them.
+			cols := make([]columns, 0, len(sc.items)-first)
+			for _, it := range sc.items[first:] {
+				cols = append(cols, it.columnsOf())
+			}
+			joined := union(cols...)
+			joined.exact = false
+			sc.items = append(sc.items, &item{refname: j.Alias.Aliasname, aliased: true, carries: carries, cols: joined.renamed(j.Alias)})
 		}
 		if j.JoinUsingAlias != nil {
-			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries})
+			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries, cols: usingColumns(j.UsingClause)})
 		}
 		return nil
 	case *pgNodeRangeFunction:
 		rf := x.RangeFunction
 		m := w.mark()
-		if err := w.exprs(rf.Functions, sc, ectx{qual: true}); err != nil {
+		if err := w.exprs(rf.Functions, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
 		if err := w.exprs(rf.Coldeflist, sc, ectx{}); err != nil {
@@ -651,7 +692,7 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 				}
 			}
 		}
-		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m)})
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: functionColumns(rf)})
 		return nil
 	}
 	return unsupported("%s in FROM is not supported through mandate", nodeKind(n))
@@ -669,7 +710,7 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	refname := refName(rv)
 	if rv.Schemaname == "" && rv.Catalogname == "" {
 		if cte := sc.lookupCTE(rv.Relname); cte != nil {
-			sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: cte.carries})
+			sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: cte.carries, cols: cte.cols.renamed(rv.Alias)})
 			return nil
 		}
 	}
@@ -681,6 +722,9 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	hide := !prot && hidesStatistics(t)
 	w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Select, protected: prot})
 	it := &item{refname: refname, schema: t.Schema, aliased: rv.Alias != nil, table: t, carries: prot, wrapped: prot || hide}
+	if len(rv.GetAlias().GetColnames()) > 0 {
+		it.cols, it.colsSet = tableColumns(t).renamed(rv.Alias), true
+	}
 	switch {
 	case prot:
 		w.sites = append(w.sites, &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)})
@@ -839,7 +883,8 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := w.exprs(s.Cols, sc, ectx{}); err != nil {
 			return err
 		}
-		tsc := &scope{parent: sc, items: []*item{tgt, {refname: "excluded", aliased: true}}}
+		excluded := &item{refname: "excluded", aliased: true, cols: tableColumns(tgt.table)}
+		tsc := &scope{parent: sc, items: []*item{tgt, excluded}}
 		if oc := s.OnConflictClause; oc != nil {
 			if oc.Action == pgOnConflictUpdate {
 				w.uses = append(w.uses, relRef{name: tgt.table.QualifiedName(), action: grant.Update, protected: tgt.target != nil})

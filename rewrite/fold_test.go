@@ -1,0 +1,79 @@
+package rewrite
+
+import "testing"
+
+// TestRowFreeErrorsFence: an expression that reads no column but is
+// computed at run time, and may fail, gets the fence in a qual (fold.go);
+// what PostgreSQL computes while parsing or planning does not.
+func TestRowFreeErrorsFence(t *testing.T) {
+	cat := testCatalog(t)
+	opts := testOptions()
+	set := scenarios()["dana"]
+	const q = "SELECT count(*) FROM transactions t WHERE t.id <> 17 OR "
+	fenced := []string{
+		q + "(-1)::information_schema.cardinal_number IS NULL",
+		q + "'-1'::information_schema.cardinal_number IS NULL",
+		q + "NULL::public.some_domain IS NULL",
+		q + "1::pg_catalog.int4::information_schema.cardinal_number IS NULL",
+		q + "(ARRAY[-1])[1]::information_schema.cardinal_number IS NULL",
+		q + "xmlparse(document '<') IS NULL",
+		q + "xmlelement(name x, '<') IS NULL",
+		q + "to_date('x', 'YYYY') IS NULL",
+		q + "to_number('x', '9') IS NULL",
+		q + "'x'::text::date IS NULL",
+		q + "1::money IS NULL",
+		q + "timestamptz '294276-01-01' + interval '1000 years' IS NULL",
+		q + "'2024-01-01'::date < timestamptz '2024-01-01'",
+		q + "'x' || 1::int8 IS NULL",
+		q + "sqrt(date_part('epoch', LOCALTIMESTAMP) - 1e12) IS NULL",
+		q + "(SELECT x / 0 FROM generate_series(0, 0) x) = 1",
+		q + "EXISTS (SELECT 1 FROM generate_series(0, 0) x WHERE 1 / x = 1)",
+		q + "1 / (SELECT 0) = 1",
+		"SELECT count(*) FROM transactions t WHERE t.id = 17 AND (-1)::information_schema.cardinal_number IS NULL",
+		"SELECT count(*) FROM transactions t JOIN countries c ON t.id <> 17 OR xmlparse(document '<') IS NULL",
+		"SELECT count(*) FROM (SELECT id, (-1)::information_schema.cardinal_number AS x FROM transactions) s WHERE s.id <> 17 OR s.x IS NULL",
+		"SELECT count(*) FROM transactions t HAVING count(*) > 0 OR to_date('x', 'YYYY') IS NULL",
+	}
+	for _, sql := range fenced {
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if !res.Statements[0].Fenced {
+			t.Errorf("not fenced: %s\n  -> %s", sql, res.SQL)
+		}
+	}
+	// With a search_path that puts a schema before pg_catalog, int4 may be a domain there.
+	shadowed := Session{SearchPath: []string{"public", "pg_catalog"}}
+	if res, err := RewriteSQL(q+"'-1'::int4 IS NULL", cat, shadowed, &setSource{set: set}, opts); err != nil || !res.Statements[0].Fenced {
+		t.Errorf("a cast to an unqualified type resolved before pg_catalog: fenced %v, %v", res.Statements, err)
+	}
+	unfenced := []string{
+		"SELECT count(*) FROM transactions t WHERE t.id = 17",
+		q + "'2024-01-01'::date IS NULL",
+		q + "'{1,2}'::int[] IS NULL",
+		q + "5::int8::text IS NULL",
+		q + "5::int2 IS NULL",
+		q + "1.5::float8::numeric IS NULL",
+		q + "$1::int4 IS NULL",
+		q + "'x'::pg_catalog.text IS NULL",
+		q + "1 / 0 IS NULL",
+		q + "5::int8 + 1 IS NULL",
+		q + "-(1::int2) IS NULL",
+		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT 1::information_schema.cardinal_number",
+		"SELECT count(*) FROM transactions t, generate_series(1, to_number('1', '9')::int) g WHERE t.id = 17",
+		"SELECT to_date('x', 'YYYY'), xmlparse(document '<'), (-1)::information_schema.cardinal_number FROM transactions t WHERE t.id = 17",
+		"SELECT count(*) FROM transactions t WHERE EXISTS (SELECT 1 FROM countries c WHERE c.code = 'x')",
+	}
+	for _, sql := range unfenced {
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if res.Statements[0].Fenced {
+			t.Errorf("fenced: %s\n  -> %s", sql, res.SQL)
+		}
+	}
+}

@@ -1,0 +1,1 @@
+SELECT count(*) FROM public.transactions t WHERE (t.booked_at OPERATOR(pg_catalog.>=) '2024-01-01T00:00:00Z'::timestamp with time zone OR NOT t.category OPERATOR(pg_catalog.=) 'medical') AND (t.id <> 17 OR '2024-01-01'::date IS NULL OR 5::int8::text IS NULL OR $1::int4 IS NULL)

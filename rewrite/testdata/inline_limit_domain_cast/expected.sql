@@ -1,0 +1,1 @@
+SELECT id FROM public.transactions t WHERE (t.booked_at OPERATOR(pg_catalog.>=) '2024-01-01T00:00:00Z'::timestamp with time zone OR NOT t.category OPERATOR(pg_catalog.=) 'medical') AND t.id = 17 LIMIT 1::information_schema.cardinal_number

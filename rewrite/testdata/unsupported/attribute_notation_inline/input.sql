@@ -1,0 +1,1 @@
+SELECT customers.to_jsonb FROM customers

@@ -1,0 +1,1 @@
+SELECT (a).row_to_json FROM accounts a

@@ -1,0 +1,1 @@
+SELECT (t.*).to_jsonb FROM transactions t

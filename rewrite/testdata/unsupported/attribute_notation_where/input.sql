@@ -1,0 +1,1 @@
+SELECT id FROM accounts a WHERE a.leak
