@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -24,6 +26,11 @@ import (
 // refusal marker will make fail; the upstream loop then replays each
 // segment as its answers say it ran: the statements before its first
 // ErrorResponse, and its ReadyForQuery status.
+//
+// The same answers tell other parts of the session which of the messages
+// they forwarded ran (named.go, prepared.go): a message forwarded with a
+// watch learns its outcome (stmtReady or stmtFailed) when its answer, or
+// an error before it, arrives.
 type searchPath struct {
 	mu       sync.Mutex
 	initial  []string      // the session's start value (nil: the upstream's default), what RESET returns to
@@ -33,16 +40,26 @@ type searchPath struct {
 }
 
 // pathSegment is one Query, or the extended-protocol messages up to a
-// Sync: the statements forwarded in it, each answered by one
-// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
-// and what those answers said.
+// Sync: the messages forwarded in it that are answered one by one (a
+// Query's statements and Executes, by a CommandComplete,
+// EmptyQueryResponse or PortalSuspended; Parses and Binds, by a
+// ParseComplete or BindComplete; any of them by an ErrorResponse, after
+// which the upstream skips the rest), and what those answers said.
 type pathSegment struct {
 	ops     []pathOp
-	sent    int  // statements forwarded
-	refusal int  // answer at which a refusal marker fails it, or -1
-	open    bool // its Query or Sync is not forwarded yet
-	answers int  // answers seen, the first error excluded
-	failed  int  // answer the upstream failed at, or -1
+	watches []pathWatch // in the order of their messages
+	settled int         // watches told their outcome
+	sent    int         // messages forwarded
+	refusal int         // answer at which a refusal marker fails it, or -1
+	open    bool        // its Query or Sync is not forwarded yet
+	answers int         // answers seen, the first error excluded
+	failed  int         // answer the upstream failed at, or -1
+}
+
+// pathWatch is a forwarded message whose outcome someone waits for.
+type pathWatch struct {
+	at  int           // its answer's index in the segment
+	ran *atomic.Int32 // told stmtReady or stmtFailed
 }
 
 // pathOp is a forwarded statement that matters to the path.
@@ -93,12 +110,17 @@ func (p *searchPath) current() []string {
 	return p.now.current
 }
 
-// sent records a statement forwarded in the current segment (a Query's
-// statement or an Execute) and what it does to the path if it succeeds.
-func (p *searchPath) sent(e rewrite.Effect) {
+// sent records a message forwarded in the current segment (a Query's
+// statement, an Execute, a Parse or a Bind) and what it does to the path
+// if it succeeds; ran, if not nil, learns whether it did.
+func (p *searchPath) sent(e rewrite.Effect, ran *atomic.Int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seg := p.sending()
+	if ran != nil {
+		ran.Store(stmtPending)
+		seg.watches = append(seg.watches, pathWatch{at: seg.sent, ran: ran})
+	}
 	if e.SearchPath != nil || e.Tx != rewrite.TxNone {
 		seg.ops = append(seg.ops, pathOp{at: seg.sent, effect: e})
 		if seg.refusal < 0 {
@@ -138,23 +160,38 @@ func (p *searchPath) sending() *pathSegment {
 	return &p.segments[len(p.segments)-1]
 }
 
-// answer counts a statement's successful answer (CommandComplete,
-// EmptyQueryResponse, PortalSuspended) in the oldest unanswered segment.
+// answer counts a message's successful answer (CommandComplete,
+// EmptyQueryResponse, PortalSuspended, ParseComplete, BindComplete) in the
+// oldest unanswered segment.
 func (p *searchPath) answer() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.segments) > 0 && p.segments[0].failed < 0 {
-		p.segments[0].answers++
+		seg := &p.segments[0]
+		seg.answers++
+		seg.settle(stmtReady, seg.answers)
 	}
 }
 
 // errored records an ErrorResponse in the oldest unanswered segment: the
-// statement being answered failed, and the upstream skips the rest.
+// message being answered failed, and the upstream skips the rest.
 func (p *searchPath) errored() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.segments) > 0 && p.segments[0].failed < 0 {
-		p.segments[0].failed = p.segments[0].answers
+		seg := &p.segments[0]
+		seg.failed = seg.answers
+		seg.settle(stmtFailed, math.MaxInt)
+	}
+}
+
+// settle tells the watches of messages before answer index until that
+// they ran (stmtReady) or not (stmtFailed).
+func (seg *pathSegment) settle(state int32, until int) {
+	for seg.settled < len(seg.watches) && seg.watches[seg.settled].at < until {
+		seg.watches[seg.settled].ran.Store(state)
+		seg.watches[seg.settled] = pathWatch{}
+		seg.settled++
 	}
 }
 
@@ -172,6 +209,7 @@ func (p *searchPath) ready(body []byte) {
 	st := &p.answered
 	if len(p.segments) > 0 {
 		seg := &p.segments[0]
+		seg.settle(stmtFailed, math.MaxInt) // left unanswered: skipped
 		st.replay(seg, seg.failed, p.initial)
 		if seg.failed < 0 {
 			st.endSegment()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mandate-proxy/mandate/rewrite"
@@ -97,7 +98,7 @@ func TestSearchPathFollowsPostgreSQL(t *testing.T) {
 			for _, s := range c.steps {
 				if s.answered < 0 {
 					for _, e := range s.send {
-						p.sent(e)
+						p.sent(e, nil)
 					}
 					if s.refusal {
 						p.refused()
@@ -119,5 +120,35 @@ func TestSearchPathFollowsPostgreSQL(t *testing.T) {
 				t.Errorf("path %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestAnswersTellWhatRan: a message forwarded with a watch learns that it
+// ran when its answer comes, and that it did not when an error comes
+// before it (the upstream skips the rest of the segment); a later
+// segment's messages are not settled by an earlier one's answers.
+func TestAnswersTellWhatRan(t *testing.T) {
+	var p searchPath
+	p.start(nil)
+	var first, failing, skipped, later atomic.Int32
+	for _, w := range []*atomic.Int32{&first, &failing, nil, &skipped} {
+		p.sent(rewrite.Effect{}, w)
+	}
+	p.segmentSent()
+	p.sent(rewrite.Effect{}, &later)
+	p.segmentSent()
+	state := func() [4]int32 { return [4]int32{first.Load(), failing.Load(), skipped.Load(), later.Load()} }
+	p.answer()
+	if got := state(); got != [4]int32{stmtReady, stmtPending, stmtPending, stmtPending} {
+		t.Fatalf("after the first answer: %v", got)
+	}
+	p.errored()
+	p.ready([]byte{'I'})
+	if got := state(); got != [4]int32{stmtReady, stmtFailed, stmtFailed, stmtPending} {
+		t.Fatalf("after an error at the second: %v", got)
+	}
+	p.answer()
+	if got := state(); got[3] != stmtReady {
+		t.Fatalf("the later segment's answer: %v", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/policy"
@@ -142,17 +143,24 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 					d := decision{err: err, scope: policy.Scope{Subject: s.principal().Subject, Actors: s.principal().Actors}}
 					return s.forwardRefusal(nil, d, track), d, refused
 				}
-				if st.DiscardAll {
-					s.forgetNamed()
-				}
 				// RESET ALL and DISCARD ALL reset search_path too.
 				var e rewrite.Effect
 				if st.ResetAll {
 					e.SearchPath = &rewrite.SearchPathChange{Reset: true}
 				}
-				d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{{Kind: rewrite.KindSet, Effect: e}}}}
+				info := rewrite.StmtInfo{Kind: rewrite.KindSet, Effect: e}
+				if st.DiscardAll {
+					// It drops every named object, if it runs (not in a block).
+					info.Kind, info.All = rewrite.KindDiscard, true
+				}
+				d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{info}}}
 				if track {
-					s.searchPath.sent(e)
+					var ran *atomic.Int32
+					if op, ok := namedOpOf(info, sql); ok {
+						ran = new(atomic.Int32)
+						s.applyNamed(op, ran)
+					}
+					s.searchPath.sent(e, ran)
 				}
 				if st.ResetAll {
 					return sql, d, handled
@@ -197,21 +205,24 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 		}
 		return s.forwardRefusal(nil, d, track), d, refused
 	}
+	var ran []*atomic.Int32
 	if needsNamedCheck(d) {
 		texts := []string{sql}
 		if len(d.result.Statements) > 1 {
 			texts, _ = rewrite.Split(sql)
 		}
-		if err := s.checkNamed(d, texts); err != nil {
+		var err error
+		if ran, err = s.checkNamed(d, texts, track); err != nil {
 			d.err = err
 			return s.forwardRefusal(nil, d, track), d, refused
 		}
 	}
 	s.audit(d)
-	for _, st := range d.result.Statements {
-		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
-		if track {
-			s.searchPath.sent(st.Effect)
+	if track {
+		s.forwarded(d, ran)
+	} else {
+		for _, st := range d.result.Statements {
+			s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
 		}
 	}
 	return d.sql, d, decided
@@ -286,17 +297,16 @@ func (s *session) pathChangingParts(sql string, d decision, track bool) []string
 func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad decision) {
 	for _, part := range parts {
 		d := s.srv.cfg.Enforcer.decide(s, part)
+		var ran []*atomic.Int32
 		if d.err == nil && live && needsNamedCheck(d) {
-			if err := s.checkNamed(d, []string{part}); err != nil {
-				d.err = err
-			}
+			ran, d.err = s.checkNamed(d, []string{part}, true)
 		}
 		if d.err != nil {
 			return allowed, d
 		}
 		allowed = append(allowed, d)
 		if live {
-			s.forwarded(d)
+			s.forwarded(d, ran)
 		}
 	}
 	return allowed, decision{}
@@ -308,24 +318,32 @@ func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad
 // remain.
 func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, track bool) ([]decision, decision) {
 	for i, a := range allowed {
+		var ran []*atomic.Int32
 		if needsNamedCheck(a) {
-			if err := s.checkNamed(a, []string{parts[i]}); err != nil {
+			var err error
+			if ran, err = s.checkNamed(a, []string{parts[i]}, track); err != nil {
 				a.err = err
 				return allowed[:i], a
 			}
 		}
 		if track {
-			s.forwarded(a)
+			s.forwarded(a, ran)
 		}
 	}
 	return allowed, bad
 }
 
-// forwarded records what an allowed statement does once it has run.
-func (s *session) forwarded(d decision) {
-	for _, st := range d.result.Statements {
+// forwarded records the statements of an allowed decision as sent: what
+// each does once it has run, and, for each cell in ran (by statement;
+// from checkNamed), whether it ran.
+func (s *session) forwarded(d decision, ran []*atomic.Int32) {
+	for i, st := range d.result.Statements {
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
-		s.searchPath.sent(st.Effect)
+		var r *atomic.Int32
+		if i < len(ran) {
+			r = ran[i]
+		}
+		s.searchPath.sent(st.Effect, r)
 	}
 }
 
@@ -433,18 +451,22 @@ func (s *session) assume(token string, local bool) error {
 }
 
 // principal is who the next statement runs as.
-func (s *session) principal() principal {
+func (s *session) principal() principal { return *s.who() }
+
+// who is the principal the next statement runs as, itself: another
+// SET mandate.token makes another.
+func (s *session) who() *principal {
 	// SET LOCAL ends with the transaction.
 	if s.local != nil && s.txStatus.Load() == 'I' && s.pending.Load() == 0 {
 		s.local = nil
 	}
 	switch {
 	case s.local != nil:
-		return *s.local
+		return s.local
 	case s.assumed != nil:
-		return *s.assumed
+		return s.assumed
 	}
-	return s.login
+	return &s.login
 }
 
 func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }
