@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // BenchmarkDecideCached is a repeated statement's cost in the proxy: the
@@ -47,6 +48,28 @@ func benchmarkDecideNew(b *testing.B, format string) {
 	for i := range b.N {
 		if d := w.enforcer.decideFor(c, fmt.Sprintf(format, i), nil); d.err != nil {
 			b.Fatal(d.err)
+		}
+	}
+}
+
+// BenchmarkExecuteCovered is what the first Execute of a portal costs to
+// check that its Bind's decision still holds: comparing what that decision
+// depended on, not deciding again (compare BenchmarkDecideCached, which is
+// what any later Execute of the portal costs, as a FETCH does).
+func BenchmarkExecuteCovered(b *testing.B) {
+	w := startBank(b)
+	s := &session{srv: w.p.srv, login: principal{Subject: "alice", Method: "trust"}}
+	s.txStatus.Store('I')
+	s.settings.start(nil)
+	bound := s.stamp()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%1024 == 0 {
+			bound.at = time.Now() // within bindGrace, so that every field is compared
+		}
+		if !bound.covers(s.stamp()) {
+			b.Fatal("nothing changed, yet the Bind's decision is not taken to cover the Execute")
 		}
 	}
 }

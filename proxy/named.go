@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -14,115 +15,223 @@ import (
 // a withdrawn consent, a reloaded policy) the statement is refused, and
 // the client prepares or declares it again under the grants in force.
 // (Protocol-level statements are re-prepared transparently: prepared.go.)
+//
+// What a name holds is what PostgreSQL ran, not what mandate decided: a
+// DEALLOCATE, CLOSE or DISCARD ALL, a PREPARE or DECLARE may fail or be
+// skipped (an earlier error in the transaction or the batch, DISCARD ALL
+// in a block), and then the name still holds what it held before. So each
+// name keeps the statements sent for it, newest first, each with its
+// outcome as the upstream's answers tell it (sessionSettings.sent); until they
+// come, a statement is taken to run only for later statements of its own
+// segment (a Query, or the messages up to a Sync), since the upstream skips
+// the rest of a segment after an error. A use that may reach more than one
+// object is refused until the answers settle which.
 
-// namedObject is a prepared statement or cursor and what made it.
+// namedObject is one PREPARE or DECLARE sent for a name, or one drop of it
+// (DEALLOCATE, CLOSE, DISCARD ALL), on top of what the name held before.
 type namedObject struct {
-	text      string // the PREPARE or DECLARE statement as the client sent it
-	forwarded string // what mandate forwarded for it
-	twice     bool   // made again while taken: which text runs is unknown
-	hold      bool   // a WITH HOLD cursor: open until closed
-	txEnds    uint64 // session.txEnds when decided: a plain cursor ends with its transaction
+	text      string        // the PREPARE or DECLARE statement as the client sent it
+	forwarded string        // what mandate forwarded for it
+	plain     bool          // a cursor without HOLD: it ends with its transaction
+	drop      bool          // a drop: the name holds nothing if it ran
+	segment   uint64        // the segment it was sent in
+	ran       *atomic.Int32 // its outcome, from the upstream's answers
+	prev      *namedObject  // what the name held before; still does if this did not run
 }
 
-// open reports whether the object may still exist upstream: a prepared
-// statement or held cursor until dropped, a plain cursor until the end of
-// its transaction (a ReadyForQuery outside one seen since).
-func (o namedObject) open(k rewrite.Kind, txEnds uint64) bool {
-	return k == rewrite.KindPrepare || o.hold || o.txEnds == txEnds
+// over reports whether o, which ran, left nothing under its name: a drop,
+// or a plain cursor whose transaction ended (segments before ended did).
+func (o *namedObject) over(ended uint64) bool {
+	return o.drop || o.plain && ended > o.segment
 }
 
 // namedObjects holds a session's SQL prepared statements and cursors.
 type namedObjects struct {
-	prepared map[string]namedObject
-	cursors  map[string]namedObject
+	prepared map[string]*namedObject
+	cursors  map[string]*namedObject
 }
 
-func (n *namedObjects) table(k rewrite.Kind) map[string]namedObject {
+func (n *namedObjects) table(k rewrite.Kind) map[string]*namedObject {
 	switch k {
 	case rewrite.KindPrepare, rewrite.KindExecute, rewrite.KindDeallocate:
 		if n.prepared == nil {
-			n.prepared = map[string]namedObject{}
+			n.prepared = map[string]*namedObject{}
 		}
 		return n.prepared
 	case rewrite.KindDeclare, rewrite.KindFetch, rewrite.KindClose:
 		if n.cursors == nil {
-			n.cursors = map[string]namedObject{}
+			n.cursors = map[string]*namedObject{}
 		}
 		return n.cursors
 	}
 	return nil
 }
 
+// held lists what the upstream may hold under name in tbl for a statement
+// sent now, newest first (more than one: mandate cannot tell which).
+func (s *session) held(tbl map[string]*namedObject, name string) []*namedObject {
+	ended := s.txEnded.Load()
+	s.settleName(tbl, name, ended)
+	var objs []*namedObject
+	for o := tbl[name]; o != nil; o = o.prev {
+		state := o.ran.Load()
+		if state == stmtFailed {
+			continue // it did not run: the name holds what it held before
+		}
+		// Until its answer comes, a statement is known to have run only to
+		// the later statements of its own segment (if they run at all).
+		switch sure := state == stmtReady || o.segment == s.segment; {
+		case sure && o.over(ended):
+			return objs
+		case sure:
+			return append(objs, o)
+		case !o.drop:
+			objs = append(objs, o) // made, or not: then what was there before
+		}
+	}
+	return objs
+}
+
+// settleName forgets, under name, what no longer matters: statements that
+// did not run, and what one that ran replaced.
+func (s *session) settleName(tbl map[string]*namedObject, name string, ended uint64) {
+	o := tbl[name]
+	for o != nil && o.ran.Load() == stmtFailed {
+		o = o.prev
+	}
+	switch {
+	case o == nil || o.ran.Load() == stmtReady && o.over(ended):
+		delete(tbl, name)
+	case o.ran.Load() == stmtReady:
+		o.prev = nil
+		fallthrough
+	default:
+		tbl[name] = o
+	}
+}
+
+// namedOp is what a statement does to the session's named objects.
+type namedOp struct {
+	kind      rewrite.Kind // KindPrepare, KindDeclare, KindDeallocate, KindClose, KindDiscard
+	name      string       // "" with ALL
+	plain     bool         // a DECLARE without HOLD
+	text      string       // a PREPARE's or DECLARE's own text
+	forwarded string
+}
+
+// namedOpOf is what st, whose text is text, does to named objects.
+func namedOpOf(st rewrite.StmtInfo, text string) (namedOp, bool) {
+	switch st.Kind {
+	case rewrite.KindPrepare, rewrite.KindDeclare:
+		return namedOp{kind: st.Kind, name: st.Name, plain: st.Kind == rewrite.KindDeclare && !st.Hold,
+			text: text, forwarded: st.SQL}, st.Name != ""
+	case rewrite.KindDeallocate, rewrite.KindClose:
+		return namedOp{kind: st.Kind, name: st.Name}, true
+	case rewrite.KindDiscard:
+		return namedOp{kind: st.Kind}, st.All
+	}
+	return namedOp{}, false
+}
+
+// applyNamed records op as sent in the current segment; ran learns
+// whether it ran. SQL statements and the protocol's share one name space,
+// as do cursors and portals, so a drop on either side drops both.
+func (s *session) applyNamed(op namedOp, ran *atomic.Int32) {
+	if op.kind == rewrite.KindDiscard {
+		s.dropAll(s.named.table(rewrite.KindDeallocate), ran)
+		s.dropAll(s.named.table(rewrite.KindClose), ran)
+		s.upstream.stmts.forget("")
+		forgetNamedStatements(s.stmts)
+		clear(s.portals)
+		return
+	}
+	tbl := s.named.table(op.kind)
+	switch {
+	case op.kind == rewrite.KindPrepare || op.kind == rewrite.KindDeclare:
+		tbl[op.name] = &namedObject{text: op.text, forwarded: op.forwarded, plain: op.plain,
+			segment: s.segment, ran: ran, prev: tbl[op.name]}
+	case op.name == "":
+		s.dropAll(tbl, ran)
+		s.forgetProtocol(op.kind, "")
+	default:
+		if tbl[op.name] != nil {
+			tbl[op.name] = &namedObject{drop: true, segment: s.segment, ran: ran, prev: tbl[op.name]}
+		}
+		s.forgetProtocol(op.kind, op.name)
+	}
+}
+
+// dropAll records a drop of every name in tbl (DEALLOCATE ALL, CLOSE ALL,
+// DISCARD ALL).
+func (s *session) dropAll(tbl map[string]*namedObject, ran *atomic.Int32) {
+	for name, o := range tbl {
+		tbl[name] = &namedObject{drop: true, segment: s.segment, ran: ran, prev: o}
+	}
+}
+
 // checkNamed refuses an EXECUTE or FETCH whose object was made under other
-// grants; it records PREPARE and DECLARE and forgets DEALLOCATE and CLOSE.
+// grants, or may be another than the one mandate decided. With apply (a
+// statement sent now, not one parsed for later) it also records the
+// PREPAREs, DECLAREs and drops among them, in order, and returns, per
+// statement, the cell that learns whether it ran (nil for the others).
 // texts are the statements' own texts, in order.
-func (s *session) checkNamed(d decision, texts []string) error {
+func (s *session) checkNamed(d decision, texts []string, apply bool) ([]*atomic.Int32, error) {
+	var ran []*atomic.Int32
 	for i, st := range d.result.Statements {
-		tbl := s.named.table(st.Kind)
-		if tbl == nil {
-			if st.Kind == rewrite.KindDiscard && st.All {
-				s.forgetNamed()
+		if st.Kind == rewrite.KindExecute || st.Kind == rewrite.KindFetch {
+			if err := s.checkName(st.Kind, st.Name, s.named.table(st.Kind)); err != nil {
+				for _, r := range ran {
+					if r != nil {
+						r.Store(stmtFailed) // refused with the rest: never sent
+					}
+				}
+				return nil, err
 			}
 			continue
 		}
-		// SQL statements and the protocol's share one name space, as do
-		// cursors and portals: every use checks what either side made under
-		// the name, and a drop on either side drops both.
-		switch st.Kind {
-		case rewrite.KindPrepare, rewrite.KindDeclare:
-			if st.Name != "" && i < len(texts) {
-				// PostgreSQL refuses a PREPARE or DECLARE of a name in use and
-				// keeps the old one, unless that one had failed: mark the name.
-				txEnds := s.txEnds.Load()
-				old, taken := tbl[st.Name]
-				// A cached statement's name is taken too (stmtcache.go).
-				cached := st.Kind == rewrite.KindPrepare && s.upstream.stmts.has(st.Name)
-				tbl[st.Name] = namedObject{text: texts[i], forwarded: st.SQL, hold: st.Hold, txEnds: txEnds,
-					twice: taken && old.open(st.Kind, txEnds) || cached}
+		text := ""
+		if i < len(texts) {
+			text = texts[i]
+		}
+		if op, ok := namedOpOf(st, text); ok && apply {
+			if ran == nil {
+				ran = make([]*atomic.Int32, len(d.result.Statements))
 			}
-		case rewrite.KindDeallocate, rewrite.KindClose:
-			if st.Name == "" {
-				clear(tbl) // ALL
-			} else {
-				delete(tbl, st.Name)
-			}
-			s.forgetProtocol(st.Kind, st.Name)
-		case rewrite.KindExecute, rewrite.KindFetch:
-			if err := s.checkName(st.Kind, st.Name, tbl); err != nil {
-				return err
-			}
+			ran[i] = new(atomic.Int32)
+			s.applyNamed(op, ran[i])
 		}
 	}
-	return nil
+	return ran, nil
 }
 
 // checkName re-decides everything that may run under name for an EXECUTE
 // or FETCH (k): the SQL PREPARE or DECLARE in tbl and the protocol's
 // statement or portal, whichever side made it (mandate cannot see which
 // creation PostgreSQL accepted when both did).
-func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObject) error {
+func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedObject) error {
 	what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
 	if k == rewrite.KindFetch {
 		what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
 	}
-	found, same := false, true
-	if obj, ok := tbl[name]; ok {
-		found = true
-		if obj.twice {
-			return madeTwice(k, name)
-		}
-		now := s.srv.cfg.Enforcer.decide(s, obj.text)
-		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == obj.forwarded
+	objs := s.held(tbl, name)
+	if len(objs) > 1 || len(objs) > 0 && k == rewrite.KindExecute && s.upstream.stmts.has(name) {
+		return ambiguous(k, name) // or mandate's statement cache holds the name
 	}
-	if ps := s.protocolObject(k, name); ps != nil {
+	found, same := len(objs) > 0, true
+	if found {
+		now := s.srv.cfg.Enforcer.decide(s, objs[0].text)
+		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == objs[0].forwarded
+	}
+	if texts, ok, sure := s.protocolObject(k, name); ok {
 		// Parse's statements and Bind's portals share these name spaces:
 		// SQL can run them around Bind's re-check.
-		if ps.twice {
-			return madeTwice(k, name)
+		if !sure {
+			return ambiguous(k, name)
 		}
 		found = true
-		now := s.srv.cfg.Enforcer.decide(s, ps.sql)
-		same = same && (ps.refused || ps.handled || now.err == nil && now.sql == ps.forwarded)
+		for _, t := range texts {
+			same = same && t.decidesAsBefore(s)
+		}
 	}
 	switch {
 	case !found:
@@ -138,33 +247,61 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]namedObj
 	return nil
 }
 
-// madeTwice is the refusal of a name made again while in use (k names the
-// use: EXECUTE or Bind for statements, FETCH or Execute for cursors).
-func madeTwice(k rewrite.Kind, name string) *Error {
-	what, code, again := "prepared statement", "42P05", "PREPARE" // duplicate_prepared_statement
+// ambiguous is the refusal of a name under which the upstream may hold
+// another object than the last one mandate decided: one made again while
+// the name was taken, or one whose drop or creation failed or has not
+// been answered yet (k names the use: EXECUTE or Bind for statements,
+// FETCH or Execute for cursors and portals).
+func ambiguous(k rewrite.Kind, name string) *Error {
+	what, code, drop, again := "prepared statement", "42P05", "DEALLOCATE", "PREPARE" // duplicate_prepared_statement
 	if k == rewrite.KindFetch {
-		what, code, again = "cursor", "42P03", "DECLARE" // duplicate_cursor
+		what, code, drop, again = "cursor", "42P03", "CLOSE", "DECLARE" // duplicate_cursor
 	}
-	return &Error{Code: code, Msg: fmt.Sprintf("%s %q was made twice", what, name),
-		Hint: fmt.Sprintf("drop it (DEALLOCATE or CLOSE) and %s it again", again)}
+	return &Error{Code: code,
+		Msg:  fmt.Sprintf("%s %q may be another than the one last made under that name: a statement making or dropping it failed, or has not been answered yet", what, name),
+		Hint: fmt.Sprintf("wait for the answers to earlier statements; if it persists, %s it and %s it again", drop, again)}
 }
 
-// protocolObject is the extended-protocol statement an SQL EXECUTE names,
-// or the statement behind the portal a FETCH names; nil if none.
-func (s *session) protocolObject(k rewrite.Kind, name string) *preparedStmt {
-	if k == rewrite.KindFetch {
-		p, ok := s.portals[name]
-		if !ok {
-			return nil
-		}
-		name = p.stmt
+// decidedText is a statement's text and what mandate forwarded for it.
+type decidedText struct {
+	sql, forwarded string
+	inert          bool // a refusal's marker or a setting's stand-in: nothing to re-decide
+}
+
+// decidesAsBefore reports whether t decides now as it did.
+func (t decidedText) decidesAsBefore(s *session) bool {
+	if t.inert {
+		return true
 	}
-	return s.stmts[name]
+	now := s.srv.cfg.Enforcer.decide(s, t.sql)
+	return now.err == nil && now.sql == t.forwarded
+}
+
+// protocolObject is what the extended-protocol statement an SQL EXECUTE
+// names was prepared from, or what the portal a FETCH names was bound to;
+// ok is false if there is none, sure is false when the upstream may hold
+// something else under the name (its Parse or Bind failed, or has not been
+// answered yet).
+func (s *session) protocolObject(k rewrite.Kind, name string) (texts []decidedText, ok, sure bool) {
+	if k == rewrite.KindFetch {
+		p := s.portals[name]
+		if p == nil {
+			return nil, false, false
+		}
+		return p.runs(), true, p.certain(s.segment)
+	}
+	ps := s.stmts[name]
+	if ps == nil {
+		return nil, false, false
+	}
+	return []decidedText{ps.decided()}, true, !ps.twice && ps.certain(s.segment)
 }
 
 // forgetProtocol drops name (every name when "") from the protocol-side
 // table that shares k's name space: Parse's statements for prepared
-// statements, Bind's portals for cursors.
+// statements, Bind's portals for cursors. Forgetting early is safe there:
+// a Bind or Execute of a name mandate does not know is refused, and one it
+// knows is trusted only once its Parse or Bind ran (prepared.go).
 func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 	statements := k == rewrite.KindPrepare || k == rewrite.KindDeallocate
 	if statements {
@@ -180,15 +317,6 @@ func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 	default:
 		delete(s.portals, name)
 	}
-}
-
-// forgetNamed forgets every named statement and every portal, SQL or
-// protocol: DISCARD ALL dropped them all upstream.
-func (s *session) forgetNamed() {
-	s.named = namedObjects{}
-	s.upstream.stmts.forget("")
-	forgetNamedStatements(s.stmts)
-	clear(s.portals)
 }
 
 // forgetNamedStatements empties stmts but for the unnamed statement, which

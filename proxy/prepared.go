@@ -5,10 +5,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/rewrite"
 )
 
@@ -17,9 +19,20 @@ import (
 // client's SQL again (a cache hit when nothing changed); if the answer
 // differs — a delegation revoked, a consent withdrawn, a policy reloaded —
 // it re-prepares the statement under the same name first, and hides the
-// upstream's answers to that from the client.
+// upstream's answers to that from the client. It does the same when it
+// cannot be sure the upstream holds what it decided: the Parse that made it
+// failed, was skipped after an earlier error, or has not been answered.
+//
+// A portal keeps the rewrite it was bound with for as long as it lives.
+// Each Execute of it is checked again, as a FETCH of a cursor is: the first
+// after its Bind cheaply (nothing the decision depended on changed, the
+// settings in effect included), any later one by deciding its statement
+// again. A SET or RESET of mandate.* has nothing to decide at Bind: it is
+// checked and takes effect at each Execute, as a simple Query of it would.
 
-// preparedStmt is what mandate knows of one prepared statement.
+// preparedStmt is what mandate knows of one prepared statement: fixed once
+// made (a re-preparation makes another), so a portal can keep the one it
+// was bound to.
 type preparedStmt struct {
 	sql       string   // the client's text
 	forwarded string   // what the upstream prepared under the name
@@ -30,6 +43,23 @@ type preparedStmt struct {
 	setting   *rewrite.Setting // a handled SET or RESET of mandate.*: checked and applied at each execution
 	twice     bool             // parsed under a name in use: which text runs is unknown
 	effect    rewrite.Effect   // on the session, at each execution
+	op        *namedOp         // what each execution does to named objects (named.go), if anything
+	made      *atomic.Int32    // the outcome of the Parse that prepared forwarded
+	segment   uint64           // the segment that Parse was sent in
+	parsed    bool             // that Parse was the client's, not a re-preparation
+}
+
+// certain reports whether the upstream holds forwarded under the
+// statement's name for a message sent now in segment cur: its Parse ran,
+// or is in cur (a later message there runs only if it did).
+func (ps *preparedStmt) certain(cur uint64) bool {
+	state := ps.made.Load()
+	return state == stmtReady || state == stmtPending && ps.segment == cur
+}
+
+// decided is the statement's text and what it was prepared as.
+func (ps *preparedStmt) decided() decidedText {
+	return decidedText{sql: ps.sql, forwarded: ps.forwarded, inert: ps.refused || ps.handled}
 }
 
 // drops are upstream answers to messages mandate injected (a Close and a
@@ -47,8 +77,9 @@ type drops struct {
 	pending []drop
 	synced  uint64       // ReadyForQuery answers seen: the segment being answered
 	n       atomic.Int32 // len(pending), read without the lock on the per-row path
-	// shown counts the answers of each hidden type ('1', '3') passed to the
-	// client in the segment being answered; the upstream loop's alone.
+	// shown counts the answers of each hidden type ('1', '3', '2', 'n')
+	// passed to the client in the segment being answered; the upstream
+	// loop's alone.
 	shown [4]int
 }
 
@@ -147,13 +178,15 @@ func (s *session) hideAnswer(typ byte, state *atomic.Int32) {
 
 // onParse decides a Parse and remembers the statement.
 func (s *session) onParse(m *pgproto3.Parse) error {
-	ps := &preparedStmt{sql: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
+	ps := &preparedStmt{sql: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...),
+		made: new(atomic.Int32), segment: s.segment, parsed: true}
 	var d decision
 	var o outcome
 	m.Query, d, o = s.decideText(m.Query, false)
 	ps.forwarded = m.Query
 	if len(d.result.Statements) == 1 {
 		ps.effect = d.result.Statements[0].Effect
+		ps.op = namedOpFor(d, ps.sql)
 	}
 	switch o {
 	case decided:
@@ -181,6 +214,16 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 		ps.twice = true
 	}
 	s.stmts[m.Name] = ps
+	s.settings.sent(rewrite.Effect{}, ps.made)
+	return nil
+}
+
+// namedOpFor is what d, one statement with text, does to named objects
+// each time it runs; nil if nothing.
+func namedOpFor(d decision, text string) *namedOp {
+	if op, ok := namedOpOf(d.result.Statements[0], text); ok {
+		return &op
+	}
 	return nil
 }
 
@@ -191,63 +234,131 @@ func (s *session) nameTaken(name string) bool {
 	if ps, ok := s.stmts[name]; ok && !ps.refused {
 		return true
 	}
-	_, ok := s.named.prepared[name]
-	return ok || s.upstream.stmts.has(name)
+	return len(s.held(s.named.table(rewrite.KindPrepare), name)) > 0 || s.upstream.stmts.has(name)
 }
 
 // onBind re-decides the statement a Bind names and, when the decision
 // changed, queues a re-prepare in front of the Bind.
 func (s *session) onBind(m *pgproto3.Bind) error {
-	ps := s.stmts[m.PreparedStatement]
-	s.portals[m.DestinationPortal] = boundPortal{stmt: m.PreparedStatement, ps: ps, segment: s.segment}
+	p := &boundPortal{segment: s.segment, stamp: s.stamp(), covered: true}
+	s.portals[m.DestinationPortal] = p
+	err := s.readyStatement(m.PreparedStatement, p)
+	s.settings.sent(rewrite.Effect{}, &p.made)
+	return err
+}
+
+// readyStatement makes sure the statement called name is what it decides
+// as now, for a Bind into p (which learns what it binds) or, p nil, a
+// Describe: it re-prepares the statement in front of the message when the
+// decision changed or the upstream may hold something else, or queues the
+// refusal there.
+func (s *session) readyStatement(name string, p *boundPortal) error {
+	ps := s.stmts[name]
 	if ps == nil {
-		return s.bindOther(m.PreparedStatement)
+		return s.bindOther(name, p)
 	}
 	var d decision
 	if ps.setting != nil {
 		// Nothing to decide before it runs (executeSetting): the stand-in
 		// carries nothing. A refusal below is audited for whoever acts now.
-		d = s.settingRefusal(nil)
+		d = s.refusal(nil)
 		d.sql = ps.forwarded
 	} else {
 		d = s.redecide(ps)
 	}
-	if _, sqlToo := s.named.prepared[m.PreparedStatement]; sqlToo && d.err == nil {
-		// SQL PREPARE made the name too: either may be the one upstream.
-		d.err = s.checkName(rewrite.KindExecute, m.PreparedStatement, s.named.prepared)
+	switch {
+	case d.err != nil:
+	case ps.twice:
+		d.err = ambiguous(rewrite.KindExecute, name)
+	case ps.parsed && !ps.refused && ps.made.Load() == stmtFailed:
+		// The client's Parse failed, or was skipped after an earlier error:
+		// as far as mandate knows, no such statement exists (PostgreSQL
+		// would run an older one of the name, if any, which the refusal
+		// drops).
+		msg := fmt.Sprintf("prepared statement %q does not exist", name)
+		if name == "" {
+			msg = "unnamed prepared statement does not exist"
+		}
+		d.err = &Error{Code: "26000", Msg: msg} // invalid_sql_statement_name
 	}
-	if ps.twice && d.err == nil {
-		d.err = madeTwice(rewrite.KindExecute, m.PreparedStatement)
-	}
-	if d.err == nil && d.sql == ps.forwarded {
+	// Re-preparing makes sure of what the upstream holds, whether its
+	// Parse is unanswered or SQL PREPARE may have made the name too.
+	sure := ps.certain(s.segment) && len(s.held(s.named.table(rewrite.KindPrepare), name)) == 0 ||
+		name == "" && s.unnamed != nil // bound to the cached statement, which holds forwarded
+	if d.err == nil && d.sql == ps.forwarded && sure {
 		if !ps.handled && s.srv.cfg.Audit != nil && !recordedFor(ps.record, d.scope) {
 			// Another identity or purpose, the same rewrite: the record
-			// names who runs it now.
-			ps.record = s.recordFor(d)
+			// names who runs it now. Portals bound before keep theirs.
+			again := *ps
+			again.record = s.recordFor(d)
+			ps = &again
+			s.stmts[name] = ps
 		}
+		p.bind(ps, nil)
 		return nil
 	}
-	ps.twice = false
-	forwarded, refused, err := s.reprepare(m.PreparedStatement, ps.paramOIDs, d)
+	again := *ps
+	again.twice, again.made, again.segment, again.parsed = false, new(atomic.Int32), s.segment, false
+	forwarded, refused, err := s.reprepare(name, ps.paramOIDs, d, again.made)
 	if err != nil {
 		return err
 	}
-	ps.forwarded, ps.refused = forwarded, refused
+	again.forwarded, again.refused = forwarded, refused
 	if !refused {
-		ps.record = s.auditRecord(d)
+		again.record = s.auditRecord(d)
+		if len(d.result.Statements) == 1 {
+			again.op = namedOpFor(d, ps.sql)
+		}
 	}
+	s.stmts[name] = &again
+	p.bind(&again, nil)
 	return nil
 }
 
-// boundPortal is a portal a Bind made: its statement, and the segment (the
-// messages up to a Sync) it was bound in.
+// onDescribe readies the statement a Describe names as a Bind would: the
+// answer describes what the statement is under the grants in force. One
+// parsed in the same segment was decided just now.
+func (s *session) onDescribe(name string) error {
+	if ps := s.stmts[name]; ps != nil && ps.parsed && ps.segment == s.segment {
+		return nil
+	}
+	return s.readyStatement(name, nil)
+}
+
+// boundPortal is a portal a Bind made: the segment (the messages up to a
+// Sync) it was bound in, what it runs, and what its decision depended on.
 type boundPortal struct {
-	stmt string
-	// ps is what mandate knew of the statement at the Bind (nil: none of
-	// the protocol's): the portal runs that one even once a Parse or Close
-	// has replaced it under the name, as the unnamed statement often is.
-	ps      *preparedStmt
 	segment uint64
+	made    atomic.Int32  // the Bind's outcome
+	ps      *preparedStmt // the statement it runs,
+	sql     *namedObject  // or the SQL PREPARE it runs
+	stamp   decisionStamp // taken before the decision it was bound under
+	covered bool          // that decision covers its next Execute
+}
+
+// bind records what p runs (nothing when p is nil: a Describe).
+func (p *boundPortal) bind(ps *preparedStmt, sql *namedObject) {
+	if p != nil {
+		p.ps, p.sql = ps, sql
+	}
+}
+
+// certain reports whether the portal is what its Bind made, for a message
+// sent now in segment cur (see preparedStmt.certain).
+func (p *boundPortal) certain(cur uint64) bool {
+	state := p.made.Load()
+	return state == stmtReady || state == stmtPending && p.segment == cur
+}
+
+// runs is what the portal runs, as decided when it was bound.
+func (p *boundPortal) runs() []decidedText {
+	switch {
+	case p.ps != nil:
+		return []decidedText{p.ps.decided()}
+	case p.sql != nil:
+		return []decidedText{{sql: p.sql.text, forwarded: p.sql.forwarded}}
+	}
+	return nil
 }
 
 // redecide decides a protocol statement's text again, with the check an
@@ -255,29 +366,39 @@ type boundPortal struct {
 func (s *session) redecide(ps *preparedStmt) decision {
 	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
 	if d.err == nil && needsNamedCheck(d) {
-		d.err = s.checkNamed(d, []string{ps.sql})
+		_, d.err = s.checkNamed(d, nil, false)
 	}
 	return d
 }
 
-// bindOther checks a Bind of a statement no Parse of this session made:
-// one made with SQL PREPARE (the two share a name space) is re-decided as
-// an SQL EXECUTE of it would be, and any other name is refused.
-func (s *session) bindOther(name string) error {
+// bindOther checks a Bind (into p) or Describe of a statement no Parse of
+// this session made: one made with SQL PREPARE (the two share a name
+// space) is re-decided as an SQL EXECUTE of it would be, and any other
+// name is refused.
+func (s *session) bindOther(name string, p *boundPortal) error {
+	if name == "" {
+		// SQL cannot name the unnamed statement: no Parse, no statement.
+		_, _, err := s.reprepare(name, nil, s.refusal(&Error{Code: "26000", Msg: "unnamed prepared statement does not exist"}), nil)
+		return err
+	}
 	d := s.srv.cfg.Enforcer.decide(s, "EXECUTE "+pgx.Identifier{name}.Sanitize())
 	if d.err == nil {
-		if d.err = s.checkNamed(d, nil); d.err == nil {
-			return nil
+		if _, d.err = s.checkNamed(d, nil, false); d.err == nil {
+			if objs := s.held(s.named.table(rewrite.KindPrepare), name); len(objs) == 1 {
+				p.bind(nil, objs[0]) // checkName let exactly one through
+				return nil
+			}
 		}
 	}
-	_, _, err := s.reprepare(name, nil, d)
+	_, _, err := s.reprepare(name, nil, d, nil)
 	return err
 }
 
 // reprepare queues, in front of the client's Bind, a Close and a Parse that
 // make the upstream statement name d's rewrite, or a refusal marker when d
 // was refused (its error then reaches the client in the Bind's place).
-func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwarded string, refused bool, err error) {
+// made, if not nil, learns whether the Parse ran.
+func (s *session) reprepare(name string, paramOIDs []uint32, d decision, made *atomic.Int32) (forwarded string, refused bool, err error) {
 	s.audit(d)
 	forwarded, refused = d.sql, d.err != nil
 	if name == "" {
@@ -294,7 +415,7 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 		return "", false, err
 	}
 	s.hideAnswer('3', nil)
-	s.hideAnswer('1', nil)
+	s.hideAnswer('1', made)
 	if refused {
 		s.auditPlaceholder() // for the marker's error, which the client sees
 		s.settings.refused()
@@ -302,61 +423,58 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision) (forwar
 	return forwarded, refused, nil
 }
 
-// onExecute queues the audit record of the statement a portal runs and
-// records what it does to the session.
+// onExecute checks the portal an Execute names, queues the audit record
+// of the statement it runs and records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) error {
-	p, bound := s.portals[m.Portal]
+	p := s.portals[m.Portal]
+	if p == nil {
+		return s.executeOther(m.Portal)
+	}
 	ps := p.ps
+	var d decision
+	rechecked := false // d is the portal's statement decided now
 	switch {
-	case !bound && m.Portal != "":
-		// No Bind of this session made the portal: an SQL cursor (a portal
-		// too) or nothing. Run it only as an SQL FETCH from it would run.
-		d := s.srv.cfg.Enforcer.decide(s, "FETCH ALL FROM "+pgx.Identifier{m.Portal}.Sanitize())
-		if d.err == nil {
-			d.err = s.checkNamed(d, nil)
-		}
-		if d.err == nil {
-			s.audit(d)
-			s.queueRecords(d, 1)
-			s.settings.sent(rewrite.Effect{})
-			return nil
-		}
-		if err := s.refuseAhead(d); err != nil {
-			return err
-		}
-		s.settings.refused()
+	case !p.certain(s.segment):
+		// Its Bind failed or has not been answered: the name may hold
+		// another portal (one bound or declared earlier), or none.
+		d = s.refusal(ambiguous(rewrite.KindFetch, m.Portal))
+	case ps != nil && ps.refused:
+		s.settings.refused() // its Bind fails
+		return nil
+	case ps != nil && ps.handled:
+		// Nothing was decided at its Bind: a mandate.* setting is checked
+		// as it runs (executeSetting), RESET ALL and DISCARD ALL need none.
+	case p.covered && p.stamp.covers(s.stamp()):
+		// The first Execute right after its Bind: decided there.
+	default:
+		// A portal goes on with the rewrite it was bound with: re-decided,
+		// as an SQL FETCH from a cursor is.
+		d, rechecked = s.portalCheck(p, m.Portal), true
+	}
+	p.covered = false
+	if d.err != nil {
+		return s.refuseAhead(d)
+	}
+	switch {
 	case ps == nil:
-		// A statement made with SQL PREPARE (bindOther checked it), or the
-		// upstream answers "does not exist": either way one answer, which
-		// the audit trail must not take for the next statement's.
+		// A statement made with SQL PREPARE: one answer, which the audit
+		// trail must not take for the next statement's.
 		s.auditPlaceholder()
-		s.settings.sent(rewrite.Effect{})
-	case ps.refused:
-		s.settings.refused()
+		s.settings.sent(rewrite.Effect{}, nil)
 	case ps.setting != nil:
 		return s.executeSetting(*ps.setting)
 	case ps.handled:
 		s.auditPlaceholder()
-		s.settings.sent(ps.effect)
+		s.executed(ps)
 	default:
-		if p.segment != s.segment {
-			// A portal left suspended by an earlier Sync would go on with
-			// the rewrite it was bound with: re-decided, as an SQL FETCH is.
-			d := s.portalCheck(ps, m.Portal)
-			if _, sqlToo := s.named.cursors[m.Portal]; sqlToo && d.err == nil {
-				// DECLARE made the name too: either may be the one upstream.
-				d.err = s.checkName(rewrite.KindFetch, m.Portal, s.named.cursors)
-			}
-			if d.err != nil {
-				if err := s.refuseAhead(d); err != nil {
-					return err
-				}
-				s.settings.refused()
-				return nil
-			}
+		record := ps.record
+		if rechecked && s.srv.cfg.Audit != nil && !recordedFor(record, d.scope) {
+			// Another identity or purpose since the Bind, the same
+			// rewrite: the record names who runs it now.
+			record = s.recordFor(d)
 		}
-		s.queueExecution(ps.record)
-		s.settings.sent(ps.effect)
+		s.queueExecution(record)
+		s.executed(ps)
 	}
 	return nil
 }
@@ -367,24 +485,106 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 func (s *session) executeSetting(st rewrite.Setting) error {
 	c, err := s.mandateChange(st)
 	if err != nil {
-		return s.refuseAhead(s.settingRefusal(err))
+		return s.refuseAhead(s.refusal(err))
 	}
 	s.auditPlaceholder()
 	s.settings.set(c)
 	return nil
 }
 
-// portalCheck re-decides the statement behind a portal: a refusal, or
-// "bound under other grants" when it no longer decides as it did when the
-// portal was bound; no error when it still does.
-func (s *session) portalCheck(ps *preparedStmt, portal string) decision {
-	d := s.redecide(ps)
-	if d.err == nil && d.sql != ps.forwarded {
+// executeOther checks an Execute of a portal no Bind of this session made
+// (or that mandate forgot with a CLOSE ALL or DISCARD ALL): an SQL cursor
+// (a portal too) runs only as an SQL FETCH from it would run, and nothing
+// else does.
+func (s *session) executeOther(portal string) error {
+	var d decision
+	if portal == "" {
+		d = s.refusal(&Error{Code: "34000", Msg: `portal "" does not exist`}) // invalid_cursor_name
+	} else {
+		d = s.srv.cfg.Enforcer.decide(s, "FETCH ALL FROM "+pgx.Identifier{portal}.Sanitize())
+		if d.err == nil {
+			_, d.err = s.checkNamed(d, nil, false)
+		}
+	}
+	if d.err == nil {
+		s.audit(d)
+		s.queueRecords(d, 1)
+		s.settings.sent(rewrite.Effect{}, nil)
+		return nil
+	}
+	return s.refuseAhead(d)
+}
+
+// executed records an execution of ps: its effects on the session's
+// settings and on named objects.
+func (s *session) executed(ps *preparedStmt) {
+	var ran *atomic.Int32
+	if ps.op != nil {
+		ran = new(atomic.Int32)
+		s.applyNamed(*ps.op, ran)
+	}
+	s.settings.sent(ps.effect, ran)
+}
+
+// refusal is a decision refusing with err (a name mandate cannot vouch
+// for, a bad token, an assume not permitted): audited for whoever is
+// acting now.
+func (s *session) refusal(err error) decision {
+	who := s.principal()
+	return decision{err: err, scope: policy.Scope{Subject: who.Subject, Actors: who.Actors}}
+}
+
+// portalCheck re-decides what a portal runs: a refusal, or "bound under
+// other grants" when it no longer decides as it did when the portal was
+// bound; no error when it still does.
+func (s *session) portalCheck(p *boundPortal, portal string) decision {
+	var d decision
+	same := true
+	switch {
+	case p.ps != nil:
+		d = s.redecide(p.ps)
+		same = d.sql == p.ps.forwarded
+	case p.sql != nil:
+		d = s.srv.cfg.Enforcer.decide(s, p.sql.text)
+		same = len(d.result.Statements) == 1 && d.result.Statements[0].SQL == p.sql.forwarded
+	}
+	if d.err == nil && !same {
 		d.err = &Error{Code: codeInsufficientPriv,
 			Msg:  fmt.Sprintf("portal %q was bound under other grants than the ones in force now", portal),
 			Hint: "the identity, a delegation, a consent or a policy changed since; bind it again"}
 	}
 	return d
+}
+
+// bindGrace bounds how long after its Bind a portal's first Execute is
+// taken to be covered by the Bind's decision without deciding again, as
+// long as nothing that decision depended on changed: time alone may end a
+// delegation or a token.
+const bindGrace = 10 * time.Millisecond
+
+// decisionStamp is what a decision depends on, cheap to compare: the
+// settings in effect (search_path; the identity, by pointer, since every
+// SET mandate.token makes another; the purpose), the versions of the live
+// state, the catalog and the policies, and when, by the enforcer's clock.
+type decisionStamp struct {
+	at                       time.Time
+	settings                 settingValues
+	state, catalog, policies uint64
+}
+
+// stamp is the session's decisionStamp now.
+func (s *session) stamp() decisionStamp {
+	e := s.srv.cfg.Enforcer
+	_, catalog := e.Catalogs.Current()
+	return decisionStamp{at: e.now(), settings: s.settings.current(),
+		state: e.State.Version(), catalog: catalog, policies: e.Engine.Snapshot().Version}
+}
+
+// covers reports whether a decision made after st still holds at now.
+func (st decisionStamp) covers(now decisionStamp) bool {
+	elapsed := now.at.Sub(st.at)
+	return elapsed >= 0 && elapsed < bindGrace && st.settings.equal(now.settings) &&
+		st.state == now.state && st.catalog == now.catalog && st.policies == now.policies
 }
 
 // refusalStatement names the statement a refusal's marker is parsed into

@@ -246,8 +246,10 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		s.sent[1]++
 	case *pgproto3.Describe:
 		s.unsynced = true
-		if enforce && msg.ObjectType == 'S' && msg.Name == "" {
-			msg.Name, err = s.unnamedStatement()
+		if enforce && msg.ObjectType == 'S' {
+			if err = s.onDescribe(msg.Name); err == nil && msg.Name == "" {
+				msg.Name, err = s.unnamedStatement()
+			}
 		}
 	case *pgproto3.Sync:
 		s.unsynced = false
@@ -559,10 +561,11 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 			s.markers.segmentEnded()
 			s.settings.ready(body)
 		}
+		n := s.answered.Add(1)
 		if len(body) == 1 {
 			s.txStatus.Store(uint32(body[0]))
 			if body[0] == 'I' {
-				s.txEnds.Add(1)
+				s.txEnded.Store(n)
 			}
 		}
 		if s.pending.Add(-1) < 0 {
@@ -598,7 +601,7 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 				s.lexUnsafe.Store(err)
 			}
 		}
-	case 'C', 'I', 's':
+	case 'C', 'I', 's', '1', '2':
 		if enforce {
 			s.settings.answer()
 		}

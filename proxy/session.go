@@ -50,7 +50,7 @@ type session struct {
 	unnamed        *cachedStmt  // the cached statement the unnamed one stands for (stmtcache.go)
 	unnamedLive    bool         // the client parsed an unnamed statement since its last simple query (simpleprep.go)
 	named          namedObjects // SQL PREPARE and DECLARE (named.go)
-	portals        map[string]boundPortal
+	portals        map[string]*boundPortal
 	segment        uint64     // Syncs and Queries forwarded: the segment being sent
 	lastDelegation string     // delegation of the last allowed statement
 	catalogStale   bool       // DDL was forwarded: reload the catalog once it committed
@@ -62,7 +62,8 @@ type session struct {
 	// ReadyForQuery per Query, Sync or FunctionCall forwarded.
 	pending  atomic.Int32
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
-	txEnds   atomic.Uint64 // ReadyForQuery answers outside a transaction: non-hold cursors are gone
+	answered atomic.Uint64 // ReadyForQuery answers seen: the segments answered
+	txEnded  atomic.Uint64 // segments before it ended their transactions: their non-hold cursors are gone
 	stopping atomic.Bool   // server shutdown asked this session to end when idle
 
 	// Ending: the upstream loop's error (errParked when the client loop
@@ -88,7 +89,7 @@ func (srv *Server) newSession(c net.Conn) *session {
 	c = newRawConn(c)
 	s := &session{srv: srv, id: id, conn: c, unix: unix,
 		log:     srv.log.With("session", id, "client", c.RemoteAddr().String()),
-		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]boundPortal{}}
+		markers: newMarkers(), stmts: map[string]*preparedStmt{}, portals: map[string]*boundPortal{}}
 	s.clientHost = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(s.clientHost); err == nil {
 		s.clientHost = host

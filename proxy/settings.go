@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -35,6 +37,11 @@ import (
 // fails) may keep an identity or purpose a rollback would have ended, or
 // take one whose SET did not run; never one this session did not set
 // itself with a token verified then.
+//
+// The same answers tell other parts of the session which of the messages
+// they forwarded ran (named.go, prepared.go): a message forwarded with a
+// watch learns its outcome (stmtReady or stmtFailed) when its answer, or
+// an error before it, arrives.
 type sessionSettings struct {
 	mu       sync.Mutex
 	initial  settingValues     // the session's start values, what RESET returns to
@@ -55,16 +62,26 @@ func (v settingValues) equal(o settingValues) bool {
 }
 
 // settingsSegment is one Query, or the extended-protocol messages up to a
-// Sync: the statements forwarded in it, each answered by one
-// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
-// and what those answers said.
+// Sync: the messages forwarded in it that are answered one by one (a
+// Query's statements and Executes, by a CommandComplete,
+// EmptyQueryResponse or PortalSuspended; Parses and Binds, by a
+// ParseComplete or BindComplete; any of them by an ErrorResponse, after
+// which the upstream skips the rest), and what those answers said.
 type settingsSegment struct {
 	ops     []settingsOp
-	sent    int  // statements forwarded
-	refusal int  // answer at which a refusal marker fails it, or -1
-	open    bool // its Query or Sync is not forwarded yet
-	answers int  // answers seen, the first error excluded
-	failed  int  // answer the upstream failed at, or -1
+	watches []settingsWatch // in the order of their messages
+	settled int             // watches told their outcome
+	sent    int             // messages forwarded
+	refusal int             // answer at which a refusal marker fails it, or -1
+	open    bool            // its Query or Sync is not forwarded yet
+	answers int             // answers seen, the first error excluded
+	failed  int             // answer the upstream failed at, or -1
+}
+
+// settingsWatch is a forwarded message whose outcome someone waits for.
+type settingsWatch struct {
+	at  int           // its answer's index in the segment
+	ran *atomic.Int32 // told stmtReady or stmtFailed
 }
 
 // settingsOp is a forwarded statement that matters to the settings.
@@ -125,12 +142,17 @@ func (p *sessionSettings) current() settingValues {
 	return p.now.current
 }
 
-// sent records a statement forwarded in the current segment (a Query's
-// statement or an Execute) and what it does to the settings if it
-// succeeds.
-func (p *sessionSettings) sent(e rewrite.Effect) {
+// sent records a message forwarded in the current segment (a Query's
+// statement, an Execute, a Parse or a Bind) and what it does to the
+// settings if it succeeds; ran, if not nil, learns whether it did.
+func (p *sessionSettings) sent(e rewrite.Effect, ran *atomic.Int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if ran != nil {
+		ran.Store(stmtPending)
+		seg := p.sending()
+		seg.watches = append(seg.watches, settingsWatch{at: seg.sent, ran: ran})
+	}
 	if matters(e) {
 		p.record(settingsOp{effect: e})
 	}
@@ -191,23 +213,38 @@ func (p *sessionSettings) sending() *settingsSegment {
 	return &p.segments[len(p.segments)-1]
 }
 
-// answer counts a statement's successful answer (CommandComplete,
-// EmptyQueryResponse, PortalSuspended) in the oldest unanswered segment.
+// answer counts a message's successful answer (CommandComplete,
+// EmptyQueryResponse, PortalSuspended, ParseComplete, BindComplete) in the
+// oldest unanswered segment.
 func (p *sessionSettings) answer() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.segments) > 0 && p.segments[0].failed < 0 {
-		p.segments[0].answers++
+		seg := &p.segments[0]
+		seg.answers++
+		seg.settle(stmtReady, seg.answers)
 	}
 }
 
 // errored records an ErrorResponse in the oldest unanswered segment: the
-// statement being answered failed, and the upstream skips the rest.
+// message being answered failed, and the upstream skips the rest.
 func (p *sessionSettings) errored() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.segments) > 0 && p.segments[0].failed < 0 {
-		p.segments[0].failed = p.segments[0].answers
+		seg := &p.segments[0]
+		seg.failed = seg.answers
+		seg.settle(stmtFailed, math.MaxInt)
+	}
+}
+
+// settle tells the watches of messages before answer index until that
+// they ran (stmtReady) or not (stmtFailed).
+func (seg *settingsSegment) settle(state int32, until int) {
+	for seg.settled < len(seg.watches) && seg.watches[seg.settled].at < until {
+		seg.watches[seg.settled].ran.Store(state)
+		seg.watches[seg.settled] = settingsWatch{}
+		seg.settled++
 	}
 }
 
@@ -225,6 +262,7 @@ func (p *sessionSettings) ready(body []byte) {
 	st := &p.answered
 	if len(p.segments) > 0 {
 		seg := &p.segments[0]
+		seg.settle(stmtFailed, math.MaxInt) // left unanswered: skipped
 		st.replay(seg, seg.failed, p.initial)
 		if seg.failed < 0 {
 			st.endSegment()

@@ -348,6 +348,20 @@ func TestMandateSettingsOverExtendedProtocol(t *testing.T) {
 		}
 		wantRows(t, app, "after the SELECT ran", writeOwnRow, carolRow)
 	})
+	t.Run("a portal bound before a SET in its batch", func(t *testing.T) {
+		// Bound as carol, executed after the batch set alice: the Bind's
+		// decision no longer covers it, and the rewrite made for carol is
+		// not alice's.
+		app, alice := appAsCarol(t, w)
+		a := roundTrip(t, app, batch([]pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "w", Query: writeOwnRow}, &pgproto3.Bind{PreparedStatement: "w", DestinationPortal: "pw"}},
+			execute("SET mandate.token = '"+alice+"'"), []pgproto3.FrontendMessage{&pgproto3.Execute{Portal: "pw"}})...)
+		if a.code != codeInsufficientPriv || len(a.rows) > 0 {
+			t.Fatalf("carol's portal executed as alice: want 42501 and no rows, got %+v", a)
+		}
+		// The failed batch rolled the SET back.
+		wantRows(t, app, "after the refusal", writeOwnRow, carolRow)
+	})
 	t.Run("a bad token", func(t *testing.T) {
 		app, _ := appAsCarol(t, w)
 		a := roundTrip(t, app, batch(execute("SET mandate.token = 'not-a-token'"), execute(writeOwnRow))...)

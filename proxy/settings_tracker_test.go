@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mandate-proxy/mandate/rewrite"
@@ -160,7 +161,7 @@ func TestSettingsFollowPostgreSQL(t *testing.T) {
 						if op.mandate != nil {
 							p.set(*op.mandate)
 						} else {
-							p.sent(op.effect)
+							p.sent(op.effect, nil)
 						}
 					}
 					if s.refusal {
@@ -191,5 +192,35 @@ func TestSettingsFollowPostgreSQL(t *testing.T) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestAnswersTellWhatRan: a message forwarded with a watch learns that it
+// ran when its answer comes, and that it did not when an error comes
+// before it (the upstream skips the rest of the segment); a later
+// segment's messages are not settled by an earlier one's answers.
+func TestAnswersTellWhatRan(t *testing.T) {
+	var p sessionSettings
+	p.start(nil)
+	var first, failing, skipped, later atomic.Int32
+	for _, w := range []*atomic.Int32{&first, &failing, nil, &skipped} {
+		p.sent(rewrite.Effect{}, w)
+	}
+	p.segmentSent()
+	p.sent(rewrite.Effect{}, &later)
+	p.segmentSent()
+	state := func() [4]int32 { return [4]int32{first.Load(), failing.Load(), skipped.Load(), later.Load()} }
+	p.answer()
+	if got := state(); got != [4]int32{stmtReady, stmtPending, stmtPending, stmtPending} {
+		t.Fatalf("after the first answer: %v", got)
+	}
+	p.errored()
+	p.ready([]byte{'I'})
+	if got := state(); got != [4]int32{stmtReady, stmtFailed, stmtFailed, stmtPending} {
+		t.Fatalf("after an error at the second: %v", got)
+	}
+	p.answer()
+	if got := state(); got[3] != stmtReady {
+		t.Fatalf("the later segment's answer: %v", got)
 	}
 }

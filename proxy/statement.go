@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/rewrite"
 )
 
@@ -176,21 +176,24 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 		}
 		return s.forwardRefusal(nil, d, track), d, refused
 	}
+	var ran []*atomic.Int32
 	if needsNamedCheck(d) {
 		texts := []string{sql}
 		if len(d.result.Statements) > 1 {
 			texts, _ = rewrite.Split(sql)
 		}
-		if err := s.checkNamed(d, texts); err != nil {
+		var err error
+		if ran, err = s.checkNamed(d, texts, track); err != nil {
 			d.err = err
 			return s.forwardRefusal(nil, d, track), d, refused
 		}
 	}
 	s.audit(d)
-	for _, st := range d.result.Statements {
-		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
-		if track {
-			s.settings.sent(st.Effect)
+	if track {
+		s.forwarded(d, ran)
+	} else {
+		for _, st := range d.result.Statements {
+			s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
 		}
 	}
 	return d.sql, d, decided
@@ -199,7 +202,9 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 // onQuery decides a simple Query in place; sql is the client's text, and
 // d its decision when ok (one decision for the whole text).
 func (s *session) onQuery(m *pgproto3.Query) (sql string, d decision, ok bool) {
-	s.unnamed = nil // a simple Query drops the unnamed statement
+	// A simple Query drops the unnamed statement and the unnamed portal.
+	s.unnamed = nil
+	delete(s.portals, "")
 	sql = m.String
 	var o outcome
 	m.String, d, o = s.decideText(m.String, true)
@@ -268,17 +273,16 @@ func (s *session) settingChangingParts(sql string, d decision, track bool) []str
 func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad decision) {
 	for _, part := range parts {
 		d := s.srv.cfg.Enforcer.decide(s, part)
+		var ran []*atomic.Int32
 		if d.err == nil && live && needsNamedCheck(d) {
-			if err := s.checkNamed(d, []string{part}); err != nil {
-				d.err = err
-			}
+			ran, d.err = s.checkNamed(d, []string{part}, true)
 		}
 		if d.err != nil {
 			return allowed, d
 		}
 		allowed = append(allowed, d)
 		if live {
-			s.forwarded(d)
+			s.forwarded(d, ran)
 		}
 	}
 	return allowed, decision{}
@@ -290,24 +294,32 @@ func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad
 // remain.
 func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, track bool) ([]decision, decision) {
 	for i, a := range allowed {
+		var ran []*atomic.Int32
 		if needsNamedCheck(a) {
-			if err := s.checkNamed(a, []string{parts[i]}); err != nil {
+			var err error
+			if ran, err = s.checkNamed(a, []string{parts[i]}, track); err != nil {
 				a.err = err
 				return allowed[:i], a
 			}
 		}
 		if track {
-			s.forwarded(a)
+			s.forwarded(a, ran)
 		}
 	}
 	return allowed, bad
 }
 
-// forwarded records what an allowed statement does once it has run.
-func (s *session) forwarded(d decision) {
-	for _, st := range d.result.Statements {
+// forwarded records the statements of an allowed decision as sent: what
+// each does once it has run, and, for each cell in ran (by statement;
+// from checkNamed), whether it ran.
+func (s *session) forwarded(d decision, ran []*atomic.Int32) {
+	for i, st := range d.result.Statements {
 		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
-		s.settings.sent(st.Effect)
+		var r *atomic.Int32
+		if i < len(ran) {
+			r = ran[i]
+		}
+		s.settings.sent(st.Effect, r)
 	}
 }
 
@@ -370,15 +382,17 @@ func (s *session) refuse(err error) string {
 // and a Parse leaves it to each Execute (executeSetting), with the setting
 // in the decision.
 func (s *session) decideSetting(sql string, st rewrite.Setting, track bool) (string, decision, outcome) {
-	if st.DiscardAll {
-		s.forgetNamed()
-	}
 	// RESET ALL and DISCARD ALL reset search_path and mandate's settings too.
 	var e rewrite.Effect
 	if st.ResetAll {
 		e = rewrite.Effect{SearchPath: &rewrite.SearchPathChange{Reset: true}, ResetAll: true}
 	}
-	d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{{Kind: rewrite.KindSet, Effect: e}}}}
+	info := rewrite.StmtInfo{Kind: rewrite.KindSet, Effect: e}
+	if st.DiscardAll {
+		// It drops every named object, if it runs (not in a block).
+		info.Kind, info.All = rewrite.KindDiscard, true
+	}
+	d := decision{result: rewrite.Result{Statements: []rewrite.StmtInfo{info}}}
 	forwarded := sql
 	if !st.ResetAll {
 		d.setting = &st
@@ -388,23 +402,21 @@ func (s *session) decideSetting(sql string, st rewrite.Setting, track bool) (str
 		return forwarded, d, handled
 	}
 	if st.ResetAll {
-		s.settings.sent(e)
+		var ran *atomic.Int32
+		if op, ok := namedOpOf(info, sql); ok {
+			ran = new(atomic.Int32)
+			s.applyNamed(op, ran)
+		}
+		s.settings.sent(e, ran)
 		return forwarded, d, handled
 	}
 	c, err := s.mandateChange(st)
 	if err != nil {
-		bad := s.settingRefusal(err)
+		bad := s.refusal(err)
 		return s.forwardRefusal(nil, bad, track), bad, refused
 	}
 	s.settings.set(c)
 	return forwarded, d, handled
-}
-
-// settingRefusal is the decision refusing a mandate.* setting with err (a
-// bad token, an assume not permitted): audited for whoever is acting now.
-func (s *session) settingRefusal(err error) decision {
-	p := s.principal()
-	return decision{err: err, scope: policy.Scope{Subject: p.Subject, Actors: p.Actors}}
 }
 
 // mandateChange checks a SET or RESET of mandate.* about to run and

@@ -31,8 +31,10 @@ import (
 // that no client can name one (names are also checked, see nameTaken).
 var stmtPrefix = "mandate_" + rand.Text()[:12] + "_"
 
-// Cached statement states: prepared (ParseComplete seen), in flight, or
-// failed (an error, or skipped after an earlier one).
+// Outcomes of a message mandate watches (a cached statement's Parse, a
+// client's Parse, Bind or statement; see sessionSettings.sent): in flight,
+// done (ParseComplete seen for a cached statement: prepared), or failed
+// (an error, or skipped after an earlier one).
 const (
 	stmtPending int32 = iota
 	stmtReady
