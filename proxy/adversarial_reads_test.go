@@ -444,6 +444,16 @@ func advSideChannels() advClass {
 				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR (SELECT x / 0 FROM generate_series(0, 0) x) = 1", danaTxCount),
 			same("side/exists-error-probe", "dana",
 				"SELECT count(*) FROM transactions t WHERE t.account_id <> 105 OR EXISTS (SELECT 1 FROM generate_series(0, 0) x WHERE 1 / x = 1)", danaTxCount),
+			// A negative LIMIT or OFFSET, or a bad TABLESAMPLE argument, fails
+			// when the subquery's scan runs: only once a row reaches it.
+			same("side/negative-offset-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id <> 17 OR EXISTS (SELECT 1 OFFSET -1)", danaTxCount),
+			same("side/negative-limit-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id < 40 OR EXISTS (SELECT 1 LIMIT -1)", danaTxCount),
+			same("side/negative-offset-in-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id <> 17 OR t.id IN (SELECT 1 OFFSET -1)", danaTxCount),
+			same("side/tablesample-probe", "dana",
+				"SELECT count(*) FROM transactions t WHERE t.id <> 17 OR EXISTS (SELECT 1 FROM pg_namespace TABLESAMPLE BERNOULLI (200))", danaTxCount),
 			clean("side/leaky-operator-notices", "alice", "SELECT id FROM customers WHERE ssn <~> 'x'", false),
 			clean("side/leaky-operator-in-join", "alice", "SELECT a.id FROM accounts a JOIN customers c ON c.id = a.customer_id AND c.email <~> 'x'", false),
 			custom("side/random-call-count", func(x *advCtx) error {

@@ -32,7 +32,11 @@ import "google.golang.org/protobuf/reflect/protoreflect"
 // and the like — makes the statement dangerous in a qual when it may raise
 // an error itself (it is not leakproof) or feeds an expression that may. LIMIT,
 // OFFSET, TABLESAMPLE arguments and functions in FROM are evaluated once
-// per scan, not per row, so they are exempt.
+// per scan, not per row, so they are exempt as quals; but a scan inside a
+// sublink runs only once a row reaches the sublink, so what may fail there
+// counts for the sublink: a function that may, a LIMIT or OFFSET other
+// than a non-negative integer (PostgreSQL checks the sign at run time), any
+// TABLESAMPLE (its method checks the arguments then).
 //
 // A parameter counts as a constant: under a custom plan (PostgreSQL's first
 // five executions, and later ones while cheaper) it is one. Under a generic

@@ -29,6 +29,12 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		q + "(SELECT x / 0 FROM generate_series(0, 0) x) = 1",
 		q + "EXISTS (SELECT 1 FROM generate_series(0, 0) x WHERE 1 / x = 1)",
 		q + "1 / (SELECT 0) = 1",
+		q + "EXISTS (SELECT 1 OFFSET -1)",
+		q + "EXISTS (SELECT 1 LIMIT -1)",
+		q + "(SELECT true OFFSET -1)",
+		q + "t.id IN (SELECT 1 OFFSET -1)",
+		q + "EXISTS (SELECT 1 LIMIT 1e30)",
+		q + "EXISTS (SELECT 1 FROM countries TABLESAMPLE BERNOULLI (200))",
 		"SELECT count(*) FROM transactions t WHERE t.id = 17 AND (-1)::information_schema.cardinal_number IS NULL",
 		"SELECT count(*) FROM transactions t JOIN countries c ON t.id <> 17 OR xmlparse(document '<') IS NULL",
 		"SELECT count(*) FROM (SELECT id, (-1)::information_schema.cardinal_number AS x FROM transactions) s WHERE s.id <> 17 OR s.x IS NULL",
@@ -65,6 +71,9 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		"SELECT count(*) FROM transactions t, generate_series(1, to_number('1', '9')::int) g WHERE t.id = 17",
 		"SELECT to_date('x', 'YYYY'), xmlparse(document '<'), (-1)::information_schema.cardinal_number FROM transactions t WHERE t.id = 17",
 		"SELECT count(*) FROM transactions t WHERE EXISTS (SELECT 1 FROM countries c WHERE c.code = 'x')",
+		q + "EXISTS (SELECT 1 FROM countries LIMIT 1 OFFSET 0)",
+		q + "EXISTS (SELECT 1 FROM countries LIMIT ALL)",
+		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT -1",
 	}
 	for _, sql := range unfenced {
 		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)

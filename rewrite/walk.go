@@ -479,9 +479,17 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 
 // orderAndLimit walks ORDER BY (above every scan) and LIMIT/OFFSET, whose
 // expressions count as quals: a data-dependent error there could probe rows.
+// A LIMIT or OFFSET other than a non-negative integer may fail when its
+// scan first runs (a negative one does, at run time, even as a literal):
+// in a subquery, only once a row reaches it (fold.go).
 func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
+	}
+	for _, n := range []*pgNode{s.LimitCount, s.LimitOffset} {
+		if n != nil && !nonNegativeInteger(n) {
+			w.raisers++
+		}
 	}
 	if err := w.expr(s.LimitCount, sc, ectx{qual: true, once: true}); err != nil {
 		return err
@@ -610,6 +618,9 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if rv == nil {
 			return unsupported("TABLESAMPLE is supported on tables only")
 		}
+		// The method checks its arguments when the scan runs (BERNOULLI
+		// (200) fails then): in a subquery, once a row reaches it.
+		w.raisers++
 		if err := w.exprs(ts.Args, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
@@ -1058,4 +1069,18 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		c.Query, c.Relation, c.Attlist = &pgNode{Node: &pgNodeSelectStmt{SelectStmt: sel}}, nil, nil
 	}
 	return w.selectStmt(sel, nil, false, false)
+}
+
+// nonNegativeInteger reports whether n is an integer literal of at least
+// zero, or NULL (LIMIT ALL): a LIMIT or OFFSET that cannot fail.
+func nonNegativeInteger(n *pgNode) bool {
+	c := n.GetAConst()
+	if c == nil {
+		return false
+	}
+	if c.Isnull {
+		return true
+	}
+	i, ok := c.Val.(*pgAConstIval)
+	return ok && i.Ival.GetIval() >= 0
 }
