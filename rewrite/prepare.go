@@ -20,13 +20,14 @@ import (
 //     (the scanner makes larger ones numeric strings); every implicit cast
 //     from int4 (to int8, float4, float8, numeric, the oid types) is exact
 //     and cannot fail.
-//   - It stands only as an operand of a comparison (=, <>, <, >, <=, >=,
-//     IN, BETWEEN) or as a LIMIT or OFFSET. Elsewhere a constant
-//     expression (1/0, 100000::int2) is folded when PostgreSQL plans the
-//     literal form, once, whatever the rows; a generic plan would
-//     evaluate it per row, where it could fail on rows the filter hides
-//     (the rewriter's fence assumes constants are folded). Such literals
-//     stay in the text.
+//   - It stands only as the operand compared with a column (col = 42, IN,
+//     BETWEEN) or as a LIMIT or OFFSET. Elsewhere it would turn a constant
+//     expression (1/0, 100000::int2, 1/(CASE WHEN 1 = 1 THEN 0 END)),
+//     which PostgreSQL folds once when it plans the literal form, whatever
+//     the rows, into one a generic plan evaluates per row, where it could
+//     fail on rows the filter hides (the rewriter's fence assumes
+//     constants are folded) or answer otherwise. Such literals stay in
+//     the text.
 //   - Where a constant itself matters, a parameter would change the
 //     statement, so a template with an integer literal there is never
 //     prepared: ORDER BY, GROUP BY and DISTINCT ON (an integer there is a
@@ -190,7 +191,10 @@ func markConsts(m protoreflect.Message, use constUse, into map[int32]constUse) b
 	case name != "Node" && name != "List" && use != usePinned:
 		use = useInline
 	}
-	operands := name == "A_Expr" && comparedOperands(m.Interface().(*pgAExpr))
+	var compared *pgAExpr
+	if name == "A_Expr" && comparedOperands(m.Interface().(*pgAExpr)) {
+		compared = m.Interface().(*pgAExpr)
+	}
 	ok := true
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		u := use
@@ -198,7 +202,9 @@ func markConsts(m protoreflect.Message, use constUse, into map[int32]constUse) b
 		case pinningFields[fd.Name()]:
 			u = usePinned
 		case u == usePinned:
-		case operands && (fd.Name() == "lexpr" || fd.Name() == "rexpr"), limitFields[fd.Name()]:
+		case compared != nil && fd.Name() == "rexpr" && compared.Lexpr.GetColumnRef() != nil,
+			compared != nil && fd.Name() == "lexpr" && compared.Rexpr.GetColumnRef() != nil,
+			limitFields[fd.Name()]:
 			u = useParam
 		}
 		switch {
@@ -216,7 +222,8 @@ func markConsts(m protoreflect.Message, use constUse, into map[int32]constUse) b
 }
 
 // comparedOperands reports whether e compares its operands with a
-// built-in comparison (IN and BETWEEN included): an operand's only use.
+// built-in comparison (IN and BETWEEN included): an operand's only use;
+// markConsts makes a parameter of one only when the other is a column.
 func comparedOperands(e *pgAExpr) bool {
 	switch e.Kind {
 	case pgAExprKindAEXPRIN, pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN,

@@ -73,6 +73,7 @@ func TestPreparedMatchesSimpleOnPostgres(t *testing.T) {
 		`SELECT id FROM docs WHERE id <> 5 OR 1 / 0 = 1`,
 		`SELECT id FROM docs WHERE big = 9223372036854775808 OR id = 1`,
 		`SELECT id FROM docs WHERE id <> 5 OR 100000::int2 = 1`,
+		`SELECT id FROM docs WHERE id <> 5 OR 1 / (CASE WHEN 1 = 1 THEN 0 ELSE 1 END) = 1`,
 		`SELECT 2147483647 + id FROM docs WHERE id = 1`,
 		`SELECT id FROM docs WHERE small = 100000`,
 		`SELECT pg_typeof(1), pg_typeof(1.5), pg_typeof(3000000000) FROM docs WHERE id = 1`,
@@ -98,12 +99,13 @@ func TestPreparedMatchesSimpleOnPostgres(t *testing.T) {
 	// other constant expression stays in the text, where PostgreSQL folds
 	// it once, at planning, whatever the rows.
 	inline := map[string][]string{
-		`SELECT 1 / 0 FROM docs WHERE id = 1`:                                  {"1 / 0", "id = $1"},
-		`SELECT id FROM docs WHERE id <> 5 OR 1 / 0 = 1`:                       {"id <> $1", "1 / 0"},
-		`SELECT id FROM docs WHERE id <> 5 OR 100000::int2 = 1`:                {"100000::int2 = $2"},
-		`UPDATE docs SET small = 40000 WHERE id = 1`:                           {"small = 40000", "id = $1"},
-		`SELECT id FROM docs WHERE id = 3 LIMIT 1 OFFSET 0`:                    {"LIMIT $2 OFFSET $3"},
-		`SELECT id FROM docs WHERE small = 3 AND big = 10000000000 OR big = 3`: {"big = 10000000000", "big = $2"},
+		`SELECT 1 / 0 FROM docs WHERE id = 1`:                                              {"1 / 0", "id = $1"},
+		`SELECT id FROM docs WHERE id <> 5 OR 1 / 0 = 1`:                                   {"id <> $1", "1 / 0 = 1"},
+		`SELECT id FROM docs WHERE id <> 5 OR 100000::int2 = 1`:                            {"100000::int2 = 1"},
+		`SELECT id FROM docs WHERE id <> 5 OR 1 / (CASE WHEN 1 = 1 THEN 0 ELSE 1 END) = 1`: {"CASE WHEN 1 = 1"},
+		`UPDATE docs SET small = 40000 WHERE id = 1`:                                       {"small = 40000", "id = $1"},
+		`SELECT id FROM docs WHERE id = 3 LIMIT 1 OFFSET 0`:                                {"LIMIT $2 OFFSET $3"},
+		`SELECT id FROM docs WHERE small = 3 AND big = 10000000000 OR big = 3`:             {"big = 10000000000", "big = $2"},
 	}
 
 	for i, sql := range prepared {
