@@ -13,11 +13,10 @@ import (
 // and portals read on after a revocation: what runs must always be what
 // mandate decided under the grants in force.
 
-// readUntil reads conn's answer, below pgx, up to the first message of
-// type stop (readAnswer reads one up to ReadyForQuery).
-func readUntil(t *testing.T, conn *pgx.Conn, stop byte) answer {
+// readUntil reads an answer from fe, below pgx, up to the first message
+// of type stop.
+func readUntil(t *testing.T, fe *pgproto3.Frontend, stop byte) answer {
 	t.Helper()
-	fe := conn.PgConn().Frontend()
 	var a answer
 	for {
 		msg, err := fe.Receive()
@@ -30,7 +29,7 @@ func readUntil(t *testing.T, conn *pgx.Conn, stop byte) answer {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
-			continue
+			continue // asynchronous: not part of the answer
 		case *pgproto3.DataRow:
 			a.rows = append(a.rows, string(slices.Concat(m.Values...)))
 		case *pgproto3.ErrorResponse:
@@ -65,7 +64,7 @@ func pipeline(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) []
 	for _, m := range msgs {
 		switch m.(type) {
 		case *pgproto3.Query, *pgproto3.Sync:
-			out = append(out, readUntil(t, conn, 'Z'))
+			out = append(out, readUntil(t, conn.PgConn().Frontend(), 'Z'))
 		}
 	}
 	return out
@@ -333,14 +332,14 @@ func TestPortalHeldOpenWithFlushAfterRevocation(t *testing.T) {
 	w, id, bob := delegatedBob(t)
 	send(t, bob, &pgproto3.Parse{Name: "s1", Query: "SELECT id FROM transactions ORDER BY id"},
 		&pgproto3.Bind{PreparedStatement: "s1", DestinationPortal: "y"}, &pgproto3.Execute{Portal: "y", MaxRows: 1}, &pgproto3.Flush{})
-	if a := readUntil(t, bob, 's'); a.code != "" || len(a.rows) != 1 {
+	if a := readUntil(t, bob.PgConn().Frontend(), 's'); a.code != "" || len(a.rows) != 1 {
 		t.Fatalf("first row: %+v", a)
 	}
 	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
 		t.Fatal(err)
 	}
 	send(t, bob, &pgproto3.Execute{Portal: "y"}, &pgproto3.Sync{})
-	wantRefused(t, "Execute of y after the revocation", readUntil(t, bob, 'Z'), codeInsufficientPriv)
+	wantRefused(t, "Execute of y after the revocation", readUntil(t, bob.PgConn().Frontend(), 'Z'), codeInsufficientPriv)
 }
 
 // TestPortalAfterItsStatementReprepared: a Bind re-prepares a statement

@@ -36,31 +36,13 @@ func roundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) a
 	return readAnswer(t, fe)
 }
 
-// readAnswer reads one answer from fe, up to its ReadyForQuery.
+// readAnswer reads one answer from fe, up to its ReadyForQuery (not
+// counted in its types).
 func readAnswer(t *testing.T, fe *pgproto3.Frontend) answer {
 	t.Helper()
-	var a answer
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire, err := msg.Encode(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
-			continue // asynchronous: not part of the answer
-		case *pgproto3.DataRow:
-			a.rows = append(a.rows, string(slices.Concat(m.Values...)))
-		case *pgproto3.ErrorResponse:
-			a.code = m.Code
-		case *pgproto3.ReadyForQuery:
-			return a
-		}
-		a.types += string(wire[0])
-	}
+	a := readUntil(t, fe, 'Z')
+	a.types = strings.TrimSuffix(a.types, "Z")
+	return a
 }
 
 // unnamedQuery is one execution of sql as an unnamed statement, the way
