@@ -68,13 +68,8 @@ func wantRows(t *testing.T, conn *pgx.Conn, what, sql string, want ...string) {
 // up to its ReadyForQuery.
 func pipelined(t *testing.T, conn *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) []answer {
 	t.Helper()
+	send(t, conn, msgs...)
 	fe := conn.PgConn().Frontend()
-	for _, m := range msgs {
-		fe.Send(m)
-	}
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	out := make([]answer, n)
 	for i := range out {
 		out[i] = readAnswer(t, fe)
