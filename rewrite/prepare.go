@@ -42,7 +42,7 @@ import (
 // Prepared is a template's instance as a statement with parameters.
 type Prepared struct {
 	SQL    string   // the rewrite, its numeric literals $1, $2, …
-	OIDs   []uint32 // each parameter's type
+	OIDs   []uint32 // each parameter's type (shared between instances: read only)
 	Values [][]byte // each parameter's value, as text
 }
 
@@ -52,9 +52,10 @@ const oidInt4 = 23
 // paramForm is a template's text with parameters in place of its compared
 // integers.
 type paramForm struct {
-	param []int  // for each literal of the statement: its parameter (1-based), 0 when kept inline
-	order []int  // the literal each parameter takes its value from
-	sql   string // the text, when no literal is kept inline
+	param []int    // for each literal of the statement: its parameter (1-based), 0 when kept inline
+	order []int    // the literal each parameter takes its value from
+	oids  []uint32 // the parameters' types, all int4; shared, never written
+	sql   string   // the text, when no literal is kept inline
 }
 
 // Prepare returns the template's instance sql (whose literals l are) as a
@@ -67,14 +68,14 @@ func (t *Template) Prepare(sql string, l Literals) (p Prepared, ok bool) {
 	if f == nil || len(l.spans) != len(f.param) {
 		return Prepared{}, false
 	}
-	p.OIDs = make([]uint32, len(f.order))
+	p.OIDs = f.oids
 	p.Values = make([][]byte, len(f.order))
 	for i, k := range f.order {
 		text := sql[l.spans[k][0]:l.spans[k][1]]
 		if strings.Trim(text, "0123456789") != "" {
 			return Prepared{}, false
 		}
-		p.OIDs[i], p.Values[i] = oidInt4, []byte(text)
+		p.Values[i] = []byte(text)
 	}
 	if p.SQL = f.sql; p.SQL == "" {
 		p.SQL = f.text(t, sql, l)
@@ -126,6 +127,10 @@ func newParamForm(t *Template, sql string, l Literals) *paramForm {
 	}
 	if len(f.order) == 0 {
 		return nil
+	}
+	f.oids = make([]uint32, len(f.order))
+	for i := range f.oids {
+		f.oids[i] = oidInt4
 	}
 	if !inline {
 		f.sql = f.text(t, sql, l)
