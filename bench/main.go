@@ -16,8 +16,8 @@
 // Reading the output: one row per protocol mode (-M) and client count with
 // the median TPS of each target, each proxy's TPS as a ratio to direct, each
 // mandate target's ratio to pgbouncer, and at 1 client the latency each proxy
-// adds to direct (median over rounds of the paired difference in pgbench's
-// "latency average"). The summary marks the targets mandate aims for as
+// adds to direct (pgbench's "latency average"). Ratios and added latencies
+// are medians over rounds of the two targets' runs paired within a round. The summary marks the targets mandate aims for as
 // PASS or MISS; they are informational, and the exit status is non-zero only
 // if something failed to run. -json writes every pgbench run as raw data.
 package main
@@ -60,9 +60,9 @@ func parseFlags() (config, error) {
 	flag.StringVar(&targets, "targets", "direct,mandate,mandate-protected,pgbouncer", "targets to compare, comma-separated: "+strings.Join(slices.Sorted(maps.Keys(starters)), ", "))
 	flag.StringVar(&modes, "modes", "simple,extended,prepared", "pgbench query modes (-M), comma-separated")
 	flag.StringVar(&clients, "clients", "1,8,32", "pgbench client counts (-c), comma-separated")
-	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one pgbench run (-T, whole seconds)")
+	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "length of one pgbench run (-T, whole seconds)")
 	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "an unmeasured pgbench run per target, at the largest -clients, before measuring; 0: none")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "runs per target and cell; the median counts")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "runs per target and cell; the median counts")
 	flag.IntVar(&cfg.scale, "scale", 10, "pgbench -i scale factor")
 	flag.StringVar(&cfg.jsonPath, "json", "", "write every run's results to this file as JSON")
 	flag.Parse()

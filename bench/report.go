@@ -54,20 +54,31 @@ func (r results) medianTPS(target string, c cell) float64 {
 	return median(tps)
 }
 
-// ratio is num's median TPS over den's.
+// ratio is the median over rounds of num's TPS over den's in the same
+// round. Within a round the targets run back to back, so pairing cancels
+// drift that affects both alike (a noisy neighbour for a minute), which a
+// ratio of the two medians would mix in when it hit one target's rounds.
 func (r results) ratio(num, den string, c cell) float64 {
-	return r.medianTPS(num, c) / r.medianTPS(den, c)
+	return r.paired(num, den, c, func(a, b sample) float64 { return a.TPS / b.TPS })
 }
 
 // addedLatency is the median over rounds of proxy's latency minus direct's
-// in the same round: pairing cancels drift that affects both alike.
+// in the same round, paired for the same reason as ratio.
 func (r results) addedLatency(proxy string, c cell) float64 {
-	base := r[key{directName, c}]
-	var diffs []float64
-	for i, s := range r[key{proxy, c}] {
-		diffs = append(diffs, s.LatencyMS-base[i].LatencyMS)
+	return r.paired(proxy, directName, c, func(a, b sample) float64 { return a.LatencyMS - b.LatencyMS })
+}
+
+// paired is the median over rounds of f(num's sample, den's sample).
+// Samples are kept in round order, and every target runs once per round.
+func (r results) paired(num, den string, c cell, f func(a, b sample) float64) float64 {
+	base := r[key{den, c}]
+	var xs []float64
+	for i, s := range r[key{num, c}] {
+		if i < len(base) {
+			xs = append(xs, f(s, base[i]))
+		}
 	}
-	return median(diffs)
+	return median(xs)
 }
 
 func median(xs []float64) float64 {
@@ -116,7 +127,7 @@ func proxies(targets []string) []string {
 func report(w io.Writer, cfg config, samples []sample) {
 	r := index(samples)
 	cmps, lat := comparisons(cfg.targets), proxies(cfg.targets)
-	fmt.Fprintf(w, "\npgbench -S, %v per run, median of %d rounds (TPS; ratios of TPS; added latency vs direct at 1 client)\n\n", cfg.duration, cfg.rounds)
+	fmt.Fprintf(w, "\npgbench -S, %v per run, median of %d rounds (TPS; ratios of TPS and added latency vs direct at 1 client, paired within each round)\n\n", cfg.duration, cfg.rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := []string{"mode", "clients"}
 	for _, t := range cfg.targets {
