@@ -241,6 +241,29 @@ func TestSetPurposeFollowsTransactions(t *testing.T) {
 		mustSimple(t, dana, "RESET mandate.purpose")
 		denied(t, dana, "after RESET")
 	})
+	t.Run("show answers the purpose in effect", func(t *testing.T) {
+		dana := w.connect(t, "dana")
+		mustSimple(t, dana, `SET mandate.purpose = 'it''s \ analytics'`)
+		wantRows(t, dana, "after SET", "SHOW mandate.purpose", `it's \ analytics`)
+		mustSimple(t, dana, "BEGIN")
+		mustSimple(t, dana, "SET LOCAL mandate.purpose = 'analytics'")
+		wantRows(t, dana, "after SET LOCAL", "SHOW mandate.purpose", "analytics")
+		allowed(t, dana, "after SET LOCAL")
+		mustSimple(t, dana, "ROLLBACK")
+		wantRows(t, dana, "after ROLLBACK", "SHOW mandate.purpose", `it's \ analytics`)
+		// Over the extended protocol, the SET applies when executed.
+		if _, err := dana.Exec(ctx, "SET mandate.purpose = 'analytics'"); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := dana.QueryRow(ctx, "SHOW mandate.purpose").Scan(&got); err != nil || got != "analytics" {
+			t.Errorf("SHOW over the extended protocol: %q, %v; want analytics", got, err)
+		}
+		allowed(t, dana, "after an extended SET")
+		mustSimple(t, dana, "RESET mandate.purpose")
+		wantRows(t, dana, "after RESET", "SHOW mandate.purpose", "")
+		denied(t, dana, "after RESET")
+	})
 }
 
 // TestMandateSettingsOverExtendedProtocol: a mandate.* setting takes

@@ -106,12 +106,21 @@ func (m *markers) segmentEnded() {
 // settingReplacement is what a handled SET/RESET of mandate.* becomes
 // upstream: a statement with the same command tag and transaction
 // semantics (SET LOCAL outside a transaction warns, inside an aborted one
-// fails) that carries nothing of the value.
+// fails). A token's stand-in carries nothing of it; the purpose, which is
+// no secret, is set upstream as it is, so that SHOW mandate.purpose
+// answers what is in effect by the same rules mandate follows.
 func settingReplacement(st rewrite.Setting) string {
+	set := "SET "
 	if st.Local {
-		return "SET LOCAL mandate.assumed TO DEFAULT"
+		set = "SET LOCAL "
 	}
-	return "SET mandate.assumed TO DEFAULT"
+	if st.Name != "mandate.purpose" {
+		return set + "mandate.assumed TO DEFAULT"
+	}
+	if st.Reset {
+		return set + "mandate.purpose TO DEFAULT"
+	}
+	return set + "mandate.purpose TO " + quoteLiteral(st.Value)
 }
 
 // outcome is what became of a client's statement text.
@@ -468,3 +477,10 @@ func (v settingValues) principal(login principal) principal {
 }
 
 func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }
+
+// quoteLiteral quotes s as an SQL string constant. The E'' form escapes
+// backslashes itself, so it reads the same whatever
+// standard_conforming_strings is.
+func quoteLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
