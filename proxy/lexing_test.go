@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // crafted is one statement to libpg_query's scanner (two string constants)
@@ -56,6 +57,34 @@ func TestSettingsThatChangeScanningAreRefused(t *testing.T) {
 		string(res[0].Rows[0][0]) != `a\` || strings.Contains(string(res[0].Rows[0][1]), "DE") {
 		t.Errorf("crafted statement read %q: not the two constants", res[0].Rows)
 	}
+	// pg_settings' update rule is set_config by another name: writes into
+	// it are refused, also pipelined ahead of the crafted statement, which
+	// PostgreSQL would read before mandate saw the setting's report.
+	const viaRule = "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'"
+	for _, sql := range []string{
+		viaRule,
+		"UPDATE pg_catalog.pg_settings SET setting = 'shadow' WHERE name = 'search_path'",
+		"WITH x AS (UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings' RETURNING 1) SELECT * FROM x",
+		"INSERT INTO pg_settings (name, setting) VALUES ('standard_conforming_strings', 'off')",
+		"DELETE FROM pg_settings WHERE name = 'search_path'",
+	} {
+		_, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		wantCode(sql, err, codeInsufficientPriv)
+	}
+	for _, msgs := range [][]pgproto3.FrontendMessage{
+		{&pgproto3.Query{String: viaRule}, &pgproto3.Query{String: crafted}},
+		append(append(unnamedQuery(viaRule), &pgproto3.Sync{}), append(unnamedQuery(crafted), &pgproto3.Sync{})...),
+	} {
+		got := pipelined(t, alice, 2, msgs...)
+		if got[0].code != codeInsufficientPriv || got[1].code != "" || len(got[1].rows) != 1 || strings.Contains(got[1].rows[0], "DE") {
+			t.Errorf("pipelined behind UPDATE pg_settings: %+v", got)
+		}
+	}
+	var scs string
+	if err := alice.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&scs); err != nil || scs != "on" {
+		t.Errorf("standard_conforming_strings is %q (%v) after the attempts", scs, err)
+	}
+
 	// Harmless values pass.
 	for _, sql := range []string{"SET standard_conforming_strings = on", "SET client_encoding = 'UTF8'", "RESET client_encoding"} {
 		if _, err := alice.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {

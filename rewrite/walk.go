@@ -827,6 +827,9 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err != nil {
 			return nil, err
 		}
+		if err := systemTarget(t, verb); err != nil {
+			return nil, err
+		}
 		prot := w.opts.protected(t)
 		if prot {
 			if err := writableTarget(t, verb); err != nil {
@@ -1026,6 +1029,9 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 	}
 	prot := w.opts.protected(t)
 	if c.IsFrom {
+		if err := systemTarget(t, "COPY FROM"); err != nil {
+			return err
+		}
 		if prot {
 			if err := writableTarget(t, "COPY FROM"); err != nil {
 				return err

@@ -68,6 +68,18 @@ func writableTarget(t *Table, verb string) error {
 	return nil
 }
 
+// systemTarget refuses writes into the system catalogs, protected or not.
+// PostgreSQL refuses most of them to a non-superuser anyway, but not all:
+// pg_settings' update rule calls set_config, which changes settings (the
+// search_path, standard_conforming_strings) behind the proxy's back.
+func systemTarget(t *Table, verb string) error {
+	switch t.Schema {
+	case "pg_catalog", "information_schema", "pg_toast":
+		return denied("%s into system relation %s is not allowed through mandate: change settings with SET, which the proxy tracks", verb, t.QualifiedName())
+	}
+	return nil
+}
+
 // refuseCurrentOf refuses WHERE CURRENT OF on a protected target: the
 // cursor position must be the whole WHERE for a TID scan, leaving no room
 // for the write filter.
