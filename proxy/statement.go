@@ -478,7 +478,7 @@ func (v settingValues) principal(login principal) principal {
 
 func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }
 
-// quoteLiteral quotes s as an SQL string constant. The E'' form escapes
+// quoteLiteral quotes s as an SQL string constant. The E” form escapes
 // backslashes itself, so it reads the same whatever
 // standard_conforming_strings is.
 func quoteLiteral(s string) string {
