@@ -478,9 +478,8 @@ func (v settingValues) principal(login principal) principal {
 
 func (s *session) sessionID() string { return strconv.FormatUint(s.id, 10) }
 
-// quoteLiteral quotes s as an SQL string constant. The E” form escapes
-// backslashes itself, so it reads the same whatever
-// standard_conforming_strings is.
+// quoteLiteral quotes s as an SQL string constant in the escape form
+// (E'…'), which reads the same whatever standard_conforming_strings is.
 func quoteLiteral(s string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
 }
