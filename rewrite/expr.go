@@ -274,7 +274,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	}
 	w.noteWholeRow(n, sc, names, star, wholeRow)
 	if len(w.targets) > 0 && !w.noTargetReads {
-		w.noteTargetRead(n, sc, names, star)
+		return w.noteTargetRead(n, sc, names, star)
 	}
 	return nil
 }
@@ -347,9 +347,10 @@ func (w *walker) noteWholeRow(n *pgNode, sc *scope, names []string, star, funcAr
 	w.rows = append(w.rows, f)
 }
 
-// resolveColumn finds what a column reference can refer to, innermost level
-// first. carries is true when the data may come from a protected relation or
-// when it cannot tell (unknown columns of a subquery, an unresolved name).
+// resolveColumn finds what a column reference refers to: the one item it
+// names, or nil when it may name several (or none the rewriter knows).
+// carries is true when the data may come from a protected relation or when
+// it cannot tell (an unresolved name).
 func resolveColumn(sc *scope, names []string, star bool) (*item, bool) {
 	it, col, done := qualifiedItem(sc, names, star)
 	if done {
@@ -358,24 +359,48 @@ func resolveColumn(sc *scope, names []string, star bool) (*item, bool) {
 		}
 		return it, it.carries
 	}
+	cands := columnCandidates(sc, col, star)
+	if len(cands) == 0 {
+		return nil, true
+	}
+	carries := false
+	for _, it := range cands {
+		carries = carries || it.carries
+	}
+	if len(cands) > 1 {
+		return nil, carries // ambiguous or unknown: no single item to type it by
+	}
+	return cands[0], carries
+}
+
+// columnCandidates are the FROM items an unqualified column name (with
+// star, an unqualified *) may refer to. PostgreSQL looks for the column
+// level by level, innermost first, and takes the first level where an item
+// has it; only a name no level has as a column can be a whole-row
+// reference to an item of that name. An item whose columns the rewriter
+// does not know (a function's, say) may or may not have it: it is a
+// candidate, and the search goes on outwards, up to a level where an item
+// certainly has it. Stopping at the unknown item let (SELECT ssn FROM
+// jsonb_each(…) j) read the outer target's ssn unseen.
+func columnCandidates(sc *scope, col string, star bool) []*item {
+	var out []*item
 	for s := sc; s != nil; s = s.parent {
-		matches, carries := 0, false
-		var only *item
+		certain := false
 		for _, it := range s.items {
-			if star || it.table == nil || len(it.table.Columns) == 0 || it.table.Column(col) != nil || it.refname == col {
-				matches++
-				carries = carries || it.carries
-				only = it
+			has, known := it.hasColumn(col)
+			switch {
+			case star || has:
+				out = append(out, it)
+				certain = true
+			case !known || it.refname == col:
+				out = append(out, it)
 			}
 		}
-		if matches > 1 {
-			only = nil // ambiguous or unknown: no single item to type it by
-		}
-		if matches > 0 {
-			return only, carries
+		if certain {
+			return out
 		}
 	}
-	return nil, true
+	return out
 }
 
 // funcCall checks the function against the allow-list and the leakproof

@@ -92,10 +92,15 @@ func refuseCurrentOf(tgt *item, where *pgNode, verb string) error {
 
 // noteTargetRead records a column reference that may read a write target's
 // stored row, resolving names as resolveColumn does; an ambiguous or
-// unresolvable reference counts for every target it may mean.
-func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool) {
+// unresolvable reference counts for every target it may mean. A system
+// column of a target is refused, as it is in reads: ctid and xmin tell
+// where and when hidden rows were written.
+func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool) error {
 	for _, h := range targetHits(sc, names, star) {
 		wt := h.it.target
+		if !star && h.col == "" && systemColumns[names[len(names)-1]] {
+			return unsupported("system column %s of protected relation %s is not available through mandate: it tells where and when hidden rows were written", names[len(names)-1], wt.table.QualifiedName())
+		}
 		wt.reads = true
 		r := targetRef{node: n, col: h.col, star: star, returning: w.returning, alone: h.alone}
 		if w.returningEntry != nil && w.returningEntry.Val == n {
@@ -103,6 +108,7 @@ func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool)
 		}
 		wt.refs = append(wt.refs, r)
 	}
+	return nil
 }
 
 type targetHit struct {
@@ -122,30 +128,19 @@ func targetHits(sc *scope, names []string, star bool) []targetHit {
 		}
 		return []targetHit{{it: it, col: col}}
 	}
-	for s := sc; s != nil; s = s.parent {
-		var matched []*item
-		for _, it := range s.items {
-			if star || it.table == nil || len(it.table.Columns) == 0 || it.table.Column(col) != nil || it.refname == col {
-				matched = append(matched, it)
-			}
-		}
-		if len(matched) == 0 {
+	cands := columnCandidates(sc, col, star)
+	var hits []targetHit
+	for _, it := range cands {
+		if it.target == nil {
 			continue
 		}
-		var hits []targetHit
-		for _, it := range matched {
-			if it.target == nil {
-				continue
-			}
-			h := targetHit{it: it, alone: len(matched) == 1}
-			if !star && it.table.Column(col) != nil {
-				h.col = col
-			}
-			hits = append(hits, h)
+		h := targetHit{it: it, alone: len(cands) == 1}
+		if !star && it.table.Column(col) != nil {
+			h.col = col
 		}
-		return hits
+		hits = append(hits, h)
 	}
-	return nil
+	return hits
 }
 
 // applyWrites guards every write target of the statement.

@@ -1,0 +1,1 @@
+DELETE FROM accounts RETURNING (SELECT accounts FROM (VALUES (1)) v)::text AS deleted
