@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -30,7 +32,8 @@ import (
 // has answered with an idle ReadyForQuery. DISCARD ALL closes cursors and
 // prepared statements, resets every setting to its startup value (the role
 // and session authorization too), drops temporary tables, stops listening,
-// releases advisory locks and forgets cached plans and sequence state. The
+// releases advisory locks and forgets cached plans and sequence state; it
+// keeps random()'s seed, which reset draws afresh (setseed). The
 // upstream role is mandate's own for every session, so no session can reach
 // anything through a reused backend that it could not through a new one.
 // mandate's own session state (search_path tracking, prepared statements,
@@ -197,9 +200,12 @@ func (p *upstreamPool) run(stop <-chan struct{}) {
 // resetTimeout bounds DISCARD ALL on a released connection.
 const resetTimeout = 5 * time.Second
 
-// reset runs DISCARD ALL and reads its answer, keeping the ParameterStatus
-// values it reports (the settings it put back). Anything but a clean, idle
-// answer is an error: the connection is then closed, never reused.
+// reset runs DISCARD ALL and reseeds random() (a setseed would otherwise
+// make the next session's random() predictable), and reads the answers,
+// keeping the ParameterStatus values they report (the settings DISCARD ALL
+// put back). Anything but clean, idle answers is an error: the connection
+// is then closed, never reused. The two go as two Queries: DISCARD ALL
+// cannot run in the implicit transaction of one.
 func (u *upstreamConn) reset() error {
 	u.stmts.forget("") // DISCARD ALL deallocates them
 	_ = u.conn.SetDeadline(time.Now().Add(resetTimeout))
@@ -208,31 +214,42 @@ func (u *upstreamConn) reset() error {
 	if err != nil {
 		return err
 	}
+	if msg, err = (&pgproto3.Query{String: "SELECT pg_catalog.setseed(" + freshSeed() + ")"}).Encode(msg); err != nil {
+		return err
+	}
 	if _, err := u.conn.Write(msg); err != nil {
 		return err
 	}
-	for {
+	for ready := 0; ready < 2; {
 		typ, body, err := readMessage(u.r)
 		if err != nil {
 			return err
 		}
 		switch typ {
-		case 'C', 'N', 'A': // done; a notice; a notification for nobody
+		case 'C', 'N', 'A', 'T', 'D': // done; a notice; a notification for nobody; setseed's row
 		case 'S':
 			u.setParam(body)
 		case 'Z':
 			if len(body) != 1 || body[0] != 'I' {
-				return fmt.Errorf("DISCARD ALL left the upstream in transaction state %q", body)
+				return fmt.Errorf("resetting left the upstream in transaction state %q", body)
 			}
-			u.wbuf = u.wbuf[:0]
-			return nil
+			ready++
 		case 'E':
 			_, code := errorFields(body)
-			return fmt.Errorf("DISCARD ALL failed with SQLSTATE %s", code)
+			return fmt.Errorf("resetting failed with SQLSTATE %s", code)
 		default:
 			return fmt.Errorf("unexpected message %q in answer to DISCARD ALL", typ)
 		}
 	}
+	u.wbuf = u.wbuf[:0]
+	return nil
+}
+
+// freshSeed is a random seed for setseed, in [-1, 1], as SQL.
+func freshSeed() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return fmt.Sprintf("%.17g", float64(binary.LittleEndian.Uint64(b[:])>>11)/(1<<52)-1)
 }
 
 // maxResetMessage bounds one message read while resetting.

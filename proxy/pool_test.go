@@ -73,6 +73,14 @@ func TestPoolResetsEverySessionState(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
+	// random() after setseed is predictable, and DISCARD ALL keeps the seed.
+	var predicted float64
+	if err := first.QueryRow(ctx, "SELECT setseed(0.42), random()").Scan(nil, &predicted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Exec(ctx, "SELECT setseed(0.42)"); err != nil {
+		t.Fatal(err)
+	}
 	hangUp(t, p, first)
 
 	second := p.connect(t, "bob")
@@ -109,6 +117,13 @@ func TestPoolResetsEverySessionState(t *testing.T) {
 	}
 	if _, err := second.Exec(ctx, "SELECT currval('left_seq')"); err == nil {
 		t.Error("the previous session's sequence is still visible")
+	}
+	var drawn float64
+	if err := second.QueryRow(ctx, "SELECT random()").Scan(&drawn); err != nil {
+		t.Fatal(err)
+	}
+	if drawn == predicted {
+		t.Errorf("random() drew %v, which the previous session's setseed predicted", drawn)
 	}
 }
 
