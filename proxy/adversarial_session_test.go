@@ -404,28 +404,43 @@ func advProtocol() advClass {
 				if err != nil {
 					return err
 				}
-				// lo_open's OID is 952; any function would do.
-				fe.Send(&pgproto3.FunctionCall{Function: 952, Arguments: [][]byte{[]byte("424242"), []byte("262144")}, ArgFormatCodes: []uint16{0, 0}})
-				if err := fe.Flush(); err != nil {
-					return err
-				}
-				var code string
-				for {
-					m, err := fe.Receive()
-					if err != nil {
-						break // the session ended
+				// Refused as PostgreSQL fails a call: an error, then
+				// ReadyForQuery, the transaction aborted and the session
+				// usable. lo_open's OID is 952; any function would do.
+				call := &pgproto3.FunctionCall{Function: 952, Arguments: [][]byte{[]byte("424242"), []byte("262144")}, ArgFormatCodes: []uint16{0, 0}}
+				for _, step := range []struct {
+					msg    pgproto3.FrontendMessage
+					code   string
+					status byte
+				}{
+					{call, stUnsupported, 'I'},
+					{&pgproto3.Query{String: "BEGIN"}, "", 'T'},
+					{call, stUnsupported, 'E'},
+					{&pgproto3.Query{String: "ROLLBACK"}, "", 'I'},
+					{&pgproto3.Query{String: "SELECT 1"}, "", 'I'},
+				} {
+					fe.Send(step.msg)
+					if err := fe.Flush(); err != nil {
+						return err
 					}
-					switch m := m.(type) {
-					case *pgproto3.ErrorResponse:
-						code = m.Code
-					case *pgproto3.FunctionCallResponse:
-						return fmt.Errorf("the fast-path call ran: %q", m.Result)
-					case *pgproto3.ReadyForQuery:
-						return fmt.Errorf("the session goes on after a fast-path call (error %q)", code)
+					code := ""
+					for done := false; !done; {
+						m, err := fe.Receive()
+						if err != nil {
+							return fmt.Errorf("after %T: %v", step.msg, err)
+						}
+						switch m := m.(type) {
+						case *pgproto3.ErrorResponse:
+							code = m.Code
+						case *pgproto3.FunctionCallResponse:
+							return fmt.Errorf("the fast-path call ran: %q", m.Result)
+						case *pgproto3.ReadyForQuery:
+							if code != step.code || m.TxStatus != step.status {
+								return fmt.Errorf("%T answered error %q, status %c; want %q, %c", step.msg, code, m.TxStatus, step.code, step.status)
+							}
+							done = true
+						}
 					}
-				}
-				if code != stUnsupported {
-					return fmt.Errorf("want 0A000 before the session ends, got %q", code)
 				}
 				return nil
 			}),

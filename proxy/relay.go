@@ -268,10 +268,19 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		m.stmtFunctionCall.Inc()
 		if enforce {
 			// A fast-path call names any function by OID, around every
-			// check the rewriter makes: it cannot be enforced.
-			return fatalf(codeFeatureUnsupported, "fast-path function calls are not supported through mandate", nil)
+			// check the rewriter makes: it is refused. A refused simple
+			// Query goes in its place, whose answer (the error, then
+			// ReadyForQuery) is PostgreSQL's to a failed call, and which
+			// leaves the session as a failed call would.
+			bad := s.refusal(&Error{Code: codeFeatureUnsupported, Msg: "fast-path function calls are not supported through mandate"})
+			u.wbuf, err = (&pgproto3.Query{String: s.forwardRefusal(nil, bad, true)}).Encode(u.wbuf)
+			encoded = true
+			s.settings.segmentSent()
+			s.unnamedLive = false
 		}
 		s.pending.Add(1)
+		s.segment++
+		s.sent = [4]int{}
 		flush = true
 	case *pgproto3.Terminate:
 		return errTerminate
