@@ -104,6 +104,7 @@ var defaultFunctionNames = []string{
 	"pg_indexam_has_property", "pg_size_pretty", "pg_size_bytes", "pg_column_is_updatable",
 	"pg_relation_is_updatable", "pg_get_triggerdef", "aclexplode", "acldefault", "makeaclitem",
 	"pg_sequence_parameters", "pg_get_userbyid", "pg_char_to_encoding", "pg_settings_get_flags",
+	"pg_get_function_sqlbody", "pg_my_temp_schema", // psql \df+; the session's own schema
 }
 
 // deniedFunctions gives the reason a well-known dangerous function is
