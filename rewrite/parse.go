@@ -499,6 +499,7 @@ const (
 	pgLimitOptionLIMITOPTIONDEFAULT      = pg.LimitOption_LIMIT_OPTION_DEFAULT
 	pgNullTestTypeISNOTNULL              = pg.NullTestType_IS_NOT_NULL
 	pgOnConflictUpdate                   = pg.OnConflictAction_ONCONFLICT_UPDATE
+	pgOverridingUserValue                = pg.OverridingKind_OVERRIDING_USER_VALUE
 	pgSubLinkTypeEXPR                    = pg.SubLinkType_EXPR_SUBLINK
 	pgSubLinkTypeMULTIEXPR               = pg.SubLinkType_MULTIEXPR_SUBLINK
 	pgSubLinkTypeEXISTS                  = pg.SubLinkType_EXISTS_SUBLINK

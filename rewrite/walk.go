@@ -885,6 +885,11 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err != nil {
 			return err
 		}
+		if tgt.target != nil && s.Override == pgOverridingUserValue {
+			// The identity column then takes a generated value, not the
+			// one the write check saw.
+			return unsupported("INSERT … OVERRIDING USER VALUE into protected relation %s is not supported: the row stored would not be the row checked", tgt.table.QualifiedName())
+		}
 		if s.SelectStmt != nil {
 			sel := s.SelectStmt.GetSelectStmt()
 			if sel == nil {
