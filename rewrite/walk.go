@@ -146,6 +146,14 @@ func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutab
 	return &walker{cat: cat, sess: sess, opts: opts, lowerSQL: lowerSQL, mutable: mutable}
 }
 
+// outside is what a FROM item that is not LATERAL sees of sc's level: its
+// CTEs and the levels around it, none of its FROM items (PostgreSQL
+// refuses a reference to one, the write target included, so a name there
+// resolves further out).
+func (sc *scope) outside() *scope {
+	return &scope{parent: sc.parent, ctes: sc.ctes}
+}
+
 func (sc *scope) lookupCTE(name string) *cteDef {
 	for s := sc; s != nil; s = s.parent {
 		for i := len(s.ctes) - 1; i >= 0; i-- {
@@ -636,7 +644,11 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		}
 		m := w.mark()
 		refname := rs.Alias.GetAliasname()
-		cols, err := w.query(sel, sc, true, lock.covers(refname) && refname != "")
+		parent := sc
+		if !rs.Lateral {
+			parent = sc.outside() // the items before it are not in its sight
+		}
+		cols, err := w.query(sel, parent, true, lock.covers(refname) && refname != "")
 		if err != nil {
 			return err
 		}
@@ -667,7 +679,10 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if err := w.exprs(j.UsingClause, sc, ectx{}); err != nil {
 			return err
 		}
-		if err := w.expr(j.Quals, sc, ectx{qual: true}); err != nil {
+		// ON sees the join's two sides only, not the FROM items before it.
+		on := sc.outside()
+		on.items, on.joins = sc.items[first:], true
+		if err := w.expr(j.Quals, on, ectx{qual: true}); err != nil {
 			return err
 		}
 		carries := w.since(m)
@@ -680,7 +695,10 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 			}
 			joined := union(cols...)
 			joined.exact = false
-			sc.items = append(sc.items, &item{refname: j.Alias.Aliasname, aliased: true, carries: carries, cols: joined.renamed(j.Alias)})
+			// The alias hides the sides: only its own name and columns
+			// are in sight above the join.
+			sc.items = append(sc.items[:first], &item{refname: j.Alias.Aliasname, aliased: true, carries: carries, cols: joined.renamed(j.Alias)})
+			return nil
 		}
 		if j.JoinUsingAlias != nil {
 			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries, cols: usingColumns(j.UsingClause)})

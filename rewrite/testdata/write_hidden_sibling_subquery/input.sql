@@ -1,0 +1,1 @@
+UPDATE accounts SET iban = NULL WHERE id = 3 RETURNING (SELECT x FROM (SELECT 1 AS iban) a, (SELECT iban AS x) b) AS raw
