@@ -268,9 +268,11 @@
 //     and the other XML constructors, a non-immutable function or operator
 //     of constants (to_date('x', 'YYYY'), timestamptz + interval),
 //     CURRENT_DATE and the like under a leaky expression, a sublink that
-//     may fail. Its error would tell that some row, perhaps a hidden one,
-//     reached it ("t.id <> 17 OR (-1)::information_schema.cardinal_number
-//     IS NULL"). Only what PostgreSQL provably folds is exempt: literals,
+//     may fail (anything in it that may, a scalar sublink that may return
+//     a second row, an ARRAY sublink). Its error would tell that some
+//     row, perhaps a hidden one, reached it ("t.id <> 17 OR
+//     (-1)::information_schema.cardinal_number IS NULL"). Only what
+//     PostgreSQL provably folds is exempt: literals,
 //     casts of untyped literals to built-in base types, casts between
 //     built-in types whose casts are all immutable, immutable functions of
 //     those (fold.go). LIMIT, OFFSET and functions in FROM run once per
@@ -279,6 +281,9 @@
 //
 // Aggregates and window functions run above every scan, so their arguments
 // are exempt, as are ORDER BY, GROUP BY and the top-level target list.
+// An ARRAY[…] constructor counts as leaky unless its elements are known
+// scalars: arrays of arrays must match in dimensions, which a CASE can
+// make depend on the row (2202E).
 // Otherwise no fence: "WHERE id = 500" (int4eq is leakproof) keeps its index
 // scan. The rule is per statement and conservative: numeric comparisons are
 // not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.

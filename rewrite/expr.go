@@ -133,8 +133,19 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			w.rowFreeValue(c, true)
 		}
 		return w.children(n, sc, c)
+	case *pgNodeAArrayExpr:
+		// ARRAY[a, b] of arrays is multidimensional, and fails (2202E)
+		// when their dimensions differ, which a CASE can make depend on
+		// the row: only elements known to be scalars cannot.
+		for _, e := range x.AArrayExpr.Elements {
+			if !w.scalarElement(e, sc) {
+				w.leakyNode(&c)
+				break
+			}
+		}
+		return w.children(n, sc, c)
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
-		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAArrayExpr, *pgNodeAIndices,
+		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAIndices,
 		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList,
 		*pgNodeMultiAssignRef, *pgNodeWindowDef, *pgNodeGroupingSet,
 		*pgNodeGroupingFunc, *pgNodeDefElem, *pgNodeIndexElem:
@@ -740,12 +751,71 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	if c.qual && (c.leaky || inner.leaky) && w.since(m) {
 		w.dangerous = true
 	}
+	// A sublink used as a value fails by itself: a scalar one (and a row
+	// comparison's) when its query returns a second row (21000), an ARRAY
+	// one when its rows' arrays differ in dimensions (2202E).
+	switch s.SubLinkType {
+	case pgSubLinkTypeEXPR, pgSubLinkTypeROWCOMPARE, pgSubLinkTypeMULTIEXPR:
+		one, byLimit := atMostOneRow(sel)
+		w.valueDependent = w.valueDependent || byLimit // LIMIT 1 and LIMIT 2 decide differently
+		if !one {
+			w.raisers++
+		}
+	case pgSubLinkTypeARRAY:
+		w.raisers++
+	}
 	// An initplan or subplan runs when a row first needs it: an error in
 	// it, or in the leaky expression it feeds, tells that a row reached it
 	// (fold.go), whatever it reads.
 	c.leaky = c.leaky || inner.leaky
 	w.rowFreeValue(c, w.raisers > raisers)
 	return nil
+}
+
+// atMostOneRow reports whether a query provably returns one row at most:
+// LIMIT 0 or 1 (not WITH TIES), or only plain aggregates over no GROUP BY.
+// byLimit: a LIMIT constant's value was read.
+func atMostOneRow(sel *pgSelectStmt) (one, byLimit bool) {
+	if n := sel.LimitCount.GetAConst(); n != nil && sel.LimitOption == pgLimitOptionLIMITOPTIONCOUNT {
+		if i, ok := n.Val.(*pgAConstIval); ok {
+			if v := i.Ival.GetIval(); v >= 0 && v <= 1 {
+				return true, true
+			}
+			byLimit = true
+		}
+	}
+	if sel.Op != pgSetOperationSETOPNONE || len(sel.GroupClause) > 0 || len(sel.TargetList) == 0 {
+		return false, byLimit
+	}
+	for _, t := range sel.TargetList {
+		fc := t.GetResTarget().GetVal().GetFuncCall()
+		if fc == nil || fc.Over != nil || len(fc.Funcname) == 0 || len(fc.Funcname) > 2 {
+			return false, byLimit
+		}
+		name := fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval()
+		if len(fc.Funcname) == 2 && fc.Funcname[0].GetString_().GetSval() != "pg_catalog" || !knownAggregates[name] {
+			return false, byLimit
+		}
+	}
+	return true, byLimit
+}
+
+// scalarElement reports whether an ARRAY[…] element is known not to be an
+// array: a literal (an untyped one takes the other elements' type, so an
+// array among them is caught there), a cast to a built-in scalar type, or
+// a column of one.
+func (w *walker) scalarElement(e *pgNode, sc *scope) bool {
+	switch x := e.GetNode().(type) {
+	case *pgNodeAConst:
+		return true
+	case *pgNodeTypeCast:
+		_, arr, ok := w.builtinType(x.TypeCast.TypeName) // a domain may be over an array
+		return ok && !arr
+	case *pgNodeColumnRef:
+		t, _ := w.exprType(e, sc)
+		return trustedInput[t] // a built-in scalar type (a domain may be over an array)
+	}
+	return false
 }
 
 // operatorLeakproof infers operand types (columns of catalog relations,

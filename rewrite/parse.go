@@ -502,6 +502,7 @@ const (
 	pgOverridingUserValue                = pg.OverridingKind_OVERRIDING_USER_VALUE
 	pgSubLinkTypeEXPR                    = pg.SubLinkType_EXPR_SUBLINK
 	pgSubLinkTypeMULTIEXPR               = pg.SubLinkType_MULTIEXPR_SUBLINK
+	pgSubLinkTypeROWCOMPARE              = pg.SubLinkType_ROWCOMPARE_SUBLINK
 	pgSubLinkTypeEXISTS                  = pg.SubLinkType_EXISTS_SUBLINK
 	pgSubLinkTypeARRAY                   = pg.SubLinkType_ARRAY_SUBLINK
 	pgMinMaxGreatest                     = pg.MinMaxOp_IS_GREATEST

@@ -1,0 +1,1 @@
+SELECT id FROM accounts WHERE id = 104 AND (iban >= 'NM' OR (SELECT 1 UNION ALL SELECT 2) IS NULL)
