@@ -624,11 +624,17 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 			w.operatorLeakproof(schema, lower, e.Lexpr, bounds[0], sc) &&
 			w.operatorLeakproof(schema, upper, e.Lexpr, bounds[1], sc)
 	case pgAExprKindAEXPROPANY, pgAExprKindAEXPROPALL, pgAExprKindAEXPRSIMILAR:
-		// The right operand's element type is not inferred; the operator
-		// is resolved by name, and not treated as leakproof.
+		// The operator is resolved by name. x op ANY(array) applies it to
+		// each element and adds no error of its own: it is as leakproof as
+		// the operator on the elements' type, when that is known.
 		lt, _ := w.exprType(e.Lexpr, sc)
 		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
 			return err
+		}
+		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" {
+			if et := w.elementType(e.Rexpr, lt); et != "" {
+				leakproof = w.cat.operatorLeakproof(schema, name, lt, et)
+			}
 		}
 	default:
 		return unsupported("operator expression kind %s is not supported", e.Kind)
@@ -647,6 +653,39 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		return err
 	}
 	return w.expr(e.Rexpr, sc, c)
+}
+
+// elementType is the element type of an array operand of ANY/ALL when it
+// is a constant or a parameter (read when PostgreSQL parses or binds the
+// statement): an untyped literal ('{2,3}'), a parameter or ARRAY[…] of
+// those take the other operand's type, lt; a cast of one to a built-in
+// array type has that type's. "" when it is not known.
+func (w *walker) elementType(arr *pgNode, lt string) string {
+	constant := func(n *pgNode) bool {
+		c := n.GetAConst()
+		return n.GetParamRef() != nil || c != nil && (c.Isnull || c.GetSval() != nil)
+	}
+	switch x := arr.GetNode().(type) {
+	case *pgNodeAConst, *pgNodeParamRef:
+		if constant(arr) {
+			return lt
+		}
+	case *pgNodeAArrayExpr:
+		els := x.AArrayExpr.Elements
+		for _, el := range els {
+			if el.GetAConst() == nil && el.GetParamRef() == nil {
+				return ""
+			}
+		}
+		if len(els) > 0 {
+			return lt
+		}
+	case *pgNodeTypeCast:
+		if t, array, ok := w.builtinType(x.TypeCast.TypeName); ok && array && constant(x.TypeCast.Arg) {
+			return t
+		}
+	}
+	return ""
 }
 
 // operatorMayBeStable reports whether the operator name applied to l and

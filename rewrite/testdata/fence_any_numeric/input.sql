@@ -1,0 +1,1 @@
+SELECT id FROM accounts WHERE balance = ANY('{2,3}')
