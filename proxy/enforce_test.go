@@ -1002,3 +1002,39 @@ func TestDeclareOfOpenCursorNameAfterRevocation(t *testing.T) {
 		t.Fatalf("FETCH from the shadowed held cursor after revocation: want a refusal, got %d rows, %v", len(rows), err)
 	}
 }
+
+// TestColumnAddedUpstreamStaysHidden: a column added directly on
+// PostgreSQL is not readable through mandate until the catalog knows it
+// (and so whether a policy masks it): by name it is unknown, and * lists
+// the catalog's columns.
+func TestColumnAddedUpstreamStaysHidden(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	// Directly on PostgreSQL, as a migration would: no catalog refresh.
+	if _, err := w.owner.Exec(ctx, "ALTER TABLE customers ADD COLUMN late_secret text DEFAULT 'LATE-SECRET'"); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"SELECT id, late_secret FROM customers",
+		"SELECT late_secret FROM customers WHERE id = 1",
+		"UPDATE customers SET name = name WHERE id = 1 RETURNING late_secret",
+		"UPDATE customers SET name = late_secret WHERE id = 1",
+	} {
+		if got, err := rows(t, alice, sql); sqlState(err) != "42703" {
+			t.Errorf("%s: want 42703 before the catalog knows the column, got %q, %v", sql, got, err)
+		}
+	}
+	for _, sql := range []string{"SELECT * FROM customers", "TABLE customers", "SELECT c.* FROM customers c"} {
+		got, err := rows(t, alice, sql)
+		if err != nil || len(got) == 0 || strings.Contains(strings.Join(got, ","), "LATE-SECRET") {
+			t.Errorf("%s: got %q, %v; want alice's row without the new column", sql, got, err)
+		}
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rows(t, alice, "SELECT late_secret FROM customers"); err != nil || strings.Join(got, ",") != "LATE-SECRET" {
+		t.Errorf("after the refresh: got %q, %v; want alice's own value", got, err)
+	}
+}

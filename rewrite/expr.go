@@ -269,6 +269,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
+	w.unresolved = w.unresolved || it == nil
 	w.noteColUse(n, it, names, star)
 	if carries {
 		w.carryRefs++

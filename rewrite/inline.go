@@ -60,7 +60,10 @@ func (w *walker) noteColUse(n *pgNode, it *item, names []string, star bool) {
 // its shape only; inlineMasks judges what depends on the grants.
 func (w *walker) inlineSite() *site {
 	r := w.root
-	if r == nil || w.opts.noInline || len(w.sites) != 1 || w.dangerous || w.sublinks ||
+	// A reference the catalog cannot resolve may be a column added upstream
+	// since it was read, whose mask is not known yet: the derived table
+	// lists the catalog's columns only, so there PostgreSQL refuses it.
+	if r == nil || w.opts.noInline || len(w.sites) != 1 || w.dangerous || w.sublinks || w.unresolved ||
 		len(w.quals)+len(w.rows)+len(w.colFixes)+len(w.targets) > 0 {
 		return nil
 	}
@@ -149,7 +152,9 @@ func (w *walker) applyInline(s *site, g *grant.Relation, filter grant.Expr, use 
 			u.n.Node = expr.Node
 		}
 	}
-	if len(g.Masks) > 0 && len(stars) > 0 {
+	if len(stars) > 0 {
+		// From the catalog, masks or not: PostgreSQL's own expansion would
+		// include a column added since it was read.
 		list := make([]*pgNode, 0, len(r.TargetList)+len(t.Columns))
 		for _, n := range r.TargetList {
 			if !stars[n.GetResTarget()] {

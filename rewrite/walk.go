@@ -66,7 +66,10 @@ type walker struct {
 	root     *pgSelectStmt
 	colUses  []colUse
 	sublinks bool
-	inline   *site
+	// unresolved: a column reference named nothing the catalog knows (an
+	// output name, or a column added upstream since the catalog was read).
+	unresolved bool
+	inline     *site
 }
 
 // site is a reference to a protected relation, replaced by a derived table.

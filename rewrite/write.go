@@ -96,6 +96,11 @@ func refuseCurrentOf(tgt *item, where *pgNode, verb string) error {
 // column of a target is refused, as it is in reads: ctid and xmin tell
 // where and when hidden rows were written.
 func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool) error {
+	if !star && len(names) == 1 && targetInSight(sc) && len(columnCandidates(sc, names[0], false)) == 0 {
+		// Nothing the catalog knows has it: perhaps a column of the target
+		// added upstream since the catalog was read, whose mask is unknown.
+		return unknownColumn(names[0])
+	}
 	for _, h := range targetHits(sc, names, star) {
 		wt := h.it.target
 		if !star && h.col == "" && systemColumns[names[len(names)-1]] {
@@ -109,6 +114,25 @@ func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool)
 		wt.refs = append(wt.refs, r)
 	}
 	return nil
+}
+
+// targetInSight reports whether a write target is among the FROM items a
+// reference in sc can see.
+func targetInSight(sc *scope) bool {
+	for s := sc; s != nil; s = s.parent {
+		for _, it := range s.items {
+			if it.target != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unknownColumn refuses a name no column in mandate's catalog has.
+func unknownColumn(name string) *Error {
+	return &Error{Code: codeUndefinedColumn, Msg: fmt.Sprintf(
+		"column %s does not exist (if it was just added, mandate reads the catalog again within --catalog-refresh-interval)", name)}
 }
 
 type targetHit struct {
@@ -653,6 +677,9 @@ func (w *walker) maskTargetReads(wt *writeTarget, g *grant.Relation, verb string
 				continue
 			}
 			return denial(name, g, fmt.Sprintf("%s reads whole rows but some columns are masked for you; name the columns", verb))
+		}
+		if wt.table.Column(r.col) == nil && !systemColumns[r.col] {
+			return unknownColumn(r.col) // t.new_column, as above
 		}
 		m, masked := g.Masks[r.col]
 		if !masked {

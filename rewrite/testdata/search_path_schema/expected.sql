@@ -1,1 +1,1 @@
-SELECT * FROM "Sales"."Orders" WHERE "Orders"."Customer" OPERATOR(pg_catalog.=) E'O''Brien \\ $$x$$'
+SELECT "Orders"."Order Id", "Orders"."Customer", "Orders".amount FROM "Sales"."Orders" WHERE "Orders"."Customer" OPERATOR(pg_catalog.=) E'O''Brien \\ $$x$$'

@@ -1,1 +1,1 @@
-SELECT * FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND id = 500
+SELECT accounts.id, accounts.customer_id, accounts.iban, accounts.balance, accounts.opened_at FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND id = 500

@@ -1,1 +1,1 @@
-SELECT * FROM public.transactions WHERE transactions.account_id OPERATOR(pg_catalog.=) 10 OR transactions.account_id OPERATOR(pg_catalog.=) 11
+SELECT transactions.id, transactions.account_id, transactions.amount, transactions.merchant, transactions.category, transactions.booked_at FROM public.transactions WHERE transactions.account_id OPERATOR(pg_catalog.=) 10 OR transactions.account_id OPERATOR(pg_catalog.=) 11
