@@ -209,6 +209,14 @@ func (w *Writer) Head() (seq uint64, hash string) {
 	return w.seq, w.head
 }
 
+// Err is the error that stopped the writer, if a write failed: the log's
+// chain can no longer be continued, and records written since are lost.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
 // Flush hands buffered records to the OS.
 func (w *Writer) Flush() error {
 	w.mu.Lock()

@@ -188,7 +188,8 @@ func (s *session) writeAudit(r audit.Record) {
 		return
 	}
 	if err := s.srv.cfg.Audit.Write(r); err != nil {
-		s.log.Error("audit write failed", "err", err)
+		s.srv.metrics.auditFailures.Inc()
+		s.log.Error("audit write failed: statements are refused until mandate restarts with a writable audit log", "err", err)
 	}
 }
 

@@ -147,12 +147,20 @@ func (d decision) fingerprint() string {
 // Every input is read anew per statement, so a revocation, an expiry or a
 // withdrawn consent applies to the very next one.
 func (e *Enforcer) decide(s *session, sql string) decision {
+	if a := s.srv.cfg.Audit; a != nil && a.Err() != nil {
+		// Every decision is audited, or not made: a log that can no longer
+		// be written fails closed.
+		return decision{err: errAuditBroken}
+	}
 	v := s.settings.current()
 	return e.decideFor(caller{
 		principal: v.principal(s.login), purpose: v.purpose, searchPath: v.path,
 		clientAddr: s.clientHost, sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
 	}, sql, s.srv.metrics)
 }
+
+// errAuditBroken refuses statements once the audit log failed a write.
+var errAuditBroken = &Error{Code: "58030", Msg: "the audit log cannot be written: mandate refuses statements until it restarts with a writable audit log"}
 
 // caller is what a decision needs to know of the session it is for.
 type caller struct {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1036,5 +1039,53 @@ func TestColumnAddedUpstreamStaysHidden(t *testing.T) {
 	}
 	if got, err := rows(t, alice, "SELECT late_secret FROM customers"); err != nil || strings.Join(got, ",") != "LATE-SECRET" {
 		t.Errorf("after the refresh: got %q, %v; want alice's own value", got, err)
+	}
+}
+
+// failingWriter fails every write once fail is set, as a full disk would.
+type failingWriter struct {
+	fail atomic.Bool
+	buf  bytes.Buffer
+	mu   sync.Mutex
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.fail.Load() {
+		return 0, syscall.ENOSPC
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.buf.Write(p)
+}
+
+// TestAuditFailureFailsClosed: every decision is audited, or not made.
+// Once the audit log fails a write, statements are refused (58030), the
+// replica reports not ready and the failure is counted.
+func TestAuditFailureFailsClosed(t *testing.T) {
+	w := startBank(t)
+	fw := &failingWriter{}
+	aw, err := audit.NewWriter(fw, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := w.replica(t, replicaOptions{edit: func(c *Config) { c.Audit = aw }})
+	alice := w.connectTo(t, p, "alice")
+	mustRows(t, alice, "SELECT id FROM accounts")
+	if err := p.srv.Ready(ctxT(t)); err != nil {
+		t.Fatalf("ready before the failure: %v", err)
+	}
+	fw.fail.Store(true)
+	_, _ = rows(t, alice, "SELECT id FROM accounts") // decided; its record fails
+	waitFor(t, "the audit write to fail", func() bool { return aw.Err() != nil })
+	for _, sql := range []string{"SELECT id FROM accounts", "SELECT 1"} {
+		if got, err := rows(t, alice, sql); sqlState(err) != "58030" {
+			t.Errorf("%s after the audit failed: got %q, %v; want 58030", sql, got, err)
+		}
+	}
+	if err := p.srv.Ready(ctxT(t)); err == nil || !strings.Contains(err.Error(), "audit") {
+		t.Errorf("ready after the audit failed: %v", err)
+	}
+	if n := counterValue(t, p.srv.metrics.auditFailures); n < 1 {
+		t.Errorf("mandate_audit_write_failures_total = %v", n)
 	}
 }

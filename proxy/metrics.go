@@ -32,6 +32,7 @@ type Metrics struct {
 	decisions         *prometheus.CounterVec // by decision
 	decisionPolicies  *prometheus.CounterVec // by decision and policy id
 	refusals          prometheus.Counter
+	auditFailures     prometheus.Counter
 	rewriteSeconds    prometheus.Histogram
 	rewriteCache      [numCacheOutcomes]prometheus.Counter // by cacheOutcome
 	revocation        prometheus.Histogram
@@ -106,6 +107,9 @@ func NewMetrics() *Metrics {
 	m.refusals = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mandate_refusals_total", Help: "Statements refused by mandate (denied, unsupported or unverifiable).",
 	})
+	m.auditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mandate_audit_write_failures_total", Help: "Audit records that could not be written; after the first, every statement is refused until restart.",
+	})
 	m.rewriteSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "mandate_decision_seconds", Help: "Time to decide and rewrite one statement (grants and rewrite, cached or not).",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
@@ -130,7 +134,7 @@ func NewMetrics() *Metrics {
 	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mandate_policy_reloads_total", Help: "Policy set reloads, by result (ok, rejected).",
 	}, []string{"result"})
-	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.rewriteSeconds, cache, m.revocation, m.notifyLag, m.policyReloads,
+	r.MustRegister(m.decisions, m.decisionPolicies, m.refusals, m.auditFailures, m.rewriteSeconds, cache, m.revocation, m.notifyLag, m.policyReloads,
 		m.connsActive, m.connsTotal, m.connsRejected, m.authFailures,
 		m.bytesFromClient, m.bytesToClient, m.statements, m.errors,
 		m.upstreamConnect, m.upstreamFailures, m.upstreamReused, m.upstreamReleased, m.poolIdle, m.poolDiscarded, m.cancels, stmtCache,

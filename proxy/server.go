@@ -276,6 +276,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	if s.isClosing() {
 		return errors.New("shutting down")
 	}
+	if a := s.cfg.Audit; a != nil && a.Err() != nil {
+		return fmt.Errorf("audit log: %w", a.Err())
+	}
 	if e := s.cfg.Enforcer; e != nil {
 		if _, err := e.State.Check(e.now()); err != nil {
 			return err
