@@ -175,9 +175,7 @@ type caller struct {
 func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	now := e.now()
 	p := c.principal
-	if !p.Expires.IsZero() && !now.Before(p.Expires) {
-		return decision{err: &Error{Code: codeInvalidAuthSpec, Msg: "the identity token has expired; reconnect or SET mandate.token to a fresh one"}}
-	}
+	expired := !p.Expires.IsZero() && !now.Before(p.Expires)
 	if !e.LazyState && (len(p.Actors) > 0 || p.purpose(c.purpose) != "") {
 		// Delegations, agent registrations and consents decide this scope:
 		// see every change committed before this statement.
@@ -208,7 +206,26 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		m.rewriteSeconds.Observe(time.Since(start).Seconds())
 		m.rewriteCache[how].Inc()
 	}
+	if expired && (err != nil || !transactionControl(res)) {
+		return decision{err: errTokenExpired}
+	}
 	return decision{sql: res.SQL, result: res, scope: scope, entry: ent, err: err}
+}
+
+// errTokenExpired refuses the statements of an identity whose token expired.
+var errTokenExpired = &Error{Code: codeInvalidAuthSpec, Msg: "the identity token has expired; reconnect or SET mandate.token to a fresh one"}
+
+// transactionControl reports whether res only ends, begins or marks
+// transactions: statements that touch no data, which an identity whose
+// token expired may still run, so that a pooled connection can ROLLBACK
+// the transaction the expiry aborted.
+func transactionControl(res rewrite.Result) bool {
+	for _, st := range res.Statements {
+		if st.Kind != rewrite.KindTransaction {
+			return false
+		}
+	}
+	return len(res.Statements) > 0
 }
 
 // Explanation is a decision made without a session, for mandate explain.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -442,4 +443,28 @@ func TestAuditCarriesTheIdentityInEffect(t *testing.T) {
 	if r := records[3]; r["subject"] != "alice" || r["purpose"] != "support" {
 		t.Errorf("audit record of a statement parsed as carol, run as alice for support: subject %v, purpose %v", r["subject"], r["purpose"])
 	}
+}
+
+// TestExpiredTokenCanRollBack: an identity whose token expires inside a
+// transaction has its statements refused (28000), which aborts the
+// transaction; ROLLBACK still runs, so a pooled connection recovers and
+// names the next user.
+func TestExpiredTokenCanRollBack(t *testing.T) {
+	w := startBank(t)
+	app, alice := appAsCarol(t, w)
+	mustSimple(t, app, "BEGIN")
+	mustSimple(t, app, "SET LOCAL mandate.token = '"+alice+"'")
+	mustSimple(t, app, "SELECT id FROM accounts")
+	w.clock.advance(2 * time.Hour) // past every token's expiry
+	waitState(t, w)
+	if got, err := simple(t, app, "SELECT id FROM accounts"); sqlState(err) != codeInvalidAuthSpec {
+		t.Fatalf("after expiry: got %q, %v; want 28000", got, err)
+	}
+	for _, sql := range []string{"ROLLBACK", "BEGIN", "ROLLBACK"} {
+		if _, err := simple(t, app, sql); err != nil {
+			t.Fatalf("%s with an expired token: %v", sql, err)
+		}
+	}
+	mustSimple(t, app, "SET mandate.token = '"+w.token(t, "alice", nil, nil)+"'")
+	wantRows(t, app, "a fresh token after ROLLBACK", "SELECT count(*) FROM accounts", "2")
 }
