@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mandate-proxy/mandate/audit"
 	"github.com/mandate-proxy/mandate/policy"
+	"github.com/mandate-proxy/mandate/rewrite"
 )
 
 // auditTrail holds a session's allowed statements until the upstream
@@ -110,6 +112,11 @@ func (s *session) audit(d decision) {
 		// A denial names its deciding policies in the detail (see policy.Denied).
 		if ids, ok := strings.CutPrefix(resp.Detail, "policies: "); ok {
 			r.PolicyIDs = append(r.PolicyIDs, strings.Split(ids, ", ")...)
+		}
+		// And the relation it refused, which a refused statement's result
+		// does not list.
+		if re := (*rewrite.Error)(nil); errors.As(d.err, &re) && re.Relation != "" && len(r.Tables) == 0 {
+			r.Tables, r.Action = []string{re.Relation}, re.Action
 		}
 		for _, id := range r.PolicyIDs {
 			m.decisionPolicies.WithLabelValues("deny", id).Inc()

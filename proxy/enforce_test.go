@@ -523,6 +523,11 @@ func TestAuditRecordsDecisions(t *testing.T) {
 	mustRows(t, alice, "SELECT id FROM accounts")
 	_, _ = rows(t, alice, "SELECT * FROM pg_stats")
 	alice.Close(ctxT(t))
+	dana := w.connect(t, "dana") // an analyst: no grant on support tickets
+	if _, err := rows(t, dana, "SELECT subject FROM support_tickets"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("dana reading support tickets: %v", err)
+	}
+	dana.Close(ctxT(t))
 	waitFor(t, "audit records", func() bool {
 		f, err := os.Open(w.audit)
 		if err != nil {
@@ -530,7 +535,7 @@ func TestAuditRecordsDecisions(t *testing.T) {
 		}
 		defer f.Close()
 		n, err := audit.Verify(f)
-		return err == nil && n >= 2
+		return err == nil && n >= 3
 	})
 	data, _ := os.ReadFile(w.audit)
 	text := string(data)
@@ -541,6 +546,14 @@ func TestAuditRecordsDecisions(t *testing.T) {
 	}
 	if strings.Contains(text, "SELECT") {
 		t.Errorf("audit log holds statement text:\n%s", text)
+	}
+	// A denial names the relation it refused.
+	denied := false
+	for _, line := range strings.Split(text, "\n") {
+		denied = denied || strings.Contains(line, `"decision":"deny"`) && strings.Contains(line, `"tables":["public.support_tickets"]`)
+	}
+	if !denied {
+		t.Errorf("no deny record names public.support_tickets:\n%s", text)
 	}
 }
 

@@ -215,7 +215,7 @@ func denial(name string, g *grant.Relation, why string) *Error {
 	if reason == "" {
 		reason = "no policy permits select"
 	}
-	e := &Error{Code: CodeDenied, Msg: fmt.Sprintf("permission denied for relation %s: %s", name, reason)}
+	e := &Error{Code: CodeDenied, Msg: fmt.Sprintf("permission denied for relation %s: %s", name, reason), Relation: name}
 	if g != nil && len(g.Policies) > 0 {
 		e.Detail = "policies: " + strings.Join(g.Policies, ", ")
 	}

@@ -21,6 +21,9 @@ type Error struct {
 	Code   string
 	Msg    string
 	Detail string
+	// Relation and Action name what a denial refused, for the audit
+	// trail, when it is about one relation ("" otherwise).
+	Relation, Action string
 }
 
 func (e *Error) Error() string {

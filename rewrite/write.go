@@ -202,7 +202,9 @@ func actionDenial(name string, g *grant.Relation, a grant.Action) *Error {
 	if g != nil && g.Reason != "" {
 		why += " (" + g.Reason + ")"
 	}
-	return denial(name, g, why)
+	e := denial(name, g, why)
+	e.Action = string(a)
+	return e
 }
 
 func (w *walker) guardStatement(wt *writeTarget, g *grant.Relation, useFor func(grant.Action) *RelationUse) error {
