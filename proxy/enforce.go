@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/policy/identity"
@@ -147,6 +149,13 @@ func (d decision) fingerprint() string {
 // Every input is read anew per statement, so a revocation, an expiry or a
 // withdrawn consent applies to the very next one.
 func (e *Enforcer) decide(s *session, sql string) decision {
+	return e.decideTyped(s, sql, nil)
+}
+
+// decideTyped decides a Parse's text with the parameter types the client
+// declared (paramOIDs): PostgreSQL resolves operators with them, and a
+// declared type unlike a column's can put a cast on the column.
+func (e *Enforcer) decideTyped(s *session, sql string, paramOIDs []uint32) decision {
 	if a := s.srv.cfg.Audit; a != nil && a.Err() != nil {
 		// Every decision is audited, or not made: a log that can no longer
 		// be written fails closed.
@@ -156,7 +165,35 @@ func (e *Enforcer) decide(s *session, sql string) decision {
 	return e.decideFor(caller{
 		principal: v.principal(s.login), purpose: v.purpose, searchPath: v.path,
 		clientAddr: s.clientHost, sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
+		paramTypes: paramTypeNames(paramOIDs),
 	}, sql, s.srv.metrics)
+}
+
+// builtinTypes names PostgreSQL's built-in types by OID.
+var builtinTypes = pgtype.NewMap()
+
+// paramTypeNames names declared parameter types as rewrite.Session wants
+// them: "" for none (OID 0), "int8" or "int8[]", "?" for an unknown type.
+func paramTypeNames(oids []uint32) []string {
+	var names []string
+	for i, oid := range oids {
+		if oid == 0 {
+			continue
+		}
+		if names == nil {
+			names = make([]string, len(oids))
+		}
+		t, ok := builtinTypes.TypeForOID(oid)
+		switch {
+		case !ok:
+			names[i] = "?"
+		case strings.HasPrefix(t.Name, "_"):
+			names[i] = t.Name[1:] + "[]"
+		default:
+			names[i] = t.Name
+		}
+	}
+	return names
 }
 
 // errAuditBroken refuses statements once the audit log failed a write.
@@ -169,7 +206,8 @@ type caller struct {
 	searchPath   []string
 	clientAddr   string // the client's host, without the port: policies care about the address, and grants cached per port would be per connection
 	sessionID    string
-	upstreamUser string // substituted for "$user" in the search path
+	upstreamUser string   // substituted for "$user" in the search path
+	paramTypes   []string // declared at Parse (rewrite.Session.ParamTypes)
 }
 
 func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
@@ -192,7 +230,7 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	if cat == nil {
 		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}}
 	}
-	sess := rewrite.Session{User: c.upstreamUser, SearchPath: c.searchPath}
+	sess := rewrite.Session{User: c.upstreamUser, SearchPath: c.searchPath, ParamTypes: c.paramTypes}
 	grants := func(names []string) (*grant.Set, error) {
 		infos := make([]policy.RelationInfo, 0, len(names))
 		for _, n := range names {
@@ -201,7 +239,8 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
 	start := time.Now()
-	res, ent, how, err := e.cache.rewrite(cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion}, cat, sess, grants, e.rewriteOptions())
+	key := cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion, params: strings.Join(c.paramTypes, ",")}
+	res, ent, how, err := e.cache.rewrite(key, cat, sess, grants, e.rewriteOptions())
 	if m != nil {
 		m.rewriteSeconds.Observe(time.Since(start).Seconds())
 		m.rewriteCache[how].Inc()
@@ -312,6 +351,7 @@ type cacheKey struct {
 	sql        string
 	searchPath string
 	catalog    uint64
+	params     string // declared parameter types, comma-separated
 }
 
 type cacheEntry struct {

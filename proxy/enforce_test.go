@@ -1102,3 +1102,45 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 		t.Errorf("mandate_audit_write_failures_total = %v", n)
 	}
 }
+
+// TestDeclaredParameterTypesCount: a parameter type the client declares
+// at Parse is the one PostgreSQL resolves operators with. Declared oid[],
+// it puts a cast on the bigint column (id::oid = ANY($1)), which fails on
+// values outside oid's range: on a hidden row, an oracle, unless fenced.
+func TestDeclaredParameterTypesCount(t *testing.T) {
+	w := startBank(t)
+	setUpPersonaState(t, w)
+	ctx := ctxT(t)
+	// dana (analytics) sees the accounts of consenting customers, 101 to
+	// 103: 110 is hidden from her.
+	if _, err := w.owner.Exec(ctx, "INSERT INTO transactions (id, account_id, amount, merchant, category, booked_at) VALUES (5000000002, 110, 1, 'Hidden Merchant', 'misc', now())"); err != nil {
+		t.Fatal(err)
+	}
+	dana := w.assume(t, "dana", nil, map[string]any{"purpose": "analytics"})
+	want := mustRows(t, dana, "SELECT count(*) FROM transactions WHERE merchant <> 'Hidden Merchant'")
+	pid := backendPID(t, dana)
+	for _, oid := range []uint32{1028, 26} { // oid[], oid
+		sql := "SELECT count(*) FROM transactions WHERE merchant <> 'Hidden Merchant' OR id = ANY($1)"
+		arg := "{1}"
+		if oid == 26 {
+			sql, arg = "SELECT count(*) FROM transactions WHERE merchant <> 'Hidden Merchant' OR id = $1", "1"
+		}
+		pc := dana.PgConn()
+		if _, err := pc.Prepare(ctx, "", sql, []uint32{oid}); err != nil {
+			t.Fatalf("prepare with $1 declared %d: %v", oid, err)
+		}
+		res := pc.ExecPrepared(ctx, "", [][]byte{[]byte(arg)}, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != want[0] {
+			t.Errorf("$1 declared %d: got %q, %v; want the count of dana's transactions, %s", oid, res.Rows, res.Err, want[0])
+		}
+		// Whether PostgreSQL tests the filter first is its cost model's
+		// call: what must hold is that the upstream ran the fenced form.
+		var ran string
+		if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ran, "Hidden Merchant") || !strings.Contains(ran, "OFFSET 0") {
+			t.Errorf("$1 declared %d: the upstream ran %q, not fenced", oid, ran)
+		}
+	}
+}

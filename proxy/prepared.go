@@ -182,7 +182,7 @@ func (s *session) onParse(m *pgproto3.Parse) error {
 		made: new(atomic.Int32), segment: s.segment, parsed: true}
 	var d decision
 	var o outcome
-	m.Query, d, o = s.decideText(m.Query, false)
+	m.Query, d, o = s.decideText(m.Query, false, m.ParameterOIDs)
 	ps.forwarded = m.Query
 	if len(d.result.Statements) == 1 {
 		ps.effect = d.result.Statements[0].Effect
@@ -364,7 +364,7 @@ func (p *boundPortal) runs() []decidedText {
 // redecide decides a protocol statement's text again, with the check an
 // EXECUTE or FETCH in it makes of what it names.
 func (s *session) redecide(ps *preparedStmt) decision {
-	d := s.srv.cfg.Enforcer.decide(s, ps.sql)
+	d := s.srv.cfg.Enforcer.decideTyped(s, ps.sql, ps.paramOIDs)
 	if d.err == nil && needsNamedCheck(d) {
 		_, d.err = s.checkNamed(d, nil, false)
 	}

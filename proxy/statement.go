@@ -141,7 +141,7 @@ const (
 // they are forwarded: their effects on the session's settings are recorded
 // now (a Parse's, at each Execute), and a query in which a statement
 // changes them for later ones is decided statement by statement.
-func (s *session) decideText(sql string, track bool) (string, decision, outcome) {
+func (s *session) decideText(sql string, track bool, paramOIDs []uint32) (string, decision, outcome) {
 	if containsFold(sql, "mandate.") || containsResetAll(sql) {
 		if stmts, err := rewrite.Parse(sql); err == nil {
 			if st, ok := rewrite.MandateSetting(stmts); ok {
@@ -157,7 +157,7 @@ func (s *session) decideText(sql string, track bool) (string, decision, outcome)
 		}
 		s.catalogStale = false
 	}
-	d := e.decide(s, sql)
+	d := e.decideTyped(s, sql, paramOIDs)
 	if parts := s.settingChangingParts(sql, d, track); parts != nil {
 		// Decided as a whole, later statements would be decided with the
 		// search_path, identity and purpose the query started with.
@@ -216,7 +216,7 @@ func (s *session) onQuery(m *pgproto3.Query) (sql string, d decision, ok bool) {
 	delete(s.portals, "")
 	sql = m.String
 	var o outcome
-	m.String, d, o = s.decideText(m.String, true)
+	m.String, d, o = s.decideText(m.String, true, nil)
 	switch o {
 	case decided:
 		s.queueRecords(d, len(d.result.Statements))

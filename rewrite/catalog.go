@@ -215,6 +215,10 @@ type Session struct {
 	SearchPath []string
 	// TempSchema is the session's pg_temp_N schema once it has temp tables.
 	TempSchema string
+	// ParamTypes are the types the client declared for $1, $2, … (the
+	// extended protocol's Parse): "" when it left one to PostgreSQL, a
+	// type name ("int8", "text[]") or "?" for a type mandate does not know.
+	ParamTypes []string
 }
 
 // relationPath is PostgreSQL's effective search path for relations: the temp

@@ -667,14 +667,22 @@ func (w *walker) elementType(arr *pgNode, lt string) string {
 		return n.GetParamRef() != nil || c != nil && (c.Isnull || c.GetSval() != nil)
 	}
 	switch x := arr.GetNode().(type) {
-	case *pgNodeAConst, *pgNodeParamRef:
+	case *pgNodeParamRef:
+		// A declared type is the client's: its elements' type, if known.
+		switch t := w.paramType(x.ParamRef.Number); {
+		case t == "":
+			return lt
+		case strings.HasSuffix(t, "[]") && t != "?[]":
+			return strings.TrimSuffix(t, "[]")
+		}
+	case *pgNodeAConst:
 		if constant(arr) {
 			return lt
 		}
 	case *pgNodeAArrayExpr:
 		els := x.AArrayExpr.Elements
 		for _, el := range els {
-			if el.GetAConst() == nil && el.GetParamRef() == nil {
+			if el.GetAConst() == nil && (el.GetParamRef() == nil || w.paramType(el.GetParamRef().Number) != "") {
 				return ""
 			}
 		}
@@ -687,6 +695,26 @@ func (w *walker) elementType(arr *pgNode, lt string) string {
 		}
 	}
 	return ""
+}
+
+// paramType is the type the client declared for $n, "" when none.
+func (w *walker) paramType(n int32) string {
+	if n < 1 || int(n) > len(w.sess.ParamTypes) {
+		return ""
+	}
+	return w.sess.ParamTypes[n-1]
+}
+
+// declaredType is a PREPARE argument type as Session.ParamTypes holds it.
+func declaredType(tn *pgTypeName) string {
+	t, arr := baseType(tn)
+	switch {
+	case t == "":
+		return "?"
+	case arr:
+		return t + "[]"
+	}
+	return t
 }
 
 // operatorMayBeStable reports whether the operator name applied to l and
@@ -892,7 +920,14 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		}
 		return "", true
 	case *pgNodeParamRef:
-		return "", true
+		switch t := w.paramType(x.ParamRef.Number); {
+		case t == "":
+			return "", true // takes the other operand's type
+		case t == "?" || strings.HasSuffix(t, "[]"):
+			return "", false
+		default:
+			return t, false
+		}
 	case *pgNodeTypeCast:
 		t, arr := baseType(x.TypeCast.TypeName)
 		if arr {

@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the expected files of golden te
 
 // goldenCase is one directory under testdata: input.sql; optional "grants"
 // (a scenario of helpers_test.go, default alice) and "session" (lines
-// search_path=a,b / temp=pg_temp_3 / user=u); expected.sql, or "error"
+// search_path=a,b / temp=pg_temp_3 / user=u / params=oid[],int8); expected.sql, or "error"
 // holding the SQLSTATE when the statement is refused.
 type goldenCase struct {
 	dir      string
@@ -58,6 +58,8 @@ func loadCases(t *testing.T) []goldenCase {
 				c.sess.TempSchema = v
 			case "user":
 				c.sess.User = v
+			case "params":
+				c.sess.ParamTypes = strings.Split(v, ",")
 			case "":
 			default:
 				t.Fatalf("%s: unknown session key %q", d, k)

@@ -212,10 +212,12 @@ func (w *walker) statement(n *pgNode) error {
 		return w.selectStmt(sel, nil, false, false)
 	case *pgNodePrepareStmt:
 		w.kind, w.name = KindPrepare, x.PrepareStmt.Name
+		w.sess.ParamTypes = nil
 		for _, t := range x.PrepareStmt.Argtypes {
 			if err := w.expr(t, nil, ectx{}); err != nil {
 				return err
 			}
+			w.sess.ParamTypes = append(w.sess.ParamTypes, declaredType(t.GetTypeName()))
 		}
 		return w.preparable(x.PrepareStmt.Query)
 	case *pgNodeExecuteStmt:

@@ -1,0 +1,1 @@
+PREPARE p(oid[]) AS SELECT id FROM accounts WHERE id = ANY($1)
