@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,8 +42,9 @@ type Writer struct {
 	body   []byte   // reused buffers: the hashed body and the sealed line
 	line   []byte
 	seq    uint64
-	head   string // hash of the last line written
-	err    error  // sticky: after a failed write the chain position is unknown
+	head   string      // hash of the last line written
+	err    error       // sticky: after a failed write the chain position is unknown
+	failed atomic.Bool // err is set: Err need not take the lock (it runs per statement)
 	closed bool
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -121,7 +123,7 @@ func (w *Writer) start() {
 			case <-t.C:
 				w.mu.Lock()
 				if w.err == nil && w.out.Buffered() > 0 {
-					w.err = w.out.Flush()
+					w.setErr(w.out.Flush())
 				}
 				w.mu.Unlock()
 			}
@@ -188,12 +190,12 @@ func (w *Writer) Write(r Record) error {
 	w.body, w.line = body, line
 
 	if _, err := w.out.Write(line); err != nil {
-		w.err = fmt.Errorf("audit: write: %w", err)
+		w.setErr(fmt.Errorf("audit: write: %w", err))
 		return w.err
 	}
 	if w.interval <= 0 {
 		if err := w.out.Flush(); err != nil {
-			w.err = fmt.Errorf("audit: write: %w", err)
+			w.setErr(fmt.Errorf("audit: write: %w", err))
 			return w.err
 		}
 	}
@@ -212,9 +214,20 @@ func (w *Writer) Head() (seq uint64, hash string) {
 // Err is the error that stopped the writer, if a write failed: the log's
 // chain can no longer be continued, and records written since are lost.
 func (w *Writer) Err() error {
+	if !w.failed.Load() {
+		return nil
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
+}
+
+// setErr records the writer's first failure; w.mu is held.
+func (w *Writer) setErr(err error) {
+	if err != nil {
+		w.err = err
+		w.failed.Store(true)
+	}
 }
 
 // Flush hands buffered records to the OS.
@@ -225,7 +238,7 @@ func (w *Writer) Flush() error {
 		return w.err
 	}
 	if err := w.out.Flush(); err != nil {
-		w.err = fmt.Errorf("audit: write: %w", err)
+		w.setErr(fmt.Errorf("audit: write: %w", err))
 	}
 	return w.err
 }
@@ -257,7 +270,7 @@ func (w *Writer) Close() error {
 			err = cerr
 		}
 	}
-	w.err = ErrClosed
+	w.setErr(ErrClosed)
 	if err != nil {
 		return fmt.Errorf("audit: close: %w", err)
 	}

@@ -96,12 +96,13 @@ func refuseCurrentOf(tgt *item, where *pgNode, verb string) error {
 // column of a target is refused, as it is in reads: ctid and xmin tell
 // where and when hidden rows were written.
 func (w *walker) noteTargetRead(n *pgNode, sc *scope, names []string, star bool) error {
-	if !star && len(names) == 1 && targetInSight(sc) && len(columnCandidates(sc, names[0], false)) == 0 {
+	hits, unresolved := targetHits(sc, names, star)
+	if unresolved && len(names) == 1 && targetInSight(sc) {
 		// Nothing the catalog knows has it: perhaps a column of the target
 		// added upstream since the catalog was read, whose mask is unknown.
 		return unknownColumn(names[0])
 	}
-	for _, h := range targetHits(sc, names, star) {
+	for _, h := range hits {
 		wt := h.it.target
 		if !star && h.col == "" && systemColumns[names[len(names)-1]] {
 			return unsupported("system column %s of protected relation %s is not available through mandate: it tells where and when hidden rows were written", names[len(names)-1], wt.table.QualifiedName())
@@ -141,19 +142,20 @@ type targetHit struct {
 	alone bool
 }
 
-func targetHits(sc *scope, names []string, star bool) []targetHit {
+// targetHits are the write targets a reference may read; unresolved: an
+// unqualified name no item in sight may have.
+func targetHits(sc *scope, names []string, star bool) (hits []targetHit, unresolved bool) {
 	it, col, done := qualifiedItem(sc, names, star)
 	if done {
 		switch {
 		case it == nil || it.target == nil:
-			return nil
+			return nil, false
 		case star:
-			return []targetHit{{it: it, alone: true}}
+			return []targetHit{{it: it, alone: true}}, false
 		}
-		return []targetHit{{it: it, col: col}}
+		return []targetHit{{it: it, col: col}}, false
 	}
 	cands := columnCandidates(sc, col, star)
-	var hits []targetHit
 	for _, it := range cands {
 		if it.target == nil {
 			continue
@@ -164,7 +166,7 @@ func targetHits(sc *scope, names []string, star bool) []targetHit {
 		}
 		hits = append(hits, h)
 	}
-	return hits
+	return hits, !star && len(cands) == 0
 }
 
 // applyWrites guards every write target of the statement.
