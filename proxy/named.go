@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/mandate-proxy/mandate/rewrite"
@@ -170,16 +171,19 @@ func (s *session) dropAll(tbl map[string]*namedObject, ran *atomic.Int32) {
 }
 
 // checkNamed refuses an EXECUTE or FETCH whose object was made under other
-// grants, or may be another than the one mandate decided. With apply (a
-// statement sent now, not one parsed for later) it also records the
-// PREPAREs, DECLAREs and drops among them, in order, and returns, per
-// statement, the cell that learns whether it ran (nil for the others).
-// texts are the statements' own texts, in order.
-func (s *session) checkNamed(d decision, texts []string, apply bool) ([]*atomic.Int32, error) {
+// grants, or may be another than the one mandate decided; one it lets
+// through gets, in d, the relations its object uses, for the audit record.
+// With apply (a statement sent now, not one parsed for later) it also
+// records the PREPAREs, DECLAREs and drops among them, in order, and
+// returns, per statement, the cell that learns whether it ran (nil for the
+// others). texts are the statements' own texts, in order.
+func (s *session) checkNamed(d *decision, texts []string, apply bool) ([]*atomic.Int32, error) {
 	var ran []*atomic.Int32
+	copied := false
 	for i, st := range d.result.Statements {
 		if st.Kind == rewrite.KindExecute || st.Kind == rewrite.KindFetch {
-			if err := s.checkName(st.Kind, st.Name, s.named.table(st.Kind)); err != nil {
+			rels, err := s.checkName(st.Kind, st.Name, s.named.table(st.Kind))
+			if err != nil {
 				for _, r := range ran {
 					if r != nil {
 						r.Store(stmtFailed) // refused with the rest: never sent
@@ -187,6 +191,11 @@ func (s *session) checkNamed(d decision, texts []string, apply bool) ([]*atomic.
 				}
 				return nil, err
 			}
+			if !copied { // d.result may be the cache's: never write into it
+				d.result.Statements = slices.Clone(d.result.Statements)
+				copied = true
+			}
+			d.result.Statements[i].Relations = rels
 			continue
 		}
 		text := ""
@@ -207,30 +216,37 @@ func (s *session) checkNamed(d decision, texts []string, apply bool) ([]*atomic.
 // checkName re-decides everything that may run under name for an EXECUTE
 // or FETCH (k): the SQL PREPARE or DECLARE in tbl and the protocol's
 // statement or portal, whichever side made it (mandate cannot see which
-// creation PostgreSQL accepted when both did).
-func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedObject) error {
+// creation PostgreSQL accepted when both did). It returns the relations
+// that uses.
+func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedObject) ([]rewrite.RelationUse, error) {
 	what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
 	if k == rewrite.KindFetch {
 		what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
 	}
 	objs := s.held(tbl, name)
 	if len(objs) > 1 || len(objs) > 0 && k == rewrite.KindExecute && s.upstream.stmts.has(name) {
-		return ambiguous(k, name) // or mandate's statement cache holds the name
+		return nil, ambiguous(k, name) // or mandate's statement cache holds the name
 	}
+	var rels []rewrite.RelationUse
 	found, same := len(objs) > 0, true
 	if found {
 		now := s.srv.cfg.Enforcer.decide(s, objs[0].text)
 		same = now.err == nil && len(now.result.Statements) == 1 && now.result.Statements[0].SQL == objs[0].forwarded
+		if same {
+			rels = now.result.Statements[0].Relations
+		}
 	}
 	if texts, ok, sure := s.protocolObject(k, name); ok {
 		// Parse's statements and Bind's portals share these name spaces:
 		// SQL can run them around Bind's re-check.
 		if !sure {
-			return ambiguous(k, name)
+			return nil, ambiguous(k, name)
 		}
 		found = true
 		for _, t := range texts {
-			same = same && t.decidesAsBefore(s)
+			r, ok := t.decidesAsBefore(s)
+			same = same && ok
+			rels = append(rels, r...)
 		}
 	}
 	switch {
@@ -238,13 +254,13 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedOb
 		// Nothing mandate decided has this name: whatever the upstream
 		// holds under it (a pooled backend's leftover, say) is not this
 		// session's to run.
-		return &Error{Code: code, Msg: fmt.Sprintf("%s %q does not exist", what, name)}
+		return nil, &Error{Code: code, Msg: fmt.Sprintf("%s %q does not exist", what, name)}
 	case !same:
-		return &Error{Code: codeInsufficientPriv,
+		return nil, &Error{Code: codeInsufficientPriv,
 			Msg:  fmt.Sprintf("%s %q was made under other grants than the ones in force now", what, name),
 			Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
 	}
-	return nil
+	return rels, nil
 }
 
 // ambiguous is the refusal of a name under which the upstream may hold
@@ -268,13 +284,21 @@ type decidedText struct {
 	inert          bool // a refusal's marker or a setting's stand-in: nothing to re-decide
 }
 
-// decidesAsBefore reports whether t decides now as it did.
-func (t decidedText) decidesAsBefore(s *session) bool {
+// decidesAsBefore reports whether t decides now as it did, and the
+// relations it uses.
+func (t decidedText) decidesAsBefore(s *session) ([]rewrite.RelationUse, bool) {
 	if t.inert {
-		return true
+		return nil, true
 	}
 	now := s.srv.cfg.Enforcer.decide(s, t.sql)
-	return now.err == nil && now.sql == t.forwarded
+	if now.err != nil || now.sql != t.forwarded {
+		return nil, false
+	}
+	var rels []rewrite.RelationUse
+	for _, st := range now.result.Statements {
+		rels = append(rels, st.Relations...)
+	}
+	return rels, true
 }
 
 // protocolObject is what the extended-protocol statement an SQL EXECUTE

@@ -366,7 +366,7 @@ func (p *boundPortal) runs() []decidedText {
 func (s *session) redecide(ps *preparedStmt) decision {
 	d := s.srv.cfg.Enforcer.decideTyped(s, ps.sql, ps.paramOIDs)
 	if d.err == nil && needsNamedCheck(d) {
-		_, d.err = s.checkNamed(d, nil, false)
+		_, d.err = s.checkNamed(&d, nil, false)
 	}
 	return d
 }
@@ -383,7 +383,7 @@ func (s *session) bindOther(name string, p *boundPortal) error {
 	}
 	d := s.srv.cfg.Enforcer.decide(s, "EXECUTE "+pgx.Identifier{name}.Sanitize())
 	if d.err == nil {
-		if _, d.err = s.checkNamed(d, nil, false); d.err == nil {
+		if _, d.err = s.checkNamed(&d, nil, false); d.err == nil {
 			if objs := s.held(s.named.table(rewrite.KindPrepare), name); len(objs) == 1 {
 				p.bind(nil, objs[0]) // checkName let exactly one through
 				return nil
@@ -503,7 +503,7 @@ func (s *session) executeOther(portal string) error {
 	} else {
 		d = s.srv.cfg.Enforcer.decide(s, "FETCH ALL FROM "+pgx.Identifier{portal}.Sanitize())
 		if d.err == nil {
-			_, d.err = s.checkNamed(d, nil, false)
+			_, d.err = s.checkNamed(&d, nil, false)
 		}
 	}
 	if d.err == nil {

@@ -468,3 +468,26 @@ func TestExpiredTokenCanRollBack(t *testing.T) {
 	mustSimple(t, app, "SET mandate.token = '"+w.token(t, "alice", nil, nil)+"'")
 	wantRows(t, app, "a fresh token after ROLLBACK", "SELECT count(*) FROM accounts", "2")
 }
+
+// TestMandateSettingTags: a handled mandate.* setting answers with the
+// command tag PostgreSQL gives the statement the client wrote.
+func TestMandateSettingTags(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	app, _ := appAsCarol(t, w)
+	for sql, want := range map[string]string{
+		"RESET mandate.token":            "RESET",
+		"RESET mandate.purpose":          "RESET",
+		"SET mandate.purpose TO DEFAULT": "SET",
+		"SET mandate.token TO DEFAULT":   "SET",
+		"RESET work_mem":                 "RESET", // PostgreSQL's own, for comparison
+	} {
+		res, err := app.PgConn().Exec(ctx, sql).ReadAll()
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if got := res[0].CommandTag.String(); got != want {
+			t.Errorf("%s: tag %q, want %q", sql, got, want)
+		}
+	}
+}

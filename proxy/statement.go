@@ -110,6 +110,12 @@ func (m *markers) segmentEnded() {
 // no secret, is set upstream as it is, so that SHOW mandate.purpose
 // answers what is in effect by the same rules mandate follows.
 func settingReplacement(st rewrite.Setting) string {
+	if st.ResetStmt {
+		if st.Name == "mandate.purpose" {
+			return "RESET mandate.purpose"
+		}
+		return "RESET mandate.assumed"
+	}
 	set := "SET "
 	if st.Local {
 		set = "SET LOCAL "
@@ -192,7 +198,7 @@ func (s *session) decideText(sql string, track bool, paramOIDs []uint32) (string
 			texts, _ = rewrite.Split(sql)
 		}
 		var err error
-		if ran, err = s.checkNamed(d, texts, track); err != nil {
+		if ran, err = s.checkNamed(&d, texts, track); err != nil {
 			d.err = err
 			return s.forwardRefusal(nil, d, track), d, refused
 		}
@@ -284,7 +290,7 @@ func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad
 		d := s.srv.cfg.Enforcer.decide(s, part)
 		var ran []*atomic.Int32
 		if d.err == nil && live && needsNamedCheck(d) {
-			ran, d.err = s.checkNamed(d, []string{part}, true)
+			ran, d.err = s.checkNamed(&d, []string{part}, true)
 		}
 		if d.err != nil {
 			return allowed, d
@@ -302,17 +308,18 @@ func (s *session) decideEach(parts []string, live bool) (allowed []decision, bad
 // fails becomes the refused one. track records the effects of those that
 // remain.
 func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, track bool) ([]decision, decision) {
-	for i, a := range allowed {
+	for i := range allowed {
+		a := &allowed[i]
 		var ran []*atomic.Int32
-		if needsNamedCheck(a) {
+		if needsNamedCheck(*a) {
 			var err error
 			if ran, err = s.checkNamed(a, []string{parts[i]}, track); err != nil {
 				a.err = err
-				return allowed[:i], a
+				return allowed[:i], *a
 			}
 		}
 		if track {
-			s.forwarded(a, ran)
+			s.forwarded(*a, ran)
 		}
 	}
 	return allowed, bad

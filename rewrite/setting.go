@@ -12,7 +12,10 @@ type Setting struct {
 	Name  string // lower-cased, e.g. "mandate.token"; "" for ResetAll
 	Value string // "" for RESET and SET … TO DEFAULT
 	Local bool   // SET LOCAL: until the end of the transaction
-	Reset bool
+	Reset bool   // RESET, SET … TO DEFAULT
+	// ResetStmt is the RESET statement (Reset too), whose command tag is
+	// RESET, where SET … TO DEFAULT's is SET.
+	ResetStmt bool
 	// ResetAll is RESET ALL or DISCARD ALL: the proxy clears its own
 	// settings too, and the statement still goes upstream.
 	ResetAll bool
@@ -52,7 +55,7 @@ func MandateSetting(stmts *Statements) (Setting, bool) {
 		}
 		out.Value = constText(s.Args[0])
 	default: // RESET, SET … TO DEFAULT
-		out.Reset = true
+		out.Reset, out.ResetStmt = true, s.Kind == pgVariableSetKindVARRESET
 	}
 	return out, true
 }

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/mandate-proxy/mandate/rewrite"
 	"io"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/mandate-proxy/mandate/policy/identity"
+	"github.com/mandate-proxy/mandate/rewrite"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -59,6 +60,7 @@ type serveConfig struct {
 	JWKSFile             string        `yaml:"jwks_file"`
 	JWKSURL              string        `yaml:"jwks_url"`
 	JWTAllowDevKeys      bool          `yaml:"jwt_allow_dev_keys"`
+	JWTMaxLifetime       time.Duration `yaml:"jwt_max_lifetime"`
 	DevKey               string        `yaml:"dev_key"`
 	AuditLog             string        `yaml:"audit_log"`
 	AssumePrincipals     []string      `yaml:"assume_principals"`
@@ -86,6 +88,7 @@ func defaultServeConfig() serveConfig {
 		LogFormat:              "text",
 		LogLevel:               "info",
 		StoreMaxStaleness:      30 * time.Second,
+		JWTMaxLifetime:         identity.DefaultMaxLifetime,
 		StoreRefreshInterval:   5 * time.Second,
 		JWTIssuer:              "mandate-dev",
 		JWTAudience:            []string{"mandate"},
@@ -144,6 +147,7 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.JWKSFile, "jwks-file", c.JWKSFile, "JWKS file with the token signing keys (re-read on change)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", c.JWKSURL, "JWKS URL with the token signing keys (cached, refreshed on rotation)")
 	fs.BoolVar(&c.JWTAllowDevKeys, "jwt-allow-dev-keys", c.JWTAllowDevKeys, "accept tokens signed with a mandate development key (demo only)")
+	fs.DurationVar(&c.JWTMaxLifetime, "jwt-max-lifetime", c.JWTMaxLifetime, "refuse bearer tokens whose exp lies further ahead than this")
 	fs.StringVar(&c.DevKey, "dev-key", c.DevKey, "development signing key (PEM) used by mandate token")
 	fs.StringVar(&c.AuditLog, "audit-log", c.AuditLog, "audit log file (hash-chained JSON lines); - for standard output")
 	fs.Var(&listFlag{dst: &c.AssumePrincipals}, "assume-principals", "login users (e.g. a pooled application) allowed to name the end user with SET mandate.token")

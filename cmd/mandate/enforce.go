@@ -46,7 +46,7 @@ func (c *serveConfig) verifier(log *slog.Logger, now func() time.Time) (*identit
 		return nil, nil
 	}
 	return identity.NewVerifier(identity.Config{
-		Issuer: c.JWTIssuer, Audiences: c.JWTAudience, AllowDevKeys: c.JWTAllowDevKeys,
+		Issuer: c.JWTIssuer, Audiences: c.JWTAudience, AllowDevKeys: c.JWTAllowDevKeys, MaxLifetime: c.JWTMaxLifetime,
 		JWKSFile: c.JWKSFile, JWKSURL: c.JWKSURL, Logger: log, Now: now,
 	})
 }

@@ -42,7 +42,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&c.Subject, "sub", "", "subject whose data rights apply")
 		fs.Var(&listFlag{dst: &actors}, "act", "actor chain, closest to the subject first; agent:ID for an agent (repeat or comma-separate)")
 		fs.Var(&listFlag{dst: &c.Scopes}, "scope", "OAuth scope, e.g. read:accounts (repeat or comma-separate)")
-		fs.DurationVar(&c.TTL, "ttl", time.Hour, "token lifetime")
+		fs.DurationVar(&c.TTL, "ttl", time.Hour, "token lifetime (mandate serve refuses more than its --jwt-max-lifetime, 24h by default)")
 		fs.Var(claims, "claim", "extra claim KEY=VALUE; VALUE is JSON when it parses (true, 3, [\"a\"]), else a string (repeatable)")
 	})
 	if err != nil {

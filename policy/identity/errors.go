@@ -51,6 +51,7 @@ var (
 	ErrWrongIssuer       = &Error{Code: CodeInvalidAuthorization, Msg: "wrong issuer"}
 	ErrWrongAudience     = &Error{Code: CodeInvalidAuthorization, Msg: "wrong audience"}
 	ErrNoExpiry          = &Error{Code: CodeInvalidAuthorization, Msg: "token has no expiry"}
+	ErrTooLongLived      = &Error{Code: CodeInvalidAuthorization, Msg: "token expires too far ahead"}
 	ErrNoSubject         = &Error{Code: CodeInvalidAuthorization, Msg: "token has no subject"}
 	ErrInvalidActor      = &Error{Code: CodeInvalidAuthorization, Msg: "invalid actor claim"}
 	ErrActorChainTooDeep = &Error{Code: CodeInvalidAuthorization, Msg: "actor chain too deep"}
@@ -91,7 +92,7 @@ func classifyClaims(tok *jwt.Token, err error) *Error {
 		return ErrWrongAudience.with(err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return ErrExpired.with(err)
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return ErrNotYetValid.with(err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		claims := jwt.MapClaims{}

@@ -24,6 +24,7 @@ const (
 	DefaultRefreshInterval   = time.Hour
 	DefaultUnknownKIDRefresh = 5 * time.Minute
 	DefaultFetchTimeout      = 10 * time.Second
+	DefaultMaxLifetime       = 24 * time.Hour
 
 	maxClockSkew = 5 * time.Minute
 	// MaxTokenLen bounds the work an unauthenticated client can ask for.
@@ -41,6 +42,10 @@ type Config struct {
 	Algorithms []string
 	// ClockSkew tolerated on exp and nbf, both ways. Zero means 30s.
 	ClockSkew time.Duration
+	// MaxLifetime bounds how far ahead of now a token's exp may lie (plus
+	// ClockSkew): a bearer token that stays valid for a century is one a
+	// leak never stops. Zero means 24h.
+	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// MaxActorDepth bounds the actor chain. Zero means 8.
@@ -87,6 +92,12 @@ func (c *Config) setDefaults() error {
 		c.ClockSkew = DefaultClockSkew
 	case c.ClockSkew < 0 || c.ClockSkew > maxClockSkew:
 		return fmt.Errorf("identity: clock skew %s outside (0, %s]", c.ClockSkew, maxClockSkew)
+	}
+	switch {
+	case c.MaxLifetime == 0:
+		c.MaxLifetime = DefaultMaxLifetime
+	case c.MaxLifetime < 0:
+		return fmt.Errorf("identity: negative token lifetime %s", c.MaxLifetime)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -158,6 +169,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.Audiences...),
 			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(), // an iat in the future is refused like an nbf
 			jwt.WithLeeway(cfg.ClockSkew),
 			jwt.WithTimeFunc(cfg.Now),
 		),
@@ -184,6 +196,10 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (Identity, e
 	})
 	if err != nil {
 		return Identity{}, classify(tok, err, v.cfg.Algorithms)
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil &&
+		exp.After(v.cfg.Now().Add(v.cfg.MaxLifetime+v.cfg.ClockSkew)) {
+		return Identity{}, ErrTooLongLived
 	}
 	return identityFromClaims(claims, v.cfg.MaxActorDepth)
 }
