@@ -179,6 +179,28 @@ func (s *session) observeRevocation(d decision) {
 	}
 }
 
+// auditLogin records an authentication's outcome: the principal it
+// established, or the refusal (its subject the startup user's name). A
+// client that went away mid-exchange decided nothing and gets no record.
+func (s *session) auditLogin(user string, p principal, err error) {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
+		Subject: p.Subject, Action: "login", Decision: audit.DecisionAllow}
+	if err != nil {
+		var own *Error
+		if !errors.As(err, &own) {
+			return
+		}
+		r.Subject, r.Decision, r.SQLState = user, audit.DecisionDeny, own.Code
+	}
+	for _, a := range p.Actors {
+		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
+	}
+	s.writeAudit(r)
+}
+
 // queueExecution queues the record of a prepared statement's execution.
 func (s *session) queueExecution(r audit.Record) {
 	if s.srv.cfg.Audit == nil {

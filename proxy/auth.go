@@ -30,10 +30,11 @@ func (s *session) authenticate(user string) (principal, error) {
 	switch method {
 	case AuthTrust:
 		// Checked at start-up too; this guards against a listener added later.
-		if !isLoopback(s.conn) {
-			return p, fatalf(codeInvalidAuthSpec, "trust authentication is allowed only from loopback", nil)
+		if isLoopback(s.conn) {
+			p = principal{Subject: user, Method: "trust"}
+		} else {
+			err = fatalf(codeInvalidAuthSpec, "trust authentication is allowed only from loopback", nil)
 		}
-		return principal{Subject: user, Method: "trust"}, nil
 	case AuthSCRAM:
 		err = s.authSCRAM(user)
 		p = principal{Subject: user, Method: "scram"}
@@ -45,6 +46,7 @@ func (s *session) authenticate(user string) (principal, error) {
 	if err != nil {
 		s.srv.metrics.authFailures.WithLabelValues(string(method)).Inc()
 	}
+	s.auditLogin(user, p, err)
 	return p, err
 }
 

@@ -553,10 +553,10 @@ func TestAuditRecordsDecisions(t *testing.T) {
 	// A denial names the relation it refused.
 	denied := false
 	for _, line := range strings.Split(text, "\n") {
-		denied = denied || strings.Contains(line, `"decision":"deny"`) && strings.Contains(line, `"tables":["public.support_tickets"]`)
+		denied = denied || strings.Contains(line, `"decision":"deny"`) && strings.Contains(line, `"action":"select","tables":["public.support_tickets"]`)
 	}
 	if !denied {
-		t.Errorf("no deny record names public.support_tickets:\n%s", text)
+		t.Errorf("no deny record names the select of public.support_tickets:\n%s", text)
 	}
 }
 
@@ -605,6 +605,43 @@ func TestAuditNamesWhatNamedObjectsRun(t *testing.T) {
 		}
 		return seen["public.accounts"] == 1 && seen["public.transactions"] == 2
 	})
+}
+
+// TestAuditRecordsLogins: each authentication is a decision too, allowed
+// or refused, and its record never holds the token.
+func TestAuditRecordsLogins(t *testing.T) {
+	w := startBank(t)
+	path := filepath.Join(t.TempDir(), "logins.log")
+	p, _ := w.replica(t, replicaOptions{auditPath: path, edit: func(c *Config) { c.Auth = AuthJWT }})
+	ctx := ctxT(t)
+	tok := w.token(t, "alice", nil, nil)
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice:%s@%s/%s?sslmode=disable", tok, p.addr, w.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	_, err = pgx.Connect(ctx, fmt.Sprintf("postgres://mallory:not-a-token@%s/%s?sslmode=disable", p.addr, w.db))
+	if sqlState(err) != "28P01" {
+		t.Fatalf("a garbage token: want 28P01, got %v", err)
+	}
+	var logins []string
+	waitFor(t, "two login records", func() bool {
+		data, _ := os.ReadFile(path)
+		if strings.Contains(string(data), tok) || strings.Contains(string(data), "not-a-token") {
+			t.Fatalf("the audit log holds a password:\n%s", data)
+		}
+		logins = logins[:0]
+		for _, line := range strings.Split(string(data), "\n") {
+			var r audit.Record
+			if json.Unmarshal([]byte(line), &r) == nil && r.Action == "login" {
+				logins = append(logins, fmt.Sprintf("%s %s %s", r.Subject, r.Decision, r.SQLState))
+			}
+		}
+		return len(logins) == 2
+	})
+	if want := []string{"alice allow ", "mallory deny 28P01"}; !slices.Equal(logins, want) {
+		t.Errorf("login records %q, want %q", logins, want)
+	}
 }
 
 // waitState waits until the proxy's state has caught up with the store.

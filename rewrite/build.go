@@ -27,14 +27,14 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		name := t.QualifiedName()
 		g := set.Lookup(name)
 		if !g.Can(grant.Select) {
-			return nil, denial(name, g, "")
+			return nil, readDenial(name, g, "")
 		}
 		filter := g.RowFilter(grant.Select)
 		if s.locked {
 			// Locking a row blocks other writers, so it needs the right to
 			// update that row: only rows passing both filters are locked.
 			if !g.Can(grant.Update) {
-				return nil, denial(name, g, "FOR UPDATE/SHARE needs update permission")
+				return nil, readDenial(name, g, "FOR UPDATE/SHARE needs update permission")
 			}
 			filter = grant.And{Terms: []grant.Expr{filter, g.RowFilter(grant.Update)}}
 		}
@@ -59,7 +59,7 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		if b, ok := filter.(grant.Bool); !ok || !bool(b) {
 			where, err := filterNode(filter, t, alias)
 			if err != nil {
-				return nil, denial(name, g, err.Error())
+				return nil, readDenial(name, g, err.Error())
 			}
 			inner.WhereClause = where
 		}
@@ -73,7 +73,7 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 			inner.TargetList = append(inner.TargetList, resTarget(col.Name, use.mask(m, col, ref)))
 		}
 		if len(inner.TargetList) == 0 {
-			return nil, denial(name, g, "relation has no columns in the catalog")
+			return nil, readDenial(name, g, "relation has no columns in the catalog")
 		}
 		if fence {
 			inner.LimitOffset = intConst(0)
@@ -219,6 +219,13 @@ func denial(name string, g *grant.Relation, why string) *Error {
 	if g != nil && len(g.Policies) > 0 {
 		e.Detail = "policies: " + strings.Join(g.Policies, ", ")
 	}
+	return e
+}
+
+// readDenial is denial of the select a statement's read needs.
+func readDenial(name string, g *grant.Relation, why string) *Error {
+	e := denial(name, g, why)
+	e.Action = string(grant.Select)
 	return e
 }
 

@@ -116,7 +116,7 @@ func (w *walker) applyInline(s *site, g *grant.Relation, filter grant.Expr, use 
 	t, r := s.table, w.root
 	refname := refName(s.rv)
 	if len(t.Columns) == 0 {
-		return denial(t.QualifiedName(), g, "relation has no columns in the catalog")
+		return readDenial(t.QualifiedName(), g, "relation has no columns in the catalog")
 	}
 	mask := func(col *Column, ref *pgNode) *pgNode {
 		if m, ok := g.Masks[col.Name]; ok {
@@ -175,7 +175,7 @@ func (w *walker) applyInline(s *site, g *grant.Relation, filter grant.Expr, use 
 	if b, ok := filter.(grant.Bool); !ok || !bool(b) {
 		f, err := filterNode(filter, t, refname)
 		if err != nil {
-			return denial(t.QualifiedName(), g, err.Error())
+			return readDenial(t.QualifiedName(), g, err.Error())
 		}
 		if r.WhereClause != nil {
 			f = &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{
