@@ -73,9 +73,14 @@ type State struct {
 	syncMu   sync.Mutex // one Sync at a time; see Sync
 	syncConn *pgx.Conn  // Sync's own connection, opened on first use
 	lastSync time.Time  // when the last successful Sync began
-	ready    chan struct{}
-	onReady  sync.Once
-	watching atomic.Bool
+	// After a failed Sync: until syncRetry, Sync answers syncErr at once;
+	// syncFailures in a row set the backoff.
+	syncRetry    time.Time
+	syncErr      error
+	syncFailures int
+	ready        chan struct{}
+	onReady      sync.Once
+	watching     atomic.Bool
 }
 
 // NewState returns a State with no snapshot yet: Check fails closed until the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,5 +385,100 @@ func TestBatchedBeginIsRepeatableRead(t *testing.T) {
 	}
 	if level != "repeatable read" {
 		t.Fatalf("batched read ran at %q", level)
+	}
+}
+
+// Sync's kept connection dies alone (an administrator terminates it, a
+// firewall drops it): the next Sync must still see a revocation committed
+// just before it, over a fresh connection, not pass on cached state.
+func TestSyncReplacesADeadConnectionAtOnce(t *testing.T) {
+	ctx := context.Background()
+	_, dsn := migrated(t)
+	admin := connect(t, dsn)
+	st := New(admin)
+	id, err := st.GrantDelegation(ctx, bobForAlice())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No watcher: only Sync can bring the change in.
+	s, err := NewState(Config{ConnConfig: connConfig(t, dsn), DisableListen: true, RefreshInterval: time.Hour, MaxStaleness: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var killed int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = 'mandate-state'`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d Sync connections (%v), want 1", killed, err)
+	}
+	if _, err := st.RevokeDelegation(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("Sync after its connection died: %v", err)
+	}
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Delegation("alice", "bob", time.Now()) != nil {
+		t.Fatal("the revocation committed before Sync is not in the snapshot")
+	}
+}
+
+// A store that does not answer (a network partition, not a refused
+// connection) costs one timeout, not one per statement: until the backoff
+// passes, Sync answers with the failure without trying again.
+func TestSyncBacksOffFromAStoreThatDoesNotAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	cfg, err := pgx.ParseConfig("postgres://mandate@" + ln.Addr().String() + "/mandate?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewState(Config{ConnConfig: cfg, QueryTimeout: 100 * time.Millisecond, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	first := s.Sync(context.Background())
+	if first == nil || accepted.Load() != 1 {
+		t.Fatalf("first Sync: %v after %d connections, want a timeout after 1", first, accepted.Load())
+	}
+	for range 3 {
+		if err := s.Sync(context.Background()); err != first {
+			t.Fatalf("Sync within the backoff: %v, want the first failure again", err)
+		}
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("%d connections within the backoff, want 1", n)
 	}
 }

@@ -15,6 +15,13 @@ import (
 // arrived (an earlier one may predate a change the caller must see);
 // otherwise it runs the next one. On error the caller keeps the snapshot it
 // has, which Check still bounds by MaxStaleness.
+//
+// Sync keeps its connection between calls. When that fails, a fresh one
+// is tried at once: a connection that died alone (terminated, dropped by a
+// firewall) must not let one statement pass unsynced. When the fresh one
+// fails too, the store is taken to be down, and for a backoff (MinBackoff,
+// doubling up to MaxBackoff) Sync answers with that error without trying,
+// so that every statement of a partition does not wait out a timeout.
 func (s *State) Sync(ctx context.Context) error {
 	arrived := time.Now()
 	s.syncMu.Lock()
@@ -22,7 +29,29 @@ func (s *State) Sync(ctx context.Context) error {
 	if s.lastSync.After(arrived) {
 		return nil
 	}
+	if time.Now().Before(s.syncRetry) {
+		return s.syncErr
+	}
 	begun := time.Now()
+	reused := s.syncConn != nil
+	err := s.syncOnce(ctx)
+	if err != nil && reused && ctx.Err() == nil {
+		err = s.syncOnce(ctx)
+	}
+	if err != nil {
+		s.syncFailures = min(s.syncFailures+1, 16)
+		s.syncRetry = time.Now().Add(min(s.cfg.MinBackoff<<(s.syncFailures-1), s.cfg.MaxBackoff))
+		s.syncErr = err
+		return err
+	}
+	s.syncFailures, s.syncRetry, s.syncErr = 0, time.Time{}, nil
+	s.lastSync = begun
+	return nil
+}
+
+// syncOnce reads the generation over Sync's connection, opening one when
+// there is none, and drops the connection when it fails.
+func (s *State) syncOnce(ctx context.Context) error {
 	if s.syncConn == nil {
 		conn, err := s.connect(ctx, nil)
 		if err != nil {
@@ -35,7 +64,6 @@ func (s *State) Sync(ctx context.Context) error {
 		s.syncConn = nil
 		return err
 	}
-	s.lastSync = begun
 	return nil
 }
 
