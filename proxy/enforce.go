@@ -303,7 +303,7 @@ func (e *Enforcer) scope(c caller, snap *store.Snapshot, now time.Time) policy.S
 		switch a.Kind {
 		case policy.ActorDelegate:
 			if sc.Delegation == nil {
-				sc.Delegation = snap.Delegation(p.Subject, a.ID, now)
+				sc.Delegation = snap.Delegation(p.Subject, a.ID, sc.Purpose, now)
 			}
 		case policy.ActorAgent:
 			if sc.Agent == nil {

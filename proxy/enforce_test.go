@@ -312,6 +312,31 @@ func (w *bankWorld) grantBob(t testing.TB, expires time.Time) string {
 	return id
 }
 
+// TestDelegationsForTwoPurposes: alice grants bob one delegation per
+// purpose; a statement for either purpose gets that one, not the newest.
+func TestDelegationsForTwoPurposes(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	w.grantBob(t, time.Now().Add(24*time.Hour)) // tax: accounts and transactions
+	if _, err := w.store.GrantDelegation(ctx, policy.Delegation{
+		Grantor: "alice", Delegate: "bob", Purpose: "audit",
+		Tables: []string{"public.accounts"}, Actions: []grant.Action{grant.Select},
+		ExpiresAt: time.Now().Add(24 * time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w)
+	alicesAccounts := mustRows(t, w.owner, "SELECT id FROM accounts WHERE customer_id = 1")
+	for purpose, want := range map[string]string{"tax": "", "audit": codeInsufficientPriv, "": codeInsufficientPriv} {
+		bob := w.assume(t, "alice", []string{"bob"}, map[string]any{"purpose": purpose})
+		sameRows(t, "bob's accounts for "+purpose, mustRows(t, bob, "SELECT id FROM accounts"), alicesAccounts)
+		// The audit delegation (the newest) covers no transactions.
+		if _, err := rows(t, bob, "SELECT id FROM transactions"); sqlState(err) != want {
+			t.Errorf("bob's transactions for purpose %q: want %q, got %v", purpose, want, err)
+		}
+	}
+}
+
 func TestBankPersonas(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)

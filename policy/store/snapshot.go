@@ -78,17 +78,28 @@ func (s *Snapshot) Version() uint64 { return s.version }
 func (s *Snapshot) LoadedAt() time.Time { return s.loadedAt }
 
 // Delegation returns the delegation that lets delegate act for grantor at
-// now, or nil. When several are active at once, the most recently created
-// wins (ties broken by id): a newer grant is the grantor's latest word, and
-// the choice is the same on every replica. Call it per statement; a
-// revoked delegation is never returned, whatever the clocks say.
-func (s *Snapshot) Delegation(grantor, delegate string, now time.Time) *policy.Delegation {
+// now for purpose ("" when the statement declares none), or nil. When
+// several are active at once, the most recently created that counts for
+// purpose (one for that purpose or for any) wins, ties broken by id: a
+// newer grant is the grantor's latest word, and the choice is the same on
+// every replica. When none counts for purpose, the newest active one is
+// returned, for the engine to refuse with its reason. Call it per
+// statement; a revoked delegation is never returned, whatever the clocks
+// say.
+func (s *Snapshot) Delegation(grantor, delegate, purpose string, now time.Time) *policy.Delegation {
+	var newest *policy.Delegation
 	for _, d := range s.byPair[pair{grantor, delegate}] {
-		if d.Active(now) {
+		if !d.Active(now) {
+			continue
+		}
+		if purpose == "" || d.Purpose == "" || d.Purpose == purpose {
 			return d
 		}
+		if newest == nil {
+			newest = d
+		}
 	}
-	return nil
+	return newest
 }
 
 // Delegations returns every unrevoked delegation from grantor to delegate

@@ -42,12 +42,23 @@ func TestSnapshotLookups(t *testing.T) {
 		{t0.Add(2 * time.Minute), "old"},            // newest expired
 		{t0.Add(2 * time.Hour), "newer-but-future"}, // future one started
 	} {
-		if d := snap.Delegation("alice", "bob", tc.at); d == nil || d.ID != tc.want {
+		if d := snap.Delegation("alice", "bob", "", tc.at); d == nil || d.ID != tc.want {
 			t.Errorf("Delegation at %v = %v, want %s", tc.at, d, tc.want)
 		}
 	}
-	if d := snap.Delegation("bob", "alice", t0); d != nil {
+	if d := snap.Delegation("bob", "alice", "", t0); d != nil {
 		t.Errorf("reverse direction found %v", d)
+	}
+	// A delegation for one purpose does not hide another's for the
+	// purpose a statement declares.
+	tax := del("tax", t0.Add(-2*time.Hour), zero, zero, zero)
+	audit := del("audit", t0.Add(-time.Hour), zero, zero, zero)
+	tax.Purpose, audit.Purpose = "tax", "audit"
+	byPurpose := newSnapshot(8, t0, []policy.Delegation{tax, audit}, nil, nil)
+	for purpose, want := range map[string]string{"tax": "tax", "audit": "audit", "": "audit", "marketing": "audit"} {
+		if d := byPurpose.Delegation("alice", "bob", purpose, t0); d == nil || d.ID != want {
+			t.Errorf("Delegation for purpose %q = %v, want %s", purpose, d, want)
+		}
 	}
 	if n := len(snap.Delegations("alice", "bob")); n != 3 {
 		t.Errorf("Delegations = %d, want 3 unrevoked", n)
@@ -150,7 +161,7 @@ func TestRevocationPropagation(t *testing.T) {
 	}
 	replicas := []*State{newReplica(), newReplica()}
 	for _, r := range replicas {
-		if snap, _ := r.Snapshot(); snap.Delegation("alice", "delegate-000", time.Now()) == nil {
+		if snap, _ := r.Snapshot(); snap.Delegation("alice", "delegate-000", "", time.Now()) == nil {
 			t.Fatal("replica does not see the grants")
 		}
 	}
@@ -173,7 +184,7 @@ func TestRevocationPropagation(t *testing.T) {
 			}
 			pending = slices.DeleteFunc(pending, func(r *State) bool {
 				snap, err := r.Snapshot()
-				if err != nil || snap.Delegation("alice", delegate, time.Now()) != nil {
+				if err != nil || snap.Delegation("alice", delegate, "", time.Now()) != nil {
 					return false
 				}
 				seen = append(seen, time.Since(revokedAt))
@@ -249,7 +260,7 @@ func TestPeriodicRereadCatchesMissedNotification(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the periodic re-read to see the revocation", func() bool {
 		snap, err := s.Snapshot()
-		return err == nil && snap.Delegation("alice", "bob", time.Now()) == nil
+		return err == nil && snap.Delegation("alice", "bob", "", time.Now()) == nil
 	})
 	if s.Version() <= v {
 		t.Fatalf("version %d did not move past %d after a change", s.Version(), v)
@@ -424,7 +435,7 @@ func TestSyncReplacesADeadConnectionAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap.Delegation("alice", "bob", time.Now()) != nil {
+	if snap.Delegation("alice", "bob", "", time.Now()) != nil {
 		t.Fatal("the revocation committed before Sync is not in the snapshot")
 	}
 }
