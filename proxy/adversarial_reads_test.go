@@ -418,6 +418,27 @@ func advSideChannels() advClass {
 			same("side/error-in-function-in-from", "alice",
 				"SELECT a.id FROM accounts a, generate_series(1, abs(100 / (a.customer_id - 2))::int) g WHERE g = 1", aliceAccounts),
 			same("side/error-in-order-by", "alice", "SELECT id FROM customers ORDER BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),
+			// Time is an oracle too (red team round 5, F1): a sublink that
+			// cannot fail, run only when a hidden row's value passes a test,
+			// turns a statement_timeout into an error.
+			custom("side/slow-sublink-under-case", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				const slow = "(SELECT true FROM pg_catalog.pg_attribute x, pg_catalog.pg_attribute y WHERE x.attname < y.attname AND y.attname < x.attname LIMIT 1)"
+				for _, sql := range []string{"BEGIN", "SET LOCAL statement_timeout = '200ms'"} {
+					if _, _, err := x.exec("alice", conn, sql); err != nil {
+						return err
+					}
+				}
+				defer x.exec("alice", conn, "ROLLBACK")
+				got, _, err := x.exec("alice", conn, "SELECT id FROM accounts a WHERE a.id = 104 AND CASE WHEN a.iban >= 'NL' THEN "+slow+" END")
+				if err != nil || len(got) != 0 {
+					return fmt.Errorf("hidden account 104 under a slow sublink: got %q, %v; want no rows, no error", got, err)
+				}
+				return nil
+			}),
 			same("side/error-in-group-by", "alice", "SELECT count(*) FROM customers GROUP BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),
 			same("side/error-in-aggregate-arg", "alice", "SELECT sum(CASE WHEN customer_id = 2 THEN 1 / (customer_id - 2) ELSE 1 END) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),
 			same("side/error-in-aggregate-filter", "alice", "SELECT count(*) FILTER (WHERE 1 / (balance - 920.10) > -1e9) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),

@@ -604,6 +604,11 @@ func TestAuditNamesWhatNamedObjectsRun(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
+	// The protocol's Bind and Execute of an SQL PREPARE is an EXECUTE of
+	// it (red team round 5c, F1: it had no record at all).
+	if a := roundTrip(t, alice, &pgproto3.Bind{PreparedStatement: "q"}, &pgproto3.Execute{}); a.code != "" || len(a.rows) != 2 {
+		t.Fatalf("Bind and Execute of an SQL PREPARE: %+v", a)
+	}
 	// The protocol's Execute of an SQL cursor is an SQL FETCH too.
 	if _, err := alice.Exec(ctx, "BEGIN; DECLARE p CURSOR FOR SELECT amount FROM transactions", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
@@ -628,7 +633,7 @@ func TestAuditNamesWhatNamedObjectsRun(t *testing.T) {
 			}
 			seen[want[r.Fingerprint]]++
 		}
-		return seen["public.accounts"] == 1 && seen["public.transactions"] == 2
+		return seen["public.accounts"] == 2 && seen["public.transactions"] == 2
 	})
 }
 

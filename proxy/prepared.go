@@ -332,6 +332,7 @@ type boundPortal struct {
 	made    atomic.Int32  // the Bind's outcome
 	ps      *preparedStmt // the statement it runs,
 	sql     *namedObject  // or the SQL PREPARE it runs
+	record  audit.Record  // for the SQL PREPARE's executions, as an EXECUTE of it
 	stamp   decisionStamp // taken before the decision it was bound under
 	covered bool          // that decision covers its next Execute
 }
@@ -386,6 +387,9 @@ func (s *session) bindOther(name string, p *boundPortal) error {
 		if _, d.err = s.checkNamed(&d, nil, false); d.err == nil {
 			if objs := s.held(s.named.table(rewrite.KindPrepare), name); len(objs) == 1 {
 				p.bind(nil, objs[0]) // checkName let exactly one through
+				if p != nil {
+					p.record = s.auditRecord(d)
+				}
 				return nil
 			}
 		}
@@ -457,9 +461,12 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	}
 	switch {
 	case ps == nil:
-		// A statement made with SQL PREPARE: one answer, which the audit
-		// trail must not take for the next statement's.
-		s.auditPlaceholder()
+		// A statement made with SQL PREPARE, run as an EXECUTE of it is.
+		record := p.record
+		if rechecked && s.srv.cfg.Audit != nil && !recordedFor(record, d.scope) {
+			record = s.recordFor(d)
+		}
+		s.queueExecution(record)
 		s.settings.sent(rewrite.Effect{}, nil)
 	case ps.setting != nil:
 		return s.executeSetting(*ps.setting)
@@ -524,6 +531,9 @@ func (s *session) executed(ps *preparedStmt) {
 		s.applyNamed(*ps.op, ran)
 	}
 	s.settings.sent(ps.effect, ran)
+	if ps.effect.CopyIn {
+		s.copySent()
+	}
 }
 
 // refusal is a decision refusing with err (a name mandate cannot vouch

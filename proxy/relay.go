@@ -25,9 +25,13 @@ const upstreamFlushAt = 64 << 10
 // relays until the upstream closes.
 func (s *session) relay() {
 	upDone := make(chan struct{})
+	s.upGone = make(chan struct{})
 	go func() {
 		defer close(upDone)
 		err := s.relayUpstream()
+		// Before the client connection may be closed below: its Close waits
+		// for a client loop that may be waiting on this (copyin.go).
+		close(s.upGone)
 		s.upErr = err
 		if s.closed.Swap(true) {
 			return // the client side ended first and closed us
@@ -200,6 +204,13 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		return err
 	}
 	flush, encoded := false, false
+	if enforce {
+		switch msg.(type) {
+		case *pgproto3.CopyData, *pgproto3.Sync, *pgproto3.Flush:
+		default:
+			s.copyEnded() // PostgreSQL's COPY ended, or ends the session now
+		}
+	}
 	switch msg := msg.(type) {
 	case *pgproto3.Query:
 		m.stmtSimple.Inc()
@@ -252,10 +263,13 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 			}
 		}
 	case *pgproto3.Sync:
-		s.unsynced = false
 		if enforce {
+			if drop, err := s.syncInCopy(); drop || err != nil {
+				return err // PostgreSQL ignores it: neither sent nor counted
+			}
 			s.settings.segmentSent()
 		}
+		s.unsynced = false
 		s.pending.Add(1)
 		s.segment++
 		s.sent = [4]int{}
@@ -301,11 +315,7 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		}
 	}
 	if flush {
-		m.bytesFromClient.Add(float64(len(u.wbuf)))
-		if _, err := u.conn.Write(u.wbuf); err != nil {
-			return fmt.Errorf("write upstream: %w", err)
-		}
-		u.wbuf = u.wbuf[:0]
+		return s.flushUpstream()
 	}
 	return nil
 }
@@ -557,6 +567,9 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	out = msg
 	enforce := s.srv.cfg.Enforcer != nil
 	if enforce {
+		if typ == 'G' || typ == 'E' {
+			s.copyAnswer(typ) // before a hidden answer returns
+		}
 		if s.drops.hide(typ) {
 			return nil, false
 		}

@@ -57,6 +57,9 @@ type session struct {
 	markers        *markers   // shared with the upstream loop
 	drops          drops      // shared with the upstream loop
 	trail          auditTrail // shared with the upstream loop
+	copyIn         copyWindow // a COPY FROM STDIN forwarded (copyin.go)
+	copyWait       atomic.Pointer[copyStart]
+	upGone         chan struct{} // closed when the upstream loop ends
 
 	// pending counts responses still owed by the upstream: one
 	// ReadyForQuery per Query, Sync or FunctionCall forwarded.

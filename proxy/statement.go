@@ -336,6 +336,9 @@ func (s *session) forwarded(d decision, ran []*atomic.Int32) {
 			r = ran[i]
 		}
 		s.settings.sent(st.Effect, r)
+		if st.Effect.CopyIn {
+			s.copySent()
+		}
 	}
 }
 

@@ -25,6 +25,10 @@ type Effect struct {
 	// schemas (DO, CALL, SELECT INTO, DISCARD ALL/TEMP): the proxy reloads
 	// its Catalog after it.
 	ChangesCatalog bool
+	// CopyIn is COPY … FROM STDIN: once it starts, the client streams rows
+	// and PostgreSQL ignores Sync and Flush until CopyDone or CopyFail, so
+	// the proxy must not count a Sync sent meanwhile as a segment.
+	CopyIn bool
 }
 
 // SearchPathChange is a SET or RESET of search_path.
@@ -114,6 +118,9 @@ func effectOf(n *pgNode) (Effect, error) {
 			e.ChangesCatalog = true
 		}
 		return e, nil
+	}
+	if c := n.GetCopyStmt(); c != nil {
+		e.CopyIn = c.IsFrom && c.Filename == "" && !c.IsProgram
 	}
 	e.ChangesCatalog = changesCatalog(n)
 	return e, nil

@@ -791,13 +791,18 @@ func (w *walker) checkOperator(schema, name string, prefix bool, left, right str
 func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	w.sublinks = true
 	inner := c
-	if len(s.OperName) > 0 {
-		schema, name, err := qualifiedName(s.OperName)
+	if len(s.OperName) > 0 || s.SubLinkType == pgSubLinkTypeANY {
+		// x IN (SELECT …) has no operator name in the tree: PostgreSQL
+		// looks up "=" for it, a user-defined one included.
+		schema, name, err := "", "=", error(nil)
+		if len(s.OperName) > 0 {
+			schema, name, err = qualifiedName(s.OperName)
+		}
 		if err != nil {
 			return err
 		}
 		lt, _ := w.exprType(s.Testexpr, sc)
-		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
+		if err := w.checkOperator(schema, name, false, lt, sublinkColumnType(w, s)); err != nil {
 			return err
 		}
 		// x IN (SELECT …): the subquery's column type is not inferred.
@@ -834,10 +839,30 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	}
 	// An initplan or subplan runs when a row first needs it: an error in
 	// it, or in the leaky expression it feeds, tells that a row reached it
-	// (fold.go), whatever it reads.
+	// (fold.go), whatever it reads. So does its run time, which the client
+	// controls (a slow query in it, a statement_timeout that turns time
+	// into an error): in a per-row qual, any sublink makes the statement
+	// dangerous, whether it may raise or not.
 	c.leaky = c.leaky || inner.leaky
-	w.rowFreeValue(c, w.raisers > raisers)
+	_ = raisers
+	w.rowFreeValue(c, true)
 	return nil
+}
+
+// sublinkColumnType is the type of a one-column subquery's column when it
+// shows without a scope (a constant, a cast, a parameter); "" when unknown,
+// and then any operator of the name may be PostgreSQL's pick.
+func sublinkColumnType(w *walker, s *pgSubLink) string {
+	sel := s.Subselect.GetSelectStmt()
+	if sel == nil || len(sel.TargetList) != 1 || sel.Op != pgSetOperationSETOPNONE {
+		return ""
+	}
+	v := sel.TargetList[0].GetResTarget().GetVal()
+	if v.GetAConst() == nil && v.GetTypeCast() == nil && v.GetParamRef() == nil {
+		return "" // a column or expression needs the subquery's scope
+	}
+	t, _ := w.exprType(v, nil) // a constant keeps its own type there
+	return t
 }
 
 // atMostOneRow reports whether a query provably returns one row at most:

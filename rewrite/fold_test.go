@@ -1,10 +1,14 @@
 package rewrite
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestRowFreeErrorsFence: an expression that reads no column but is
-// computed at run time, and may fail, gets the fence in a qual (fold.go);
-// what PostgreSQL computes while parsing or planning does not.
+// computed at run time, and may fail, gets the fence in a qual (fold.go),
+// as does any sublink; what PostgreSQL computes while parsing or planning,
+// or once per statement, does not.
 func TestRowFreeErrorsFence(t *testing.T) {
 	cat := testCatalog(t)
 	opts := testOptions()
@@ -39,6 +43,13 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		"SELECT count(*) FROM transactions t JOIN countries c ON t.id <> 17 OR xmlparse(document '<') IS NULL",
 		"SELECT count(*) FROM (SELECT id, (-1)::information_schema.cardinal_number AS x FROM transactions) s WHERE s.id <> 17 OR s.x IS NULL",
 		"SELECT count(*) FROM transactions t HAVING count(*) > 0 OR to_date('x', 'YYYY') IS NULL",
+		// A sublink that cannot fail still takes the time the client makes
+		// it take, when a row first needs it (red team round 5, F1).
+		"SELECT count(*) FROM transactions t WHERE EXISTS (SELECT 1 FROM countries c WHERE c.code = 'x')",
+		q + "EXISTS (SELECT 1 FROM countries LIMIT 1 OFFSET 0)",
+		q + "EXISTS (SELECT 1 FROM countries LIMIT ALL)",
+		q + "CASE WHEN t.category < 'm' THEN (SELECT true FROM countries x, countries y WHERE x.code < y.code LIMIT 1) END",
+		q + "t.id IN (SELECT 1)",
 	}
 	for _, sql := range fenced {
 		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)
@@ -70,10 +81,8 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT 1::information_schema.cardinal_number",
 		"SELECT count(*) FROM transactions t, generate_series(1, to_number('1', '9')::int) g WHERE t.id = 17",
 		"SELECT to_date('x', 'YYYY'), xmlparse(document '<'), (-1)::information_schema.cardinal_number FROM transactions t WHERE t.id = 17",
-		"SELECT count(*) FROM transactions t WHERE EXISTS (SELECT 1 FROM countries c WHERE c.code = 'x')",
-		q + "EXISTS (SELECT 1 FROM countries LIMIT 1 OFFSET 0)",
-		q + "EXISTS (SELECT 1 FROM countries LIMIT ALL)",
 		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT -1",
+		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT (SELECT 1 FROM countries LIMIT 1)",
 	}
 	for _, sql := range unfenced {
 		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)
@@ -84,5 +93,33 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		if res.Statements[0].Fenced {
 			t.Errorf("fenced: %s\n  -> %s", sql, res.SQL)
 		}
+	}
+}
+
+// TestInSublinkChecksItsOperator (red team round 5, F2): x IN (SELECT …)
+// has no operator name in the tree, but PostgreSQL looks up "=" for it, a
+// user-defined one included, whose function runs with the upstream
+// role's rights.
+func TestInSublinkChecksItsOperator(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.accounts", "id integer", "customer_id integer", "iban text").
+		Operator(&Operator{Schema: "public", Name: "=", Left: "text", Right: "int8"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	for _, sql := range []string{
+		"SELECT id FROM accounts WHERE iban = 1::int8",
+		"SELECT id FROM accounts WHERE iban IN (SELECT 1::int8)",
+		"SELECT id FROM accounts WHERE iban NOT IN (SELECT 1::int8)",
+	} {
+		_, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if e, ok := err.(*Error); !ok || e.Code != CodeDenied || !strings.Contains(e.Msg, "public.=") {
+			t.Errorf("%s: want a refusal naming public.=, got %v", sql, err)
+		}
+	}
+	if _, err := RewriteSQL("SELECT id FROM accounts WHERE id IN (SELECT 1)", cat, Session{}, src, testOptions()); err != nil {
+		t.Errorf("a built-in = in an IN sublink: %v", err)
 	}
 }

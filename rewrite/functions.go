@@ -71,8 +71,10 @@ var defaultFunctionNames = []string{
 	"version", "current_database", "current_catalog", "current_schema", "current_schemas",
 	"current_user", "session_user", "current_role", "user", "current_setting", "pg_backend_pid",
 	"inet_server_addr", "inet_server_port", "inet_client_addr", "inet_client_port",
-	"pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery", "pg_is_wal_replay_paused", "txid_current",
-	"pg_current_xact_id", "txid_current_if_assigned", "pg_current_xact_id_if_assigned",
+	"pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery", "pg_is_wal_replay_paused",
+	// (Not txid_current and pg_current_xact_id: the transaction counter
+	// moves with every other session's writes, protected tables' included,
+	// as a sequence's value does; add them with --allow-functions.)
 	"pg_encoding_to_char", "pg_char_to_encoding", "pg_client_encoding", "pg_jit_available",
 	"pg_typeof", "pg_collation_for", "pg_get_keywords",
 	// NOTIFY as a function; the channel must be a constant outside mandate's

@@ -504,6 +504,7 @@ const (
 	pgSubLinkTypeMULTIEXPR               = pg.SubLinkType_MULTIEXPR_SUBLINK
 	pgSubLinkTypeROWCOMPARE              = pg.SubLinkType_ROWCOMPARE_SUBLINK
 	pgSubLinkTypeEXISTS                  = pg.SubLinkType_EXISTS_SUBLINK
+	pgSubLinkTypeANY                     = pg.SubLinkType_ANY_SUBLINK
 	pgSubLinkTypeARRAY                   = pg.SubLinkType_ARRAY_SUBLINK
 	pgMinMaxGreatest                     = pg.MinMaxOp_IS_GREATEST
 	pgMinMaxLeast                        = pg.MinMaxOp_IS_LEAST

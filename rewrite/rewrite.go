@@ -190,6 +190,12 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		if effects[i], err = effectOf(raw.Stmt); err != nil {
 			return Result{}, err
 		}
+		if effects[i].CopyIn && i < n-1 {
+			// PostgreSQL would read the rows of the one and go on with the
+			// rest; whether a Sync sent meanwhile counts then depends on
+			// where a failing COPY stops, which the proxy cannot see.
+			return Result{}, unsupported("COPY FROM STDIN must be the last statement of a query string")
+		}
 		w := newWalker(cat, sess, &o, lowerSQL, owned)
 		if err := w.statement(raw.Stmt); err != nil {
 			return Result{}, err

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -197,12 +198,46 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (Identity, e
 	if err != nil {
 		return Identity{}, classify(tok, err, v.cfg.Algorithms)
 	}
+	if err := saneTimes(claims); err != nil {
+		return Identity{}, err
+	}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil &&
 		exp.After(v.cfg.Now().Add(v.cfg.MaxLifetime+v.cfg.ClockSkew)) {
 		return Identity{}, ErrTooLongLived
 	}
 	return identityFromClaims(claims, v.cfg.MaxActorDepth)
 }
+
+// saneTimes refuses a registered time claim outside the years 1970 to
+// 9999: jwt reads a larger number into a time through an int64 that wraps,
+// so an nbf or iat of 1e19 passed for one in the past.
+func saneTimes(claims jwt.MapClaims) error {
+	for _, k := range []string{"exp", "nbf", "iat"} {
+		v, ok := claims[k]
+		if !ok {
+			continue
+		}
+		var f float64
+		switch n := v.(type) {
+		case float64:
+			f = n
+		case json.Number:
+			var err error
+			if f, err = n.Float64(); err != nil {
+				return ErrMalformed.with(err)
+			}
+		default:
+			return ErrMalformed.with(fmt.Errorf("%s is not a number", k))
+		}
+		if !(f >= 0 && f <= maxNumericDate) {
+			return ErrMalformed.with(fmt.Errorf("%s %g is out of range", k, f))
+		}
+	}
+	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch.
+const maxNumericDate = 253402300799
 
 // keyFor runs after the parser has checked alg against the allow-list.
 func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {

@@ -1,1 +1,1 @@
-INSERT INTO public.audit_log SELECT id, note FROM public.audit_log; DELETE FROM public.audit_log USING public.countries WHERE audit_log.note = countries.name; COPY public.audit_log FROM STDIN; COPY public.countries TO STDOUT
+INSERT INTO public.audit_log SELECT id, note FROM public.audit_log; DELETE FROM public.audit_log USING public.countries WHERE audit_log.note = countries.name; COPY public.countries TO STDOUT; COPY public.audit_log FROM STDIN

@@ -1,0 +1,1 @@
+SELECT 1; COPY public.audit_log FROM STDIN

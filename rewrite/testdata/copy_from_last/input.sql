@@ -1,0 +1,1 @@
+SELECT 1; COPY audit_log FROM STDIN

@@ -1,0 +1,1 @@
+COPY accounts (id, customer_id) FROM STDIN; SELECT 1
