@@ -42,7 +42,7 @@ type Record struct {
 	// Fingerprint identifies the statement's shape (pg_query fingerprint),
 	// constants excluded.
 	Fingerprint string        `json:"fingerprint"`
-	Action      string        `json:"action,omitempty"` // select, insert, update, delete, copy, …; login for an authentication
+	Action      string        `json:"action,omitempty"` // select, insert, update, delete, copy, …; login for an authentication, set for a change of identity or purpose
 	Tables      []string      `json:"tables,omitempty"` // schema-qualified relations touched
 	Decision    Decision      `json:"decision"`
 	PolicyIDs   []string      `json:"policy_ids,omitempty"`

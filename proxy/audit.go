@@ -201,6 +201,26 @@ func (s *session) auditLogin(user string, p principal, err error) {
 	s.writeAudit(r)
 }
 
+// auditSetting queues the record of a SET or RESET of mandate.*, a RESET
+// ALL or a DISCARD ALL that mandate applied: it names who acts from then
+// on (identity and purpose), so an identity switch is on record where it
+// happened, not only in the next statement's record.
+func (s *session) auditSetting() {
+	if s.srv.cfg.Audit == nil {
+		return
+	}
+	v := s.settings.current()
+	p := v.principal(s.login)
+	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
+		Subject: p.Subject, Purpose: p.purpose(v.purpose), Action: "set", Decision: audit.DecisionAllow}
+	for _, a := range p.Actors {
+		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
+	}
+	s.trail.mu.Lock()
+	s.trail.queue = append(s.trail.queue, auditItem{rec: r})
+	s.trail.mu.Unlock()
+}
+
 // queueExecution queues the record of a prepared statement's execution.
 func (s *session) queueExecution(r audit.Record) {
 	if s.srv.cfg.Audit == nil {

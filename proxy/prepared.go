@@ -471,8 +471,8 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 	case ps.setting != nil:
 		return s.executeSetting(*ps.setting)
 	case ps.handled:
-		s.auditPlaceholder()
 		s.executed(ps)
+		s.auditSetting()
 	default:
 		record := ps.record
 		if rechecked && s.srv.cfg.Audit != nil && !recordedFor(record, d.scope) {
@@ -494,8 +494,8 @@ func (s *session) executeSetting(st rewrite.Setting) error {
 	if err != nil {
 		return s.refuseAhead(s.refusal(err))
 	}
-	s.auditPlaceholder()
 	s.settings.set(c)
+	s.auditSetting()
 	return nil
 }
 

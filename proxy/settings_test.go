@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -417,23 +418,27 @@ func TestAuditCarriesTheIdentityInEffect(t *testing.T) {
 		t.Fatalf("Bind and Execute: %+v", a)
 	}
 	app.Close(context.Background())
-	var records []map[string]any
+	var records, sets []map[string]any
 	waitFor(t, "the audit records", func() bool {
 		f, err := os.Open(w.audit)
 		if err != nil {
 			return false
 		}
 		defer f.Close()
-		records = records[:0]
+		records, sets = records[:0], sets[:0]
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			var r map[string]any
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r["decision"] != nil && r["action"] != "login" {
+			switch {
+			case json.Unmarshal(sc.Bytes(), &r) != nil || r["decision"] == nil || r["action"] == "login":
+			case r["action"] == "set":
+				sets = append(sets, r)
+			default:
 				records = append(records, r)
 			}
 		}
-		return len(records) == 4
+		return len(records) == 4 && len(sets) == 5
 	})
 	// BEGIN as carol, COMMIT as alice for support (SET LOCAL still held),
 	// the write after it, the prepared statement.
@@ -442,6 +447,12 @@ func TestAuditCarriesTheIdentityInEffect(t *testing.T) {
 	}
 	if r := records[3]; r["subject"] != "alice" || r["purpose"] != "support" {
 		t.Errorf("audit record of a statement parsed as carol, run as alice for support: subject %v, purpose %v", r["subject"], r["purpose"])
+	}
+	// Each identity or purpose switch is on record, naming who acts after it.
+	for i, want := range []string{"carol <nil>", "alice <nil>", "alice support", "alice <nil>", "alice support"} {
+		if got := fmt.Sprint(sets[i]["subject"], " ", sets[i]["purpose"]); got != want {
+			t.Errorf("record of setting %d: subject and purpose %q, want %q", i+1, got, want)
+		}
 	}
 }
 

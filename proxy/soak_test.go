@@ -85,6 +85,7 @@ type soakStats struct {
 	statements atomic.Int64 // sent by the clients (and answered)
 	refusals   atomic.Int64 // refused as intended
 	sessions   atomic.Int64
+	assumes    atomic.Int64 // SET mandate.token: one audit record each
 
 	mu         sync.Mutex
 	unexpected []string
@@ -215,14 +216,14 @@ func TestSoak(t *testing.T) {
 		t.Logf("heap in use: %+.1f MiB/min after warm-up", (float64(last.heap)-float64(first.heap))/(1<<20)/(last.at-first.at).Minutes())
 	}
 
-	// One audit record per login and per statement sent, refusals
-	// included; all of them written (by the time the client saw its
-	// answer) and the chain intact.
-	logins := st.sessions.Load()
-	if got := auditRecords() - recordsBefore; int64(got) != sent+logins {
-		t.Errorf("audit records: %d, statements sent: %d, logins: %d", got, sent, logins)
+	// One audit record per login, per SET mandate.token and per statement
+	// sent, refusals included; all of them written (by the time the client
+	// saw its answer) and the chain intact.
+	logins, assumes := st.sessions.Load(), st.assumes.Load()
+	if got := auditRecords() - recordsBefore; int64(got) != sent+logins+assumes {
+		t.Errorf("audit records: %d, statements sent: %d, logins: %d, SET mandate.token: %d", got, sent, logins, assumes)
 	} else {
-		t.Logf("audit: %d records, one per login and statement, chain verified", got)
+		t.Logf("audit: %d records, one per login, SET mandate.token and statement, chain verified", got)
 	}
 }
 
@@ -254,6 +255,7 @@ func soakClient(t *testing.T, w *bankWorld, p soakPersona, k int, st *soakStats,
 				conn.Close(ctx)
 				return
 			}
+			st.assumes.Add(1)
 		}
 		for i := range soakSessionLength {
 			q := p.queries[(i+k)%len(p.queries)]

@@ -227,6 +227,8 @@ func (s *session) onQuery(m *pgproto3.Query) (sql string, d decision, ok bool) {
 	case decided:
 		s.queueRecords(d, len(d.result.Statements))
 	case decidedEach:
+	case handled:
+		s.auditSetting()
 	default:
 		s.auditPlaceholder()
 	}
