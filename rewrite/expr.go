@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -976,6 +977,14 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return "", false
 		}
 		col := it.table.Column(names[len(names)-1])
+		if it.colsSet {
+			// An alias's column list renames by position: FROM accounts
+			// a(x, y, id) names iban a.id (red team round 5, a note).
+			col = nil
+			if i := slices.Index(it.cols.names, names[len(names)-1]); it.cols.known && i >= 0 && i < len(it.table.Columns) {
+				col = it.table.Columns[i]
+			}
+		}
 		if col == nil || col.array {
 			return "", false
 		}

@@ -82,6 +82,8 @@ func TestRowFreeErrorsFence(t *testing.T) {
 		"SELECT count(*) FROM transactions t, generate_series(1, to_number('1', '9')::int) g WHERE t.id = 17",
 		"SELECT to_date('x', 'YYYY'), xmlparse(document '<'), (-1)::information_schema.cardinal_number FROM transactions t WHERE t.id = 17",
 		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT -1",
+		// An alias's column list renames by position: t.booked_at is id.
+		"SELECT count(*) FROM transactions t(booked_at) WHERE t.booked_at > 5",
 		"SELECT count(*) FROM transactions t WHERE t.id = 17 LIMIT (SELECT 1 FROM countries LIMIT 1)",
 	}
 	for _, sql := range unfenced {
