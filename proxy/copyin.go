@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // PostgreSQL ignores Sync and Flush while a COPY FROM STDIN reads the
@@ -40,7 +41,17 @@ type copyWindow struct {
 // copyStart is the upstream loop's word on one COPY FROM STDIN.
 type copyStart struct {
 	at      uint64    // the ReadyForQuery answers before its segment's
+	nth     uint64    // it is the segment's nth COPY FROM STDIN: its CopyInResponse is the nth
 	started chan bool // CopyInResponse (true) or ErrorResponse (false); buffered
+}
+
+// copyProgress is what the upstream loop has seen of the segment it is
+// answering: CopyInResponses, and whether an error came (its index + 1, so
+// that zero means none yet). An error skips every later COPY of the
+// segment, so a COPY sent after it is answered already.
+type copyProgress struct {
+	erredAt atomic.Uint64
+	started atomic.Uint64 // CopyInResponses in the segment being answered
 }
 
 // errUpstreamGone ends a client loop waiting for an upstream that ended.
@@ -49,9 +60,19 @@ var errUpstreamGone = errors.New("the upstream connection ended")
 // copySent opens the window of a COPY FROM STDIN sent in the segment
 // being sent.
 func (s *session) copySent() {
-	w := &copyStart{at: s.segment, started: make(chan bool, 1)}
+	if s.copyNthAt != s.segment {
+		s.copyNthAt, s.copyNth = s.segment, 0
+	}
+	s.copyNth++
+	w := &copyStart{at: s.segment, nth: s.copyNth, started: make(chan bool, 1)}
 	s.copyIn = copyWindow{open: true, wait: w}
 	s.copyWait.Store(w)
+	// An error the upstream loop saw in this segment before w was there
+	// skips the COPY: nothing else will answer it. (The upstream loop
+	// stores the error before it looks for w; this looks after storing w.)
+	if s.copyProgress.erredAt.Load() == s.segment+1 {
+		s.copyAnswer(w, false)
+	}
 }
 
 // copyEnded closes the window.
@@ -88,15 +109,36 @@ func (s *session) syncInCopy() (bool, error) {
 	return true, nil
 }
 
-// copyAnswer, in the upstream loop, gives the COPY the client loop may
-// wait on the first CopyInResponse or ErrorResponse of its segment.
-func (s *session) copyAnswer(typ byte) {
+// copyTap, in the upstream loop, follows the segment being answered and
+// gives the COPY the client loop may wait on its word: its own
+// CopyInResponse, or an error in its segment before it.
+func (s *session) copyTap(typ byte) {
+	at := s.answered.Load()
+	switch typ {
+	case 'Z':
+		s.copyProgress.started.Store(0)
+		return
+	case 'E':
+		s.copyProgress.erredAt.Store(at + 1)
+	case 'G':
+		s.copyProgress.started.Add(1)
+	}
 	w := s.copyWait.Load()
-	if w == nil || s.answered.Load() != w.at {
+	if w == nil || w.at != at {
 		return
 	}
+	switch {
+	case typ == 'E':
+		s.copyAnswer(w, false)
+	case s.copyProgress.started.Load() == w.nth:
+		s.copyAnswer(w, true)
+	}
+}
+
+// copyAnswer gives w its word, once.
+func (s *session) copyAnswer(w *copyStart, started bool) {
 	if s.copyWait.CompareAndSwap(w, nil) {
-		w.started <- typ == 'G'
+		w.started <- started
 	}
 }
 

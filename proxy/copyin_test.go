@@ -43,6 +43,15 @@ func TestSyncInsideCopyIsNotASegment(t *testing.T) {
 				&pgproto3.CopyData{Data: []byte("900\t2\tsubject\tbody\topen\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Query: copyIn + " (DELIMITER 'ab')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 		},
+		// COPYs that an earlier error of their batch skips, whose answers
+		// came before the Sync or will come after it (red team round 6,
+		// F2: the Sync waited for ever).
+		{
+			{&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{},
+				&pgproto3.Parse{Query: copyIn}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "cp", Query: copyIn}, &pgproto3.Bind{PreparedStatement: "cp"}, &pgproto3.Execute{},
+				&pgproto3.CopyFail{Message: "no"}, &pgproto3.Bind{PreparedStatement: "cp"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		},
 	} {
 		name := fmt.Sprintf("p%d", i)
 		mustSimple(t, app, "SET mandate.token = '"+alice+"'")
@@ -50,7 +59,8 @@ func TestSyncInsideCopyIsNotASegment(t *testing.T) {
 		mustSimple(t, app, "SET mandate.token = '"+carol+"'")
 		for j, msgs := range copies {
 			a := send(msgs...)
-			want := []answer{{types: "GC"}, {types: "12GC"}, {types: "12E", code: "0A000"}}[i+j]
+			want := [][]answer{{{types: "GC"}}, {{types: "12GC"}, {types: "12E", code: "0A000"}},
+				{{types: "1E", code: "22012"}, {types: "12GE", code: "57014"}}}[i][j]
 			if a.code != want.code || a.types != want.types {
 				t.Fatalf("copy %d.%d: %+v, want %+v", i, j, a, want)
 			}
@@ -67,5 +77,40 @@ func TestSyncInsideCopyIsNotASegment(t *testing.T) {
 	}
 	if got := mustSimple(t, app, "SELECT count(*) FROM support_tickets WHERE subject = 'subject'"); len(got) != 1 || got[0] != "1" {
 		t.Fatalf("the row the extended-protocol COPY wrote: %q", got)
+	}
+}
+
+// TestQueryInsideABatchEndsTheSession (red team round 6, F1): a simple
+// Query before the Sync of extended-protocol messages runs, unless one of
+// them failed; then PostgreSQL skips it unanswered, and mandate, counting
+// answers, would take the next answer for its. It ends the session.
+func TestQueryInsideABatchEndsTheSession(t *testing.T) {
+	w := startBank(t)
+	for _, msgs := range [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Query{String: "SELECT 2"}},
+		{&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.FunctionCall{Function: 1}},
+	} {
+		conn := w.connect(t, "alice")
+		_ = conn.PgConn().Conn().SetDeadline(time.Now().Add(20 * time.Second))
+		fe := conn.PgConn().Frontend()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var fatal *pgproto3.ErrorResponse
+		for fatal == nil {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%T before the Sync: no FATAL error before %v", msgs[3], err)
+			}
+			if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+				fatal = e
+			}
+		}
+		if fatal.Code != "08P01" {
+			t.Errorf("%T before the Sync: %s %s", msgs[3], fatal.Code, fatal.Message)
+		}
 	}
 }

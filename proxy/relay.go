@@ -214,6 +214,9 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	switch msg := msg.(type) {
 	case *pgproto3.Query:
 		m.stmtSimple.Inc()
+		if enforce && s.unsynced {
+			return errQueryInBatch
+		}
 		if enforce {
 			sql, d, decided := s.onQuery(msg)
 			s.settings.segmentSent()
@@ -280,6 +283,9 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		flush = len(u.wbuf)+len(msg.Data) >= upstreamFlushAt
 	case *pgproto3.FunctionCall:
 		m.stmtFunctionCall.Inc()
+		if enforce && s.unsynced {
+			return errQueryInBatch
+		}
 		if enforce {
 			// A fast-path call names any function by OID, around every
 			// check the rewriter makes: it is refused. A refused simple
@@ -319,6 +325,16 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	}
 	return nil
 }
+
+// errQueryInBatch ends a session whose simple Query or FunctionCall came
+// before the Sync of its extended-protocol messages. PostgreSQL runs it,
+// unless one of those messages failed: then it skips it, unanswered, with
+// the rest up to the Sync. mandate counts answers to know which statement
+// ran (named.go); it cannot tell here whether this one will be answered,
+// and a wrong guess (red team round 6) let EXECUTE run a statement made
+// under other grants. The protocol asks for a Sync there; libpq sends one.
+var errQueryInBatch = fatalf(codeProtocolViolation,
+	"a simple Query or FunctionCall before the Sync of extended-protocol messages is not supported through mandate: send Sync first", nil)
 
 // armIdle ends a session asked to stop once it is idle, and otherwise sets
 // the read deadline for the next Receive.
@@ -567,8 +583,8 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	out = msg
 	enforce := s.srv.cfg.Enforcer != nil
 	if enforce {
-		if typ == 'G' || typ == 'E' {
-			s.copyAnswer(typ) // before a hidden answer returns
+		if typ == 'G' || typ == 'E' || typ == 'Z' {
+			s.copyTap(typ) // before a hidden answer returns
 		}
 		if s.drops.hide(typ) {
 			return nil, false

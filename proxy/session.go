@@ -59,6 +59,9 @@ type session struct {
 	trail          auditTrail // shared with the upstream loop
 	copyIn         copyWindow // a COPY FROM STDIN forwarded (copyin.go)
 	copyWait       atomic.Pointer[copyStart]
+	copyProgress   copyProgress // the upstream loop's
+	copyNth        uint64       // COPY FROM STDIN windows opened in segment copyNthAt
+	copyNthAt      uint64
 	upGone         chan struct{} // closed when the upstream loop ends
 
 	// pending counts responses still owed by the upstream: one
