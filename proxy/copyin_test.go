@@ -114,3 +114,22 @@ func TestQueryInsideABatchEndsTheSession(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteOfAProtocolCopyIsRefused (red team round 7, G1): SQL EXECUTE
+// runs a statement a protocol Parse made, a COPY FROM STDIN included, and
+// PostgreSQL then ignores Sync inside a statement mandate took for an
+// EXECUTE: it is refused.
+func TestExecuteOfAProtocolCopyIsRefused(t *testing.T) {
+	w := startBank(t)
+	app, _ := appAsCarol(t, w)
+	if a := roundTrip(t, app, &pgproto3.Parse{Name: "cp", Query: "COPY support_tickets (id, customer_id, subject, body, status) FROM STDIN"}); a.code != "" {
+		t.Fatalf("Parse of a COPY: %+v", a)
+	}
+	if _, err := simple(t, app, "EXECUTE cp"); sqlState(err) != codeFeatureUnsupported {
+		t.Fatalf("EXECUTE of a protocol COPY: want 0A000, got %v", err)
+	}
+	if a := roundTrip(t, app, &pgproto3.Parse{Query: "EXECUTE cp"}, &pgproto3.Bind{}, &pgproto3.Execute{}); a.code != codeFeatureUnsupported {
+		t.Fatalf("EXECUTE of a protocol COPY over the extended protocol: %+v", a)
+	}
+	mustSimple(t, app, "SELECT 1")
+}

@@ -203,6 +203,14 @@ func (s *session) checkNamed(d *decision, texts []string, apply bool) ([]*atomic
 			text = texts[i]
 		}
 		if op, ok := namedOpOf(st, text); ok && apply {
+			if err := s.refuseTaken(op); err != nil {
+				for _, r := range ran {
+					if r != nil {
+						r.Store(stmtFailed) // refused with the rest: never sent
+					}
+				}
+				return nil, err
+			}
 			if ran == nil {
 				ran = make([]*atomic.Int32, len(d.result.Statements))
 			}
@@ -222,6 +230,12 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedOb
 	what, again, code := "prepared statement", "PREPARE", "26000" // invalid_sql_statement_name
 	if k == rewrite.KindFetch {
 		what, again, code = "cursor", "DECLARE", "34000" // invalid_cursor_name
+	}
+	if s.copyObject(k, name) {
+		// PostgreSQL runs it, and then ignores Sync until the rows end,
+		// inside a statement mandate did not see as a COPY (copyin.go).
+		return nil, &Error{Code: codeFeatureUnsupported,
+			Msg: fmt.Sprintf("%s %q runs a COPY, which mandate follows only as a statement of its own", what, name)}
 	}
 	objs := s.held(tbl, name)
 	if len(objs) > 1 || len(objs) > 0 && k == rewrite.KindExecute && s.upstream.stmts.has(name) {
@@ -261,6 +275,55 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedOb
 			Hint: fmt.Sprintf("the identity, a delegation, a consent or a policy changed since; %s it again", again)}
 	}
 	return rels, nil
+}
+
+// copyObject reports whether the protocol statement an EXECUTE names, or
+// the portal a FETCH names, runs a COPY FROM STDIN.
+func (s *session) copyObject(k rewrite.Kind, name string) bool {
+	if k == rewrite.KindFetch {
+		p := s.portals[name]
+		return p != nil && p.ps != nil && p.ps.effect.CopyIn
+	}
+	ps := s.stmts[name]
+	return ps != nil && ps.effect.CopyIn
+}
+
+// refuseTaken refuses a PREPARE or DECLARE of a name that surely holds
+// an object already, as PostgreSQL would (42P05, 42P03), before it goes
+// upstream: then a creation that fails there for that reason never rests
+// on reading the failure from the answers (a defence in depth against
+// answers read out of step). Where the answers still may say either (a
+// drop or creation not answered yet), it goes, and they decide.
+func (s *session) refuseTaken(op namedOp) error {
+	switch op.kind {
+	case rewrite.KindPrepare:
+		ps := s.stmts[op.name]
+		if s.surelyHeld(s.named.table(op.kind), op.name) || ps != nil && !ps.refused && ps.certain(s.segment) || s.upstream.stmts.has(op.name) {
+			return &Error{Code: "42P05", Msg: fmt.Sprintf("prepared statement %q already exists", op.name)}
+		}
+	case rewrite.KindDeclare:
+		if s.surelyHeld(s.named.table(op.kind), op.name) {
+			return &Error{Code: "42P03", Msg: fmt.Sprintf("cursor %q already exists", op.name)}
+		}
+	}
+	return nil
+}
+
+// surelyHeld reports whether name in tbl holds an object for a statement
+// sent now, whatever answers are still to come.
+func (s *session) surelyHeld(tbl map[string]*namedObject, name string) bool {
+	ended := s.txEnded.Load()
+	for o := tbl[name]; o != nil; o = o.prev {
+		switch state := o.ran.Load(); {
+		case state == stmtFailed:
+			continue // the name holds what it held before
+		case state == stmtReady || o.segment == s.segment:
+			return !o.over(ended)
+		default:
+			return false // not answered yet: either may be
+		}
+	}
+	return false
 }
 
 // ambiguous is the refusal of a name under which the upstream may hold

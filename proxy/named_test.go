@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -362,4 +364,43 @@ func TestPortalAfterItsStatementReprepared(t *testing.T) {
 	wantRefused(t, "Execute of alice's portal as carol", roundTrip(t, app, &pgproto3.Execute{Portal: "x"}), codeInsufficientPriv)
 	roundTrip(t, app, &pgproto3.Query{String: "ROLLBACK TO SAVEPOINT a"})
 	wantRefused(t, "FETCH from alice's portal as carol", roundTrip(t, app, &pgproto3.Query{String: "FETCH ALL FROM x"}), codeInsufficientPriv)
+}
+
+// TestNameInUseRefusedBeforeUpstream: a PREPARE or DECLARE of a name that
+// holds an object is refused by mandate, as PostgreSQL would refuse it,
+// without going upstream, so what a name holds never rests on reading a
+// failure from the answers. The refusal is mandate's: a deny record.
+func TestNameInUseRefusedBeforeUpstream(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	mustSimple(t, alice, "PREPARE p AS SELECT id FROM accounts")
+	mustSimple(t, alice, "DECLARE c CURSOR WITH HOLD FOR SELECT id FROM accounts")
+	for sql, code := range map[string]string{
+		"PREPARE p AS SELECT 1":                   "42P05",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1": "42P03",
+	} {
+		if _, err := simple(t, alice, sql); sqlState(err) != code {
+			t.Fatalf("%s: want %s, got %v", sql, code, err)
+		}
+	}
+	// Over the extended protocol, at Execute.
+	if a := roundTrip(t, alice, &pgproto3.Parse{Query: "PREPARE p AS SELECT 2"}, &pgproto3.Bind{}, &pgproto3.Execute{}); a.code != "42P05" {
+		t.Fatalf("PREPARE of a name in use, over the extended protocol: %+v", a)
+	}
+	// A name dropped in the same query is free again.
+	mustSimple(t, alice, "DEALLOCATE p; PREPARE p AS SELECT 3")
+	if got := mustSimple(t, alice, "EXECUTE p"); len(got) != 1 || got[0] != "3" {
+		t.Fatalf("EXECUTE after DEALLOCATE and PREPARE: %q", got)
+	}
+	alice.Close(ctxT(t))
+	waitFor(t, "three deny records", func() bool {
+		data, _ := os.ReadFile(w.audit)
+		n := 0
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"decision":"deny"`) && (strings.Contains(line, `"sqlstate":"42P05"`) || strings.Contains(line, `"sqlstate":"42P03"`)) {
+				n++
+			}
+		}
+		return n == 3
+	})
 }

@@ -456,6 +456,11 @@ func (s *session) onExecute(m *pgproto3.Execute) error {
 		d, rechecked = s.portalCheck(p, m.Portal), true
 	}
 	p.covered = false
+	if d.err == nil && ps != nil && ps.op != nil {
+		if err := s.refuseTaken(*ps.op); err != nil {
+			d = s.refusal(err)
+		}
+	}
 	if d.err != nil {
 		return s.refuseAhead(d)
 	}
