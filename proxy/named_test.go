@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -366,10 +367,11 @@ func TestPortalAfterItsStatementReprepared(t *testing.T) {
 	wantRefused(t, "FETCH from alice's portal as carol", roundTrip(t, app, &pgproto3.Query{String: "FETCH ALL FROM x"}), codeInsufficientPriv)
 }
 
-// TestNameInUseRefusedBeforeUpstream: a PREPARE or DECLARE of a name that
-// holds an object is refused by mandate, as PostgreSQL would refuse it,
-// without going upstream, so what a name holds never rests on reading a
-// failure from the answers. The refusal is mandate's: a deny record.
+// TestNameInUseRefusedBeforeUpstream: a PREPARE of a name that holds a
+// statement is refused by mandate, as PostgreSQL would refuse it, without
+// going upstream, so what the name holds never rests on reading a failure
+// from the answers. The refusal is mandate's: a deny record. (A DECLARE
+// goes upstream: see refuseTaken.)
 func TestNameInUseRefusedBeforeUpstream(t *testing.T) {
 	w := startBank(t)
 	alice := w.connect(t, "alice")
@@ -377,7 +379,7 @@ func TestNameInUseRefusedBeforeUpstream(t *testing.T) {
 	mustSimple(t, alice, "DECLARE c CURSOR WITH HOLD FOR SELECT id FROM accounts")
 	for sql, code := range map[string]string{
 		"PREPARE p AS SELECT 1":                   "42P05",
-		"DECLARE c CURSOR WITH HOLD FOR SELECT 1": "42P03",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1": "42P03", // PostgreSQL's refusal
 	} {
 		if _, err := simple(t, alice, sql); sqlState(err) != code {
 			t.Fatalf("%s: want %s, got %v", sql, code, err)
@@ -393,14 +395,57 @@ func TestNameInUseRefusedBeforeUpstream(t *testing.T) {
 		t.Fatalf("EXECUTE after DEALLOCATE and PREPARE: %q", got)
 	}
 	alice.Close(ctxT(t))
-	waitFor(t, "three deny records", func() bool {
+	waitFor(t, "two deny records", func() bool {
 		data, _ := os.ReadFile(w.audit)
 		n := 0
 		for _, line := range strings.Split(string(data), "\n") {
-			if strings.Contains(line, `"decision":"deny"`) && (strings.Contains(line, `"sqlstate":"42P05"`) || strings.Contains(line, `"sqlstate":"42P03"`)) {
+			if strings.Contains(line, `"decision":"deny"`) && strings.Contains(line, `"sqlstate":"42P05"`) {
 				n++
 			}
 		}
-		return n == 3
+		return n == 2
 	})
+}
+
+// TestLongProtocolNamesEndTheSession (red team round 8, H1): PostgreSQL
+// keeps the first 63 bytes of a statement or portal name, so two names
+// mandate tells apart would be one object upstream.
+func TestLongProtocolNamesEndTheSession(t *testing.T) {
+	w := startBank(t)
+	long := strings.Repeat("a", 64)
+	for _, msg := range []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Name: long, Query: "SELECT 1"},
+		&pgproto3.Bind{PreparedStatement: long},
+		&pgproto3.Bind{DestinationPortal: long},
+		&pgproto3.Describe{ObjectType: 'P', Name: long},
+		&pgproto3.Execute{Portal: long},
+		&pgproto3.Close{ObjectType: 'S', Name: long},
+	} {
+		conn := w.connect(t, "alice")
+		_ = conn.PgConn().Conn().SetDeadline(time.Now().Add(10 * time.Second))
+		fe := conn.PgConn().Frontend()
+		fe.Send(msg)
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var fatal *pgproto3.ErrorResponse
+		for fatal == nil {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%T with a 64-byte name: no FATAL error before %v", msg, err)
+			}
+			if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+				fatal = e
+			}
+		}
+		if fatal.Code != "42622" {
+			t.Errorf("%T with a 64-byte name: %s %s", msg, fatal.Code, fatal.Message)
+		}
+	}
+	// 63 bytes are fine.
+	conn := w.connect(t, "alice")
+	if a := roundTrip(t, conn, &pgproto3.Parse{Name: long[:63], Query: "SELECT 1"}, &pgproto3.Bind{PreparedStatement: long[:63]}, &pgproto3.Execute{}); a.code != "" {
+		t.Fatalf("a 63-byte name: %+v", a)
+	}
 }

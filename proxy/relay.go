@@ -205,6 +205,9 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	}
 	flush, encoded := false, false
 	if enforce {
+		if err := checkProtocolNames(msg); err != nil {
+			return err
+		}
 		switch msg.(type) {
 		case *pgproto3.CopyData, *pgproto3.Sync, *pgproto3.Flush:
 		default:
@@ -322,6 +325,38 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 	}
 	if flush {
 		return s.flushUpstream()
+	}
+	return nil
+}
+
+// maxNameLen is PostgreSQL's NAMEDATALEN - 1: the bytes of a statement or
+// portal name it keeps.
+const maxNameLen = 63
+
+// checkProtocolNames ends a session that names a statement or portal
+// longer than PostgreSQL keeps. PostgreSQL cuts such a name to its first
+// 63 bytes, so two names mandate tells apart would be one object upstream
+// (red team round 8, H1: a Close of one dropped the other, and a Bind ran a
+// statement prepared under other grants). SQL names are cut by the parser,
+// as PostgreSQL's own parser cuts them.
+func checkProtocolNames(msg pgproto3.FrontendMessage) error {
+	var names []string
+	switch m := msg.(type) {
+	case *pgproto3.Parse:
+		names = []string{m.Name}
+	case *pgproto3.Bind:
+		names = []string{m.DestinationPortal, m.PreparedStatement}
+	case *pgproto3.Describe:
+		names = []string{m.Name}
+	case *pgproto3.Execute:
+		names = []string{m.Portal}
+	case *pgproto3.Close:
+		names = []string{m.Name}
+	}
+	for _, n := range names {
+		if len(n) > maxNameLen {
+			return fatalf("42622", fmt.Sprintf("statement and portal names longer than %d bytes are not supported through mandate (PostgreSQL cuts them, so two could name one object)", maxNameLen), nil)
+		}
 	}
 	return nil
 }
