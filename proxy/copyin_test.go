@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -90,27 +91,9 @@ func TestQueryInsideABatchEndsTheSession(t *testing.T) {
 		{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Query{String: "SELECT 2"}},
 		{&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.FunctionCall{Function: 1}},
 	} {
-		conn := w.connect(t, "alice")
-		_ = conn.PgConn().Conn().SetDeadline(time.Now().Add(20 * time.Second))
-		fe := conn.PgConn().Frontend()
-		for _, m := range msgs {
-			fe.Send(m)
-		}
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		var fatal *pgproto3.ErrorResponse
-		for fatal == nil {
-			msg, err := fe.Receive()
-			if err != nil {
-				t.Fatalf("%T before the Sync: no FATAL error before %v", msgs[3], err)
-			}
-			if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
-				fatal = e
-			}
-		}
-		if fatal.Code != "08P01" {
-			t.Errorf("%T before the Sync: %s %s", msgs[3], fatal.Code, fatal.Message)
+		fatal := fatalAnswer(t, w.connect(t, "alice"), msgs...)
+		if fatal == nil || fatal.Code != "08P01" {
+			t.Errorf("%T before the Sync: want a FATAL 08P01, got %+v", msgs[3], fatal)
 		}
 	}
 }
@@ -132,4 +115,27 @@ func TestExecuteOfAProtocolCopyIsRefused(t *testing.T) {
 		t.Fatalf("EXECUTE of a protocol COPY over the extended protocol: %+v", a)
 	}
 	mustSimple(t, app, "SELECT 1")
+}
+
+// fatalAnswer sends msgs on conn and returns the FATAL error that ends the
+// session, or nil when the session ends or stalls without one.
+func fatalAnswer(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMessage) *pgproto3.ErrorResponse {
+	t.Helper()
+	_ = conn.PgConn().Conn().SetDeadline(time.Now().Add(10 * time.Second))
+	fe := conn.PgConn().Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return nil
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+			return e
+		}
+	}
 }

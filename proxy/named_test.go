@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -421,26 +420,9 @@ func TestLongProtocolNamesEndTheSession(t *testing.T) {
 		&pgproto3.Execute{Portal: long},
 		&pgproto3.Close{ObjectType: 'S', Name: long},
 	} {
-		conn := w.connect(t, "alice")
-		_ = conn.PgConn().Conn().SetDeadline(time.Now().Add(10 * time.Second))
-		fe := conn.PgConn().Frontend()
-		fe.Send(msg)
-		fe.Send(&pgproto3.Sync{})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		var fatal *pgproto3.ErrorResponse
-		for fatal == nil {
-			m, err := fe.Receive()
-			if err != nil {
-				t.Fatalf("%T with a 64-byte name: no FATAL error before %v", msg, err)
-			}
-			if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
-				fatal = e
-			}
-		}
-		if fatal.Code != "42622" {
-			t.Errorf("%T with a 64-byte name: %s %s", msg, fatal.Code, fatal.Message)
+		fatal := fatalAnswer(t, w.connect(t, "alice"), msg, &pgproto3.Sync{})
+		if fatal == nil || fatal.Code != "42622" {
+			t.Errorf("%T with a 64-byte name: want a FATAL 42622, got %+v", msg, fatal)
 		}
 	}
 	// 63 bytes are fine.
