@@ -45,6 +45,7 @@ func TestSettingsThatChangeScanningAreRefused(t *testing.T) {
 		"SET client_encoding = 'SJIS'":                                 codeFeatureUnsupported,
 		"SET NAMES 'big5'":                                             codeFeatureUnsupported,
 		"SET client_encoding TO 'Windows_936'":                         codeFeatureUnsupported,
+		"SET client_encoding = 'LATIN1'":                               codeFeatureUnsupported,
 		viaRule:                                                        codeInsufficientPriv,
 		"UPDATE pg_catalog.pg_settings SET setting = 'shadow' WHERE name = 'search_path'":                                           codeInsufficientPriv,
 		"WITH x AS (UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings' RETURNING 1) SELECT * FROM x": codeInsufficientPriv,
@@ -89,7 +90,7 @@ func TestSettingsThatChangeScanningAreRefused(t *testing.T) {
 	}
 
 	// At start-up, as an option or as the database's default.
-	for _, opt := range []string{"-c standard_conforming_strings=off", "-c client_encoding=SJIS"} {
+	for _, opt := range []string{"-c standard_conforming_strings=off", "-c client_encoding=SJIS", "-c client_encoding=LATIN1"} {
 		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice@%s/%s?sslmode=disable&options=%s", w.p.addr, w.db, strings.NewReplacer(" ", "%20", "=", "%3D").Replace(opt)))
 		if err == nil {
 			c.Close(ctx)

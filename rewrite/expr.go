@@ -446,9 +446,6 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		aggregate = true
 	}
 	if aggregate {
-		if !leakproof {
-			w.raisers++ // sum(float8) overflows, a user aggregate may fail
-		}
 		above := ectx{}
 		if err := w.args(fc.Args, sc, above); err != nil {
 			return err
@@ -816,7 +813,7 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	if sel == nil {
 		return unsupported("unexpected %s in subquery", nodeKind(s.Subselect))
 	}
-	m, raisers := w.mark(), w.raisers
+	m := w.mark()
 	if err := w.selectStmt(sel, sc, true, false); err != nil {
 		return err
 	}
@@ -825,27 +822,13 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 	if c.qual && (c.leaky || inner.leaky) && w.since(m) {
 		w.dangerous = true
 	}
-	// A sublink used as a value fails by itself: a scalar one (and a row
-	// comparison's) when its query returns a second row (21000), an ARRAY
-	// one when its rows' arrays differ in dimensions (2202E).
-	switch s.SubLinkType {
-	case pgSubLinkTypeEXPR, pgSubLinkTypeROWCOMPARE, pgSubLinkTypeMULTIEXPR:
-		one, byLimit := atMostOneRow(sel)
-		w.valueDependent = w.valueDependent || byLimit // LIMIT 1 and LIMIT 2 decide differently
-		if !one {
-			w.raisers++
-		}
-	case pgSubLinkTypeARRAY:
-		w.raisers++
-	}
 	// An initplan or subplan runs when a row first needs it: an error in
-	// it, or in the leaky expression it feeds, tells that a row reached it
-	// (fold.go), whatever it reads. So does its run time, which the client
-	// controls (a slow query in it, a statement_timeout that turns time
-	// into an error): in a per-row qual, any sublink makes the statement
-	// dangerous, whether it may raise or not.
+	// it (a scalar sublink's second row, 21000, say), or in the leaky
+	// expression it feeds, tells that a row reached it (fold.go), whatever
+	// it reads. So does its run time, which the client controls (a slow
+	// query in it, a statement_timeout that turns time into an error): in a
+	// per-row qual, any sublink makes the statement dangerous.
 	c.leaky = c.leaky || inner.leaky
-	_ = raisers
 	w.rowFreeValue(c, true)
 	return nil
 }
@@ -864,34 +847,6 @@ func sublinkColumnType(w *walker, s *pgSubLink) string {
 	}
 	t, _ := w.exprType(v, nil) // a constant keeps its own type there
 	return t
-}
-
-// atMostOneRow reports whether a query provably returns one row at most:
-// LIMIT 0 or 1 (not WITH TIES), or only plain aggregates over no GROUP BY.
-// byLimit: a LIMIT constant's value was read.
-func atMostOneRow(sel *pgSelectStmt) (one, byLimit bool) {
-	if n := sel.LimitCount.GetAConst(); n != nil && sel.LimitOption == pgLimitOptionLIMITOPTIONCOUNT {
-		if i, ok := n.Val.(*pgAConstIval); ok {
-			if v := i.Ival.GetIval(); v >= 0 && v <= 1 {
-				return true, true
-			}
-			byLimit = true
-		}
-	}
-	if sel.Op != pgSetOperationSETOPNONE || len(sel.GroupClause) > 0 || len(sel.TargetList) == 0 {
-		return false, byLimit
-	}
-	for _, t := range sel.TargetList {
-		fc := t.GetResTarget().GetVal().GetFuncCall()
-		if fc == nil || fc.Over != nil || len(fc.Funcname) == 0 || len(fc.Funcname) > 2 {
-			return false, byLimit
-		}
-		name := fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval()
-		if len(fc.Funcname) == 2 && fc.Funcname[0].GetString_().GetSval() != "pg_catalog" || !knownAggregates[name] {
-			return false, byLimit
-		}
-	}
-	return true, byLimit
 }
 
 // scalarElement reports whether an ARRAY[…] element is known not to be an

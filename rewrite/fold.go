@@ -55,11 +55,9 @@ func (w *walker) rowFreeValue(c ectx, raises bool) {
 }
 
 // leakyNode marks an expression that may raise an error (or leak its
-// arguments): its arguments are walked as leaky, and it counts as a
-// possible error for sublinks (subLink).
+// arguments): its arguments are walked as leaky.
 func (w *walker) leakyNode(c *ectx) {
 	c.leaky = true
-	w.raisers++
 }
 
 // castFolds reports whether PostgreSQL computes the cast tc while parsing

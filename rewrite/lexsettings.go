@@ -3,12 +3,13 @@ package rewrite
 import "strings"
 
 // The rewriter reads a statement with libpg_query's scanner, which assumes
-// standard_conforming_strings = on and text in an ASCII-safe encoding. A
+// standard_conforming_strings = on and UTF8 text. A
 // session where PostgreSQL scans differently would see other statements
 // than the ones decided: with standard_conforming_strings off, 'a\' ...
 // ends a string later for PostgreSQL, so text the rewriter read as a
 // string is SQL to PostgreSQL; in SJIS, BIG5, GBK, UHC or GB18030 a
-// character's second byte may be a backslash or a quote. Such settings
+// character's second byte may be a backslash or a quote, and in any other
+// encoding than UTF8 names are cut at other lengths. Such settings
 // are refused, here for SET and by the proxy for start-up parameters and
 // what the upstream reports.
 
@@ -21,7 +22,16 @@ func ScansLikeUpstream(name, value string) bool {
 	case "standard_conforming_strings":
 		return boolOn(value)
 	case "client_encoding":
-		return !unsafeEncodings[cleanEncodingName(value)]
+		// UTF8 only: PostgreSQL converts names and identifiers to the
+		// server's encoding before it cuts them to 63 bytes, where the
+		// rewriter and the proxy count the client's bytes; under LATIN1
+		// two names 41 bytes long for mandate were one 81-byte name cut
+		// short upstream (red team round 9, J1).
+		switch cleanEncodingName(value) {
+		case "utf8", "unicode":
+			return true
+		}
+		return false
 	}
 	return true
 }
@@ -33,18 +43,6 @@ func boolOn(value string) bool {
 		return true
 	}
 	return false
-}
-
-// unsafeEncodings are the client encodings PostgreSQL refuses as server
-// encodings because a multibyte character may contain an ASCII byte, by
-// every alias PostgreSQL accepts (encnames.c), cleaned as it cleans them.
-var unsafeEncodings = map[string]bool{
-	"sjis": true, "shiftjis": true, "mskanji": true, "win932": true, "windows932": true,
-	"shiftjis2004": true,
-	"big5":         true, "win950": true, "windows950": true,
-	"gbk": true, "win936": true, "windows936": true,
-	"uhc": true, "win949": true, "windows949": true,
-	"gb18030": true,
 }
 
 // cleanEncodingName lower-cases name and drops everything but letters and

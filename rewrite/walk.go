@@ -50,11 +50,8 @@ type walker struct {
 	// carryRefs counts column references that may carry protected data; a
 	// subquery that grows it carries protected data to its parent.
 	carryRefs int
-	// raisers counts expressions that may raise an error (leakyNode); a
-	// sublink that grows it may fail when evaluated (fold.go).
-	raisers  int
-	depth    int
-	aliasSeq int
+	depth     int
+	aliasSeq  int
 	// valueDependent is set when a decision read a constant's value (a
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
@@ -499,11 +496,6 @@ func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
 	}
-	for _, n := range []*pgNode{s.LimitCount, s.LimitOffset} {
-		if n != nil && !nonNegativeInteger(n) {
-			w.raisers++
-		}
-	}
 	if err := w.expr(s.LimitCount, sc, ectx{qual: true, once: true}); err != nil {
 		return err
 	}
@@ -631,9 +623,6 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if rv == nil {
 			return unsupported("TABLESAMPLE is supported on tables only")
 		}
-		// The method checks its arguments when the scan runs (BERNOULLI
-		// (200) fails then): in a subquery, once a row reaches it.
-		w.raisers++
 		if err := w.exprs(ts.Args, sc, ectx{qual: true, once: true}); err != nil {
 			return err
 		}
@@ -1103,18 +1092,4 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		c.Query, c.Relation, c.Attlist = &pgNode{Node: &pgNodeSelectStmt{SelectStmt: sel}}, nil, nil
 	}
 	return w.selectStmt(sel, nil, false, false)
-}
-
-// nonNegativeInteger reports whether n is an integer literal of at least
-// zero, or NULL (LIMIT ALL): a LIMIT or OFFSET that cannot fail.
-func nonNegativeInteger(n *pgNode) bool {
-	c := n.GetAConst()
-	if c == nil {
-		return false
-	}
-	if c.Isnull {
-		return true
-	}
-	i, ok := c.Val.(*pgAConstIval)
-	return ok && i.Ival.GetIval() >= 0
 }

@@ -1,1 +1,1 @@
-SET standard_conforming_strings = on; SET client_encoding = 'LATIN1'; RESET client_encoding; SET standard_conforming_strings TO DEFAULT
+SET standard_conforming_strings = on; SET client_encoding = 'UTF8'; RESET client_encoding; SET standard_conforming_strings TO DEFAULT
