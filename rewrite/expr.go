@@ -586,8 +586,9 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		}
 		leakproof = w.operatorLeakproof(schema, "=", e.Lexpr, e.Rexpr, sc)
 	case pgAExprKindAEXPRIN:
-		leakproof = true
-		for _, v := range e.Rexpr.GetList().GetItems() {
+		items := e.Rexpr.GetList().GetItems()
+		leakproof = len(items) < hashedArrayMin
+		for _, v := range items {
 			if err := w.checkOperands(schema, name, e.Lexpr, v, sc); err != nil {
 				return err
 			}
@@ -630,7 +631,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
 			return err
 		}
-		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" {
+		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" && w.smallArray(e.Rexpr) {
 			if et := w.elementType(e.Rexpr, lt); et != "" {
 				leakproof = w.cat.operatorLeakproof(schema, name, lt, et)
 			}
@@ -652,6 +653,34 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		return err
 	}
 	return w.expr(e.Rexpr, sc, c)
+}
+
+// hashedArrayMin is the size from which PostgreSQL compares with a
+// constant array through a hash table it builds when a row first needs it
+// (MIN_ARRAY_SIZE_FOR_HASHED_SAOP): its build time, which the client sets
+// with the array's size, tells whether a hidden row reached the
+// comparison (red team round 10, K1). Below it, each row costs a few
+// comparisons.
+const hashedArrayMin = 9
+
+// smallArray reports whether the array operand of ANY/ALL is known to
+// hold fewer than hashedArrayMin elements: ARRAY[…] or a literal counted
+// by its commas (at least its elements). A parameter's size is the
+// client's, and a long one costs every row that reaches it.
+func (w *walker) smallArray(arr *pgNode) bool {
+	switch x := arr.GetNode().(type) {
+	case *pgNodeAArrayExpr:
+		return len(x.AArrayExpr.Elements) < hashedArrayMin
+	case *pgNodeTypeCast:
+		return w.smallArray(x.TypeCast.Arg)
+	case *pgNodeAConst:
+		if v := x.AConst.GetSval(); v != nil {
+			w.valueDependent = true // '{1,2}' and a longer literal decide differently
+			return strings.Count(v.Sval, ",")+1 < hashedArrayMin
+		}
+		return x.AConst.Isnull
+	}
+	return false
 }
 
 // elementType is the element type of an array operand of ANY/ALL when it

@@ -125,3 +125,34 @@ func TestInSublinkChecksItsOperator(t *testing.T) {
 		t.Errorf("a built-in = in an IN sublink: %v", err)
 	}
 }
+
+// TestLargeArraysFence (red team round 10, K1): PostgreSQL compares with
+// a constant array of 9 or more elements through a hash table it builds
+// when a row first needs it, so the build time, which the array's size
+// sets, tells whether a hidden row reached the comparison. A parameter's
+// size is the client's. And a literal's count is a value: no template.
+func TestLargeArraysFence(t *testing.T) {
+	cat := testCatalog(t)
+	src := &setSource{set: scenarios()["dana"]}
+	const q = "SELECT count(*) FROM transactions t WHERE t.id = 14 AND "
+	for sql, fenced := range map[string]bool{
+		q + "t.merchant = ANY('{a,b,c,d,e,f,g,h}')":           false,
+		q + "t.merchant = ANY('{a,b,c,d,e,f,g,h,i}')":         true,
+		q + "t.merchant IN ('a','b','c','d','e','f','g','h')": false,
+		q + "t.id IN (1, 2, 3, 4, 5, 6, 7, 8, 9)":             true,
+		q + "t.id = ANY(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9])":    true,
+		q + "t.id = ANY($1)":                                  true,
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if res.Statements[0].Fenced != fenced {
+			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
+		}
+		if strings.Contains(sql, "'{") && res.Template != nil {
+			t.Errorf("%s: a template, though the literal's length decides", sql)
+		}
+	}
+}

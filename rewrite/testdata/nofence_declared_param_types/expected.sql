@@ -1,1 +1,1 @@
-SELECT id FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND (id = ANY($1) OR id = $2)
+SELECT id FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND (id = $1 OR id = $2)

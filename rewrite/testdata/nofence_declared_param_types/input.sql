@@ -1,1 +1,1 @@
-SELECT id FROM accounts WHERE id = ANY($1) OR id = $2
+SELECT id FROM accounts WHERE id = $1 OR id = $2
