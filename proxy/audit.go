@@ -33,20 +33,21 @@ type auditItem struct {
 	skip bool
 }
 
-// recordFor is the audit record of a decision, without its outcome.
-func (s *session) recordFor(d decision) audit.Record {
-	r := audit.Record{
-		Time:        s.srv.cfg.Enforcer.now(),
-		Session:     s.sessionID(),
-		ClientAddr:  s.conn.RemoteAddr().String(),
-		Subject:     d.scope.Subject,
-		Purpose:     d.scope.Purpose,
-		Fingerprint: d.fingerprint(),
-		Decision:    audit.DecisionAllow,
-	}
-	for _, a := range d.scope.Actors {
+// recordOf is an allowed record of this session for subject acting
+// through actors, for the caller to complete.
+func (s *session) recordOf(subject string, actors []policy.Actor) audit.Record {
+	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
+		Subject: subject, Decision: audit.DecisionAllow}
+	for _, a := range actors {
 		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
 	}
+	return r
+}
+
+// recordFor is the audit record of a decision, without its outcome.
+func (s *session) recordFor(d decision) audit.Record {
+	r := s.recordOf(d.scope.Subject, d.scope.Actors)
+	r.Purpose, r.Fingerprint = d.scope.Purpose, d.fingerprint()
 	if d.scope.Delegation != nil {
 		r.DelegationID = d.scope.Delegation.ID
 	}
@@ -186,17 +187,14 @@ func (s *session) auditLogin(user string, p principal, err error) {
 	if s.srv.cfg.Audit == nil {
 		return
 	}
-	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
-		Subject: p.Subject, Action: "login", Decision: audit.DecisionAllow}
+	r := s.recordOf(p.Subject, p.Actors)
+	r.Action = "login"
 	if err != nil {
 		var own *Error
 		if !errors.As(err, &own) {
 			return
 		}
 		r.Subject, r.Decision, r.SQLState = user, audit.DecisionDeny, own.Code
-	}
-	for _, a := range p.Actors {
-		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
 	}
 	s.writeAudit(r)
 }
@@ -211,17 +209,13 @@ func (s *session) auditSetting() {
 	}
 	v := s.settings.current()
 	p := v.principal(s.login)
-	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
-		Subject: p.Subject, Purpose: p.purpose(v.purpose), Action: "set", Decision: audit.DecisionAllow}
-	for _, a := range p.Actors {
-		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
-	}
-	s.trail.mu.Lock()
-	s.trail.queue = append(s.trail.queue, auditItem{rec: r})
-	s.trail.mu.Unlock()
+	r := s.recordOf(p.Subject, p.Actors)
+	r.Purpose, r.Action = p.purpose(v.purpose), "set"
+	s.queueExecution(r)
 }
 
-// queueExecution queues the record of a prepared statement's execution.
+// queueExecution queues a record whose outcome the upstream's answer
+// tells: a prepared statement's execution, a setting's stand-in.
 func (s *session) queueExecution(r audit.Record) {
 	if s.srv.cfg.Audit == nil {
 		return

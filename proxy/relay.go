@@ -340,26 +340,26 @@ const maxNameLen = 63
 // statement prepared under other grants). SQL names are cut by the parser,
 // as PostgreSQL's own parser cuts them.
 func checkProtocolNames(msg pgproto3.FrontendMessage) error {
-	var names []string
+	var a, b string // no allocation per message
 	switch m := msg.(type) {
 	case *pgproto3.Parse:
-		names = []string{m.Name}
+		a = m.Name
 	case *pgproto3.Bind:
-		names = []string{m.DestinationPortal, m.PreparedStatement}
+		a, b = m.DestinationPortal, m.PreparedStatement
 	case *pgproto3.Describe:
-		names = []string{m.Name}
+		a = m.Name
 	case *pgproto3.Execute:
-		names = []string{m.Portal}
+		a = m.Portal
 	case *pgproto3.Close:
-		names = []string{m.Name}
+		a = m.Name
 	}
-	for _, n := range names {
-		if len(n) > maxNameLen {
-			return fatalf("42622", fmt.Sprintf("statement and portal names longer than %d bytes are not supported through mandate (PostgreSQL cuts them, so two could name one object)", maxNameLen), nil)
-		}
+	if len(a) > maxNameLen || len(b) > maxNameLen {
+		return errNameTooLong
 	}
 	return nil
 }
+
+var errNameTooLong = fatalf("42622", fmt.Sprintf("statement and portal names longer than %d bytes are not supported through mandate (PostgreSQL cuts them, so two could name one object)", maxNameLen), nil)
 
 // errQueryInBatch ends a session whose simple Query or FunctionCall came
 // before the Sync of its extended-protocol messages. PostgreSQL runs it,
