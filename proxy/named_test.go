@@ -36,7 +36,7 @@ func readUntil(t *testing.T, fe *pgproto3.Frontend, stop byte) answer {
 			a.rows = append(a.rows, string(slices.Concat(m.Values...)))
 		case *pgproto3.ErrorResponse:
 			if a.code == "" {
-				a.code = m.Code
+				a.code, a.msg = m.Code, m.Message
 			}
 		}
 		a.types += string(wire[0])

@@ -666,6 +666,13 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 			// leaves them out too; the constraint, table and column stay.
 			out = withoutField(msg, 'D')
 		}
+		if enforce {
+			out = hideCacheNames(out)
+		}
+	case 'N':
+		if enforce {
+			out = hideCacheNames(out)
+		}
 	case 'S':
 		name, value := s.upstream.setParam(body)
 		if enforce {

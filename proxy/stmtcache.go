@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"strconv"
@@ -28,8 +29,35 @@ import (
 // names itself, and any text mandate did not change, go as they are.
 
 // stmtPrefix starts every cached statement's name: random per process, so
-// that no client can name one (names are also checked, see nameTaken).
+// that no client can name one (names are also checked, see nameTaken), and
+// kept out of what clients see (hideCacheNames).
 var stmtPrefix = "mandate_" + rand.Text()[:12] + "_"
+
+// hideCacheNames returns an ErrorResponse or NoticeResponse msg with each
+// cached statement's name in it emptied: the client sent the unnamed
+// statement, and PostgreSQL names that "" (bind message supplies 0
+// parameters, but prepared statement "" requires 1). A name seen would
+// tell the prefix, and the counter after it the next names (red team
+// round 10, K2).
+func hideCacheNames(msg []byte) []byte {
+	i := bytes.Index(msg, stmtPrefixBytes)
+	if i < 0 {
+		return msg
+	}
+	out := make([]byte, 0, len(msg))
+	for ; i >= 0; i = bytes.Index(msg, stmtPrefixBytes) {
+		out = append(out, msg[:i]...)
+		msg = msg[i+len(stmtPrefixBytes):]
+		for len(msg) > 0 && '0' <= msg[0] && msg[0] <= '9' {
+			msg = msg[1:]
+		}
+	}
+	out = append(out, msg...)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	return out
+}
+
+var stmtPrefixBytes = []byte(stmtPrefix)
 
 // Outcomes of a message mandate watches (a cached statement's Parse, a
 // client's Parse, Bind or statement; see sessionSettings.sent): in flight,

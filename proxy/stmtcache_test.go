@@ -17,6 +17,7 @@ type answer struct {
 	types string
 	rows  []string
 	code  string
+	msg   string // the first error's message
 }
 
 // roundTrip sends msgs on conn's socket, below pgx, and a Sync unless they
@@ -177,6 +178,28 @@ func TestStatementCacheNamesAreMandates(t *testing.T) {
 	}
 	if got := roundTrip(t, bob, unnamedQuery(q)...); got.code != codeInsufficientPriv {
 		t.Fatalf("Parse after revocation: want 42501, got %+v", got)
+	}
+}
+
+// TestStatementCacheNamesStayHidden: PostgreSQL's errors about a cached
+// statement name the unnamed statement the client sent, as they would
+// without mandate, not mandate's name for it (red team round 10, K2).
+func TestStatementCacheNamesStayHidden(t *testing.T) {
+	w, _, bob := delegatedBob(t)
+	const q = "SELECT id FROM transactions WHERE id = $1"
+	one := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}}
+	for range 3 {
+		if got := roundTrip(t, bob, one...); got.code != "" {
+			t.Fatalf("unnamed statement: %+v", got)
+		}
+	}
+	if hits, _ := cacheCount(w.p); hits == 0 {
+		t.Fatal("the statement was not served from the cache: this test tests nothing")
+	}
+	got := roundTrip(t, bob, &pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{})
+	const want = `bind message supplies 0 parameters, but prepared statement "" requires 1`
+	if got.code != codeProtocolViolation || got.msg != want {
+		t.Fatalf("Bind with too few parameters: got %s %q, want 08P01 %q", got.code, got.msg, want)
 	}
 }
 
