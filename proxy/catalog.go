@@ -28,8 +28,11 @@ import (
 // resolve temp tables (Session.TempSchema picks it), and the loader cannot
 // tell whose a temp schema is; another session's temp tables resolve but
 // PostgreSQL itself refuses to read them. Base relations are the relations
-// a view's or a rule's query reads (pg_rewrite → pg_depend) and the
-// children of an inheritance or partition parent (pg_inherits).
+// a view's or a rule's query reads (pg_rewrite → pg_depend), the
+// children of an inheritance or partition parent (pg_inherits), and the
+// table a serial or identity sequence numbers (pg_depend): its value tells
+// how many rows the table ever had, so a sequence of a protected table is
+// read no more than a view over it.
 const catalogQuery = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SET LOCAL search_path = pg_catalog;
 SELECT n.nspname FROM pg_namespace n
@@ -46,7 +49,11 @@ SELECT r.ev_class, d.refobjid
   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
    AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
 UNION
-SELECT inhparent, inhrelid FROM pg_inherits;
+SELECT inhparent, inhrelid FROM pg_inherits
+UNION
+SELECT d.objid, d.refobjid
+  FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i');
 SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname !~ '^pg_(toast|temp_)';

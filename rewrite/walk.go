@@ -754,7 +754,11 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	case hide:
 		w.quals = append(w.quals, qualFix{rv: rv, schema: w.schemaOf(t), hide: &site{slot: slot, rv: rv, sample: sample, table: t}})
 	default:
-		if err := w.checkBases(t, "reads"); err != nil {
+		verb := "reads"
+		if t.Kind == KindSequence {
+			verb = "numbers the rows of"
+		}
+		if err := w.checkBases(t, verb); err != nil {
 			return err
 		}
 		w.qualify(rv, t)
