@@ -19,6 +19,10 @@ func (d Decision) valid() bool {
 	return d == DecisionAllow || d == DecisionDeny || d == DecisionError
 }
 
+// OutcomeUnknown marks an allowed statement that was sent upstream in a
+// session that ended before the upstream answered it.
+const OutcomeUnknown = "unknown"
+
 // Actor is one link of the actor chain, as in policy.Actor.
 type Actor struct {
 	ID   string `json:"id"`
@@ -51,6 +55,9 @@ type Record struct {
 	Rows        int64         `json:"rows_affected"`
 	Duration    time.Duration `json:"duration_ns"`
 	SQLState    string        `json:"sqlstate,omitempty"` // empty on success
+	// Outcome is OutcomeUnknown for an allowed statement whose session
+	// ended before the upstream said how it ended: it may have run.
+	Outcome string `json:"outcome,omitempty"`
 
 	Hash string `json:"hash,omitempty"`
 }

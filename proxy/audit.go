@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +18,16 @@ import (
 // auditTrail holds a session's allowed statements until the upstream
 // reports how they ended (rows affected, SQLSTATE), in the order it will
 // report them: one CommandComplete, EmptyQueryResponse, PortalSuspended or
-// ErrorResponse each. Refusals are written at once.
+// ErrorResponse each, and the segment's ReadyForQuery for those an error
+// skipped. A pipelining client has later segments queued behind the one
+// being answered, so each item knows its segment (red team round 11, A2).
+// Refusals are written at once; what is still queued when the session
+// ends is written then, its outcome unknown (A1).
 type auditTrail struct {
 	mu      sync.Mutex
 	queue   []auditItem
 	rows    atomic.Int64 // DataRows seen for the statement at the head (no lock per row)
-	aborted string       // SQLSTATE that aborted the rest of the segment
+	aborted string       // SQLSTATE that aborted the rest of the segment being answered
 }
 
 // auditItem is one answer the trail waits for: an allowed statement's
@@ -31,6 +36,7 @@ type auditTrail struct {
 type auditItem struct {
 	rec  audit.Record
 	skip bool
+	seg  uint64 // the segment it was sent in (session.segment)
 }
 
 // recordOf is an allowed record of this session for subject acting
@@ -147,7 +153,7 @@ func (s *session) queueRecords(d decision, n int) {
 	r := s.recordFor(d)
 	s.trail.mu.Lock()
 	for range max(1, n) {
-		s.trail.queue = append(s.trail.queue, auditItem{rec: r})
+		s.trail.queue = append(s.trail.queue, auditItem{rec: r, seg: s.segment})
 	}
 	s.trail.mu.Unlock()
 }
@@ -159,7 +165,7 @@ func (s *session) auditPlaceholder() {
 		return
 	}
 	s.trail.mu.Lock()
-	s.trail.queue = append(s.trail.queue, auditItem{skip: true})
+	s.trail.queue = append(s.trail.queue, auditItem{skip: true, seg: s.segment})
 	s.trail.mu.Unlock()
 }
 
@@ -222,7 +228,7 @@ func (s *session) queueExecution(r audit.Record) {
 	}
 	r.Time = s.srv.cfg.Enforcer.now()
 	s.trail.mu.Lock()
-	s.trail.queue = append(s.trail.queue, auditItem{rec: r})
+	s.trail.queue = append(s.trail.queue, auditItem{rec: r, seg: s.segment})
 	s.trail.mu.Unlock()
 }
 
@@ -236,7 +242,8 @@ func (s *session) writeAudit(r audit.Record) {
 	}
 }
 
-// auditTap follows the upstream's answers for the audit trail.
+// auditTap follows the upstream's answers for the audit trail. The
+// segment being answered is the number of ReadyForQuery answers before it.
 func (s *session) auditTap(typ byte, body []byte) {
 	t := &s.trail
 	if typ == 'D' {
@@ -248,30 +255,17 @@ func (s *session) auditTap(typ byte, body []byte) {
 	default:
 		return
 	}
+	seg := s.answered.Load()
 	t.mu.Lock()
-	if len(t.queue) == 0 {
-		t.rows.Store(0)
-		t.mu.Unlock()
-		return
-	}
-	var done *auditItem
-	switch typ {
-	case 'C', 'I', 's':
-		it := t.queue[0]
-		it.rec.Rows = t.rows.Load()
-		if typ == 'C' {
-			it.rec.Rows = commandRows(body, it.rec.Rows)
+	if typ == 'Z' {
+		// What is left of the segment was skipped after an error: decided,
+		// never run.
+		n := 0
+		for n < len(t.queue) && t.queue[n].seg <= seg {
+			n++
 		}
-		done = &it
-	case 'E':
-		it := t.queue[0]
-		_, it.rec.SQLState = errorFields(body)
-		t.aborted = it.rec.SQLState
-		done = &it
-	case 'Z':
-		// What is left was skipped after an error: decided, never run.
-		rest := t.queue
-		t.queue = nil
+		rest := slices.Clone(t.queue[:n])
+		t.queue = t.queue[n:]
 		t.rows.Store(0)
 		aborted := t.aborted
 		t.aborted = ""
@@ -279,20 +273,58 @@ func (s *session) auditTap(typ byte, body []byte) {
 		for _, it := range rest {
 			if !it.skip {
 				it.rec.SQLState = aborted
-				it.rec.Duration = time.Since(it.rec.Time)
-				s.writeAudit(it.rec)
+				s.finishAudit(it.rec)
 			}
 		}
 		return
 	}
-	if done != nil {
-		t.queue = t.queue[1:]
-		t.rows.Store(0)
+	if len(t.queue) == 0 || t.queue[0].seg != seg {
+		t.rows.Store(0) // an answer to nothing the trail follows
+		if typ == 'E' {
+			t.aborted = ""
+		}
+		t.mu.Unlock()
+		return
 	}
+	it := t.queue[0]
+	t.queue = t.queue[1:]
+	switch typ {
+	case 'E':
+		_, it.rec.SQLState = errorFields(body)
+		t.aborted = it.rec.SQLState
+	case 'C':
+		it.rec.Rows = commandRows(body, t.rows.Load())
+	default:
+		it.rec.Rows = t.rows.Load()
+	}
+	t.rows.Store(0)
 	t.mu.Unlock()
-	if done != nil && !done.skip {
-		done.rec.Duration = time.Since(done.rec.Time)
-		s.writeAudit(done.rec)
+	if !it.skip {
+		s.finishAudit(it.rec)
+	}
+}
+
+// finishAudit writes an allowed record once its outcome is known.
+func (s *session) finishAudit(r audit.Record) {
+	r.Duration = time.Since(r.Time)
+	s.writeAudit(r)
+}
+
+// auditUnfinished writes what is still queued when the session ends: the
+// upstream was sent these statements and did not say how they ended (the
+// client went away mid-answer, or the upstream did), so they may have run,
+// a write may have committed. Called once both loops have ended.
+func (s *session) auditUnfinished() {
+	t := &s.trail
+	t.mu.Lock()
+	rest := t.queue
+	t.queue = nil
+	t.mu.Unlock()
+	for _, it := range rest {
+		if !it.skip {
+			it.rec.Outcome = audit.OutcomeUnknown
+			s.finishAudit(it.rec)
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ const upstreamFlushAt = 64 << 10
 // still in flight is passed upstream instead (drain), and the upstream loop
 // relays until the upstream closes.
 func (s *session) relay() {
+	defer s.auditUnfinished() // once both loops have ended
 	upDone := make(chan struct{})
 	s.upGone = make(chan struct{})
 	go func() {
