@@ -87,27 +87,35 @@ func (m *frontendMessages) of(typ byte) pgproto3.FrontendMessage {
 // need is the size of the whole message (5 while its header is partial).
 // The message refers to b, like Receive's to its buffer.
 func decodeFrontend(b []byte, maxBody int, m *frontendMessages) (msg pgproto3.FrontendMessage, need int, err error) {
+	if need, err = frameFrontend(b, maxBody, m); err != nil || len(b) < need {
+		return nil, need, err
+	}
+	msg = m.of(b[0])
+	if err := msg.Decode(b[5:need]); err != nil {
+		// Not wrapped: a body's io.EOF is no end of the client's stream.
+		return nil, 0, fmt.Errorf("invalid %c message: %v", b[0], err)
+	}
+	return msg, need, nil
+}
+
+// frameFrontend is decodeFrontend's check of the header at the start of b:
+// need is the size of the whole message (5 while its header is partial).
+func frameFrontend(b []byte, maxBody int, m *frontendMessages) (need int, err error) {
 	if len(b) < 5 {
-		return nil, 5, nil
+		return 5, nil
 	}
 	length := msgLength(b)
 	if length < 4 {
-		return nil, 0, fmt.Errorf("invalid message length: %d", length)
+		return 0, fmt.Errorf("invalid message length: %d", length)
 	}
 	body := length - 4
 	if maxBody > 0 && body > maxBody {
-		return nil, 0, &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: maxBody, ActualBodyLen: body}
+		return 0, &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: maxBody, ActualBodyLen: body}
 	}
-	if msg = m.of(b[0]); msg == nil {
-		return nil, 0, fmt.Errorf("unknown message type: %c", b[0])
+	if m.of(b[0]) == nil {
+		return 0, fmt.Errorf("unknown message type: %c", b[0])
 	}
-	if len(b) < 5+body {
-		return nil, 5 + body, nil
-	}
-	if err := msg.Decode(b[5 : 5+body]); err != nil {
-		return nil, 0, err
-	}
-	return msg, 5 + body, nil
+	return 5 + body, nil
 }
 
 // clientFramer is the client loop's pump sink: it decodes the messages
@@ -146,18 +154,33 @@ func (f *clientFramer) filled(n int) error {
 	f.have += n
 	b := (*f.buf)[:f.have]
 	off := 0
+	// A session that enforces nothing passes messages on undecoded.
+	raw := f.s.srv.cfg.Enforcer == nil
 	for {
-		msg, need, err := decodeFrontend(b[off:], f.s.srv.cfg.MaxMessageSize, &f.msgs)
+		var msg pgproto3.FrontendMessage
+		var need int
+		var err error
+		if raw {
+			need, err = frameFrontend(b[off:], f.s.srv.cfg.MaxMessageSize, &f.msgs)
+		} else {
+			msg, need, err = decodeFrontend(b[off:], f.s.srv.cfg.MaxMessageSize, &f.msgs)
+		}
 		if err != nil {
 			return err
 		}
-		if msg == nil {
+		if len(b)-off < need {
 			f.need = need
 			break
 		}
-		f.last = b[off]
+		typ := b[off]
+		f.last = typ
 		off += need
-		if err := f.s.fromClient(msg); err != nil {
+		if raw {
+			err = f.s.relayRaw(typ, b[off-need:off])
+		} else {
+			err = f.s.fromClient(msg)
+		}
+		if err != nil {
 			f.stop = err
 			return errStopped
 		}

@@ -637,7 +637,8 @@ func TestProtocolEdgesMatchPostgreSQL(t *testing.T) {
 // TestProtocolEdgesEnforcing: through an enforcing mandate (the bank world,
 // as alice) the same batches get PostgreSQL's answers too, except where
 // mandate refuses a statement by design: DO, temporary tables and
-// pg_terminate_backend.
+// pg_terminate_backend; and a message mandate cannot decode ends the
+// session, where PostgreSQL fails only that message.
 func TestProtocolEdgesEnforcing(t *testing.T) {
 	w := startBank(t)
 	url := fmt.Sprintf("postgres://alice@%s/%s?sslmode=disable", w.p.addr, w.db)
@@ -646,6 +647,7 @@ func TestProtocolEdgesEnforcing(t *testing.T) {
 		"copy fail":                       "E[0A000] ZI E[42P01] ZI",                         // CREATE TEMP TABLE
 		"implicit transaction of a batch": "E[0A000] ZI RowDescription D[0] C[SELECT 1] ZI",  // the same
 		"the backend ends itself":         "E[42501] ZI RowDescription D[12] C[SELECT 1] ZI", // pg_terminate_backend
+		"truncated bind":                  "ParseComplete E[08P01]",                          // a message mandate cannot read ends the session
 	}
 	for _, c := range protocolEdges() {
 		t.Run(c.name, func(t *testing.T) {
@@ -702,6 +704,10 @@ func protocolEdges() []protocolEdge {
 		{"unknown message type", msgs{q("SELECT 7"), rawFrontend{'z', 0, 0, 0, 4}, q("SELECT 8")}, "E[08P01]"},
 		{"unknown message type after unsynced ones", msgs{&pgproto3.Parse{Query: "SELECT 10"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},
+		// A transparent mandate passes bodies on undecoded: PostgreSQL's
+		// checks answer these, as they would without mandate.
+		{"malformed message body", msgs{q("SELECT 13"), rawFrontend{'P', 0, 0, 0, 6, 'x', 'y'}, q("SELECT 14")}, "E[08P01]"},
+		{"truncated bind", msgs{&pgproto3.Parse{Query: "SELECT 15"}, rawFrontend{'B', 0, 0, 0, 5, 0}, &pgproto3.Sync{}}, "E[08P01]"},
 		{"the backend ends itself", msgs{q("SELECT pg_terminate_backend(pg_backend_pid())"), q("SELECT 12")}, "E[57P01]"},
 		{"unknown message type after flush", msgs{&pgproto3.Parse{Query: "SELECT 11"}, &pgproto3.Bind{},
 			&pgproto3.Execute{}, &pgproto3.Flush{}, rawFrontend{'z', 0, 0, 0, 4}}, "E[08P01]"},

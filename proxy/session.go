@@ -119,11 +119,8 @@ func (s *session) run() {
 		return
 	}
 	s.cw = bufio.NewWriterSize(s.conn, clientWriteBuffer)
-	var r io.Reader = s.conn
-	if pumpOf(s.conn) != nil {
-		r = &exactReader{r: s.conn} // the relay's pump reads on from where it stops
-	}
-	s.backend = pgproto3.NewBackend(r, io.Discard)
+	// The relay's pump reads on from where authentication stops.
+	s.backend = pgproto3.NewBackend(&exactReader{r: s.conn}, io.Discard)
 	s.backend.SetMaxBodyLen(s.srv.cfg.MaxMessageSize)
 
 	if n := s.srv.active.Add(1); n > int64(s.srv.cfg.MaxClientConns) {
