@@ -446,6 +446,29 @@ func advSideChannels() advClass {
 				}
 				return nil
 			}),
+			// And so is a constructor the planner charges nothing for (red
+			// team round 11, L1): run on hidden row 104 for every outer row,
+			// it outlasts the timeout.
+			custom("side/constructor-under-case", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				for _, sql := range []string{"BEGIN", "SET LOCAL statement_timeout = '1s'", "SET LOCAL enable_hashjoin = off",
+					"SET LOCAL enable_mergejoin = off", "SET LOCAL enable_material = off"} {
+					if _, _, err := x.exec("alice", conn, sql); err != nil {
+						return err
+					}
+				}
+				defer x.exec("alice", conn, "ROLLBACK")
+				big := "ARRAY[" + strings.Repeat("a.iban, ", 9999) + "a.iban]"
+				got, _, err := x.exec("alice", conn, "SELECT count(a.id) FROM generate_series(1, 50000) g LEFT JOIN accounts a "+
+					"ON a.id = 104 AND CASE WHEN a.iban >= 'NL' THEN "+big+" END IS NOT NULL")
+				if err != nil || strings.Join(got, ",") != "0" {
+					return fmt.Errorf("hidden account 104 under a large constructor: got %q, %v; want 0, no error", got, err)
+				}
+				return nil
+			}),
 			same("side/error-in-group-by", "alice", "SELECT count(*) FROM customers GROUP BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),
 			same("side/error-in-aggregate-arg", "alice", "SELECT sum(CASE WHEN customer_id = 2 THEN 1 / (customer_id - 2) ELSE 1 END) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),
 			same("side/error-in-aggregate-filter", "alice", "SELECT count(*) FILTER (WHERE 1 / (balance - 920.10) > -1e9) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),

@@ -281,9 +281,12 @@
 //
 // Aggregates and window functions run above every scan, so their arguments
 // are exempt, as are ORDER BY, GROUP BY and the top-level target list.
-// An ARRAY[…] constructor counts as leaky unless its elements are known
-// scalars: arrays of arrays must match in dimensions, which a CASE can
-// make depend on the row (2202E).
+// An ARRAY[…] or ROW(…) constructor counts as leaky: its per-row cost is
+// its size, which the planner does not charge for, so a qual built from
+// one runs before the filter and its run time can tell a hidden row's
+// value (and arrays of arrays fail, 2202E, when their dimensions differ).
+// For the same reason more than 16 uncharged steps (walker.uncharged) in
+// the per-row quals of a statement fence it.
 // Otherwise no fence: "WHERE id = 500" (int4eq is leakproof) keeps its index
 // scan. The rule is per statement and conservative: numeric comparisons are
 // not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.

@@ -134,19 +134,18 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			w.rowFreeValue(c, true)
 		}
 		return w.children(n, sc, c)
-	case *pgNodeAArrayExpr:
-		// ARRAY[a, b] of arrays is multidimensional, and fails (2202E)
-		// when their dimensions differ, which a CASE can make depend on
-		// the row: only elements known to be scalars cannot.
-		for _, e := range x.AArrayExpr.Elements {
-			if !w.scalarElement(e, sc) {
-				w.leakyNode(&c)
-				break
-			}
-		}
+	case *pgNodeAArrayExpr, *pgNodeRowExpr:
+		// A constructor's cost is its size, which the client chooses and
+		// the planner does not count: a qual built from one runs ahead of
+		// the filter, and gated by a leakproof CASE its run time tells a
+		// hidden row's value (red team round 11, L1). Of columns, it is
+		// leaky; of constants, PostgreSQL folds it.
+		w.leakyNode(&c)
 		return w.children(n, sc, c)
-	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr,
-		*pgNodeCaseWhen, *pgNodeRowExpr, *pgNodeAIndices,
+	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCoalesceExpr, *pgNodeCaseWhen:
+		w.uncharged(n, c)
+		return w.children(n, sc, c)
+	case *pgNodeAIndices,
 		*pgNodeCollateClause, *pgNodeNamedArgExpr, *pgNodeList,
 		*pgNodeMultiAssignRef, *pgNodeWindowDef, *pgNodeGroupingSet,
 		*pgNodeGroupingFunc, *pgNodeDefElem, *pgNodeIndexElem:
@@ -878,22 +877,33 @@ func sublinkColumnType(w *walker, s *pgSubLink) string {
 	return t
 }
 
-// scalarElement reports whether an ARRAY[…] element is known not to be an
-// array: a literal (an untyped one takes the other elements' type, so an
-// array among them is caught there), a cast to a built-in scalar type, or
-// a column of one.
-func (w *walker) scalarElement(e *pgNode, sc *scope) bool {
-	switch x := e.GetNode().(type) {
-	case *pgNodeAConst:
-		return true
-	case *pgNodeTypeCast:
-		_, arr, ok := w.builtinType(x.TypeCast.TypeName) // a domain may be over an array
-		return ok && !arr
-	case *pgNodeColumnRef:
-		t, _ := w.exprType(e, sc)
-		return trustedInput[t] // a built-in scalar type (a domain may be over an array)
+// unchargedLimit is how many uncharged steps (see uncharged) the per-row
+// quals of a statement may hold before it is fenced.
+const unchargedLimit = 16
+
+// uncharged counts the steps of a per-row qual that PostgreSQL's cost
+// model does not charge for (cost_qual_eval_walker counts function and
+// operator calls only): a boolean's operands, IS [NOT] NULL, IS TRUE and
+// the like, CASE branches, COALESCE's arguments. The planner orders quals
+// by cost, so a qual of many such steps looks as cheap as its one
+// operator and may run before the filter; gated by a leakproof CASE, its
+// run time tells whether a hidden row passed the gate. Past a few, the
+// statement is fenced (red team round 11, L1).
+func (w *walker) uncharged(n *pgNode, c ectx) {
+	if !c.qual || c.once {
+		return
 	}
-	return false
+	switch x := n.Node.(type) {
+	case *pgNodeBoolExpr:
+		w.unchargedSteps += len(x.BoolExpr.Args)
+	case *pgNodeCoalesceExpr:
+		w.unchargedSteps += len(x.CoalesceExpr.Args)
+	default:
+		w.unchargedSteps++
+	}
+	if w.unchargedSteps > unchargedLimit {
+		w.dangerous = true
+	}
 }
 
 // operatorLeakproof infers operand types (columns of catalog relations,

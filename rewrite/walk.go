@@ -47,6 +47,9 @@ type walker struct {
 	// dangerous is set when a user expression that is not leakproof may see
 	// rows of a protected relation before its filter (see doc.go).
 	dangerous bool
+	// unchargedSteps counts what the planner does not charge for in
+	// per-row quals (walker.uncharged).
+	unchargedSteps int
 	// carryRefs counts column references that may carry protected data; a
 	// subquery that grows it carries protected data to its parent.
 	carryRefs int

@@ -1,0 +1,1 @@
+SELECT count(a.id) FROM generate_series(1, 50000) g LEFT JOIN (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 OFFSET 0) a ON a.id = 104 AND CASE WHEN a.iban = 'NL9' THEN ROW(a.iban, a.iban) END IS NOT NULL
