@@ -286,7 +286,8 @@
 // one runs before the filter and its run time can tell a hidden row's
 // value (and arrays of arrays fail, 2202E, when their dimensions differ).
 // For the same reason more than 16 uncharged steps (walker.uncharged) in
-// the per-row quals of a statement fence it.
+// the per-row quals of a statement fence it, and so does a string constant
+// longer than 256 bytes there (walker.longConstant).
 // Otherwise no fence: "WHERE id = 500" (int4eq is leakproof) keeps its index
 // scan. The rule is per statement and conservative: numeric comparisons are
 // not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.

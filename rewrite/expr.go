@@ -53,7 +53,10 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			return &Error{Code: codeUndefinedParameter, Msg: fmt.Sprintf("there is no parameter $%d", x.ParamRef.Number)}
 		}
 		return nil
-	case *pgNodeAConst, *pgNodeString, *pgNodeInteger, *pgNodeFloat,
+	case *pgNodeAConst:
+		w.longConstant(x.AConst, c)
+		return nil
+	case *pgNodeString, *pgNodeInteger, *pgNodeFloat,
 		*pgNodeBoolean, *pgNodeBitString, *pgNodeAStar,
 		*pgNodeSetToDefault, *pgNodeCurrentOfExpr:
 		return nil
@@ -875,6 +878,22 @@ func sublinkColumnType(w *walker, s *pgSubLink) string {
 	}
 	t, _ := w.exprType(v, nil) // a constant keeps its own type there
 	return t
+}
+
+// longConstant fences a statement with a long string or bit-string
+// constant in a per-row qual: a leakproof comparison with one (text_lt
+// under a collation copies both strings, say) costs in proportion to its
+// length while the planner charges one operator, so gated by a leakproof
+// test it would run ahead of the filter and time a hidden row, as a
+// constructor would (see uncharged). TemplateKey keeps such statements
+// out of templates, so the length decides nothing for shorter ones.
+func (w *walker) longConstant(k *pgAConst, c ectx) {
+	if !c.qual || c.once {
+		return
+	}
+	if v := k.GetSval(); v != nil && len(v.Sval) > longLiteral || len(k.GetBsval().GetBsval()) > longLiteral {
+		w.dangerous = true
+	}
 }
 
 // unchargedLimit is how many uncharged steps (see uncharged) the per-row

@@ -127,7 +127,7 @@ func plainLiterals(sql string) (l Literals, ok, sure bool) {
 			i++ // punctuation, white space
 		}
 	}
-	if len(l.spans) == 0 {
+	if len(l.spans) == 0 || hasLongLiteral(l.spans) {
 		return Literals{}, false, true
 	}
 	b.WriteString(sql[pos:])

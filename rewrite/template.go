@@ -88,12 +88,27 @@ func scannedLiterals(sql string) (l Literals, ok bool) {
 		l.spans = append(l.spans, [2]int{t.start, t.end})
 		l.kinds = append(l.kinds, k)
 	}
-	if len(l.spans) == 0 {
+	if len(l.spans) == 0 || hasLongLiteral(l.spans) {
 		return Literals{}, false
 	}
 	b.WriteString(sql[pos:])
 	l.Key = b.String()
 	return l, true
+}
+
+// longLiteral is the size past which a constant in a per-row qual fences
+// the statement (walker.longConstant). A statement with a literal that
+// long as written is no template's instance, so that no template made of
+// short constants can stand for it.
+const longLiteral = 256
+
+func hasLongLiteral(spans [][2]int) bool {
+	for _, sp := range spans {
+		if sp[1]-sp[0] > longLiteral {
+			return true
+		}
+	}
+	return false
 }
 
 // literalKind is a marker byte for a literal token, 0 for any other.
@@ -177,7 +192,7 @@ func literalTokens(toks []token, start, end int) (lits []int, ok bool) {
 		if literalKind(t) == 0 {
 			continue
 		}
-		if t.start < start || t.end > end {
+		if t.start < start || t.end > end || t.end-t.start > longLiteral {
 			return nil, false
 		}
 		lits = append(lits, i)

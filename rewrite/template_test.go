@@ -145,6 +145,23 @@ func TestTemplatesAgreeWithRewrites(t *testing.T) {
 	if _, ok := TemplateKey(`SELECT * FROM U&"a!0063counts" UESCAPE '!'`); ok {
 		t.Error("a statement with UESCAPE has a template key: the escape literal changes the name")
 	}
+	// A long constant in a per-row qual fences; a short one does not. The
+	// long statement must not be taken for an instance of the short one's
+	// template (both scanners).
+	short := "SELECT id FROM accounts WHERE iban < 'x'"
+	long := "SELECT id FROM accounts WHERE iban < '" + strings.Repeat("x", longLiteral+1) + "'"
+	res, err := RewriteSQL(short, cat, Session{}, &setSource{set: sets["alice"]}, opts)
+	if err != nil || res.Template == nil || res.Statements[0].Fenced {
+		t.Fatalf("%q: want an unfenced template, got %+v, %v", short, res.Statements, err)
+	}
+	for _, sql := range []string{long, long + " -- the real scanner"} {
+		if _, ok := TemplateKey(sql); ok {
+			t.Errorf("a statement with a literal over %d bytes has a template key", longLiteral)
+		}
+	}
+	if res, err := RewriteSQL(long, cat, Session{}, &setSource{set: sets["alice"]}, opts); err != nil || !res.Statements[0].Fenced {
+		t.Errorf("a comparison with a literal over %d bytes: want fenced, got %+v, %v", longLiteral, res.Statements, err)
+	}
 }
 
 // FuzzPlainLiterals: whenever the plain scanner is sure, it finds exactly
@@ -155,6 +172,7 @@ func FuzzPlainLiterals(f *testing.F) {
 		"SELECT 'a''b', \"x\"\"y\", 1.5e3, .5, 2147483647, 2147483648, 007 FROM t WHERE a<>'x'",
 		"SELECT 1e", "SELECT 0x1F", "SELECT 1_000", "SELECT t.5", "SELECT 1..2", "SELECT e'x'", "SELECT 'a'\n'b'",
 		"SELECT 'unterminated", "SELECT 1 -- c", "SELECT /* c */ 1", "SELECT $1", "SELECT U&\"a\"", "SELECT 1::int4",
+		"SELECT 1 FROM t WHERE a < '" + strings.Repeat("y", longLiteral) + "'",
 	} {
 		f.Add(s)
 	}
