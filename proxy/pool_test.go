@@ -353,3 +353,32 @@ func TestPoolEnforcingLeavesNothingToTheNextIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolDropsBackendsThatKeepANameSet: PostgreSQL keeps a custom
+// parameter's name defined after DISCARD ALL (its value reset to ''), so a
+// pooled backend would tell the next session which names the last one set
+// (red team round 3, C2). Such a backend is closed, not pooled.
+func TestPoolDropsBackendsThatKeepANameSet(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctx, "SET app.alices_secret_name = 'x'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	reused := counterValue(t, w.p.srv.metrics.upstreamReused)
+	hangUp(t, w.p, alice)
+	carol := w.connect(t, "carol")
+	if counterValue(t, w.p.srv.metrics.upstreamReused) != reused {
+		t.Error("carol got alice's backend after alice set a custom parameter")
+	}
+	var v *string
+	if err := carol.QueryRow(ctx, "SELECT current_setting('app.alices_secret_name', true)", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil || v != nil {
+		t.Fatalf("carol reads alice's parameter name: %v, %v; want NULL (never set here)", v, err)
+	}
+	// A session that set none leaves its backend to the pool.
+	hangUp(t, w.p, carol)
+	w.connect(t, "dana")
+	if counterValue(t, w.p.srv.metrics.upstreamReused) != reused+1 {
+		t.Error("dana did not get carol's pooled backend")
+	}
+}

@@ -94,7 +94,7 @@ func (s *session) poolable(err error) bool {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return false
 	}
-	return s.idle() && !s.unsynced && s.drops.n.Load() == 0 && s.lexUnsafe.Load() == nil
+	return s.idle() && !s.unsynced && s.drops.n.Load() == 0 && s.lexUnsafe.Load() == nil && !s.placeholder
 }
 
 // errUpstreamFatal marks an upstream that ended after sending a FATAL

@@ -54,6 +54,7 @@ type session struct {
 	segment        uint64     // Syncs and Queries forwarded: the segment being sent
 	lastDelegation string     // delegation of the last allowed statement
 	catalogStale   bool       // DDL was forwarded: reload the catalog once it committed
+	placeholder    bool       // a custom parameter was set: its name outlives DISCARD ALL, so the connection is not pooled
 	markers        *markers   // shared with the upstream loop
 	drops          drops      // shared with the upstream loop
 	trail          auditTrail // shared with the upstream loop

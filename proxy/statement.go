@@ -208,7 +208,7 @@ func (s *session) decideText(sql string, track bool, paramOIDs []uint32) (string
 		s.forwarded(d, ran)
 	} else {
 		for _, st := range d.result.Statements {
-			s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
+			s.noteEffect(st.Effect)
 		}
 	}
 	return d.sql, d, decided
@@ -327,12 +327,19 @@ func (s *session) checkPrefix(allowed []decision, bad decision, parts []string, 
 	return allowed, bad
 }
 
+// noteEffect notes what a forwarded statement leaves on the upstream
+// connection beyond its transaction's settings (sessionSettings).
+func (s *session) noteEffect(e rewrite.Effect) {
+	s.catalogStale = s.catalogStale || e.ChangesCatalog
+	s.placeholder = s.placeholder || e.Placeholder
+}
+
 // forwarded records the statements of an allowed decision as sent: what
 // each does once it has run, and, for each cell in ran (by statement;
 // from checkNamed), whether it ran.
 func (s *session) forwarded(d decision, ran []*atomic.Int32) {
 	for i, st := range d.result.Statements {
-		s.catalogStale = s.catalogStale || st.Effect.ChangesCatalog
+		s.noteEffect(st.Effect)
 		var r *atomic.Int32
 		if i < len(ran) {
 			r = ran[i]

@@ -29,6 +29,11 @@ type Effect struct {
 	// and PostgreSQL ignores Sync and Flush until CopyDone or CopyFail, so
 	// the proxy must not count a Sync sent meanwhile as a segment.
 	CopyIn bool
+	// Placeholder is a SET or RESET of a custom (dotted) parameter other
+	// than mandate.*: PostgreSQL keeps such a name defined on the backend
+	// after RESET ALL and DISCARD ALL, so the next session there could
+	// tell it was set; the proxy does not pool that connection again.
+	Placeholder bool
 }
 
 // SearchPathChange is a SET or RESET of search_path.
@@ -86,6 +91,8 @@ func effectOf(n *pgNode) (Effect, error) {
 		sp, err := searchPathChange(x.VariableSetStmt)
 		e.SearchPath = sp
 		e.ResetAll = x.VariableSetStmt.Kind == pgVariableSetKindVARRESETALL
+		name := strings.ToLower(x.VariableSetStmt.Name)
+		e.Placeholder = strings.Contains(name, ".") && !strings.HasPrefix(name, "mandate.")
 		return e, err
 	case *pgNodeTransactionStmt:
 		t := x.TransactionStmt
