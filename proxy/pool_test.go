@@ -355,7 +355,7 @@ func TestPoolEnforcingLeavesNothingToTheNextIdentity(t *testing.T) {
 }
 
 // TestPoolDropsBackendsThatKeepANameSet: PostgreSQL keeps a custom
-// parameter's name defined after DISCARD ALL (its value reset to ”), so a
+// parameter's name defined after DISCARD ALL (its value reset to empty), so a
 // pooled backend would tell the next session which names the last one set
 // (red team round 3, C2). Such a backend is closed, not pooled.
 func TestPoolDropsBackendsThatKeepANameSet(t *testing.T) {
