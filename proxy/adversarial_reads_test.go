@@ -467,6 +467,26 @@ func advSideChannels() advClass {
 				if err != nil || strings.Join(got, ",") != "0" {
 					return fmt.Errorf("hidden account 104 under a large constructor: got %q, %v; want 0, no error", got, err)
 				}
+				// A 23-byte literal PostgreSQL expands to 10 MB, cast per row
+				// behind a leakproof test (red team round 12, M1): dana's
+				// filter costs the planner more than the test and the cast,
+				// so unfenced they ran first on hidden transaction 14.
+				dana, err := x.as("dana")
+				if err != nil {
+					return err
+				}
+				for _, sql := range []string{"BEGIN", "SET LOCAL statement_timeout = '1s'", "SET LOCAL enable_hashjoin = off",
+					"SET LOCAL enable_mergejoin = off", "SET LOCAL enable_material = off"} {
+					if _, _, err := x.exec("dana", dana, sql); err != nil {
+						return err
+					}
+				}
+				defer x.exec("dana", dana, "ROLLBACK")
+				got, _, err = x.exec("dana", dana, "SELECT count(t.id) FROM generate_series(1, 200) g LEFT JOIN transactions t "+
+					"ON t.id = 14 AND (CASE WHEN t.merchant >= 'L' THEN 'x'::char(10485760) END)::text IS NOT NULL")
+				if err != nil || strings.Join(got, ",") != "0" {
+					return fmt.Errorf("hidden transaction 14 under an expanding constant: got %q, %v; want 0, no error", got, err)
+				}
 				return nil
 			}),
 			same("side/error-in-group-by", "alice", "SELECT count(*) FROM customers GROUP BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),

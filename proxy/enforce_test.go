@@ -684,6 +684,24 @@ func TestAuditFollowsPipelinedSegments(t *testing.T) {
 	}
 }
 
+// TestAuditRecordsTheRefusalThatSkipped: a statement skipped after a
+// refusal in its batch is recorded with the refusal's SQLSTATE, the error
+// the client saw, not that of mandate's refusal marker (red team round 12,
+// F2: 42703).
+func TestAuditRecordsTheRefusalThatSkipped(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const skipped = "SELECT id FROM accounts WHERE id > 1"
+	got := pipeline(t, alice, &pgproto3.Parse{Query: "SELECT * FROM pg_stats"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: skipped}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got[0].code != codeInsufficientPriv {
+		t.Fatalf("answer: %+v", got)
+	}
+	if r := auditedAs(t, w.audit, skipped, 1)[0]; r.SQLState != codeInsufficientPriv || r.Rows != 0 {
+		t.Fatalf("record of the skipped statement: sqlstate %q, %d rows; want 42501, 0", r.SQLState, r.Rows)
+	}
+}
+
 // TestAuditWritesUnansweredStatements: a client that goes away while an
 // answer is relayed ends its session before the upstream reports how the
 // statements behind it ended; they were sent, may have run, and are on

@@ -660,8 +660,8 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		if s.drops.hide(typ) {
 			return nil, false
 		}
-		if s.srv.cfg.Audit != nil {
-			s.auditTap(typ, body)
+		if s.srv.cfg.Audit != nil && typ != 'E' {
+			s.auditTap(typ, body) // an error below, once swapped
 		}
 	}
 	switch typ {
@@ -688,7 +688,17 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 	case 'E':
 		if enforce {
 			s.settings.errored()
-			if swapped := s.markers.swap(body); swapped != nil {
+			swapped := s.markers.swap(body)
+			if s.srv.cfg.Audit != nil {
+				// The error the client sees: what a statement the refusal
+				// skipped is recorded with (red team round 12, F2).
+				if swapped != nil {
+					s.auditTap(typ, swapped[5:])
+				} else {
+					s.auditTap(typ, body)
+				}
+			}
+			if swapped != nil {
 				return swapped, false // counted when refused
 			}
 		}

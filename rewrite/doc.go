@@ -287,7 +287,10 @@
 // value (and arrays of arrays fail, 2202E, when their dimensions differ).
 // For the same reason more than 16 uncharged steps (walker.uncharged) in
 // the per-row quals of a statement fence it, and so does a string constant
-// longer than 256 bytes there (walker.longConstant).
+// longer than 256 bytes there (walker.longConstant), any CASE or COALESCE
+// (walker.gate), any function call, and a comparison whose operands are not
+// plain (walker.plainOperand): unfenced per-row quals are, in effect, an
+// allow-list of the shapes index scans need.
 // Otherwise no fence: "WHERE id = 500" (int4eq is leakproof) keeps its index
 // scan. The rule is per statement and conservative: numeric comparisons are
 // not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.

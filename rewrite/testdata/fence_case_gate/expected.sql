@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 OFFSET 0) a WHERE a.iban >= 'NL9' AND a.iban < 'NLA' AND CASE WHEN a.id IS NOT NULL THEN 'x'::char(10485760) END::text IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 OFFSET 0) a WHERE a.iban = 'NL91ABNA0417164303' AND COALESCE(NULLIF(a.id IS NOT NULL, true), 'x'::char(10485760)::text IS NOT NULL)

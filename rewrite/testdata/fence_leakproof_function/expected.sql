@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT _m1.id, _m1.name, _m1.email, (pg_catalog.repeat('*', pg_catalog.length(_m1.ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(_m1.ssn, 4))::text AS ssn, _m1.phone, _m1.birth_date FROM public.customers _m1 WHERE _m1.id OPERATOR(pg_catalog.=) 1 OFFSET 0) customers WHERE safe_fn(ssn) AND id = 3
