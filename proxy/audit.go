@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,7 +263,7 @@ func (s *session) auditTap(typ byte, body []byte) {
 		for n < len(t.queue) && t.queue[n].seg <= seg {
 			n++
 		}
-		rest := slices.Clone(t.queue[:n])
+		rest := t.queue[:n:n] // appends go past the queue's end, never here
 		t.queue = t.queue[n:]
 		t.rows.Store(0)
 		aborted := t.aborted
