@@ -428,22 +428,29 @@ func advSideChannels() advClass {
 			// Time is an oracle too (red team round 5, F1): a sublink that
 			// cannot fail, run only when a hidden row's value passes a test,
 			// turns a statement_timeout into an error.
-			timeBoxed("side/slow-sublink-under-case", "alice", "200ms", false,
+			quiet("side/slow-sublink-under-case", "alice", []string{"statement_timeout = '200ms'"},
 				"SELECT count(*) FROM accounts a WHERE a.id = 104 AND CASE WHEN a.iban >= 'NL' THEN "+
 					"(SELECT true FROM pg_catalog.pg_attribute x, pg_catalog.pg_attribute y WHERE x.attname < y.attname AND y.attname < x.attname LIMIT 1) END"),
 			// And so is a constructor the planner charges nothing for (red
 			// team round 11, L1): run on hidden row 104 for every outer row,
 			// it outlasts the timeout.
-			timeBoxed("side/constructor-under-case", "alice", "1s", true,
+			quiet("side/constructor-under-case", "alice", append([]string{"statement_timeout = '1s'"}, nestedLoops...),
 				"SELECT count(a.id) FROM generate_series(1, 50000) g LEFT JOIN accounts a ON a.id = 104 AND CASE WHEN a.iban >= 'NL' THEN "+
 					"ARRAY["+strings.Repeat("a.iban, ", 9999)+"a.iban] END IS NOT NULL"),
 			// And a 23-byte literal PostgreSQL expands to 10 MB, cast per row
 			// behind a leakproof test (red team round 12, M1): dana's filter
 			// costs the planner more than the test and the cast, so unfenced
 			// they ran first on hidden transaction 14.
-			timeBoxed("side/expanding-constant-under-case", "dana", "1s", true,
+			quiet("side/expanding-constant-under-case", "dana", append([]string{"statement_timeout = '1s'"}, nestedLoops...),
 				"SELECT count(t.id) FROM generate_series(1, 200) g LEFT JOIN transactions t "+
 					"ON t.id = 14 AND (CASE WHEN t.merchant >= 'L' THEN 'x'::char(10485760) END)::text IS NOT NULL"),
+			// And an error of an expression over another relation's columns,
+			// in a conjunct that reads the protected one: pushed into its
+			// index scan as a parameterized qual, it ran before the filter
+			// on bob's hidden transaction 1 (red team round 13, N1).
+			quiet("side/error-beside-a-protected-column", "bob", []string{"enable_seqscan = off"},
+				"SELECT count(*) FROM (SELECT 1 AS n, -1 AS b OFFSET 0) v JOIN transactions t ON t.id = v.n::int8 AND t.merchant ^@ 'Bis' "+
+					"AND (t.merchant IS NULL OR v.b::information_schema.cardinal_number IS NULL)"),
 			same("side/error-in-group-by", "alice", "SELECT count(*) FROM customers GROUP BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),
 			same("side/error-in-aggregate-arg", "alice", "SELECT sum(CASE WHEN customer_id = 2 THEN 1 / (customer_id - 2) ELSE 1 END) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),
 			same("side/error-in-aggregate-filter", "alice", "SELECT count(*) FILTER (WHERE 1 / (balance - 920.10) > -1e9) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),
@@ -903,29 +910,32 @@ const (
   ORDER BY NON_UNIQUE, TYPE, INDEX_NAME, ORDINAL_POSITION`
 )
 
-// timeBoxed is a case whose count(*) must be 0 and finish within timeout:
-// sql makes a hidden row cost far more than the timeout when a user qual
-// runs on it before the filter. loops forces nested loops, which evaluate
-// the inner side's quals once per outer row.
-func timeBoxed(name, persona, timeout string, loops bool, sql string) advCase {
+// nestedLoops makes the planner evaluate the inner side's quals once per
+// outer row.
+var nestedLoops = []string{"enable_hashjoin = off", "enable_mergejoin = off", "enable_material = off"}
+
+// quiet is a case whose count(*) must be 0, without an error, under the
+// settings given (SET LOCAL): sql makes a hidden row raise an error or cost
+// far more than a statement_timeout when a user qual runs on it before the
+// filter.
+func quiet(name, persona string, settings []string, sql string) advCase {
 	return custom(name, func(x *advCtx) error {
 		conn, err := x.as(persona)
 		if err != nil {
 			return err
 		}
-		sqls := []string{"BEGIN", "SET LOCAL statement_timeout = '" + timeout + "'"}
-		if loops {
-			sqls = append(sqls, "SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off", "SET LOCAL enable_material = off")
+		if _, _, err := x.exec(persona, conn, "BEGIN"); err != nil {
+			return err
 		}
-		for _, s := range sqls {
-			if _, _, err := x.exec(persona, conn, s); err != nil {
+		defer x.exec(persona, conn, "ROLLBACK")
+		for _, set := range settings {
+			if _, _, err := x.exec(persona, conn, "SET LOCAL "+set); err != nil {
 				return err
 			}
 		}
-		defer x.exec(persona, conn, "ROLLBACK")
 		got, _, err := x.exec(persona, conn, sql)
 		if err != nil || strings.Join(got, ",") != "0" {
-			return fmt.Errorf("a hidden row under a costly qual: got %q, %v; want 0, no error", got, err)
+			return fmt.Errorf("a hidden row under a costly or failing qual: got %q, %v; want 0, no error", got, err)
 		}
 		return nil
 	})

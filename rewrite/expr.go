@@ -85,7 +85,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		// CHECK, say, is evaluated per row.
 		tc := x.TypeCast
 		switch {
-		case w.binaryCoercible(tc) || w.castFolds(tc):
+		case w.binaryCoercible(tc, sc) || w.castFolds(tc):
 		case !w.readsRows(tc.Arg):
 			w.leakyNode(&c)
 			w.rowFreeValue(c, true)
@@ -148,7 +148,9 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		// the filter, and gated by a leakproof CASE its run time tells a
 		// hidden row's value (red team round 11, L1). Of columns, it is
 		// leaky; of constants, PostgreSQL folds it.
-		w.leakyNode(&c)
+		if w.readsRows(n) {
+			w.leakyNode(&c)
+		}
 		return w.children(n, sc, c)
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest, *pgNodeCaseWhen:
 		w.uncharged(n, c)
@@ -237,12 +239,23 @@ func nodeKind(n *pgNode) string {
 	return string(fd.Message().Name())
 }
 
-// binaryCoercible recognises the casts that cannot fail: to pg_catalog's
-// text (a domain over text of that name, earlier on the search path, could).
-// Everything else is treated as able to raise an error.
-func (w *walker) binaryCoercible(tc *pgTypeCast) bool {
+// binaryCoercible recognises the casts that cannot fail and cost nothing:
+// to pg_catalog's text (a domain over text of that name, earlier on the
+// search path, could fail) from text, varchar, a literal or a parameter.
+// From another type the cast runs a function whose cost is the value's
+// size (char(n) → text is rtrim, 10 MB of a char(10485760) per row: red
+// team round 13), so it is treated like any other cast.
+func (w *walker) binaryCoercible(tc *pgTypeCast, sc *scope) bool {
 	t, arr, ok := w.builtinType(tc.TypeName)
-	return ok && !arr && t == "text" && len(tc.TypeName.Typmods) == 0
+	if !ok || arr || t != "text" || len(tc.TypeName.Typmods) > 0 {
+		return false
+	}
+	switch from, flexible := w.exprType(tc.Arg, sc); {
+	case flexible:
+		return from == "" // an untyped literal or a parameter
+	default:
+		return from == "text" || from == "varchar"
+	}
 }
 
 // columnRef records whether a reference may carry protected data, marks the
@@ -277,6 +290,11 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		}
 	}
 	it, carries := resolveColumn(sc, names, star)
+	if w.conj != nil && c.qual && !c.once {
+		// Not in an aggregate's arguments, say, which run above the scans.
+		w.conj.carries = w.conj.carries || carries
+		w.conj.leaky = w.conj.leaky || c.leaky
+	}
 	w.unresolved = w.unresolved || it == nil
 	w.noteColUse(n, it, names, star)
 	if carries {
@@ -907,6 +925,41 @@ func (w *walker) longConstant(k *pgAConst, c ectx) {
 	if v := k.GetSval(); v != nil && len(v.Sval) > longLiteral || len(k.GetBsval().GetBsval()) > longLiteral {
 		w.dangerous = true
 	}
+}
+
+// conjunct is what the walk of one conjunct of a qual found (walker.qual).
+type conjunct struct {
+	leaky   bool // a column read under a node that may raise an error or cost what the client chooses
+	carries bool // a column that may carry protected data
+}
+
+// qual walks a per-row qual (WHERE, JOIN ON, HAVING, a write's WHERE or
+// MERGE condition) one top-level conjunct at a time. PostgreSQL places
+// each conjunct by the relations it reads: one that reads a protected
+// relation's column may be evaluated at that relation's scan, pushed into
+// it with the join's values as parameters, and ordered ahead of the
+// filter. So a conjunct that reads protected data anywhere and holds a
+// leaky node anywhere is dangerous, even when that node reads only other
+// columns: in "t.x IS NULL OR v.b::domain IS NULL" the cast's error, or
+// an expensive node's time, tells whether a hidden row of t reached the
+// conjunct (red team round 13, N1).
+func (w *walker) qual(n *pgNode, sc *scope) error {
+	if b := n.GetBoolExpr(); b != nil && b.Boolop == pgBoolExprTypeANDEXPR {
+		for _, a := range b.Args {
+			if err := w.qual(a, sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	outer := w.conj
+	w.conj = &conjunct{}
+	err := w.expr(n, sc, ectx{qual: true})
+	if w.conj.leaky && w.conj.carries {
+		w.dangerous = true
+	}
+	w.conj = outer
+	return err
 }
 
 // gate marks a CASE or COALESCE in a per-row qual as leaky: what its

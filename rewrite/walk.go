@@ -50,6 +50,8 @@ type walker struct {
 	// unchargedSteps counts what the planner does not charge for in
 	// per-row quals (walker.uncharged).
 	unchargedSteps int
+	// conj is the conjunct of a qual being walked (walker.qual).
+	conj *conjunct
 	// carryRefs counts column references that may carry protected data; a
 	// subquery that grows it carries protected data to its parent.
 	carryRefs int
@@ -469,13 +471,13 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 	if err := w.exprs(s.TargetList, sc, ectx{qual: feeds}); err != nil {
 		return unknownColumns, err
 	}
-	if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+	if err := w.qual(s.WhereClause, sc); err != nil {
 		return unknownColumns, err
 	}
 	if err := w.exprs(s.GroupClause, sc, ectx{}); err != nil {
 		return unknownColumns, err
 	}
-	if err := w.expr(s.HavingClause, sc, ectx{qual: true}); err != nil {
+	if err := w.qual(s.HavingClause, sc); err != nil {
 		return unknownColumns, err
 	}
 	if err := w.exprs(s.WindowClause, sc, ectx{}); err != nil {
@@ -679,7 +681,7 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		// ON sees the join's two sides only, not the FROM items before it.
 		on := sc.outside()
 		on.items, on.joins = sc.items[first:], true
-		if err := w.expr(j.Quals, on, ectx{qual: true}); err != nil {
+		if err := w.qual(j.Quals, on); err != nil {
 			return err
 		}
 		carries := w.since(m)
@@ -942,7 +944,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 			if err := w.exprs(oc.TargetList, tsc, ectx{}); err != nil {
 				return err
 			}
-			if err := w.expr(oc.WhereClause, tsc, ectx{qual: true}); err != nil {
+			if err := w.qual(oc.WhereClause, tsc); err != nil {
 				return err
 			}
 		}
@@ -957,7 +959,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := w.exprs(s.TargetList, sc, ectx{}); err != nil {
 			return err
 		}
-		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+		if err := w.qual(s.WhereClause, sc); err != nil {
 			return err
 		}
 		return w.returningList(s.ReturningList, sc)
@@ -967,7 +969,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 		if err := filteredWrite(s.WithClause, s.Relation, grant.Delete, "DELETE", s.WhereClause, s.UsingClause); err != nil {
 			return err
 		}
-		if err := w.expr(s.WhereClause, sc, ectx{qual: true}); err != nil {
+		if err := w.qual(s.WhereClause, sc); err != nil {
 			return err
 		}
 		return w.returningList(s.ReturningList, sc)
@@ -987,7 +989,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 			return err
 		}
 		sc.items = append(sc.items, tgt)
-		if err := w.expr(s.JoinCondition, sc, ectx{qual: true}); err != nil {
+		if err := w.qual(s.JoinCondition, sc); err != nil {
 			return err
 		}
 		for _, wn := range s.MergeWhenClauses {
@@ -995,7 +997,7 @@ func (w *walker) write(n *pgNode, parent *scope) error {
 			if mw == nil {
 				return unsupported("unexpected %s in MERGE", nodeKind(wn))
 			}
-			if err := w.expr(mw.Condition, sc, ectx{qual: true}); err != nil {
+			if err := w.qual(mw.Condition, sc); err != nil {
 				return err
 			}
 			if err := w.exprs(mw.TargetList, sc, ectx{}); err != nil {
@@ -1068,7 +1070,7 @@ func (w *walker) copyStmt(c *pgCopyStmt) error {
 		w.qualify(c.Relation, t)
 		w.uses = append(w.uses, relRef{name: t.QualifiedName(), action: grant.Insert, protected: prot})
 		sc := &scope{items: []*item{{refname: c.Relation.Relname, schema: t.Schema, table: t}}}
-		return w.expr(c.WhereClause, sc, ectx{qual: true})
+		return w.qual(c.WhereClause, sc)
 	}
 	if !prot && !hidesStatistics(t) {
 		if err := w.checkBases(t, "reads"); err != nil {

@@ -1,0 +1,1 @@
+WITH v AS MATERIALIZED (SELECT 1 AS n, 70000 AS b) SELECT count(*) FROM v JOIN (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 OFFSET 0) t ON t.id = v.n::int4 WHERE t.iban = 'NL9' OR v.b::int2 IS NULL

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 1 AS n, 70000 AS b OFFSET 0) v JOIN (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 OFFSET 0) t ON t.id = v.n::int4 AND t.iban = 'NL9' AND (t.iban IS NULL OR v.b::int2 IS NULL)
