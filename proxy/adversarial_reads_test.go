@@ -748,6 +748,15 @@ func advCatalogs() advClass {
 					"SELECT statement FROM pg_cursors")
 			}),
 			refuse("cat/pg_locks", "alice", "SELECT locktype, mode, granted FROM pg_locks", stDenied),
+			// Two-phase commit: every identity is the upstream role, so any
+			// could settle another's prepared transaction (red team round
+			// 13, F1); and age(xid) counts every session's transactions (F2).
+			refuse("cat/pg_prepared_xacts", "carol", "SELECT gid FROM pg_prepared_xacts", stDenied),
+			refuse("cat/prepare-transaction", "alice", "PREPARE TRANSACTION 'alice_change'", stUnsupported),
+			refuse("cat/commit-prepared", "carol", "COMMIT PREPARED 'alice_change'", stUnsupported),
+			refuse("cat/rollback-prepared", "carol", "ROLLBACK PREPARED 'alice_change'", stUnsupported),
+			refuse("cat/age-of-xid", "carol", "SELECT age('3'::xid)", stDenied),
+			refuse("cat/age-of-relfrozenxid", "carol", "SELECT age(relfrozenxid) FROM pg_class LIMIT 1", stDenied),
 			// The policy store's sequences count every user's consent changes.
 			refuse("cat/pg_sequences", "sam", "SELECT sequencename, last_value FROM pg_sequences", stDenied),
 			refuse("cat/pg_sequences-qualified", "sam", "SELECT last_value FROM pg_catalog.pg_sequences WHERE schemaname = 'mandate'", stDenied),

@@ -453,6 +453,14 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	if err := w.checkFunction(resolved, name, schema == "" && len(overloads) == 0, fc); err != nil {
 		return err
 	}
+	if name == "age" && len(fc.Args) == 1 {
+		// age(xid) is the transaction counter's distance from xid: it moves
+		// with every session's writes, as txid_current does (red team round
+		// 13, F2). Only the date and time overloads are allowed.
+		if t, _ := w.exprType(fc.Args[0], sc); t != "date" && t != "timestamp" && t != "timestamptz" {
+			return denied("function age is allowed here only of a date or timestamp (age of a transaction id tells how many other transactions ran); cast its argument, e.g. age(x::timestamptz)")
+		}
+	}
 	aggregate := fc.Over != nil || fc.AggStar || fc.AggDistinct || fc.AggWithinGroup ||
 		len(fc.AggOrder) > 0 || fc.AggFilter != nil
 	leakproof, volatile, immutable := len(overloads) > 0, len(overloads) == 0, len(overloads) > 0

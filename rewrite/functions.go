@@ -165,6 +165,8 @@ func deniedRelation(schema, name string) (reason string, denied bool) {
 		return "it shows statements as rewritten, with the injected filters and masks", true
 	case name == "pg_locks":
 		return "it reveals other sessions and the relations they use", true
+	case name == "pg_prepared_xacts":
+		return "it shows other sessions' prepared transactions", true
 	case name == "pg_sequences":
 		return sequenceValues, true
 	case name == "pg_largeobject" || name == "pg_largeobject_metadata":

@@ -523,6 +523,8 @@ const (
 	pgTransStmtRelease                   = pg.TransactionStmtKind_TRANS_STMT_RELEASE
 	pgTransStmtRollbackTo                = pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO
 	pgTransStmtPrepare                   = pg.TransactionStmtKind_TRANS_STMT_PREPARE
+	pgTransStmtCommitPrepared            = pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED
+	pgTransStmtRollbackPrepared          = pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED
 	pgDiscardTemp                        = pg.DiscardMode_DISCARD_TEMP
 )
 

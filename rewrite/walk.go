@@ -253,6 +253,13 @@ func (w *walker) statement(n *pgNode) error {
 		return nil
 	case *pgNodeTransactionStmt:
 		w.kind = KindTransaction
+		switch x.TransactionStmt.Kind {
+		case pgTransStmtPrepare, pgTransStmtCommitPrepared, pgTransStmtRollbackPrepared:
+			// Every identity reaches PostgreSQL as the upstream role, so any
+			// could settle another's prepared transaction, after that one's
+			// grants were revoked too (red team round 13, F1).
+			return unsupported("two-phase commit (PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED) is not supported through mandate")
+		}
 		return w.exprs(x.TransactionStmt.Options, nil, ectx{})
 	case *pgNodeVariableSetStmt:
 		w.kind = KindSet

@@ -1,0 +1,1 @@
+SELECT age(opened_at), age(opened_at::date) FROM accounts

@@ -1,0 +1,1 @@
+SELECT age('3'::xid)

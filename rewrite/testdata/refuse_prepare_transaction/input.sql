@@ -1,0 +1,1 @@
+PREPARE TRANSACTION 'alice_change'
