@@ -451,6 +451,15 @@ func advSideChannels() advClass {
 			quiet("side/error-beside-a-protected-column", "bob", []string{"enable_seqscan = off"},
 				"SELECT count(*) FROM (SELECT 1 AS n, -1 AS b OFFSET 0) v JOIN transactions t ON t.id = v.n::int8 AND t.merchant ^@ 'Bis' "+
 					"AND (t.merchant IS NULL OR v.b::information_schema.cardinal_number IS NULL)"),
+			// The same cast as a derived table's or CTE's output column, which
+			// PostgreSQL pulls up into the conjunct that names it (red team
+			// round 14, P1).
+			quiet("side/error-in-a-pulled-up-column", "bob", []string{"enable_seqscan = off"},
+				"SELECT count(*) FROM (SELECT v.id::int8 AS id, v.b::information_schema.cardinal_number AS x FROM (SELECT 1 AS id, -1 AS b OFFSET 0) v) s "+
+					"JOIN transactions t USING (id) WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),
+			quiet("side/error-in-a-cte-column", "bob", []string{"enable_seqscan = off"},
+				"WITH s AS (SELECT v.id::int8 AS id, v.b::information_schema.cardinal_number AS x FROM (SELECT 1 AS id, -1 AS b OFFSET 0) v) "+
+					"SELECT count(*) FROM s NATURAL JOIN transactions t WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),
 			same("side/error-in-group-by", "alice", "SELECT count(*) FROM customers GROUP BY CASE WHEN id = 2 THEN ssn::int END", "SELECT 1"),
 			same("side/error-in-aggregate-arg", "alice", "SELECT sum(CASE WHEN customer_id = 2 THEN 1 / (customer_id - 2) ELSE 1 END) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),
 			same("side/error-in-aggregate-filter", "alice", "SELECT count(*) FILTER (WHERE 1 / (balance - 920.10) > -1e9) FROM accounts", "SELECT count(*) FROM accounts WHERE customer_id = 1"),

@@ -475,7 +475,21 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 	}
 	// The target list of a level whose output feeds a parent can become a
 	// qual after pull-up; ordering, grouping and windows run above every scan.
-	if err := w.exprs(s.TargetList, sc, ectx{qual: feeds}); err != nil {
+	// There a column read under a leaky node fences: pulled up, the entry
+	// lands in whatever parent conjunct names its output, next to a
+	// protected column the walk of that conjunct cannot connect it to
+	// (red team round 14: s.x from "v.b::domain AS x", in "t.m IS NULL OR
+	// s.x IS NULL"; see walker.qual).
+	outer := w.conj
+	if feeds {
+		w.conj = &conjunct{}
+	}
+	err = w.exprs(s.TargetList, sc, ectx{qual: feeds})
+	if feeds && w.conj.leaky {
+		w.dangerous = true
+	}
+	w.conj = outer
+	if err != nil {
 		return unknownColumns, err
 	}
 	if err := w.qual(s.WhereClause, sc); err != nil {
