@@ -77,6 +77,10 @@ func advWrites() advClass {
 		},
 		cases: []advCase{
 			{name: "write/update-hidden-row", persona: "alice", sql: "UPDATE customers SET name = 'pwned' WHERE id = 2", tag: "UPDATE 0", unchanged: []string{"customers"}},
+			// A qualified system column told where and when hidden rows were
+			// written (red team round 15, F1: c.ctid counted them).
+			{name: "write/returning-qualified-ctid", persona: "alice", sql: "UPDATE customers c SET email = email WHERE id = 1 RETURNING c.ctid", codes: []string{stUnsupported}, unchanged: []string{"customers"}},
+			{name: "write/returning-table-qualified-xmin", persona: "alice", sql: "WITH d AS (UPDATE customers SET email = email WHERE id = 1 RETURNING customers.xmin) SELECT * FROM d", codes: []string{stUnsupported}, unchanged: []string{"customers"}},
 			{name: "write/update-all-reaches-own-only", persona: "alice", sql: "UPDATE customers SET phone = phone", tag: "UPDATE 1", unchanged: []string{"customers"}},
 			{name: "write/update-where-hidden-ssn", persona: "alice", sql: "UPDATE customers SET name = name WHERE ssn = '234-56-7890'", tag: "UPDATE 0"},
 			{name: "write/update-moves-row-out", persona: "alice", sql: "UPDATE customers SET id = 99 WHERE id = 1", codes: []string{stDenied}, unchanged: []string{"customers"}},

@@ -1,0 +1,1 @@
+UPDATE customers c SET email = email WHERE id = 1 RETURNING c.ctid
