@@ -457,6 +457,15 @@ func advSideChannels() advClass {
 			quiet("side/error-in-a-pulled-up-column", "bob", []string{"enable_seqscan = off"},
 				"SELECT count(*) FROM (SELECT v.id::int8 AS id, v.b::information_schema.cardinal_number AS x FROM (SELECT 1 AS id, -1 AS b OFFSET 0) v) s "+
 					"JOIN transactions t USING (id) WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),
+			// A one-row LATERAL VALUES is pulled up the same way (red team
+			// round 15, Q1); and a USING join of columns of two types merges
+			// them through a conversion that can fail (Q2).
+			quiet("side/error-in-a-lateral-values-column", "bob", []string{"enable_seqscan = off"},
+				"SELECT count(*) FROM (SELECT 1 AS n, -1 AS b OFFSET 0) v CROSS JOIN LATERAL (VALUES (v.n::int8, v.b::information_schema.cardinal_number)) s(id, x) "+
+					"JOIN transactions t USING (id) WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),
+			quiet("side/error-in-a-merged-using-column", "bob", []string{"enable_seqscan = off"},
+				"SELECT count(*) FROM ((SELECT 1::int8 AS id, 1e309 AS x OFFSET 0) v LEFT JOIN (SELECT DISTINCT z.x FROM (SELECT 1::float8 AS x OFFSET 0) z) w USING (x)) "+
+					"JOIN transactions t USING (id) WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR x IS NULL)"),
 			quiet("side/error-in-a-cte-column", "bob", []string{"enable_seqscan = off"},
 				"WITH s AS (SELECT v.id::int8 AS id, v.b::information_schema.cardinal_number AS x FROM (SELECT 1 AS id, -1 AS b OFFSET 0) v) "+
 					"SELECT count(*) FROM s NATURAL JOIN transactions t WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),

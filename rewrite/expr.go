@@ -970,6 +970,52 @@ func (w *walker) qual(n *pgNode, sc *scope) error {
 	return err
 }
 
+// pullable walks what PostgreSQL may pull up into a parent's quals when
+// feeds: a level's output list, a VALUES list. There a column read under a
+// leaky node fences: pulled up, the expression lands in whatever parent
+// conjunct names its output, next to a protected column the walk of that
+// conjunct cannot connect it to (red team rounds 14 and 15: s.x from
+// "v.b::domain AS x", or from a one-row LATERAL VALUES, in "t.m IS NULL OR
+// s.x IS NULL"; see walker.qual).
+func (w *walker) pullable(feeds bool, walk func() error) error {
+	outer := w.conj
+	if feeds {
+		w.conj = &conjunct{}
+	}
+	err := walk()
+	if feeds && w.conj.leaky {
+		w.dangerous = true
+	}
+	w.conj = outer
+	return err
+}
+
+// checkMergedColumns fences a USING or NATURAL join whose merged columns
+// may differ in type between its sides: PostgreSQL then converts one side
+// (numeric to float8, say), a conversion that can fail, and a conjunct
+// naming the merged column beside a protected one may run it in the
+// protected scan, ahead of the filter (red team round 15, Q2: 1e309
+// overflowed only for hidden rows). Whether the join itself reads
+// protected data does not matter; fenced() asks whether the statement
+// does. The sides' items are sc.items[first:mid] and [mid:].
+func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) {
+	if j.IsNatural {
+		w.dangerous = true // the merged names are not listed: no types to compare
+		return
+	}
+	left, right := sc.outside(), sc.outside()
+	left.items, right.items = sc.items[first:mid], sc.items[mid:]
+	for _, u := range j.UsingClause {
+		name := u.GetString_().GetSval()
+		lt, _ := w.exprType(columnRef(name), left)
+		rt, _ := w.exprType(columnRef(name), right)
+		if lt == "" || lt != rt {
+			w.dangerous = true
+			return
+		}
+	}
+}
+
 // gate marks a CASE or COALESCE in a per-row qual as leaky: what its
 // branches (COALESCE: its later arguments) cost tells whether a row passed
 // its test, and the planner charges a branch no more than its operators

@@ -425,6 +425,7 @@ type (
 	pgNodeInsertStmt         = pg.Node_InsertStmt
 	pgNodeInteger            = pg.Node_Integer
 	pgNodeJoinExpr           = pg.Node_JoinExpr
+	pgJoinExpr               = pg.JoinExpr
 	pgNodeList               = pg.Node_List
 	pgNodeListenStmt         = pg.Node_ListenStmt
 	pgNodeMergeStmt          = pg.Node_MergeStmt

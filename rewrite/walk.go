@@ -461,7 +461,7 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 		}
 		return cols, w.orderAndLimit(s, sc)
 	}
-	if err := w.exprs(s.ValuesLists, sc, ectx{qual: feeds}); err != nil {
+	if err := w.pullable(feeds, func() error { return w.exprs(s.ValuesLists, sc, ectx{qual: feeds}) }); err != nil {
 		return unknownColumns, err
 	}
 	lock, err := lockTargets(s.LockingClause, locked)
@@ -475,21 +475,7 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 	}
 	// The target list of a level whose output feeds a parent can become a
 	// qual after pull-up; ordering, grouping and windows run above every scan.
-	// There a column read under a leaky node fences: pulled up, the entry
-	// lands in whatever parent conjunct names its output, next to a
-	// protected column the walk of that conjunct cannot connect it to
-	// (red team round 14: s.x from "v.b::domain AS x", in "t.m IS NULL OR
-	// s.x IS NULL"; see walker.qual).
-	outer := w.conj
-	if feeds {
-		w.conj = &conjunct{}
-	}
-	err = w.exprs(s.TargetList, sc, ectx{qual: feeds})
-	if feeds && w.conj.leaky {
-		w.dangerous = true
-	}
-	w.conj = outer
-	if err != nil {
+	if err := w.pullable(feeds, func() error { return w.exprs(s.TargetList, sc, ectx{qual: feeds}) }); err != nil {
 		return unknownColumns, err
 	}
 	if err := w.qual(s.WhereClause, sc); err != nil {
@@ -699,6 +685,7 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if err := w.exprs(j.UsingClause, sc, ectx{}); err != nil {
 			return err
 		}
+		w.checkMergedColumns(j, sc, first, mid)
 		// ON sees the join's two sides only, not the FROM items before it.
 		on := sc.outside()
 		on.items, on.joins = sc.items[first:], true
