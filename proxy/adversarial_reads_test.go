@@ -466,6 +466,13 @@ func advSideChannels() advClass {
 			quiet("side/error-in-a-merged-using-column", "bob", []string{"enable_seqscan = off"},
 				"SELECT count(*) FROM ((SELECT 1::int8 AS id, 1e309 AS x OFFSET 0) v LEFT JOIN (SELECT DISTINCT z.x FROM (SELECT 1::float8 AS x OFFSET 0) z) w USING (x)) "+
 					"JOIN transactions t USING (id) WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR x IS NULL)"),
+			// And an equality PostgreSQL puts in an equivalence class carries
+			// a failing expression over a catalog row to the protected scan
+			// (red team round 16, R1).
+			quiet("side/error-through-an-equivalence-class", "bob", []string{"enable_seqscan = off"},
+				"SELECT count(*) FROM pg_catalog.pg_attribute w1, pg_catalog.pg_type w2, transactions t "+
+					"WHERE w1.attrelid = 1259 AND w1.attname = 'oid' AND t.id = w1.attnum AND t.account_id = w2.typlen "+
+					"AND w2.typlen = (ARRAY[ARRAY[w1.attnum], ARRAY[ARRAY[w1.attnum]]])[1][1] AND t.merchant ^@ 'Bis'"),
 			quiet("side/error-in-a-cte-column", "bob", []string{"enable_seqscan = off"},
 				"WITH s AS (SELECT v.id::int8 AS id, v.b::information_schema.cardinal_number AS x FROM (SELECT 1 AS id, -1 AS b OFFSET 0) v) "+
 					"SELECT count(*) FROM s NATURAL JOIN transactions t WHERE t.merchant ^@ 'Bis' AND (t.merchant IS NULL OR s.x IS NULL)"),

@@ -963,11 +963,44 @@ func (w *walker) qual(n *pgNode, sc *scope) error {
 	outer := w.conj
 	w.conj = &conjunct{}
 	err := w.expr(n, sc, ectx{qual: true})
-	if w.conj.leaky && w.conj.carries {
+	if w.conj.leaky && (w.conj.carries || equality(n)) {
 		w.dangerous = true
 	}
 	w.conj = outer
 	return err
+}
+
+// equality reports whether a conjunct is an equality of two non-constant
+// sides, which PostgreSQL may put in an equivalence class: from "t.a = w.b
+// AND w.b = <expr>" it derives "t.a = <expr>" and evaluates that at t's
+// scan, so a leaky <expr> there reaches hidden rows though no conjunct
+// names it beside a protected column (red team round 16, R1). With a
+// constant side, PostgreSQL compares each member with the constant only.
+func equality(n *pgNode) bool {
+	e := n.GetAExpr()
+	if e == nil {
+		return false
+	}
+	r := e.Rexpr
+	switch items := r.GetList().GetItems(); {
+	case e.Kind == pgAExprKindAEXPRIN && len(items) == 1:
+		r = items[0] // x IN (y) is x = y
+	case e.Kind != pgAExprKindAEXPROP:
+		return false
+	}
+	_, name, err := qualifiedName(e.Name)
+	return (err != nil || name == "=") && !constant(e.Lexpr) && !constant(r)
+}
+
+// constant reports whether n is a literal or parameter, cast or not.
+func constant(n *pgNode) bool {
+	switch x := n.GetNode().(type) {
+	case *pgNodeAConst, *pgNodeParamRef:
+		return true
+	case *pgNodeTypeCast:
+		return constant(x.TypeCast.Arg)
+	}
+	return false
 }
 
 // pullable walks what PostgreSQL may pull up into a parent's quals when
