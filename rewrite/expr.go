@@ -960,14 +960,21 @@ func (w *walker) qual(n *pgNode, sc *scope) error {
 		}
 		return nil
 	}
-	outer := w.conj
-	w.conj = &conjunct{}
-	err := w.expr(n, sc, ectx{qual: true})
-	if w.conj.leaky && (w.conj.carries || equality(n)) {
+	found, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
+	if found.leaky && (found.carries || equality(n)) {
 		w.dangerous = true
 	}
-	w.conj = outer
 	return err
+}
+
+// walkConjunct runs walk with a conjunct of its own and returns what it found.
+func (w *walker) walkConjunct(walk func() error) (conjunct, error) {
+	outer := w.conj
+	w.conj = &conjunct{}
+	err := walk()
+	found := *w.conj
+	w.conj = outer
+	return found, err
 }
 
 // equality reports whether a conjunct is an equality of two non-constant
@@ -1011,15 +1018,13 @@ func constant(n *pgNode) bool {
 // "v.b::domain AS x", or from a one-row LATERAL VALUES, in "t.m IS NULL OR
 // s.x IS NULL"; see walker.qual).
 func (w *walker) pullable(feeds bool, walk func() error) error {
-	outer := w.conj
-	if feeds {
-		w.conj = &conjunct{}
+	if !feeds {
+		return walk()
 	}
-	err := walk()
-	if feeds && w.conj.leaky {
+	found, err := w.walkConjunct(walk)
+	if found.leaky {
 		w.dangerous = true
 	}
-	w.conj = outer
 	return err
 }
 
