@@ -252,12 +252,17 @@
 //
 //   - a function, operator or cast that is not leakproof (per the catalog's
 //     proleakproof; operand types are inferred from columns and constants;
-//     unknown types count as leaky; casts of row data count as leaky), in a
-//     qual context (WHERE, JOIN ON, HAVING, LIMIT, function arguments in
-//     FROM, or the target list of a subquery, CTE or sublink, which can be
-//     pulled up into a parent's quals), whose arguments may carry data of a
-//     protected relation (a column of one, or of a subquery/CTE/join that
-//     reads one, or a column it cannot resolve);
+//     unknown types count as leaky; casts of row data count as leaky) over
+//     any column, of any relation, in a per-row qual (WHERE, JOIN ON,
+//     HAVING, a write's WHERE, MERGE's condition) or in what PostgreSQL may
+//     pull up into one (the output list of a derived table or CTE, a VALUES
+//     list): the planner moves quals between relations (equivalence
+//     classes, pull-up, parameterized scans) in more ways than the walk can
+//     follow, so it does not ask whose column it is;
+//   - such an expression in another qual context (LIMIT, function
+//     arguments in FROM, the target list of a sublink) whose arguments may
+//     carry data of a protected relation (a column of one, or of a
+//     subquery/CTE/join that reads one, or a column it cannot resolve);
 //   - a volatile leaky function in a qual context, even without arguments
 //     (its call count would reveal how many hidden rows reach it);
 //   - a subquery that reads protected data feeding a leaky qual;

@@ -292,7 +292,6 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	it, carries := resolveColumn(sc, names, star)
 	if w.conj != nil && c.qual && !c.once {
 		// Not in an aggregate's arguments, say, which run above the scans.
-		w.conj.carries = w.conj.carries || carries
 		w.conj.leaky = w.conj.leaky || c.leaky
 	}
 	w.unresolved = w.unresolved || it == nil
@@ -935,79 +934,40 @@ func (w *walker) longConstant(k *pgAConst, c ectx) {
 	}
 }
 
-// conjunct is what the walk of one conjunct of a qual found (walker.qual).
-type conjunct struct {
-	leaky   bool // a column read under a node that may raise an error or cost what the client chooses
-	carries bool // a column that may carry protected data
-}
-
 // qual walks a per-row qual (WHERE, JOIN ON, HAVING, a write's WHERE or
-// MERGE condition) one top-level conjunct at a time. PostgreSQL places
-// each conjunct by the relations it reads: one that reads a protected
-// relation's column may be evaluated at that relation's scan, pushed into
-// it with the join's values as parameters, and ordered ahead of the
-// filter. So a conjunct that reads protected data anywhere and holds a
-// leaky node anywhere is dangerous, even when that node reads only other
-// columns: in "t.x IS NULL OR v.b::domain IS NULL" the cast's error, or
-// an expensive node's time, tells whether a hidden row of t reached the
-// conjunct (red team round 13, N1).
+// MERGE condition). A column read anywhere in it under a leaky node fences
+// the statement, whichever relation the column belongs to. PostgreSQL
+// moves quals between relations in more ways than the walk can follow:
+// a conjunct that reads a protected column is evaluated at its scan with
+// the join's values as parameters (red team round 13: "t.x IS NULL OR
+// v.b::domain IS NULL"), an equivalence class carries "w.b = <expr>" to
+// t's scan as "t.a = <expr>" (round 16), a derived table's or USING join's
+// output is pulled up beside a protected column (rounds 14 and 15). So
+// the walk does not ask whose columns a leaky node reads: unfenced per-row
+// quals are leakproof comparisons of plain operands, joined by AND, OR and
+// NOT, and nothing else.
 func (w *walker) qual(n *pgNode, sc *scope) error {
-	if b := n.GetBoolExpr(); b != nil && b.Boolop == pgBoolExprTypeANDEXPR {
-		for _, a := range b.Args {
-			if err := w.qual(a, sc); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	found, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
-	if found.leaky && (found.carries || equality(n)) {
+	leaky, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
+	if leaky {
 		w.dangerous = true
 	}
 	return err
 }
 
-// walkConjunct runs walk with a conjunct of its own and returns what it found.
-func (w *walker) walkConjunct(walk func() error) (conjunct, error) {
+// walkConjunct runs walk and reports whether it read a column under a
+// leaky node.
+func (w *walker) walkConjunct(walk func() error) (bool, error) {
 	outer := w.conj
 	w.conj = &conjunct{}
 	err := walk()
-	found := *w.conj
+	leaky := w.conj.leaky
 	w.conj = outer
-	return found, err
+	return leaky, err
 }
 
-// equality reports whether a conjunct is an equality of two non-constant
-// sides, which PostgreSQL may put in an equivalence class: from "t.a = w.b
-// AND w.b = <expr>" it derives "t.a = <expr>" and evaluates that at t's
-// scan, so a leaky <expr> there reaches hidden rows though no conjunct
-// names it beside a protected column (red team round 16, R1). With a
-// constant side, PostgreSQL compares each member with the constant only.
-func equality(n *pgNode) bool {
-	e := n.GetAExpr()
-	if e == nil {
-		return false
-	}
-	r := e.Rexpr
-	switch items := r.GetList().GetItems(); {
-	case e.Kind == pgAExprKindAEXPRIN && len(items) == 1:
-		r = items[0] // x IN (y) is x = y
-	case e.Kind != pgAExprKindAEXPROP:
-		return false
-	}
-	_, name, err := qualifiedName(e.Name)
-	return (err != nil || name == "=") && !constant(e.Lexpr) && !constant(r)
-}
-
-// constant reports whether n is a literal or parameter, cast or not.
-func constant(n *pgNode) bool {
-	switch x := n.GetNode().(type) {
-	case *pgNodeAConst, *pgNodeParamRef:
-		return true
-	case *pgNodeTypeCast:
-		return constant(x.TypeCast.Arg)
-	}
-	return false
+// conjunct collects what the walk of a qual or pullable list found.
+type conjunct struct {
+	leaky bool // a column read under a node that may raise an error or cost what the client chooses
 }
 
 // pullable walks what PostgreSQL may pull up into a parent's quals when
@@ -1021,8 +981,8 @@ func (w *walker) pullable(feeds bool, walk func() error) error {
 	if !feeds {
 		return walk()
 	}
-	found, err := w.walkConjunct(walk)
-	if found.leaky {
+	leaky, err := w.walkConjunct(walk)
+	if leaky {
 		w.dangerous = true
 	}
 	return err
