@@ -48,6 +48,7 @@ type config struct {
 	rounds      int
 	scale       int
 	jsonPath    string
+	planCost    bool
 }
 
 func parseFlags() (config, error) {
@@ -65,6 +66,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&cfg.rounds, "rounds", 5, "runs per target and cell; the median counts")
 	flag.IntVar(&cfg.scale, "scale", 10, "pgbench -i scale factor")
 	flag.StringVar(&cfg.jsonPath, "json", "", "write every run's results to this file as JSON")
+	flag.BoolVar(&cfg.planCost, "plan-cost", true, "after pgbench, measure what the fence costs a few statements' plans (EXPLAIN ANALYZE of mandate's rewrite with --fence auto and always)")
 	flag.Parse()
 
 	cfg.mandateArgs = strings.Fields(mandateArgs)
@@ -136,6 +138,13 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	report(os.Stdout, cfg, results)
+	if cfg.planCost {
+		plans, err := measurePlanCosts(ctx, env, cfg)
+		if err != nil {
+			return fmt.Errorf("plan cost: %w", err)
+		}
+		reportPlanCosts(os.Stdout, plans)
+	}
 	if cfg.jsonPath != "" {
 		return writeJSON(cfg.jsonPath, results)
 	}

@@ -35,13 +35,18 @@ var starters = map[string]func(context.Context, *env, config) (*target, error){
 	// mandate enforcing testdata/pgbench's policies: a row filter (branch 1)
 	// and a mask (abalance rounded) on every pgbench -S statement.
 	"mandate-protected": func(ctx context.Context, e *env, cfg config) (*target, error) {
-		dir := filepath.Join("testdata", "pgbench")
-		return startMandate(ctx, e, "mandate-protected", cfg.mandateBin, []string{
-			"--policy-dir", filepath.Join(dir, "policies"), "--cedar-schema", filepath.Join(dir, "schema.cedarschema"),
-			"--entities", filepath.Join(dir, "entities.json"), "--masks", filepath.Join(dir, "masks.yaml"),
-		}, cfg.mandateArgs)
+		return startMandate(ctx, e, "mandate-protected", cfg.mandateBin, protectedArgs(), cfg.mandateArgs)
 	},
 	"pgbouncer": startPgbouncer,
+}
+
+// protectedArgs are mandate's flags for testdata/pgbench's policies.
+func protectedArgs() []string {
+	dir := filepath.Join("testdata", "pgbench")
+	return []string{
+		"--policy-dir", filepath.Join(dir, "policies"), "--cedar-schema", filepath.Join(dir, "schema.cedarschema"),
+		"--entities", filepath.Join(dir, "entities.json"), "--masks", filepath.Join(dir, "masks.yaml"),
+	}
 }
 
 // startMandate runs mandate in front of the cluster in the given mode

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -12,6 +13,13 @@ import (
 )
 
 func (w *walker) fenced() bool { return w.dangerous && len(w.sites) > 0 }
+
+// pushes reports whether a fenced derived table may get a copy of a user
+// conjunct (pushdown.go), which the spliced derived tables, shared between
+// statements, cannot hold.
+func (w *walker) pushes() bool {
+	return w.fenced() && slices.ContainsFunc(w.sites, func(s *site) bool { return len(s.pushed) > 0 })
+}
 
 // apply replaces every site with its derived table:
 //
@@ -62,6 +70,17 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 				return nil, readDenial(name, g, err.Error())
 			}
 			inner.WhereClause = where
+		}
+		if fence {
+			if pushed := pushedQuals(s, g, alias); len(pushed) > 0 {
+				if inner.WhereClause != nil {
+					pushed = append([]*pgNode{inner.WhereClause}, pushed...)
+				}
+				inner.WhereClause = pushed[0]
+				if len(pushed) > 1 {
+					inner.WhereClause = andNode(pushed...)
+				}
+			}
 		}
 		for _, col := range t.Columns {
 			ref := columnRef(alias, col.Name)

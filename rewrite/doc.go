@@ -300,6 +300,14 @@
 // scan. The rule is per statement and conservative: numeric comparisons are
 // not leakproof in PostgreSQL, so "WHERE balance > 100" is fenced.
 //
+// A fence stops every outer qual, the leakproof ones too, so a fenced
+// derived table gets a copy of each WHERE conjunct of its level that
+// compares one of its unmasked columns with constants through a leakproof
+// operator (pushdown.go): "WHERE id = 500 AND note LIKE 'x%'" still probes
+// the index on id, as a security-barrier view lets PostgreSQL do.
+// Options.AlwaysFence (mandate serve --fence always) fences every
+// statement that reads a protected relation.
+//
 // # Masks keep types
 //
 // A masked column keeps its name and is cast back to its declared type

@@ -947,11 +947,31 @@ func (w *walker) longConstant(k *pgAConst, c ectx) {
 // quals are leakproof comparisons of plain operands, joined by AND, OR and
 // NOT, and nothing else.
 func (w *walker) qual(n *pgNode, sc *scope) error {
-	leaky, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
-	if leaky {
-		w.dangerous = true
+	return w.conjuncts(n, sc, false)
+}
+
+// conjuncts walks a qual one top-level conjunct at a time (see qual); with
+// push, a leakproof one a fence may copy into a derived table is noted
+// (pushdown.go).
+func (w *walker) conjuncts(n *pgNode, sc *scope, push bool) error {
+	if b := n.GetBoolExpr(); b != nil && b.Boolop == pgBoolExprTypeANDEXPR {
+		for _, a := range b.Args {
+			if err := w.conjuncts(a, sc, push); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return err
+	leaky, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
+	switch {
+	case err != nil:
+		return err
+	case leaky:
+		w.dangerous = true
+	case push:
+		w.notePushable(n, sc)
+	}
+	return nil
 }
 
 // walkConjunct runs walk and reports whether it read a column under a

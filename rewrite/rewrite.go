@@ -44,6 +44,14 @@ type Options struct {
 	// no policy governs what a notification carries or who may send it.
 	// mandate's own channels are refused whatever this says.
 	Channels []string
+	// AlwaysFence fences every statement that reads a protected relation,
+	// as if each held a leaky qual (doc.go, "The fence rule"): derived
+	// tables get OFFSET 0, filters are never inlined, and a write's WHERE
+	// runs under CASE behind the filter. No user expression then runs
+	// ahead of a filter, whatever the leakproofness analysis would say,
+	// at the cost of index use through the user's own quals (README,
+	// "Benchmarks", measures it).
+	AlwaysFence bool
 
 	// deparseAll turns splicing off, so tests can compare both paths.
 	deparseAll bool
@@ -278,7 +286,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			}
 			var edits []spliceEdit
 			w.inline = w.inlineSite()
-			spliceable := toks != nil && !o.deparseAll && w.inline == nil
+			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes()
 			if spliceable {
 				edits, spliceable = w.splicePlan(stmts.sql, toks)
 			}

@@ -179,3 +179,42 @@ func TestMaskFallbacks(t *testing.T) {
 		t.Errorf("partial on integer must become NULL of the type: %s", res.SQL)
 	}
 }
+
+// AlwaysFence fences a statement the leakproofness analysis would leave
+// inlined, reads and writes alike, and leaves unprotected statements unfenced.
+func TestAlwaysFence(t *testing.T) {
+	cat := testCatalog(t)
+	for _, tt := range []struct {
+		sql, fence string // fence: what the always-fenced SQL must contain
+	}{
+		{"SELECT id FROM accounts WHERE id = 1", " OFFSET 0"},
+		{"UPDATE accounts SET balance = 1 WHERE id = 1", "CASE WHEN"},
+	} {
+		auto, err := RewriteSQL(tt.sql, cat, Session{}, &setSource{set: scenarios()["alice"]}, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := testOptions()
+		o.AlwaysFence = true
+		always, err := RewriteSQL(tt.sql, cat, Session{}, &setSource{set: scenarios()["alice"]}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, f := auto.Statements[0], always.Statements[0]
+		if a.Fenced || strings.Contains(a.SQL, tt.fence) {
+			t.Errorf("%s: the default must not fence: %s", tt.sql, a.SQL)
+		}
+		if !strings.Contains(f.SQL, tt.fence) {
+			t.Errorf("%s: AlwaysFence must fence (%q): %s", tt.sql, tt.fence, f.SQL)
+		}
+		if tt.fence == " OFFSET 0" && !f.Fenced {
+			t.Errorf("%s: Fenced not reported", tt.sql)
+		}
+	}
+	o := testOptions()
+	o.AlwaysFence = true
+	res, err := RewriteSQL("SELECT * FROM countries WHERE lower(name) = 'x'", cat, Session{}, &setSource{set: scenarios()["alice"]}, o)
+	if err != nil || res.Statements[0].Fenced || strings.Contains(res.Statements[0].SQL, "OFFSET") {
+		t.Fatalf("an unprotected statement must not be fenced: %v %+v", err, res.Statements[0])
+	}
+}

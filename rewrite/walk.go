@@ -81,6 +81,9 @@ type site struct {
 	sample *pgRangeTableSample
 	table  *Table
 	locked bool // FOR UPDATE/SHARE reaches it
+	// pushed are the user's conjuncts a fence may copy into the derived
+	// table (pushdown.go).
+	pushed []pushable
 }
 
 // colFix shortens a schema-qualified column reference to a wrapped relation
@@ -141,6 +144,7 @@ type item struct {
 	// its whole-row value is NULL for a null-extended row.
 	nullable bool
 	target   *writeTarget // set when the item is a protected write target
+	site     *site        // set when the item is a protected relation read
 	// cols are the item's columns when it is no catalog relation, or one
 	// renamed by an alias's column list (colsSet); see columnsOf.
 	cols    columns
@@ -148,7 +152,7 @@ type item struct {
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
-	return &walker{cat: cat, sess: sess, opts: opts, lowerSQL: lowerSQL, mutable: mutable}
+	return &walker{cat: cat, sess: sess, opts: opts, lowerSQL: lowerSQL, mutable: mutable, dangerous: opts.AlwaysFence}
 }
 
 // outside is what a FROM item that is not LATERAL sees of sc's level: its
@@ -478,7 +482,7 @@ func (w *walker) queryLevel(s *pgSelectStmt, parent *scope, feeds, locked, named
 	if err := w.pullable(feeds, func() error { return w.exprs(s.TargetList, sc, ectx{qual: feeds}) }); err != nil {
 		return unknownColumns, err
 	}
-	if err := w.qual(s.WhereClause, sc); err != nil {
+	if err := w.conjuncts(s.WhereClause, sc, true); err != nil {
 		return unknownColumns, err
 	}
 	if err := w.exprs(s.GroupClause, sc, ectx{}); err != nil {
@@ -763,7 +767,8 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	}
 	switch {
 	case prot:
-		w.sites = append(w.sites, &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)})
+		it.site = &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)}
+		w.sites = append(w.sites, it.site)
 	case hide:
 		w.quals = append(w.quals, qualFix{rv: rv, schema: w.schemaOf(t), hide: &site{slot: slot, rv: rv, sample: sample, table: t}})
 	default:

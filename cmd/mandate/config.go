@@ -67,6 +67,7 @@ type serveConfig struct {
 	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
 	AllowFunctions       []string      `yaml:"allow_functions"`
 	NotifyChannels       []string      `yaml:"notify_channels"`
+	Fence                string        `yaml:"fence"`
 	CatalogRefresh       time.Duration `yaml:"catalog_refresh_interval"`
 }
 
@@ -94,6 +95,7 @@ func defaultServeConfig() serveConfig {
 		JWTAudience:            []string{"mandate"},
 		PolicyReloadInterval:   2 * time.Second,
 		CatalogRefresh:         time.Minute,
+		Fence:                  "auto",
 	}
 }
 
@@ -154,16 +156,25 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "check the policy files for changes this often (SIGHUP reloads at once)")
 	fs.DurationVar(&c.CatalogRefresh, "catalog-refresh-interval", c.CatalogRefresh, "re-read the upstream catalog this often (it is also re-read after DDL)")
 	fs.Var(&listFlag{dst: &c.AllowFunctions}, "allow-functions", "functions to allow besides mandate's built-in allow-list, as schema.name (vet them: a function sees what it is given and may leak it)")
+	fs.StringVar(&c.Fence, "fence", c.Fence, "when protected tables are read through a planner fence (OFFSET 0) that no user expression crosses: auto (when a qual is not leakproof; indexes serve the rest) or always (every statement; safer, may scan whole filtered tables)")
 	fs.Var(&listFlag{dst: &c.NotifyChannels}, "notify-channels", "channels clients may LISTEN and NOTIFY on (a trailing * matches a prefix); none by default: no policy governs a notification's payload")
 }
 
 // rewriteOptions are the rewriter's options from the configuration.
-func (c *serveConfig) rewriteOptions() *rewrite.Options {
+func (c *serveConfig) rewriteOptions() (*rewrite.Options, error) {
 	fns := rewrite.DefaultFunctions()
 	for _, f := range c.AllowFunctions {
 		fns[strings.TrimPrefix(f, "pg_catalog.")] = true
 	}
-	return &rewrite.Options{Functions: fns, Channels: c.NotifyChannels}
+	o := &rewrite.Options{Functions: fns, Channels: c.NotifyChannels}
+	switch c.Fence {
+	case "auto", "":
+	case "always":
+		o.AlwaysFence = true
+	default:
+		return nil, fmt.Errorf("fence: unknown value %q (want auto or always)", c.Fence)
+	}
+	return o, nil
 }
 
 // storeURL is the policy store's URL: --store, else the upstream.

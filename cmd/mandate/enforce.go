@@ -129,7 +129,11 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 	if err := catalogs.Refresh(ctx); err != nil {
 		return fail(fmt.Errorf("upstream catalog: %w", err))
 	}
-	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs, Rewrite: c.rewriteOptions()}
+	opts, err := c.rewriteOptions()
+	if err != nil {
+		return fail(err)
+	}
+	out.enforcer = &proxy.Enforcer{Engine: engine, State: state, Catalogs: catalogs, Rewrite: opts}
 	if oneShot {
 		return out, nil
 	}

@@ -61,12 +61,26 @@ func TestExplainAndCheck(t *testing.T) {
 
 func TestRewriteOptionsFromConfig(t *testing.T) {
 	c := serveConfig{AllowFunctions: []string{"public.vetted", "pg_catalog.quote_nullable"}, NotifyChannels: []string{"jobs"}}
-	o := c.rewriteOptions()
+	o, err := c.rewriteOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.AlwaysFence {
+		t.Errorf("fence defaults to auto")
+	}
 	if !o.Functions["public.vetted"] || !o.Functions["quote_nullable"] || !o.Functions["lower"] {
 		t.Errorf("allow-list lacks the configured or the built-in functions")
 	}
 	if len(o.Channels) != 1 || o.Channels[0] != "jobs" {
 		t.Errorf("channels %v", o.Channels)
+	}
+	c.Fence = "always"
+	if o, err := c.rewriteOptions(); err != nil || !o.AlwaysFence {
+		t.Errorf("fence: always → %+v, %v", o, err)
+	}
+	c.Fence = "sometimes"
+	if _, err := c.rewriteOptions(); err == nil || !strings.Contains(err.Error(), `"sometimes"`) {
+		t.Errorf("fence: sometimes must be refused, got %v", err)
 	}
 }
 

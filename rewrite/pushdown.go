@@ -1,0 +1,120 @@
+package rewrite
+
+import (
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mandate-proxy/mandate/grant"
+)
+
+// Pushdown: a fenced derived table (OFFSET 0) keeps PostgreSQL from pushing
+// any outer qual into it, so "WHERE aid = 5000 AND filler LIKE 'x%'" read
+// the whole filtered table to return one row (make bench's plan cost: from
+// 0.06 ms to 95 ms). A security-barrier view, which RLS builds on, still
+// lets PostgreSQL push leakproof quals into it; mandate does the same by
+// hand. A conjunct of a SELECT's WHERE that compares one column of a
+// protected relation of that level with constants, through a leakproof
+// operator, is copied into that relation's fenced derived table next to
+// the filter (and stays where it is). It then runs where it would run in
+// an unfenced statement, perhaps ahead of the filter, which a leakproof
+// comparison of plain operands may (doc.go, "The fence rule").
+//
+// Not pushed: a masked column (the outer conjunct compares the masked
+// value), a relation on the nullable side of an outer join (the copy would
+// turn matches into null-extended rows), one renamed by a column alias
+// list, a conjunct of JOIN ON, HAVING or a subquery's correlated
+// reference, and anything but column-versus-constants: a constant here is
+// a literal, a parameter or a cast PostgreSQL folds at plan time, never
+// one it computes per row (a domain's CHECK would fail on hidden rows).
+
+// pushable is a conjunct notePushable found.
+type pushable struct {
+	conj *pgNode // in the statement's tree; apply copies it
+	col  string  // the column it compares
+	left bool    // the column is the left operand
+}
+
+// notePushable records n, a leakproof top-level conjunct of a SELECT's
+// WHERE at sc's level, on its relation's site when it has a pushable shape.
+func (w *walker) notePushable(n *pgNode, sc *scope) {
+	e := n.GetAExpr()
+	if e == nil || e.Lexpr == nil {
+		return
+	}
+	var consts []*pgNode
+	ref, left := e.Lexpr, true
+	switch e.Kind {
+	case pgAExprKindAEXPROP:
+		consts = []*pgNode{e.Rexpr}
+		if ref.GetColumnRef() == nil {
+			ref, left, consts = e.Rexpr, false, []*pgNode{e.Lexpr}
+		}
+	case pgAExprKindAEXPRIN, pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN:
+		consts = e.Rexpr.GetList().GetItems()
+	default:
+		return
+	}
+	if len(consts) == 0 {
+		return
+	}
+	for _, k := range consts {
+		if !w.foldedConstant(k) {
+			return
+		}
+	}
+	cr := ref.GetColumnRef()
+	if cr == nil {
+		return
+	}
+	names := make([]string, 0, len(cr.Fields))
+	for _, f := range cr.Fields {
+		s := f.GetString_()
+		if s == nil {
+			return // a star
+		}
+		names = append(names, s.Sval)
+	}
+	it, _ := resolveColumn(sc, names, false)
+	if it == nil || it.site == nil || it.nullable || it.colsSet || !slices.Contains(sc.items, it) {
+		return
+	}
+	col := names[len(names)-1]
+	if !slices.ContainsFunc(it.table.Columns, func(c *Column) bool { return c.Name == col }) {
+		return
+	}
+	it.site.pushed = append(it.site.pushed, pushable{conj: n, col: col, left: left})
+}
+
+// foldedConstant reports whether n is a literal of at most longLiteral
+// bytes, a parameter, or a cast of one that PostgreSQL computes while
+// planning.
+func (w *walker) foldedConstant(n *pgNode) bool {
+	switch x := n.GetNode().(type) {
+	case *pgNodeAConst, *pgNodeParamRef:
+		return w.plainOperand(n)
+	case *pgNodeTypeCast:
+		return w.plainOperand(n) && w.castFolds(x.TypeCast)
+	}
+	return false
+}
+
+// pushedQuals are copies of s's pushable conjuncts over columns g leaves
+// unmasked, reading the relation as alias.
+func pushedQuals(s *site, g *grant.Relation, alias string) []*pgNode {
+	var out []*pgNode
+	for _, p := range s.pushed {
+		if _, masked := g.Masks[p.col]; masked {
+			continue
+		}
+		c := proto.Clone(p.conj).(*pgNode)
+		e := c.GetAExpr()
+		if p.left {
+			e.Lexpr = columnRef(alias, p.col)
+		} else {
+			e.Rexpr = columnRef(alias, p.col)
+		}
+		out = append(out, c)
+	}
+	return out
+}
