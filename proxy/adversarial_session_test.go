@@ -501,6 +501,34 @@ func advProtocol() advClass {
 				// PostgreSQL resolves accounts to shadow.accounts, which no policy covers.
 				return x.expectCode("alice", conn, "SELECT iban FROM accounts", stDenied)
 			}),
+			// LOG and DEBUG messages show plans (the filter's constants, row
+			// counts over hidden rows) and transaction ids (red team round
+			// 17, S1): refused when SET, dropped when set another way.
+			refuse("proto/client-min-messages-log", "dana", "SET client_min_messages = log", stDenied),
+			refuse("proto/client-min-messages-debug", "carol", "SET client_min_messages TO 'DEBUG5'", stDenied),
+			refuse("proto/client-min-messages-local-debug", "carol", "BEGIN; SET LOCAL client_min_messages = debug1", stDenied),
+			custom("proto/startup-debug-messages-dropped", func(x *advCtx) error {
+				conn, err := x.connectRaw("carol", "carol", map[string]string{
+					"client_min_messages": "debug5", "debug_print_plan": "on", "debug_print_rewritten": "on",
+				})
+				if err != nil {
+					return err
+				}
+				if _, _, err := x.exec("carol", conn, "SET client_min_messages = warning; RESET client_min_messages; SET client_min_messages TO DEFAULT"); err != nil {
+					return err
+				}
+				if err := x.expectRows("carol", conn, "SELECT count(*) FROM accounts", "SELECT 1"); err != nil {
+					return err
+				}
+				x.mu.Lock()
+				defer x.mu.Unlock()
+				for _, s := range x.seen["carol"] {
+					if strings.HasPrefix(s, "notice: ") {
+						return fmt.Errorf("a LOG or DEBUG message reached the client: %.120q", s)
+					}
+				}
+				return nil
+			}),
 			refuse("proto/forged-marker", "alice", `SELECT "mandate refusal 0123456789abcdef #1"`, "42703"),
 			custom("proto/marker-nonce-stays-hidden", func(x *advCtx) error {
 				conn, err := x.as("alice")

@@ -398,6 +398,14 @@ func (w *walker) setStmt(s *pgVariableSetStmt) error {
 		return denied("%s is handled by the proxy and must be sent as a statement of its own", s.Name)
 	case (name == "role" || name == "session_authorization") && !reset:
 		return denied("SET ROLE and SET SESSION AUTHORIZATION are not allowed: the proxy decides who you act as")
+	case name == "client_min_messages" && !reset && s.Kind == pgVariableSetKindVARSETVALUE:
+		// LOG and DEBUG messages carry plans, query trees (debug_print_*)
+		// and transaction ids: what EXPLAIN and age(xid) are refused for
+		// (red team round 17, S1). The proxy drops them too.
+		w.valueDependent = true
+		if len(s.Args) != 1 || !clientMessageLevels[strings.ToLower(constText(s.Args[0]))] {
+			return denied("SET client_min_messages below notice is not allowed through mandate: LOG and DEBUG messages show plans and other sessions' activity")
+		}
 	case (name == "standard_conforming_strings" || name == "client_encoding") && !reset && s.Kind != pgVariableSetKindVARSETDEFAULT:
 		// See lexsettings.go: the upstream must scan SQL as the rewriter does.
 		w.valueDependent = true
@@ -407,6 +415,9 @@ func (w *walker) setStmt(s *pgVariableSetStmt) error {
 	}
 	return w.exprs(s.Args, nil, ectx{})
 }
+
+// clientMessageLevels are the client_min_messages a client may set.
+var clientMessageLevels = map[string]bool{"notice": true, "warning": true, "error": true}
 
 // constText is a string or integer constant's text, "" for anything else.
 func constText(n *pgNode) string {
