@@ -1349,3 +1349,34 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 		}
 	}
 }
+
+// TestViewColumnsFence: a view's column in a per-row qual is its defining
+// expression once PostgreSQL expands the view; pg_views.definition is
+// pg_get_viewdef(), slow enough that, run on a hidden row inside a LATERAL
+// subquery, it timed that row's value (red team round 17, V1). Such a
+// statement runs fenced; one without a view does not.
+func TestViewColumnsFence(t *testing.T) {
+	w := startBank(t)
+	setUpPersonaState(t, w)
+	ctx := ctxT(t)
+	carol := w.assume(t, "carol", nil, nil)
+	pid := backendPID(t, carol)
+	for _, tt := range []struct {
+		sql    string
+		fenced bool
+	}{
+		{"SELECT count(*) FROM transactions t, LATERAL (SELECT count(*) FROM pg_catalog.pg_views v " +
+			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR v.definition IS NULL)) s", true},
+		{"SELECT count(*) FROM transactions t, pg_catalog.pg_views v WHERE t.id IS NULL OR v.* IS NULL", true},
+		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L' AND t.id IS NOT NULL", false},
+	} {
+		mustRows(t, carol, tt.sql)
+		var ran string
+		if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
+			t.Fatal(err)
+		}
+		if fenced := strings.Contains(ran, "OFFSET 0"); fenced != tt.fenced {
+			t.Errorf("%s: the upstream ran %q: fenced %v, want %v", tt.sql, ran, fenced, tt.fenced)
+		}
+	}
+}
