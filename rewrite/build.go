@@ -14,11 +14,13 @@ import (
 
 func (w *walker) fenced() bool { return w.dangerous && len(w.sites) > 0 }
 
-// pushes reports whether a fenced derived table may get a copy of a user
-// conjunct (pushdown.go), which the spliced derived tables, shared between
-// statements, cannot hold.
-func (w *walker) pushes() bool {
-	return w.fenced() && slices.ContainsFunc(w.sites, func(s *site) bool { return len(s.pushed) > 0 })
+// pushes reports whether a fenced derived table gets a copy of a user
+// conjunct under set (pushdown.go), which the spliced derived tables,
+// shared between statements, cannot hold.
+func (w *walker) pushes(set *grant.Set) bool {
+	return w.fenced() && slices.ContainsFunc(w.sites, func(s *site) bool {
+		return len(s.applicable(set.Lookup(s.table.QualifiedName()))) > 0
+	})
 }
 
 // apply replaces every site with its derived table:

@@ -99,14 +99,25 @@ func (w *walker) foldedConstant(n *pgNode) bool {
 	return false
 }
 
-// pushedQuals are copies of s's pushable conjuncts over columns g leaves
-// unmasked, reading the relation as alias.
+// applicable are s's pushable conjuncts over columns g leaves unmasked.
+func (s *site) applicable(g *grant.Relation) []pushable {
+	if g == nil {
+		return nil // not readable: apply refuses
+	}
+	var out []pushable
+	for _, p := range s.pushed {
+		if _, masked := g.Masks[p.col]; !masked {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// pushedQuals are copies of s's applicable conjuncts, reading the relation
+// as alias.
 func pushedQuals(s *site, g *grant.Relation, alias string) []*pgNode {
 	var out []*pgNode
-	for _, p := range s.pushed {
-		if _, masked := g.Masks[p.col]; masked {
-			continue
-		}
+	for _, p := range s.applicable(g) {
 		c := proto.Clone(p.conj).(*pgNode)
 		e := c.GetAExpr()
 		if p.left {

@@ -286,7 +286,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			}
 			var edits []spliceEdit
 			w.inline = w.inlineSite()
-			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes()
+			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes(set)
 			if spliceable {
 				edits, spliceable = w.splicePlan(stmts.sql, toks)
 			}
