@@ -428,6 +428,32 @@ func advSideChannels() advClass {
 			// Time is an oracle too (red team round 5, F1): a sublink that
 			// cannot fail, run only when a hidden row's value passes a test,
 			// turns a statement_timeout into an error.
+			// An undeclared parameter takes the type of its first use in
+			// PostgreSQL's analysis order (FROM first): a copy of
+			// "t.booked_at > $1" pushed into the fenced derived table made
+			// $1 a timestamptz where the statement makes it a date, and
+			// alice lost her rows (red team round 18, P1).
+			custom("side/pushdown-keeps-parameter-types", func(x *advCtx) error {
+				conn, err := x.as("alice")
+				if err != nil {
+					return err
+				}
+				const stmt = "SELECT count(*) FROM transactions t, customers c WHERE c.birth_date = $1 AND t.booked_at > $1 AND t.merchant ~ '.'"
+				want := x.oracleRows("SELECT count(*) FROM transactions t, customers c WHERE c.id = 1 AND t.account_id IN (101, 102) " +
+					"AND c.birth_date = '1985-03-14 12:00'::date AND t.booked_at > '1985-03-14 12:00'::date")
+				if _, _, err := x.exec("alice", conn, "PREPARE typed_by_first_use AS "+stmt); err != nil {
+					return err
+				}
+				sql, _, err := x.exec("alice", conn, "EXECUTE typed_by_first_use('1985-03-14 12:00')")
+				if err != nil || strings.Join(sql, ",") != strings.Join(want, ",") {
+					return fmt.Errorf("PREPARE/EXECUTE: got %q, %v; want %q", sql, err, want)
+				}
+				ext, err := x.query("alice", conn, stmt, "1985-03-14 12:00")
+				if err != nil || strings.Join(ext, ",") != strings.Join(want, ",") {
+					return fmt.Errorf("extended protocol: got %q, %v; want %q", ext, err, want)
+				}
+				return nil
+			}),
 			quiet("side/slow-sublink-under-case", "alice", []string{"statement_timeout = '200ms'"},
 				"SELECT count(*) FROM accounts a WHERE a.id = 104 AND CASE WHEN a.iban >= 'NL' THEN "+
 					"(SELECT true FROM pg_catalog.pg_attribute x, pg_catalog.pg_attribute y WHERE x.attname < y.attname AND y.attname < x.attname LIMIT 1) END"),

@@ -786,6 +786,25 @@ func (w *walker) elementType(arr *pgNode, lt string) string {
 }
 
 // paramType is the type the client declared for $n, "" when none.
+// countParams counts the references to each parameter in stmt: an
+// undeclared parameter takes the type its first use implies, in the order
+// PostgreSQL analyses the statement (FROM before the select list and
+// WHERE), which the walk does not follow. One used once takes the type of
+// that use; one used more often has no type the walk can know (red team
+// round 18, P1).
+func (w *walker) countParams(stmt *pgNode) {
+	if !strings.Contains(w.lowerSQL, "$") {
+		return
+	}
+	w.paramUses = map[int32]int{}
+	visitMessages(stmt.ProtoReflect(), func(m protoreflect.Message) bool {
+		if p, ok := m.Interface().(*pgParamRef); ok {
+			w.paramUses[p.Number]++
+		}
+		return true
+	})
+}
+
 func (w *walker) paramType(n int32) string {
 	if n < 1 || int(n) > len(w.sess.ParamTypes) {
 		return ""
@@ -1182,6 +1201,8 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		return "", true
 	case *pgNodeParamRef:
 		switch t := w.paramType(x.ParamRef.Number); {
+		case t == "" && w.paramUses[x.ParamRef.Number] > 1:
+			return "", false // typed by whichever use PostgreSQL analyses first
 		case t == "":
 			return "", true // takes the other operand's type
 		case t == "?" || strings.HasSuffix(t, "[]"):

@@ -501,25 +501,6 @@ func exprSQL(n *pgNode) string {
 	return s
 }
 
-func visitMessages(m protoreflect.Message, fn func(protoreflect.Message) bool) {
-	if !fn(m) {
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			for i := 0; i < v.List().Len(); i++ {
-				visitMessages(v.List().Get(i).Message(), fn)
-			}
-			return true
-		}
-		visitMessages(v.Message(), fn)
-		return true
-	})
-}
-
 // writeGuard checks the guards of a write to a protected relation: the
 // reach filter among the WHERE's conjuncts (UPDATE, DELETE, ON CONFLICT DO
 // UPDATE), and mandate.deny_unless over the new row wherever new values

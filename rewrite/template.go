@@ -311,10 +311,19 @@ func literalsOf(toks []token, lits []int) Literals {
 
 // collectConsts maps the location of every A_Const under m to the nodes.
 func collectConsts(m protoreflect.Message, into map[int32][]*pgAConst) {
-	if c, ok := m.Interface().(*pgAConst); ok {
-		if c.Location >= 0 {
+	visitMessages(m, func(m protoreflect.Message) bool {
+		c, ok := m.Interface().(*pgAConst)
+		if ok && c.Location >= 0 {
 			into[c.Location] = append(into[c.Location], c)
 		}
+		return !ok
+	})
+}
+
+// visitMessages calls f on m and, while f returns true, on every message
+// below it.
+func visitMessages(m protoreflect.Message, f func(protoreflect.Message) bool) {
+	if !f(m) {
 		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -322,10 +331,10 @@ func collectConsts(m protoreflect.Message, into map[int32][]*pgAConst) {
 		case fd.IsList() && fd.Message() != nil:
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				collectConsts(l.Get(i).Message(), into)
+				visitMessages(l.Get(i).Message(), f)
 			}
 		case fd.Message() != nil && !fd.IsMap():
-			collectConsts(v.Message(), into)
+			visitMessages(v.Message(), f)
 		}
 		return true
 	})

@@ -57,6 +57,8 @@ type walker struct {
 	carryRefs int
 	depth     int
 	aliasSeq  int
+	// paramUses counts each parameter's references (countParams).
+	paramUses map[int32]int
 	// valueDependent is set when a decision read a constant's value (a
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
@@ -196,6 +198,7 @@ func (w *walker) statement(n *pgNode) error {
 	if n == nil || n.Node == nil {
 		return unsupported("empty statement node")
 	}
+	w.countParams(n)
 	switch x := n.Node.(type) {
 	case *pgNodeSelectStmt:
 		w.kind, w.root = KindSelect, x.SelectStmt

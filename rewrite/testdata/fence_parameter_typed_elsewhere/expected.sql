@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT $1::oid) s, (SELECT _m1.id, _m1.account_id, _m1.amount, _m1.merchant, _m1.category, _m1.booked_at FROM public.transactions _m1 WHERE _m1.account_id OPERATOR(pg_catalog.=) 10 OR _m1.account_id OPERATOR(pg_catalog.=) 11 OFFSET 0) t WHERE t.id = $1

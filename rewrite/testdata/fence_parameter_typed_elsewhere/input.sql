@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT $1::oid) s, transactions t WHERE t.id = $1
