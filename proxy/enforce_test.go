@@ -1350,12 +1350,15 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 	}
 }
 
-// TestViewColumnsFence: a view's column in a per-row qual is its defining
-// expression once PostgreSQL expands the view; pg_views.definition is
-// pg_get_viewdef(), slow enough that, run on a hidden row inside a LATERAL
-// subquery, it timed that row's value (red team round 17, V1). Such a
-// statement runs fenced; one without a view does not.
-func TestViewColumnsFence(t *testing.T) {
+// TestUnseenCostsFence: a per-row qual whose cost the walk cannot bound
+// runs fenced. A view's column is its defining expression once PostgreSQL
+// expands the view; pg_views.definition is pg_get_viewdef(), slow enough
+// that, run on a hidden row inside a LATERAL subquery, it timed that row's
+// value (red team round 17, V1). A leakproof comparison of two text
+// columns costs what the values' sizes make it, and a 20 MB value the
+// client wrote elsewhere did the same (round 18, T1). Statements without
+// such quals do not run fenced.
+func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
 	ctx := ctxT(t)
@@ -1369,6 +1372,12 @@ func TestViewColumnsFence(t *testing.T) {
 			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR v.definition IS NULL)) s", true},
 		{"SELECT count(*) FROM transactions t, pg_catalog.pg_views v WHERE t.id IS NULL OR v.* IS NULL", true},
 		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L' AND t.id IS NOT NULL", false},
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND t.merchant ~<~ c.email) s", true},
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND t.merchant < c.name) s", true},
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND t.merchant = c.email AND t.id <> c.id) s", false},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string
