@@ -705,12 +705,16 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		severity, code := errorFields(body)
 		s.srv.metrics.errors.WithLabelValues(code).Inc()
 		fatal = severity == "FATAL" || severity == "PANIC"
-		if enforce && strings.HasPrefix(code, "23") {
+		if enforce && rowStateError(code) {
 			// An integrity violation's DETAIL holds row values read with the
 			// upstream role's rights: the failing row's every column ("Failing
 			// row contains …", masked ones raw), another row's key. Native RLS
-			// leaves them out too; the constraint, table and column stay.
-			out = withoutField(msg, 'D')
+			// leaves them out too; the constraint, table and column stay. A
+			// lock conflict's DETAIL names transaction ids and backend pids,
+			// its CONTEXT the heap slot of the row ("while inserting index
+			// tuple (0,16)"): the transaction counter and the row count
+			// mandate hides elsewhere (red team round 18, D1).
+			out = withoutField(withoutField(msg, 'D'), 'W')
 		}
 		if enforce {
 			out = hideCacheNames(out)
@@ -747,6 +751,15 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		s.srv.metrics.stmtCopyBoth.Inc()
 	}
 	return out, fatal
+}
+
+// rowStateError reports whether an error of SQLSTATE code may describe
+// rows or transactions beyond the client's view in its DETAIL or CONTEXT:
+// integrity violations (class 23), transaction rollbacks such as deadlocks
+// and serialization failures (40), lock waits that failed (55P03) or were
+// cancelled (57014).
+func rowStateError(code string) bool {
+	return strings.HasPrefix(code, "23") || strings.HasPrefix(code, "40") || code == "55P03" || code == "57014"
 }
 
 // errorFields extracts the unlocalized severity and the SQLSTATE of an
