@@ -578,6 +578,10 @@ func advSideChannels() advClass {
 			same("side/fetch-with-ties", "alice", "SELECT id FROM transactions ORDER BY account_id FETCH FIRST 1 ROWS WITH TIES",
 				aliceTx+" ORDER BY account_id FETCH FIRST 1 ROWS WITH TIES"),
 			sameOrRefused("side/tablesample", "alice", "SELECT id FROM transactions TABLESAMPLE SYSTEM (100)", aliceTx),
+			// A seeded sample shows where each row is stored (red team round
+			// 18, D1b); BERNOULLI without a seed shows nothing of it.
+			refuse("side/tablesample-repeatable", "carol", "SELECT id FROM support_tickets TABLESAMPLE BERNOULLI (50) REPEATABLE (1)", stUnsupported),
+			same("side/tablesample-bernoulli", "alice", "SELECT id FROM transactions TABLESAMPLE BERNOULLI (100)", aliceTx),
 			same("side/hidden-key-lookup", "alice", "SELECT id FROM customers WHERE id = 2", noRows),
 			same("side/pk-range-probe", "alice", "SELECT count(*) FROM transactions WHERE id BETWEEN 9 AND 52", "SELECT 0"),
 			same("side/min-max-id", "alice", "SELECT min(id), max(id) FROM transactions", "SELECT min(id), max(id) FROM transactions WHERE account_id IN (101, 102)"),

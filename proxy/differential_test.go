@@ -320,7 +320,7 @@ var diffCorpus = []diffQuery{
 	{sql: "SELECT j.tid FROM (transactions t JOIN accounts a ON a.id = t.account_id) AS j(tid)", reads: "accounts transactions"},
 	{sql: "SELECT count(*) FROM accounts NATURAL JOIN (SELECT account_id AS id FROM transactions) t", reads: "accounts transactions"},
 	{sql: "SELECT _m1.id FROM transactions _m1 JOIN accounts _m2 ON _m2.id = _m1.account_id", reads: "accounts transactions"},
-	{sql: "SELECT id FROM transactions TABLESAMPLE SYSTEM (100) REPEATABLE (1)", reads: "transactions"},
+	{sql: "SELECT id FROM transactions TABLESAMPLE BERNOULLI (100)", reads: "transactions"},
 	{sql: "SELECT id FROM ONLY transactions WHERE category = 'rent'", reads: "transactions"},
 	{sql: "SELECT id FROM transactions WHERE (account_id, category) IN (SELECT id, 'tax' FROM accounts)", reads: "accounts transactions"},
 	{sql: "SELECT category, account_id, count(*) FROM transactions GROUP BY CUBE (category, account_id)", reads: "transactions"},

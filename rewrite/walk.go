@@ -779,6 +779,11 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 	if len(rv.GetAlias().GetColnames()) > 0 {
 		it.cols, it.colsSet = tableColumns(t).renamed(rv.Alias), true
 	}
+	if prot && sample != nil {
+		if err := checkSample(sample, t); err != nil {
+			return err
+		}
+	}
 	switch {
 	case prot:
 		it.site = &site{slot: slot, rv: rv, sample: sample, table: t, locked: lock.covers(refname)}
@@ -796,6 +801,24 @@ func (w *walker) rangeVar(slot *pgNode, rv *pgRangeVar, sample *pgRangeTableSamp
 		w.qualify(rv, t)
 	}
 	sc.items = append(sc.items, it)
+	return nil
+}
+
+// checkSample allows on a protected table only a sample that tells nothing
+// about where rows are stored: BERNOULLI without REPEATABLE. With a seed,
+// whether BERNOULLI takes a row depends on the seed and the row's slot
+// only, so a few seeds give each visible row's slot, and a new row's slot
+// counts the rows stored before it, hidden ones too (red team round 18,
+// D1b); SYSTEM takes whole pages, so which visible rows come together
+// shows how they are stored.
+func checkSample(ts *pgRangeTableSample, t *Table) error {
+	_, method, err := qualifiedName(ts.Method)
+	switch {
+	case err != nil || strings.ToLower(method) != "bernoulli":
+		return unsupported("TABLESAMPLE on %s supports only BERNOULLI: the sample would show how its rows are stored", t.QualifiedName())
+	case ts.Repeatable != nil:
+		return unsupported("TABLESAMPLE … REPEATABLE is not supported on %s: a repeatable sample shows where each row is stored, and so how many are hidden", t.QualifiedName())
+	}
 	return nil
 }
 

@@ -1,1 +1,1 @@
-SELECT * FROM (SELECT _m1.id, _m1.account_id, _m1.amount, _m1.merchant, _m1.category, _m1.booked_at FROM public.transactions _m1 TABLESAMPLE system(10) REPEATABLE (1) WHERE _m1.account_id OPERATOR(pg_catalog.=) 10 OR _m1.account_id OPERATOR(pg_catalog.=) 11) transactions
+SELECT * FROM (SELECT _m1.id, _m1.account_id, _m1.amount, _m1.merchant, _m1.category, _m1.booked_at FROM public.transactions _m1 TABLESAMPLE bernoulli(10) WHERE _m1.account_id OPERATOR(pg_catalog.=) 10 OR _m1.account_id OPERATOR(pg_catalog.=) 11) transactions

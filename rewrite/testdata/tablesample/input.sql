@@ -1,1 +1,1 @@
-SELECT * FROM transactions TABLESAMPLE SYSTEM (10) REPEATABLE (1)
+SELECT * FROM transactions TABLESAMPLE bernoulli (10)

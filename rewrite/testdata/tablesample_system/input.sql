@@ -1,0 +1,1 @@
+SELECT count(*) FROM transactions TABLESAMPLE SYSTEM (50)
