@@ -874,12 +874,8 @@ func advCatalogs() advClass {
 					"SHOW ALL", "SELECT current_setting('mandate.assumed', true)"} {
 					_, _, _ = x.exec("bob", conn, q)
 				}
-				x.mu.Lock()
-				defer x.mu.Unlock()
-				for _, s := range x.seen["bob"] {
-					if strings.Contains(s, tok[len(tok)-20:]) {
-						return fmt.Errorf("the token comes back: %q", clip(s))
-					}
+				if s, ok := x.saw("bob", func(s string) bool { return strings.Contains(s, tok[len(tok)-20:]) }); ok {
+					return fmt.Errorf("the token comes back: %q", clip(s))
 				}
 				return nil
 			}),
@@ -898,12 +894,8 @@ func advCatalogs() advClass {
 				defer func() { _ = x.w.store.SetConsent(ctxT(x.t), "carol", "analytics", true) }()
 				time.Sleep(100 * time.Millisecond)
 				_, _, _ = x.exec("alice", conn, "SELECT 1")
-				x.mu.Lock()
-				defer x.mu.Unlock()
-				for _, s := range x.seen["alice"] {
-					if strings.HasPrefix(s, "notification mandate_state") {
-						return fmt.Errorf("alice hears the policy store's broadcast: %s", s)
-					}
+				if s, ok := x.saw("alice", func(s string) bool { return strings.HasPrefix(s, "notification mandate_state") }); ok {
+					return fmt.Errorf("alice hears the policy store's broadcast: %s", s)
 				}
 				return nil
 			}),

@@ -520,12 +520,8 @@ func advProtocol() advClass {
 				if err := x.expectRows("carol", conn, "SELECT count(*) FROM accounts", "SELECT 1"); err != nil {
 					return err
 				}
-				x.mu.Lock()
-				defer x.mu.Unlock()
-				for _, s := range x.seen["carol"] {
-					if strings.HasPrefix(s, "notice: ") {
-						return fmt.Errorf("a LOG or DEBUG message reached the client: %.120q", s)
-					}
+				if s, ok := x.saw("carol", func(s string) bool { return strings.HasPrefix(s, "notice: ") }); ok {
+					return fmt.Errorf("a LOG or DEBUG message reached the client: %.120q", s)
 				}
 				return nil
 			}),
@@ -541,12 +537,8 @@ func advProtocol() advClass {
 				_, _, _ = x.exec("alice", conn, "BEGIN; SELECT * FROM pg_stats")
 				_, _, _ = x.exec("alice", conn, "SELECT 1")
 				_, _, _ = x.exec("alice", conn, "ROLLBACK")
-				x.mu.Lock()
-				defer x.mu.Unlock()
-				for _, s := range x.seen["alice"] {
-					if strings.Contains(s, "mandate refusal") {
-						return fmt.Errorf("the client sees the marker: %q", s)
-					}
+				if s, ok := x.saw("alice", func(s string) bool { return strings.Contains(s, "mandate refusal") }); ok {
+					return fmt.Errorf("the client sees the marker: %q", s)
 				}
 				return nil
 			}),

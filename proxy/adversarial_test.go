@@ -193,6 +193,18 @@ func (x *advCtx) connectRaw(persona, user string, params map[string]string) (*pg
 	return conn, nil
 }
 
+// saw returns the first text recorded for persona that match accepts.
+func (x *advCtx) saw(persona string, match func(string) bool) (string, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, s := range x.seen[persona] {
+		if match(s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
 func (x *advCtx) record(persona string, texts ...string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -1,10 +1,14 @@
 package rewrite
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mandate-proxy/mandate/grant"
+	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
 
 // testCatalog is the demo bank (SPEC §5) plus the odd shapes the tests need.
@@ -163,4 +167,28 @@ type setSource struct {
 func (s *setSource) Grants(names []string) (*grant.Set, error) {
 	s.asked = append(s.asked, names)
 	return s.set, nil
+}
+
+// aliceDocs grants reading public.docs where owner = 'alice', with masks.
+func aliceDocs(masks map[string]grant.Mask) *grant.Set {
+	return &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.docs": {
+		Name:    "public.docs",
+		Allowed: map[grant.Action]bool{grant.Select: true},
+		Filter:  map[grant.Action]grant.Expr{grant.Select: grant.Compare{Op: grant.Eq, Left: grant.Column{Name: "owner"}, Right: grant.Literal{V: "alice"}}},
+		Masks:   masks,
+	}}}
+}
+
+// docsOnly protects public.docs and nothing else.
+func docsOnly(n string) bool { return n == "public.docs" }
+
+// connectPG connects to c as postgres until the test ends.
+func connectPG(t testing.TB, c *pgtest.Cluster) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), c.DSN("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

@@ -29,23 +29,14 @@ func TestInlineMatchesDerivedOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.docs": {
-		Name:    "public.docs",
-		Allowed: map[grant.Action]bool{grant.Select: true},
-		Filter:  map[grant.Action]grant.Expr{grant.Select: grant.Compare{Op: grant.Eq, Left: grant.Column{Name: "owner"}, Right: grant.Literal{V: "alice"}}},
-		Masks: map[string]grant.Mask{
-			"secret": {Kind: grant.MaskPartial, Keep: 2},
-			"amount": {Kind: grant.MaskRound, Step: 100},
-		},
-	}}}
-	inline := &Options{Protected: func(n string) bool { return n == "public.docs" }}
-	derived := &Options{Protected: inline.Protected, noInline: true}
+	set := aliceDocs(map[string]grant.Mask{
+		"secret": {Kind: grant.MaskPartial, Keep: 2},
+		"amount": {Kind: grant.MaskRound, Step: 100},
+	})
+	inline := &Options{Protected: docsOnly}
+	derived := &Options{Protected: docsOnly, noInline: true}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connectPG(t, c)
 
 	inlined := 0
 	for _, sql := range []string{

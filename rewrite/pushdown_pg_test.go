@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
 
@@ -29,18 +28,10 @@ func TestPushdownOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.docs": {
-		Name:    "public.docs",
-		Allowed: map[grant.Action]bool{grant.Select: true},
-		Filter:  map[grant.Action]grant.Expr{grant.Select: grant.Compare{Op: grant.Eq, Left: grant.Column{Name: "owner"}, Right: grant.Literal{V: "alice"}}},
-	}}}
-	opts := &Options{Protected: func(n string) bool { return n == "public.docs" }}
+	set := aliceDocs(nil)
+	opts := &Options{Protected: docsOnly}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connectPG(t, c)
 
 	for _, tt := range []struct {
 		sql    string

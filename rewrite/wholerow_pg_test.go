@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
@@ -27,19 +25,10 @@ func TestWholeRowOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.docs": {
-		Name:    "public.docs",
-		Allowed: map[grant.Action]bool{grant.Select: true},
-		Filter:  map[grant.Action]grant.Expr{grant.Select: grant.Compare{Op: grant.Eq, Left: grant.Column{Name: "owner"}, Right: grant.Literal{V: "alice"}}},
-		Masks:   map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}},
-	}}}
-	opts := &Options{Protected: func(n string) bool { return n == "public.docs" }}
+	set := aliceDocs(map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}})
+	opts := &Options{Protected: docsOnly}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connectPG(t, c)
 	for _, tc := range []struct{ sql, want string }{
 		{`SELECT pg_typeof(d)::text FROM docs d LIMIT 1`, "docs"},
 		{`SELECT string_agg(row_to_json(d.*)::text, ' ' ORDER BY d.id) FROM docs d`, `{"id":1,"owner":"alice","secret":"***"} {"id":null,"owner":"alice","secret":"***"}`},
