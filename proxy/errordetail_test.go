@@ -70,7 +70,7 @@ func TestWithoutFieldKeepsTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := withoutField(msg, 'D')
+	out := withoutFields(msg, "D")
 	var got pgproto3.ErrorResponse
 	if err := got.Decode(out[5:]); err != nil {
 		t.Fatalf("decode %q: %v", out, err)
@@ -138,5 +138,21 @@ func TestLockConflictErrorsShowNoTransactions(t *testing.T) {
 	}
 	if pe.Where != "" || strings.Contains(pe.Detail, "tuple") {
 		t.Errorf("the lock timeout shows %q / %q", pe.Detail, pe.Where)
+	}
+
+	// Any other error's too: an index row too large names the heap slot
+	// of the row (red team round 19, E1), and a position points into the
+	// rewritten statement, whose length tells the filter's (E2).
+	for _, tc := range []struct{ sql, code string }{
+		{"INSERT INTO support_tickets (id, customer_id, assignee, subject, body, status) SELECT 9003, 2, string_agg(md5(i::text), ''), 's', 'b', 'open' FROM generate_series(1, 200) i", "54000"},
+		{"SELECT id FROM support_tickets WHERE id = 'x'", "22P02"},
+	} {
+		_, err := b.Exec(ctx, tc.sql, pgx.QueryExecModeSimpleProtocol)
+		if !errors.As(err, &pe) || pe.Code != tc.code {
+			t.Fatalf("%s: got %v, want %s", tc.sql, err, tc.code)
+		}
+		if pe.Detail != "" || pe.Where != "" || pe.Position != 0 || pe.InternalPosition != 0 || pe.InternalQuery != "" {
+			t.Errorf("%s: the error shows %q / %q / position %d", tc.sql, pe.Detail, pe.Where, pe.Position)
+		}
 	}
 }
