@@ -51,13 +51,19 @@ func (s *session) recordOf(subject string, actors []policy.Actor) audit.Record {
 
 // recordFor is the audit record of a decision, without its outcome.
 func (s *session) recordFor(d decision) audit.Record {
+	return s.recordOfStatements(d, d.result.Statements)
+}
+
+// recordOfStatements is d's record for some of its statements: their
+// tables, action, filters, masks and policies.
+func (s *session) recordOfStatements(d decision, sts []rewrite.StmtInfo) audit.Record {
 	r := s.recordOf(d.scope.Subject, d.scope.Actors)
 	r.Purpose, r.Fingerprint = d.scope.Purpose, d.fingerprint()
 	if d.scope.Delegation != nil {
 		r.DelegationID = d.scope.Delegation.ID
 	}
 	seen := map[string]bool{}
-	for _, st := range d.result.Statements {
+	for _, st := range sts {
 		for _, rel := range st.Relations {
 			if !seen[rel.Name] {
 				seen[rel.Name] = true
@@ -144,14 +150,25 @@ func (s *session) audit(d decision) {
 }
 
 // queueRecords queues n completions of an allowed simple query (one per
-// statement in it). The record is built only when there is an audit log.
+// statement in it), each with its own statement's tables and action when
+// there is one per statement (a SELECT and an UPDATE sent together were
+// both recorded as selects of both tables: red team round 19, A1). The
+// records are built only when there is an audit log.
 func (s *session) queueRecords(d decision, n int) {
 	if s.srv.cfg.Audit == nil {
 		return
 	}
-	r := s.recordFor(d)
+	sts := d.result.Statements
+	recs := make([]audit.Record, max(1, n))
+	for i := range recs {
+		if len(sts) == len(recs) {
+			recs[i] = s.recordOfStatements(d, sts[i:i+1])
+		} else {
+			recs[i] = s.recordFor(d)
+		}
+	}
 	s.trail.mu.Lock()
-	for range max(1, n) {
+	for _, r := range recs {
 		s.trail.queue = append(s.trail.queue, auditItem{rec: r, seg: s.segment})
 	}
 	s.trail.mu.Unlock()

@@ -684,6 +684,24 @@ func TestAuditFollowsPipelinedSegments(t *testing.T) {
 	}
 }
 
+// TestAuditRecordsEachStatementOfAQuery: the statements of one simple
+// query each get a record of their own action and tables (red team round
+// 19, A1: a SELECT and an UPDATE sent together were both recorded as
+// selects of both tables, and the email did change).
+func TestAuditRecordsEachStatementOfAQuery(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const both = "SELECT id FROM accounts; UPDATE customers SET email = email WHERE id = 1"
+	if _, err := alice.PgConn().Exec(ctxT(t), both).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	got := auditedAs(t, w.audit, both, 2)
+	if len(got) != 2 || got[0].Action != "select" || strings.Join(got[0].Tables, ",") != "public.accounts" ||
+		got[1].Action != "update" || strings.Join(got[1].Tables, ",") != "public.customers" || got[1].Rows != 1 {
+		t.Fatalf("records: %+v", got)
+	}
+}
+
 // TestAuditRecordsTheRefusalThatSkipped: a statement skipped after a
 // refusal in its batch is recorded with the refusal's SQLSTATE, the error
 // the client saw, not that of mandate's refusal marker (red team round 12,
@@ -1354,10 +1372,11 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 // runs fenced. A view's column is its defining expression once PostgreSQL
 // expands the view; pg_views.definition is pg_get_viewdef(), slow enough
 // that, run on a hidden row inside a LATERAL subquery, it timed that row's
-// value (red team round 17, V1). A leakproof comparison of two text
-// columns costs what the values' sizes make it, and a 20 MB value the
-// client wrote elsewhere did the same (round 18, T1). Statements without
-// such quals do not run fenced.
+// value (red team round 17, V1). A leakproof comparison of a text column
+// costs what its value's size makes it, and a 20 MB value the client wrote
+// elsewhere did the same compared with a hidden row's column (round 18,
+// T1) or, in a conjunct reading the hidden row, with a constant (round 19,
+// R1). Statements without such quals do not run fenced.
 func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
@@ -1378,6 +1397,11 @@ func TestUnseenCostsFence(t *testing.T) {
 			"WHERE t.merchant ~>=~ 'L' AND t.merchant < c.name) s", true},
 		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
 			"WHERE t.merchant ~>=~ 'L' AND t.merchant = c.email AND t.id <> c.id) s", false},
+		// The client's large value compared with a constant, in a conjunct
+		// that also reads the protected row (round 19, R1).
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email ~<~ 'abc')) s", true},
+		{"SELECT count(*) FROM transactions t, customers c WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email ~<~ 'abc')", true},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string

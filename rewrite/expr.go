@@ -294,6 +294,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		// Not in an aggregate's arguments, say, which run above the scans.
 		if w.conj != nil {
 			w.conj.leaky = w.conj.leaky || c.leaky
+			w.conj.read(it)
 		}
 		if readsView(sc, names, star) {
 			// A view's column is its defining expression once PostgreSQL
@@ -697,8 +698,13 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	default:
 		return unsupported("operator expression kind %s is not supported", e.Kind)
 	}
-	if leakproof && c.qual && !c.once && (!w.plainOperands(e) || !w.boundedOperands(e, name, sc)) {
-		leakproof = false
+	if leakproof && c.qual && !c.once {
+		switch two, one := w.sizedOperands(e, name, sc); {
+		case !w.plainOperands(e) || two:
+			leakproof = false
+		case one && w.conj != nil:
+			w.conj.sized = true
+		}
 	}
 	if !leakproof {
 		if !w.readsRows(e.Lexpr, e.Rexpr) && w.operatorMayBeStable(name, e.Lexpr, e.Rexpr, sc) {
@@ -1002,11 +1008,16 @@ func (w *walker) conjuncts(n *pgNode, sc *scope, push bool) error {
 		}
 		return nil
 	}
-	leaky, err := w.walkConjunct(func() error { return w.expr(n, sc, ectx{qual: true}) })
+	found, err := w.walkConjunct(sc, func() error { return w.expr(n, sc, ectx{qual: true}) })
 	switch {
 	case err != nil:
 		return err
-	case leaky:
+	case found.leaky, found.sized && (len(found.items) > 1 || found.outer):
+		// A comparison that costs what a column's value makes it cost,
+		// in a conjunct PostgreSQL may evaluate in another relation's
+		// scan (with the column as a parameter): a 20 MB value the
+		// client wrote elsewhere timed hidden rows through "t.id IS
+		// NULL OR x.body ~<~ 'abc'" (red team round 19, R1).
 		w.dangerous = true
 	case push:
 		w.notePushable(n, sc)
@@ -1014,20 +1025,36 @@ func (w *walker) conjuncts(n *pgNode, sc *scope, push bool) error {
 	return nil
 }
 
-// walkConjunct runs walk and reports whether it read a column under a
-// leaky node.
-func (w *walker) walkConjunct(walk func() error) (bool, error) {
+// walkConjunct runs walk, a walk of an expression at level's scope, and
+// returns what it found.
+func (w *walker) walkConjunct(level *scope, walk func() error) (conjunct, error) {
 	outer := w.conj
-	w.conj = &conjunct{}
+	w.conj = &conjunct{level: level}
 	err := walk()
-	leaky := w.conj.leaky
+	found := *w.conj
 	w.conj = outer
-	return leaky, err
+	return found, err
 }
 
 // conjunct collects what the walk of a qual or pullable list found.
 type conjunct struct {
+	level *scope
 	leaky bool // a column read under a node that may raise an error or cost what the client chooses
+	// sized: a leakproof comparison of a column costs in proportion to its
+	// value (see sizedComparison).
+	sized bool
+	items []*item // the items of level whose columns it reads
+	outer bool    // it reads a column of another level, or one it cannot resolve
+}
+
+// read notes a column of it read in a per-row qual.
+func (c *conjunct) read(it *item) {
+	switch {
+	case it == nil || c.level == nil || !slices.Contains(c.level.items, it):
+		c.outer = true
+	case !slices.Contains(c.items, it):
+		c.items = append(c.items, it)
+	}
 }
 
 // pullable walks what PostgreSQL may pull up into a parent's quals when
@@ -1041,8 +1068,8 @@ func (w *walker) pullable(feeds bool, walk func() error) error {
 	if !feeds {
 		return walk()
 	}
-	leaky, err := w.walkConjunct(walk)
-	if leaky {
+	found, err := w.walkConjunct(nil, walk)
+	if found.leaky || found.sized {
 		w.dangerous = true
 	}
 	return err
@@ -1102,10 +1129,11 @@ func (w *walker) plainOperands(e *pgAExpr) bool {
 	return w.plainOperand(e.Rexpr)
 }
 
-// boundedOperands reports whether each comparison e makes costs about the
-// same on every row (see boundedComparison); IN lists, BETWEEN bounds and
-// ARRAY[…] elements pair by pair with the left operand.
-func (w *walker) boundedOperands(e *pgAExpr, name string, sc *scope) bool {
+// sizedOperands reports whether a comparison e makes costs in proportion
+// to a column's value (see sizedComparison): of two columns (two), or of
+// a column and a constant (one). IN lists, BETWEEN bounds and ARRAY[…]
+// elements pair by pair with the left operand.
+func (w *walker) sizedOperands(e *pgAExpr, name string, sc *scope) (two, one bool) {
 	right := []*pgNode{e.Rexpr}
 	if l := e.Rexpr.GetList(); l != nil {
 		right = l.Items
@@ -1113,33 +1141,46 @@ func (w *walker) boundedOperands(e *pgAExpr, name string, sc *scope) bool {
 		right = a.Elements
 	}
 	for _, r := range right {
-		if !w.boundedComparison(name, e.Lexpr, r, sc) {
-			return false
+		if e.Lexpr == nil || !w.sizedComparison(name, e.Lexpr, r, sc) {
+			continue
+		}
+		if w.readsRows(e.Lexpr) && w.readsRows(r) {
+			two = true
+		} else {
+			one = true
 		}
 	}
-	return true
+	return two, one
 }
 
-// boundedComparison reports whether comparing l with r costs about the
-// same on every row: one side reads no column (a constant is at most
-// longLiteral bytes; a parameter's size is a known limit), both sides have
-// fixed-width types, or the operator is = or <> of text or bytea, which
-// compare lengths before contents. Between two columns of another
-// variable-length type, a leakproof operator costs in proportion to the
-// values, and a value the client wrote elsewhere (20 MB of text TOAST
-// compresses to a few KB) made "t.merchant ~<~ x.body" cost 2.7 ms on each
-// hidden row it reached: a timing oracle from a LATERAL subquery (red team
-// round 18, T1).
-func (w *walker) boundedComparison(name string, l, r *pgNode, sc *scope) bool {
-	if l == nil || !w.readsRows(l) || !w.readsRows(r) {
-		return true
+// sizedComparison reports whether comparing l with r, one of them reading
+// a column, may cost in proportion to a column's value: unless both sides
+// have fixed-width types or the operator is = or <> of text or bytea,
+// which compare lengths before contents, a leakproof operator reads its
+// operands whole. A value the client wrote elsewhere (20 MB of text TOAST
+// compresses to a few KB) then costs what the client chooses: compared
+// with a hidden row's column from a LATERAL subquery, "t.merchant ~<~
+// x.body" ran in the protected scan ahead of the filter at 2.7 ms a call
+// and timed each hidden row (red team round 18, T1). Two such columns
+// fence; one beside a constant fences when its conjunct reads another
+// relation too (walker.conjuncts).
+func (w *walker) sizedComparison(name string, l, r *pgNode, sc *scope) bool {
+	if !w.readsRows(l) && !w.readsRows(r) {
+		return false
 	}
-	lt, _ := w.exprType(l, sc)
-	rt, _ := w.exprType(r, sc)
+	lt, lflex := w.exprType(l, sc)
+	rt, rflex := w.exprType(r, sc)
+	if lflex {
+		lt = rt // an untyped literal or parameter takes the other side's type
+	}
+	if rflex {
+		rt = lt
+	}
 	if fixedWidth[lt] && fixedWidth[rt] {
-		return true
+		return false
 	}
-	return (name == "=" || name == "<>") && (lt == "text" || lt == "bytea") && (rt == "text" || rt == "bytea")
+	lengthFirst := func(t string) bool { return t == "text" || t == "bytea" }
+	return (name != "=" && name != "<>") || !lengthFirst(lt) || !lengthFirst(rt)
 }
 
 // fixedWidth are built-in types whose values all have one size.
