@@ -1376,7 +1376,8 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 // costs what its value's size makes it, and a 20 MB value the client wrote
 // elsewhere did the same compared with a hidden row's column (round 18,
 // T1) or, in a conjunct reading the hidden row, with a constant (round 19,
-// R1). Statements without such quals do not run fenced.
+// R1) or with itself (round 20, S1). Statements without such quals do not
+// run fenced.
 func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
@@ -1402,6 +1403,12 @@ func TestUnseenCostsFence(t *testing.T) {
 		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
 			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email ~<~ 'abc')) s", true},
 		{"SELECT count(*) FROM transactions t, customers c WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email ~<~ 'abc')", true},
+		// = of the value with itself: equal lengths, contents compared
+		// whole (round 20, S1).
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email = c.email)) s", true},
+		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
+			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email IS DISTINCT FROM c.name)) s", true},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string

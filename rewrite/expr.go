@@ -699,11 +699,12 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		return unsupported("operator expression kind %s is not supported", e.Kind)
 	}
 	if leakproof && c.qual && !c.once {
-		switch two, one := w.sizedOperands(e, name, sc); {
-		case !w.plainOperands(e) || two:
+		switch two, one, pair := w.sizedOperands(e, name, sc); {
+		case !w.plainOperands(e) || two || pair && w.conj == nil:
 			leakproof = false
-		case one && w.conj != nil:
-			w.conj.sized = true
+		case w.conj != nil:
+			w.conj.sized = w.conj.sized || one
+			w.conj.pair = w.conj.pair || pair
 		}
 	}
 	if !leakproof {
@@ -1012,7 +1013,7 @@ func (w *walker) conjuncts(n *pgNode, sc *scope, push bool) error {
 	switch {
 	case err != nil:
 		return err
-	case found.leaky, found.sized && (len(found.items) > 1 || found.outer):
+	case found.leaky, found.sized && (len(found.items) > 1 || found.outer), found.pair && !joinComparison(n, sc):
 		// A comparison that costs what a column's value makes it cost,
 		// in a conjunct PostgreSQL may evaluate in another relation's
 		// scan (with the column as a parameter): a 20 MB value the
@@ -1043,6 +1044,7 @@ type conjunct struct {
 	// sized: a leakproof comparison of a column costs in proportion to its
 	// value (see sizedComparison).
 	sized bool
+	pair  bool    // = or <> of two text or bytea columns (see comparisonCost)
 	items []*item // the items of level whose columns it reads
 	outer bool    // it reads a column of another level, or one it cannot resolve
 }
@@ -1069,7 +1071,7 @@ func (w *walker) pullable(feeds bool, walk func() error) error {
 		return walk()
 	}
 	found, err := w.walkConjunct(nil, walk)
-	if found.leaky || found.sized {
+	if found.leaky || found.sized || found.pair {
 		w.dangerous = true
 	}
 	return err
@@ -1129,11 +1131,12 @@ func (w *walker) plainOperands(e *pgAExpr) bool {
 	return w.plainOperand(e.Rexpr)
 }
 
-// sizedOperands reports whether a comparison e makes costs in proportion
-// to a column's value (see sizedComparison): of two columns (two), or of
-// a column and a constant (one). IN lists, BETWEEN bounds and ARRAY[…]
-// elements pair by pair with the left operand.
-func (w *walker) sizedOperands(e *pgAExpr, name string, sc *scope) (two, one bool) {
+// sizedOperands reports, over the comparisons e makes (IN lists, BETWEEN
+// bounds and ARRAY[…] elements pair by pair with the left operand), whether
+// one costs in proportion to column values (see comparisonCost): between
+// two columns (two) or a column and a constant (one); and whether one is
+// = or <> of two text or bytea columns (pair).
+func (w *walker) sizedOperands(e *pgAExpr, name string, sc *scope) (two, one, pair bool) {
 	right := []*pgNode{e.Rexpr}
 	if l := e.Rexpr.GetList(); l != nil {
 		right = l.Items
@@ -1141,32 +1144,45 @@ func (w *walker) sizedOperands(e *pgAExpr, name string, sc *scope) (two, one boo
 		right = a.Elements
 	}
 	for _, r := range right {
-		if e.Lexpr == nil || !w.sizedComparison(name, e.Lexpr, r, sc) {
+		if e.Lexpr == nil {
 			continue
 		}
-		if w.readsRows(e.Lexpr) && w.readsRows(r) {
-			two = true
-		} else {
-			one = true
+		columns := w.readsRows(e.Lexpr) && w.readsRows(r)
+		switch w.comparisonCost(name, e.Lexpr, r, sc) {
+		case costSized:
+			two, one = two || columns, one || !columns
+		case costLengths:
+			pair = pair || columns
 		}
 	}
-	return two, one
+	return two, one, pair
 }
 
-// sizedComparison reports whether comparing l with r, one of them reading
-// a column, may cost in proportion to a column's value: unless both sides
-// have fixed-width types or the operator is = or <> of text or bytea,
-// which compare lengths before contents, a leakproof operator reads its
-// operands whole. A value the client wrote elsewhere (20 MB of text TOAST
-// compresses to a few KB) then costs what the client chooses: compared
-// with a hidden row's column from a LATERAL subquery, "t.merchant ~<~
-// x.body" ran in the protected scan ahead of the filter at 2.7 ms a call
-// and timed each hidden row (red team round 18, T1). Two such columns
-// fence; one beside a constant fences when its conjunct reads another
-// relation too (walker.conjuncts).
-func (w *walker) sizedComparison(name string, l, r *pgNode, sc *scope) bool {
+// cmpCost is how a leakproof comparison's cost grows with its operands.
+type cmpCost uint8
+
+const (
+	costFixed   cmpCost = iota // the same on every row
+	costLengths                // = or <> of text or bytea: lengths first, contents when they are equal
+	costSized                  // in proportion to the operands' values
+)
+
+// comparisonCost classifies comparing l with r. A leakproof operator reads
+// its operands whole unless both have fixed-width types, and a value the
+// client wrote elsewhere (20 MB of text TOAST compresses to a few KB) then
+// costs what the client chooses: compared with a hidden row's column from a
+// LATERAL subquery, "t.merchant ~<~ x.body" ran in the protected scan
+// ahead of the filter at 2.7 ms a call and timed each hidden row (red team
+// round 18, T1); so did the value compared with a constant in a conjunct
+// that read the hidden row (round 19, R1), and = of the value with itself,
+// whose lengths are equal (round 20, S1). Two sized columns fence; one
+// beside a constant fences when its conjunct reads another relation too;
+// = or <> of two text columns fences unless it is a whole conjunct
+// comparing two relations' columns, which costs at most the hidden side's
+// length (walker.conjuncts).
+func (w *walker) comparisonCost(name string, l, r *pgNode, sc *scope) cmpCost {
 	if !w.readsRows(l) && !w.readsRows(r) {
-		return false
+		return costFixed
 	}
 	lt, lflex := w.exprType(l, sc)
 	rt, rflex := w.exprType(r, sc)
@@ -1176,11 +1192,44 @@ func (w *walker) sizedComparison(name string, l, r *pgNode, sc *scope) bool {
 	if rflex {
 		rt = lt
 	}
-	if fixedWidth[lt] && fixedWidth[rt] {
+	lengthFirst := func(t string) bool { return t == "text" || t == "bytea" }
+	switch {
+	case fixedWidth[lt] && fixedWidth[rt]:
+		return costFixed
+	case (name == "=" || name == "<>") && lengthFirst(lt) && lengthFirst(rt):
+		if !w.readsRows(l) || !w.readsRows(r) {
+			return costFixed // contents compared only when as long as a constant
+		}
+		return costLengths
+	}
+	return costSized
+}
+
+// joinComparison reports whether a conjunct is exactly a comparison of two
+// columns of two different FROM items.
+func joinComparison(n *pgNode, sc *scope) bool {
+	e := n.GetAExpr()
+	if e == nil || e.Kind != pgAExprKindAEXPROP && e.Kind != pgAExprKindAEXPRDISTINCT && e.Kind != pgAExprKindAEXPRNOTDISTINCT {
 		return false
 	}
-	lengthFirst := func(t string) bool { return t == "text" || t == "bytea" }
-	return (name != "=" && name != "<>") || !lengthFirst(lt) || !lengthFirst(rt)
+	item := func(n *pgNode) *item {
+		cr := n.GetColumnRef()
+		if cr == nil {
+			return nil
+		}
+		var names []string
+		for _, f := range cr.Fields {
+			s := f.GetString_()
+			if s == nil {
+				return nil
+			}
+			names = append(names, s.Sval)
+		}
+		it, _ := resolveColumn(sc, names, false)
+		return it
+	}
+	l, r := item(e.Lexpr), item(e.Rexpr)
+	return l != nil && r != nil && l != r
 }
 
 // fixedWidth are built-in types whose values all have one size.
