@@ -150,21 +150,31 @@ func (s *session) audit(d decision) {
 }
 
 // queueRecords queues n completions of an allowed simple query (one per
-// statement in it), each with its own statement's tables and action when
-// there is one per statement (a SELECT and an UPDATE sent together were
-// both recorded as selects of both tables: red team round 19, A1). The
-// records are built only when there is an audit log.
+// statement in it), each with its own statement's tables, action and
+// fingerprint when there is one per statement (a SELECT and an UPDATE sent
+// together were both recorded as selects of both tables, under the query's
+// fingerprint: red team rounds 19 and 20, A1 and A2). The records are
+// built only when there is an audit log.
 func (s *session) queueRecords(d decision, n int) {
 	if s.srv.cfg.Audit == nil {
 		return
 	}
 	sts := d.result.Statements
 	recs := make([]audit.Record, max(1, n))
+	var texts []string // each statement's text, for its own fingerprint
+	if len(sts) == len(recs) && len(recs) > 1 && d.entry != nil {
+		if parts, err := rewrite.Split(d.entry.sql); err == nil && len(parts) == len(recs) {
+			texts = parts
+		}
+	}
 	for i := range recs {
-		if len(sts) == len(recs) {
-			recs[i] = s.recordOfStatements(d, sts[i:i+1])
-		} else {
+		if len(sts) != len(recs) {
 			recs[i] = s.recordFor(d)
+			continue
+		}
+		recs[i] = s.recordOfStatements(d, sts[i:i+1])
+		if texts != nil {
+			recs[i].Fingerprint = rewrite.Fingerprint(texts[i])
 		}
 	}
 	s.trail.mu.Lock()
