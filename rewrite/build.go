@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -357,11 +358,11 @@ func filterExpr(e grant.Expr, t *Table, cols colRefFunc) (*pgNode, error) {
 		default:
 			return nil, fmt.Errorf("policy filter uses unknown operator %q", x.Op)
 		}
-		l, err := operandNode(x.Left, t, cols)
+		l, err := operandNode(zoneFree(x.Left, x.Right, t), t, cols)
 		if err != nil {
 			return nil, err
 		}
-		r, err := operandNode(x.Right, t, cols)
+		r, err := operandNode(zoneFree(x.Right, x.Left, t), t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -419,6 +420,30 @@ func operandNode(o grant.Operand, t *Table, cols colRefFunc) (*pgNode, error) {
 		return literalNode(x)
 	}
 	return nil, fmt.Errorf("policy filter has an unsupported operand %T", o)
+}
+
+// zoneFree returns o, a policy operand compared with other, in a form
+// PostgreSQL compares without the session's TimeZone: a Cedar datetime
+// (an instant, a timestamptz literal) compared with a date or timestamp
+// column becomes the UTC wall-clock timestamp. PostgreSQL would convert
+// the column to timestamptz in the client's zone, so SET TIME ZONE moved
+// a filter on birth dates by up to a day (red team round 21, F1).
+func zoneFree(o, other grant.Operand, t *Table) grant.Operand {
+	l, ok := o.(grant.Literal)
+	c, isCol := other.(grant.Column)
+	if !ok || !isCol || literalTypes[strings.ToLower(l.Type)] != "timestamptz" {
+		return o
+	}
+	s, ok := l.V.(string)
+	col := t.Column(c.Name)
+	if !ok || col == nil || col.base != "date" && col.base != "timestamp" {
+		return o
+	}
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return o
+	}
+	return grant.Literal{V: at.UTC().Format("2006-01-02 15:04:05.999999"), Type: "timestamp"}
 }
 
 // literalTypes are the casts a policy literal may carry; anything else is
@@ -537,6 +562,12 @@ func maskExpr(m grant.Mask, col *Column, ref *pgNode) (*pgNode, string) {
 		case catDate:
 			return cast(call("date_trunc", strConst(unit), cast(ref, catalogType("timestamp"))), typ()), ""
 		case catTimestamp:
+			if col.base == "timestamptz" {
+				// In a fixed zone: in the session's, a client stepping
+				// TimeZone a minute at a time saw when the day flipped,
+				// and so the exact time (red team round 21, F2).
+				return cast(call("date_trunc", strConst(unit), ref, strConst("UTC")), typ()), ""
+			}
 			return cast(call("date_trunc", strConst(unit), ref), typ()), ""
 		}
 		return null("truncate needs a date or timestamp column; masked as null")

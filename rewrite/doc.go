@@ -318,8 +318,9 @@
 // the column's own integer type (so hashed keys still join), mask_hash_uuid
 // for uuid; round/bucket → round|floor(c::numeric / step) * step, and
 // round(c::numeric, -k) when step is 10^k (cheaper to plan); truncate →
-// date_trunc(unit, c). A mask that cannot keep the type (partial on an
-// integer, an invalid step) falls back to NULL::t and says so in
+// date_trunc(unit, c) (of a timestamptz, in UTC, whatever the session's
+// TimeZone). A mask that cannot keep the type (partial on an integer, an
+// invalid step) falls back to NULL::t and says so in
 // Result.Statements[].Relations[].Masks[].Note. The policy store migration
 // policy/store/migrations/0002_masks.sql creates the
 // helpers and mandate.mask_keys; keys are referred to by name only.
