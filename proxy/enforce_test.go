@@ -1378,8 +1378,9 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 // costs what its value's size makes it, and a 20 MB value the client wrote
 // elsewhere did the same compared with a hidden row's column (round 18,
 // T1) or, in a conjunct reading the hidden row, with a constant (round 19,
-// R1) or with itself (round 20, S1). Statements without such quals do not
-// run fenced.
+// R1) or with itself (round 20, S1), and so did thousands of cheap
+// comparisons behind a test of the hidden row (round 21, K1). Statements
+// without such quals do not run fenced.
 func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
@@ -1411,6 +1412,11 @@ func TestUnseenCostsFence(t *testing.T) {
 			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email = c.email)) s", true},
 		{"SELECT count(*) FROM customers c, LATERAL (SELECT count(*) FROM transactions t " +
 			"WHERE t.merchant ~>=~ 'L' AND (t.id IS NULL OR c.email IS DISTINCT FROM c.name)) s", true},
+		// A test of the hidden row, then many comparisons that are always
+		// true: each charged as the filter is, all ran ahead of it (round
+		// 21, K1).
+		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L'" + strings.Repeat(" AND t.id <> -1", 16), true},
+		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L'" + strings.Repeat(" AND t.id <> -1", 8), false},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string

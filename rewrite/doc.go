@@ -290,9 +290,11 @@
 // its size, which the planner does not charge for, so a qual built from
 // one runs before the filter and its run time can tell a hidden row's
 // value (and arrays of arrays fail, 2202E, when their dimensions differ).
-// For the same reason more than 16 uncharged steps (walker.uncharged) in
-// the per-row quals of a statement fence it, and so does a string constant
-// longer than 256 bytes there (walker.longConstant), any CASE or COALESCE
+// For the same reason more than 16 steps (walker.rowSteps: comparisons and
+// uncharged steps) in the per-row quals of a statement fence it (and a
+// fenced derived table gets copies of at most 4 conjuncts), and so do a
+// string constant longer than 256 bytes there (walker.longConstant), any
+// CASE or COALESCE
 // (walker.gate), any function call, and a comparison whose operands are not
 // plain (walker.plainOperand): unfenced per-row quals are, in effect, an
 // allow-list of the shapes index scans need.

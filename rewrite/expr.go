@@ -632,6 +632,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	if err != nil {
 		return err
 	}
+	w.rowSteps(operatorCalls(e), c)
 	leakproof := false
 	switch e.Kind {
 	case pgAExprKindAEXPROP, pgAExprKindAEXPRLIKE, pgAExprKindAEXPRILIKE:
@@ -721,6 +722,21 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		return err
 	}
 	return w.expr(e.Rexpr, sc, c)
+}
+
+// operatorCalls is how many operator calls e makes per row: one per IN list
+// item or ARRAY[…] element, two for BETWEEN, one otherwise.
+func operatorCalls(e *pgAExpr) int {
+	switch {
+	case e.Kind == pgAExprKindAEXPRBETWEEN || e.Kind == pgAExprKindAEXPRNOTBETWEEN ||
+		e.Kind == pgAExprKindAEXPRBETWEENSYM || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM:
+		return 2
+	case e.Rexpr.GetList() != nil:
+		return max(1, len(e.Rexpr.GetList().Items))
+	case e.Rexpr.GetAArrayExpr() != nil:
+		return max(1, len(e.Rexpr.GetAArrayExpr().Elements))
+	}
+	return 1
 }
 
 // hashedArrayMin is the size from which PostgreSQL compares with a
@@ -1278,9 +1294,9 @@ func (w *walker) plainOperand(n *pgNode) bool {
 	return false
 }
 
-// unchargedLimit is how many uncharged steps (see uncharged) the per-row
-// quals of a statement may hold before it is fenced.
-const unchargedLimit = 16
+// rowStepLimit is how many steps (see rowSteps) the per-row quals of a
+// statement may hold before it is fenced.
+const rowStepLimit = 16
 
 // uncharged counts the steps of a per-row qual that PostgreSQL's cost
 // model does not charge for (cost_qual_eval_walker counts function and
@@ -1288,21 +1304,32 @@ const unchargedLimit = 16
 // the like, CASE branches, COALESCE's arguments. The planner orders quals
 // by cost, so a qual of many such steps looks as cheap as its one
 // operator and may run before the filter; gated by a leakproof CASE, its
-// run time tells whether a hidden row passed the gate. Past a few, the
-// statement is fenced (red team round 11, L1).
+// run time tells whether a hidden row passed the gate (red team round 11,
+// L1).
 func (w *walker) uncharged(n *pgNode, c ectx) {
+	switch x := n.Node.(type) {
+	case *pgNodeBoolExpr:
+		w.rowSteps(len(x.BoolExpr.Args), c)
+	case *pgNodeCoalesceExpr:
+		w.rowSteps(len(x.CoalesceExpr.Args), c)
+	default:
+		w.rowSteps(1, c)
+	}
+}
+
+// rowSteps counts n steps of a per-row qual: uncharged ones (see
+// uncharged) and comparisons. Past rowStepLimit the statement is fenced.
+// Each comparison is charged one operator, as the filter is, and quals of
+// equal cost run in the order PostgreSQL lists them, the filter last: a
+// leakproof test of a hidden row followed by thousands of comparisons that
+// are always true made the row cost thousands of operations when the test
+// passed, a timing oracle for every persona (red team round 21, K1).
+func (w *walker) rowSteps(n int, c ectx) {
 	if !c.qual || c.once {
 		return
 	}
-	switch x := n.Node.(type) {
-	case *pgNodeBoolExpr:
-		w.unchargedSteps += len(x.BoolExpr.Args)
-	case *pgNodeCoalesceExpr:
-		w.unchargedSteps += len(x.CoalesceExpr.Args)
-	default:
-		w.unchargedSteps++
-	}
-	if w.unchargedSteps > unchargedLimit {
+	w.steps += n
+	if w.steps > rowStepLimit {
 		w.dangerous = true
 	}
 }

@@ -47,9 +47,8 @@ type walker struct {
 	// dangerous is set when a user expression that is not leakproof may see
 	// rows of a protected relation before its filter (see doc.go).
 	dangerous bool
-	// unchargedSteps counts what the planner does not charge for in
-	// per-row quals (walker.uncharged).
-	unchargedSteps int
+	// steps counts the steps of the per-row quals (walker.rowSteps).
+	steps int
 	// conj is the conjunct of a qual being walked (walker.qual).
 	conj *conjunct
 	// carryRefs counts column references that may carry protected data; a

@@ -1,0 +1,1 @@
+SELECT id FROM accounts WHERE id <> -1 AND id <> -2 AND id <> -3 AND id <> -4 AND id <> -5 AND id <> -6 AND id <> -7 AND id <> -8 AND id <> -9 AND id <> -10 AND id <> -11 AND id <> -12 AND id <> -13 AND id <> -14 AND id <> -15 AND id <> -16 AND id <> -17
