@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mandate-proxy/mandate/audit"
+	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/policy"
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -69,7 +70,9 @@ func (s *session) recordOfStatements(d decision, sts []rewrite.StmtInfo) audit.R
 				seen[rel.Name] = true
 				r.Tables = append(r.Tables, rel.Name)
 			}
-			if r.Action == "" {
+			if r.Action == "" || r.Action == string(grant.Select) && rel.Action != grant.Select {
+				// A write's action wins over a read in its CTE or FROM
+				// (red team round 22, A1: recorded as a select).
 				r.Action = string(rel.Action)
 			}
 			for _, f := range rel.Filters {

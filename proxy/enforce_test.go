@@ -696,6 +696,13 @@ func TestAuditRecordsEachStatementOfAQuery(t *testing.T) {
 	if _, err := alice.PgConn().Exec(ctxT(t), both).ReadAll(); err != nil {
 		t.Fatal(err)
 	}
+	const cte = "WITH a AS (SELECT count(*) FROM accounts) UPDATE customers SET email = email WHERE id = 1"
+	if _, err := alice.PgConn().Exec(ctxT(t), cte).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if r := auditedAs(t, w.audit, cte, 1); r[0].Action != "update" {
+		t.Errorf("an UPDATE reading another table in a CTE is recorded as %q", r[0].Action)
+	}
 	sel := auditedAs(t, w.audit, "SELECT id FROM accounts", 1)
 	upd := auditedAs(t, w.audit, "UPDATE customers SET email = email WHERE id = 1", 1)
 	if len(sel) != 1 || sel[0].Action != "select" || strings.Join(sel[0].Tables, ",") != "public.accounts" ||

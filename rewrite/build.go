@@ -358,11 +358,19 @@ func filterExpr(e grant.Expr, t *Table, cols colRefFunc) (*pgNode, error) {
 		default:
 			return nil, fmt.Errorf("policy filter uses unknown operator %q", x.Op)
 		}
-		l, err := operandNode(zoneFree(x.Left, x.Right, t), t, cols)
+		left, err := zoneFree(x.Left, x.Right, t)
 		if err != nil {
 			return nil, err
 		}
-		r, err := operandNode(zoneFree(x.Right, x.Left, t), t, cols)
+		right, err := zoneFree(x.Right, x.Left, t)
+		if err != nil {
+			return nil, err
+		}
+		l, err := operandNode(left, t, cols)
+		if err != nil {
+			return nil, err
+		}
+		r, err := operandNode(right, t, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -427,23 +435,40 @@ func operandNode(o grant.Operand, t *Table, cols colRefFunc) (*pgNode, error) {
 // (an instant, a timestamptz literal) compared with a date or timestamp
 // column becomes the UTC wall-clock timestamp. PostgreSQL would convert
 // the column to timestamptz in the client's zone, so SET TIME ZONE moved
-// a filter on birth dates by up to a day (red team round 21, F1).
-func zoneFree(o, other grant.Operand, t *Table) grant.Operand {
-	l, ok := o.(grant.Literal)
+// a filter on birth dates by up to a day (red team round 21, F1). A
+// datetime compared with a column of another type (a domain over date,
+// round 22), or a date or timestamp column compared with a timestamptz
+// one, has no such form: refused, as the policy cannot be enforced.
+func zoneFree(o, other grant.Operand, t *Table) (grant.Operand, error) {
 	c, isCol := other.(grant.Column)
-	if !ok || !isCol || literalTypes[strings.ToLower(l.Type)] != "timestamptz" {
-		return o
-	}
-	s, ok := l.V.(string)
 	col := t.Column(c.Name)
-	if !ok || col == nil || col.base != "date" && col.base != "timestamp" {
-		return o
+	if !isCol || col == nil {
+		return o, nil
 	}
-	at, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return o
+	wall := col.base == "date" || col.base == "timestamp"
+	switch x := o.(type) {
+	case grant.Column:
+		if mine := t.Column(x.Name); mine != nil && (mine.base == "date" || mine.base == "timestamp") && col.base == "timestamptz" {
+			return nil, fmt.Errorf("policy compares columns %s and %s, one with and one without a time zone: the result would depend on the session's TimeZone", x.Name, c.Name)
+		}
+	case grant.Literal:
+		if literalTypes[strings.ToLower(x.Type)] != "timestamptz" {
+			return o, nil
+		}
+		s, ok := x.V.(string)
+		switch {
+		case col.base == "timestamptz":
+			return o, nil
+		case !wall || !ok:
+			return nil, fmt.Errorf("policy compares a datetime with column %s of type %s, which mandate cannot compare independently of the session's TimeZone", c.Name, col.Type)
+		}
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, fmt.Errorf("policy datetime %q: %v", s, err)
+		}
+		return grant.Literal{V: at.UTC().Format("2006-01-02 15:04:05.999999"), Type: "timestamp"}, nil
 	}
-	return grant.Literal{V: at.UTC().Format("2006-01-02 15:04:05.999999"), Type: "timestamp"}
+	return o, nil
 }
 
 // literalTypes are the casts a policy literal may carry; anything else is

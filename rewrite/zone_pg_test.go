@@ -2,6 +2,8 @@ package rewrite
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/mandate-proxy/mandate/grant"
@@ -41,6 +43,33 @@ func TestTimeZoneMovesNoFilterOrMask(t *testing.T) {
 		}
 		if got := rowsOf(t, conn, res.SQL); got != want {
 			t.Errorf("TimeZone %s: %s, want %s\n%s", zone, got, want, res.SQL)
+		}
+	}
+}
+
+// TestTimeZoneDependentPolicyRefused: a datetime compared with a column
+// whose type mandate cannot place (a domain over date), or a date column
+// compared with a timestamptz one, has no form independent of TimeZone:
+// the read is refused (red team round 22, F1: a domain over date let SET
+// TIME ZONE move the filter again).
+func TestTimeZoneDependentPolicyRefused(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.docs", "id integer", "owner text", "born public.dob", "seen date", "at timestamp with time zone").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []grant.Expr{
+		grant.Compare{Op: grant.Lt, Left: grant.Column{Name: "born"}, Right: grant.Literal{V: "1980-02-10T00:00:00Z", Type: "timestamptz"}},
+		grant.Compare{Op: grant.Lt, Left: grant.Column{Name: "seen"}, Right: grant.Column{Name: "at"}},
+		grant.Compare{Op: grant.Gt, Left: grant.Column{Name: "at"}, Right: grant.Column{Name: "seen"}},
+	} {
+		set := aliceDocs(nil)
+		set.Relations["public.docs"].Filter[grant.Select] = f
+		_, err := RewriteSQL("SELECT id FROM docs", cat, Session{}, &setSource{set: set}, &Options{Protected: docsOnly})
+		var re *Error
+		if !errors.As(err, &re) || re.Code != CodeDenied || !strings.Contains(re.Msg+re.Detail, "TimeZone") {
+			t.Errorf("%v: got %v, want a refusal naming TimeZone", f, err)
 		}
 	}
 }
