@@ -104,23 +104,29 @@ func (w *walker) foldedConstant(n *pgNode) bool {
 	return false
 }
 
-// maxPushed is how many conjuncts a derived table gets copies of. Each
-// copy may run ahead of the filter: thousands of them, behind a test of
-// the hidden row, made that row's cost tell whether it passed (red team
-// round 21, K1). An index scan needs one or two.
+// maxPushed is how many comparisons (operatorCalls) a derived table gets
+// copies of. Each may run ahead of the filter: thousands of them, behind
+// a test of the hidden row, made that row's cost tell whether it passed
+// (red team round 21, K1), and so did four copies of IN lists (round 22,
+// M2). An index scan needs one or two.
 const maxPushed = 4
 
-// applicable are the first maxPushed of s's pushable conjuncts over columns
-// g leaves unmasked.
+// applicable are s's pushable conjuncts over columns g leaves unmasked, in
+// the order written, while they make at most maxPushed comparisons.
 func (s *site) applicable(g *grant.Relation) []pushable {
 	if g == nil {
 		return nil // not readable: apply refuses
 	}
 	var out []pushable
+	calls := 0
 	for _, p := range s.pushed {
-		if _, masked := g.Masks[p.col]; !masked && len(out) < maxPushed {
-			out = append(out, p)
+		if _, masked := g.Masks[p.col]; masked {
+			continue
 		}
+		if calls += operatorCalls(p.conj.GetAExpr()); calls > maxPushed {
+			break
+		}
+		out = append(out, p)
 	}
 	return out
 }

@@ -1,1 +1,1 @@
-SELECT id FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND (id = ANY('{2,3}') AND id <> ALL(ARRAY[4, 5]) AND id = ANY('{1,2,3,4,5,6,7,8}'::int[]) AND id IN (1, 2, 3, 4, 5, 6, 7, 8))
+SELECT id FROM public.accounts WHERE accounts.customer_id OPERATOR(pg_catalog.=) 1 AND (id = ANY('{2,3}') AND id <> ALL(ARRAY[4, 5]) AND id = ANY('{1,2,3,4,5,6,7,8}'::int[]))
