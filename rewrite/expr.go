@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -828,23 +829,30 @@ func (w *walker) elementType(arr *pgNode, lt string) string {
 }
 
 // paramType is the type the client declared for $n, "" when none.
-// countParams counts the references to each parameter in stmt: an
-// undeclared parameter takes the type its first use implies, in the order
-// PostgreSQL analyses the statement (FROM before the select list and
-// WHERE), which the walk does not follow. One used once takes the type of
-// that use; one used more often has no type the walk can know (red team
-// round 18, P1).
-func (w *walker) countParams(stmt *pgNode) {
-	if !strings.Contains(w.lowerSQL, "$") {
-		return
-	}
-	w.paramUses = map[int32]int{}
-	visitMessages(stmt.ProtoReflect(), func(m protoreflect.Message) bool {
-		if p, ok := m.Interface().(*pgParamRef); ok {
-			w.paramUses[p.Number]++
+// countParams counts the references to each parameter: an undeclared
+// parameter takes the type its first use implies, in the order PostgreSQL
+// analyses the statement (FROM before the select list and WHERE), which
+// the walk does not follow. One used once takes the type of that use; one
+// used more often has no type the walk can know (red team round 18, P1).
+// The count is of "$n" in the text, so a "$1" in a string or another
+// statement counts too: more uses than there are, never fewer, and no
+// walk of the tree on the cold path.
+func (w *walker) countParams() {
+	sql := w.lowerSQL
+	for i := strings.IndexByte(sql, '$'); i >= 0; i = strings.IndexByte(sql, '$') {
+		sql = sql[i+1:]
+		j := 0
+		for j < len(sql) && j < 10 && sql[j] >= '0' && sql[j] <= '9' {
+			j++
 		}
-		return true
-	})
+		if n, err := strconv.Atoi(sql[:j]); err == nil {
+			if w.paramUses == nil {
+				w.paramUses = map[int32]int{}
+			}
+			w.paramUses[int32(n)]++
+		}
+		sql = sql[j:]
+	}
 }
 
 func (w *walker) paramType(n int32) string {

@@ -358,7 +358,6 @@ func parseTypeName(typ string) (*pg.TypeName, error) {
 // replacing it touches one file.
 type (
 	pgAConst                 = pg.A_Const
-	pgParamRef               = pg.ParamRef
 	pgAConstBoolval          = pg.A_Const_Boolval
 	pgAConstBsval            = pg.A_Const_Bsval
 	pgAConstFval             = pg.A_Const_Fval

@@ -197,7 +197,7 @@ func (w *walker) statement(n *pgNode) error {
 	if n == nil || n.Node == nil {
 		return unsupported("empty statement node")
 	}
-	w.countParams(n)
+	w.countParams()
 	switch x := n.Node.(type) {
 	case *pgNodeSelectStmt:
 		w.kind, w.root = KindSelect, x.SelectStmt
