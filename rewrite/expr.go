@@ -297,7 +297,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 			w.conj.leaky = w.conj.leaky || c.leaky
 			w.conj.read(it)
 		}
-		if readsView(sc, names, star) {
+		if readsView(sc, it, names, star) {
 			// A view's column is its defining expression once PostgreSQL
 			// expands the view: pg_views.definition is pg_get_viewdef(),
 			// slow enough to time one hidden row from a LATERAL subquery
@@ -328,13 +328,16 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 }
 
 // readsView reports whether a column reference may read a view's column
-// or whole row: the item it names, or any item an unqualified name may
-// resolve to.
-func readsView(sc *scope, names []string, star bool) bool {
+// or whole row: it, the item it resolved to, or when it resolved to none,
+// any item an unqualified name may resolve to.
+func readsView(sc *scope, it *item, names []string, star bool) bool {
 	isView := func(it *item) bool { return it != nil && it.table != nil && it.table.Kind == KindView }
-	it, col, done := qualifiedItem(sc, names, star)
-	if done {
+	if it != nil {
 		return isView(it)
+	}
+	_, col, done := qualifiedItem(sc, names, star)
+	if done {
+		return false
 	}
 	return slices.ContainsFunc(columnCandidates(sc, col, star), isView)
 }
@@ -1248,6 +1251,19 @@ func (w *walker) comparisonCost(name string, l, r *pgNode, sc *scope) cmpCost {
 	return costSized
 }
 
+// columnNames are the names of a column reference without a star, or nil.
+func columnNames(cr *pgColumnRef) []string {
+	var names []string
+	for _, f := range cr.GetFields() {
+		s := f.GetString_()
+		if s == nil {
+			return nil
+		}
+		names = append(names, s.Sval)
+	}
+	return names
+}
+
 // joinComparison reports whether a conjunct is exactly a comparison of two
 // columns of two different FROM items.
 func joinComparison(n *pgNode, sc *scope) bool {
@@ -1256,17 +1272,9 @@ func joinComparison(n *pgNode, sc *scope) bool {
 		return false
 	}
 	item := func(n *pgNode) *item {
-		cr := n.GetColumnRef()
-		if cr == nil {
+		names := columnNames(n.GetColumnRef())
+		if names == nil {
 			return nil
-		}
-		var names []string
-		for _, f := range cr.Fields {
-			s := f.GetString_()
-			if s == nil {
-				return nil
-			}
-			names = append(names, s.Sval)
 		}
 		it, _ := resolveColumn(sc, names, false)
 		return it
@@ -1412,15 +1420,8 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		}
 		return t, false
 	case *pgNodeColumnRef:
-		var names []string
-		for _, f := range x.ColumnRef.Fields {
-			s := f.GetString_()
-			if s == nil {
-				return "", false
-			}
-			names = append(names, s.Sval)
-		}
-		if len(names) == 0 {
+		names := columnNames(x.ColumnRef)
+		if names == nil {
 			return "", false
 		}
 		it, _ := resolveColumn(sc, names, false)

@@ -63,17 +63,9 @@ func (w *walker) notePushable(n *pgNode, sc *scope) {
 			return
 		}
 	}
-	cr := ref.GetColumnRef()
-	if cr == nil {
-		return
-	}
-	names := make([]string, 0, len(cr.Fields))
-	for _, f := range cr.Fields {
-		s := f.GetString_()
-		if s == nil {
-			return // a star
-		}
-		names = append(names, s.Sval)
+	names := columnNames(ref.GetColumnRef())
+	if names == nil {
+		return // not a column, or a star
 	}
 	it, _ := resolveColumn(sc, names, false)
 	if it == nil || it.site == nil || it.nullable || it.colsSet || !slices.Contains(sc.items, it) {
