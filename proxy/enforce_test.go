@@ -1386,8 +1386,9 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 // elsewhere did the same compared with a hidden row's column (round 18,
 // T1) or, in a conjunct reading the hidden row, with a constant (round 19,
 // R1) or with itself (round 20, S1), and so did thousands of cheap
-// comparisons behind a test of the hidden row (round 21, K1). Statements
-// without such quals do not run fenced.
+// comparisons behind a test of the hidden row (round 21, K1) and a long
+// number compared by numeric_eq (round 23, N1). Statements without such
+// quals do not run fenced.
 func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
@@ -1424,6 +1425,11 @@ func TestUnseenCostsFence(t *testing.T) {
 		// 21, K1).
 		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L'" + strings.Repeat(" AND t.id <> -1", 16), true},
 		{"SELECT count(*) FROM transactions t WHERE t.merchant ~>=~ 'L'" + strings.Repeat(" AND t.id <> -1", 8), false},
+		// A number with a fraction is numeric: the bigint column is cast and
+		// compared by numeric_eq, whose cost a 16,000-digit literal set when
+		// the hidden id matched (round 23, N1).
+		{"SELECT count(*) FROM transactions t WHERE t.merchant = 'Landlord LLC' AND t.id = 14.5", true},
+		{"SELECT count(*) FROM transactions t WHERE t.merchant = 'Landlord LLC' AND t.id = 5000000000", false},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string

@@ -365,9 +365,15 @@ func (c *Catalog) operatorSchemas(sess Session, schema, name string, prefix bool
 	return out
 }
 
+// hasOperator reports whether an operator name takes exactly these types.
+func (c *Catalog) hasOperator(name, left, right string) bool {
+	return len(c.ops[opKey{name, left, right}]) > 0
+}
+
 // operatorLeakproof reports whether the operator that PostgreSQL would pick
 // for (left name right) is leakproof. Unknown operand types or a missing
 // operator mean false: the caller then fences.
+
 func (c *Catalog) operatorLeakproof(schema, name, left, right string) bool {
 	if left == "" || right == "" {
 		return false

@@ -156,3 +156,61 @@ func TestLargeArraysFence(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberLiteralsTypedAsPostgresDoes (red team round 23, N1): a number
+// with a fraction is numeric, so "t.id = 14.5" casts the bigint column and
+// runs numeric_eq, which is not leakproof; the rewriter took the literal for
+// the column's type (int8eq) and left the qual unfenced, where a 16,000-digit
+// literal, walked digit by digit when the hidden id matched, timed the row.
+func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
+	cat := testCatalog(t)
+	src := &setSource{set: scenarios()["dana"]}
+	const q = "SELECT count(*) FROM transactions t WHERE t.merchant = 'x' AND "
+	long := "14." + strings.Repeat("0", 300) + "1"
+	for sql, fenced := range map[string]bool{
+		q + "t.id = 14":                         false,
+		q + "t.id = 5000000000":                 false, // int8eq
+		q + "t.account_id = 5000000000":         false, // int48eq
+		q + "t.id = -123456789012345678":        false,
+		q + "t.id = 14.5":                       true, // numeric_eq(t.id::numeric, 14.5)
+		q + "t.account_id < 104.5":              true,
+		q + "t.id = 99999999999999999999":       true, // numeric
+		q + "t.id = 1e3":                        true,
+		q + "t.id IN (14, 15.5)":                true,
+		q + "t.id = ANY(ARRAY[14, 15.5])":       true,
+		q + "t.id = ANY(ARRAY[14, 5000000000])": false,
+		q + "t.id BETWEEN 1 AND 14.5":           true,
+		q + "t.id = " + long:                    true,
+		q + "t.amount = " + long:                true,
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if res.Statements[0].Fenced != fenced {
+			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
+		}
+	}
+	// Fenced, the numeric comparison is not copied into the derived table
+	// (pushdown copies leakproof conjuncts only); the int8 one is.
+	o := testOptions()
+	o.AlwaysFence = true
+	for lit, copies := range map[string]int{"14.5": 1, "5000000000": 2} {
+		res, err := RewriteSQL(q+"t.id = "+lit, cat, Session{}, src, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(res.SQL, "= "+lit); got != copies {
+			t.Errorf("t.id = %s fenced: %d comparisons, want %d: %s", lit, got, copies, res.SQL)
+		}
+	}
+	// One kind of number's rewrite never stands for the other's.
+	for _, pair := range [][2]string{{"5000000000", "14.5"}, {"5000000000", "99999999999999999999"}, {"14", "14.5"}} {
+		a, okA := TemplateKey(q + "t.id = " + pair[0])
+		b, okB := TemplateKey(q + "t.id = " + pair[1])
+		if !okA || !okB || a.Key == b.Key {
+			t.Errorf("t.id = %s and t.id = %s: template keys %q, %q (ok %v %v); want two", pair[0], pair[1], a.Key, b.Key, okA, okB)
+		}
+	}
+}

@@ -105,9 +105,12 @@ func plainLiterals(sql string) (l Literals, ok, sure bool) {
 			if j < n && (identByte(sql[j]) || sql[j] == '.') {
 				return Literals{}, false, false // trailing junk, 0x1F, 1_000, 1..2
 			}
-			kind := byte('i')
-			if float || !fitsInt32(sql[i:i+digits]) {
-				kind = 'f'
+			kind := byte('f')
+			switch {
+			case !float && fitsInt32(sql[i:i+digits]):
+				kind = 'i'
+			case !float && numberType(sql[i:j]) == "int8":
+				kind = 'g'
 			}
 			add(i, j, kind)
 			i = j

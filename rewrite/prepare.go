@@ -98,7 +98,7 @@ func newParamForm(t *Template, sql string, l Literals) *paramForm {
 	f := &paramForm{param: make([]int, len(l.spans))}
 	inline, params := false, make([]bool, len(l.spans))
 	for k, sp := range l.spans {
-		if l.kinds[k] != 'i' && l.kinds[k] != 'f' {
+		if l.kinds[k] != 'i' && l.kinds[k] != 'f' && l.kinds[k] != 'g' {
 			inline = true
 			continue
 		}

@@ -326,7 +326,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		res.Template = deparsedTemplate(res, deparsed, res.SQL, stmts.sql, toks, lits)
 	}
 	if res.Template != nil {
-		res.Literals = literalsOf(toks, lits)
+		res.Literals = literalsOf(stmts.sql, toks, lits)
 	}
 	return res, nil
 }

@@ -74,7 +74,7 @@ func scannedLiterals(sql string) (l Literals, ok bool) {
 		if t.id == tokUIdent || t.id == tokUSConst || t.id == tokUEscape {
 			return Literals{}, false
 		}
-		k := literalKind(t)
+		k := literalKind(sql, t)
 		if k == 0 {
 			continue
 		}
@@ -111,12 +111,16 @@ func hasLongLiteral(spans [][2]int) bool {
 	return false
 }
 
-// literalKind is a marker byte for a literal token, 0 for any other.
-func literalKind(t token) byte {
+// literalKind is a marker byte for a literal token, 0 for any other; sql
+// may be "" where only whether t is a literal matters.
+func literalKind(sql string, t token) byte {
 	switch t.id {
 	case tokIConst:
 		return 'i'
 	case tokFConst:
+		if sql != "" && numberType(sql[t.start:t.end]) == "int8" {
+			return 'g'
+		}
 		return 'f'
 	case tokSConst:
 		return 's'
@@ -169,7 +173,7 @@ func canonical(kind byte, text string) bool {
 	switch kind {
 	case 'i':
 		return text == "0" || text[0] != '0'
-	case 'f':
+	case 'f', 'g':
 		return true // the parser keeps the token's text, and the deparser writes it
 	case 's':
 		return text[0] == '\'' && strings.IndexByte(text, '\\') < 0
@@ -189,7 +193,7 @@ func literalTokens(toks []token, start, end int) (lits []int, ok bool) {
 		if t.id == tokUIdent || t.id == tokUSConst || t.id == tokUEscape {
 			return nil, false
 		}
-		if literalKind(t) == 0 {
+		if literalKind("", t) == 0 {
 			continue
 		}
 		if t.start < start || t.end > end || t.end-t.start > longLiteral {
@@ -294,17 +298,17 @@ func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, l
 			return nil
 		}
 	}
-	if got, ok := t.Instantiate(sql, literalsOf(toks, lits)); !ok || got.SQL != out {
+	if got, ok := t.Instantiate(sql, literalsOf(sql, toks, lits)); !ok || got.SQL != out {
 		return nil
 	}
 	return t
 }
 
 // literalsOf is the Literals (without a key) of the literal tokens lits.
-func literalsOf(toks []token, lits []int) Literals {
+func literalsOf(sql string, toks []token, lits []int) Literals {
 	l := Literals{spans: make([][2]int, len(lits)), kinds: make([]byte, len(lits))}
 	for i, li := range lits {
-		l.spans[i], l.kinds[i] = [2]int{toks[li].start, toks[li].end}, literalKind(toks[li])
+		l.spans[i], l.kinds[i] = [2]int{toks[li].start, toks[li].end}, literalKind(sql, toks[li])
 	}
 	return l
 }

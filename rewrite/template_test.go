@@ -19,6 +19,8 @@ func otherLiterals(sql string, l Literals) string {
 			alt = []string{"4711", "42"}
 		case 'f':
 			alt = []string{"2.5", "3.75"}
+		case 'g':
+			alt = []string{"5000000000", "6000000000"}
 		case 's':
 			alt = []string{"'zq'", "'mandate.x'"}
 		case 'b':
