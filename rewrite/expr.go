@@ -1424,8 +1424,8 @@ func (w *walker) literalType(name, lit, other string, litLeft bool) string {
 // types PostgreSQL gives numeric literals: int4, int8 for a larger integer,
 // numeric for any other number.
 var literalCasts = map[string][]string{
-	"int4": append([]string{"int8", "numeric", "float4", "float8"}, oidTypes...),
-	"int8": append([]string{"numeric", "float4", "float8"}, oidTypes...),
+	"int4":    append([]string{"int8", "numeric", "float4", "float8"}, oidTypes...),
+	"int8":    append([]string{"numeric", "float4", "float8"}, oidTypes...),
 	"numeric": {"float4", "float8"},
 }
 
