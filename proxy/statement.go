@@ -425,6 +425,10 @@ func (s *session) decideSetting(sql string, st rewrite.Setting, track bool) (str
 	if !st.ResetAll {
 		d.setting = &st
 		forwarded = settingReplacement(st)
+		// The stand-in is a custom parameter upstream, whose name outlives
+		// DISCARD ALL: a pooled backend would tell the next session that
+		// one here declared a purpose or switched identity.
+		s.placeholder = true
 	}
 	if !track {
 		return forwarded, d, handled
