@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -37,7 +39,8 @@ const catalogQuery = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SET LOCAL search_path = pg_catalog;
 SELECT n.nspname FROM pg_namespace n
  WHERE n.nspname !~ '^pg_toast'
-   AND (n.nspname !~ '^pg_temp_' OR EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid));
+   AND (n.nspname !~ '^pg_temp_' OR EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid))
+ ORDER BY n.oid;
 SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -53,10 +56,12 @@ SELECT inhparent, inhrelid FROM pg_inherits
 UNION
 SELECT d.objid, d.refobjid
   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i');
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+ ORDER BY 1, 2;
 SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname !~ '^pg_(toast|temp_)';
+ WHERE n.nspname !~ '^pg_(toast|temp_)'
+ ORDER BY p.oid;
 SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coalesce(p.proleakproof, false)
   FROM pg_operator o
   JOIN pg_namespace n ON n.oid = o.oprnamespace
@@ -64,7 +69,8 @@ SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coa
   LEFT JOIN pg_namespace ln ON ln.oid = lt.typnamespace
   JOIN pg_type rt ON rt.oid = o.oprright
   JOIN pg_namespace rn ON rn.oid = rt.typnamespace
-  LEFT JOIN pg_proc p ON p.oid = o.oprcode;
+  LEFT JOIN pg_proc p ON p.oid = o.oprcode
+ ORDER BY o.oid;
 COMMIT`
 
 // Result sets of catalogQuery, after BEGIN and SET.
@@ -80,28 +86,36 @@ const (
 // LoadCatalog reads the upstream's catalog for the rewriter. conn must be
 // idle and is left idle: a failed load rolls back its transaction.
 func LoadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, error) {
+	cat, _, err := loadCatalog(ctx, conn)
+	return cat, err
+}
+
+// loadCatalog is LoadCatalog, with a digest of every row it read (all in a
+// fixed order): equal digests, equal catalogs.
+func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [sha256.Size]byte, error) {
+	var digest [sha256.Size]byte
 	results, err := conn.Exec(ctx, catalogQuery).ReadAll()
 	if err != nil {
 		if conn.TxStatus() != 'I' && !conn.IsClosed() {
 			_, _ = conn.Exec(ctx, "ROLLBACK").ReadAll()
 		}
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, digest, fmt.Errorf("catalog: %w", err)
 	}
 	if len(results) != catalogResults {
-		return nil, fmt.Errorf("catalog: %d results, want %d", len(results), catalogResults)
+		return nil, digest, fmt.Errorf("catalog: %d results, want %d", len(results), catalogResults)
 	}
 	b := catalogReader{schemas: map[string]*rewrite.Schema{}}
 	for _, row := range results[resSchemas].Rows {
 		b.schema(string(row[0]))
 	}
 	if err := b.relations(results[resRelations].Rows); err != nil {
-		return nil, err
+		return nil, digest, err
 	}
 	if err := b.baseTables(results[resEdges].Rows); err != nil {
-		return nil, err
+		return nil, digest, err
 	}
 	if err := b.functions(results[resFunctions].Rows); err != nil {
-		return nil, err
+		return nil, digest, err
 	}
 	ops := operators(results[resOperators].Rows)
 	schemas := make([]*rewrite.Schema, 0, len(b.schemas))
@@ -110,9 +124,27 @@ func LoadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, er
 	}
 	cat, err := rewrite.NewCatalog(schemas, ops)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, digest, fmt.Errorf("catalog: %w", err)
 	}
-	return cat, nil
+	h := sha256.New()
+	var n [4]byte
+	for _, res := range results[resSchemas : resOperators+1] {
+		for _, row := range res.Rows {
+			for _, v := range row {
+				// A length (NULL: 2^32-1) before each value: no two row
+				// sets write the same bytes.
+				l := uint32(len(v))
+				if v == nil {
+					l = ^uint32(0)
+				}
+				h.Write(binary.BigEndian.AppendUint32(n[:0], l))
+				h.Write(v)
+			}
+		}
+		h.Write([]byte{0xff, 0xff, 0xff, 0xfe}) // the end of a result set
+	}
+	h.Sum(digest[:0])
+	return cat, digest, nil
 }
 
 type catalogReader struct {
@@ -262,9 +294,10 @@ type CatalogCache struct {
 	cfg *pgconn.Config
 	log *slog.Logger
 
-	mu      sync.Mutex // serialises reloads; guards conn, version, lastOK
+	mu      sync.Mutex // serialises reloads; guards conn, version, digest, lastOK
 	conn    *pgconn.PgConn
 	version uint64
+	digest  [sha256.Size]byte // of the catalog at version
 	lastOK  bool
 	started atomic.Uint64 // reloads begun
 
@@ -299,8 +332,9 @@ func (c *CatalogCache) Current() (*rewrite.Catalog, uint64) {
 	return nil, 0
 }
 
-// Version changes on every successful reload, so rewrites cached under an
-// older version are never served against a newer catalog.
+// Version changes on every reload that finds the catalog changed, so
+// rewrites cached under an older version are never served against a newer
+// catalog.
 func (c *CatalogCache) Version() uint64 {
 	_, v := c.Current()
 	return v
@@ -317,34 +351,41 @@ func (c *CatalogCache) Refresh(ctx context.Context) error {
 		return nil
 	}
 	c.started.Add(1)
-	cat, err := c.load(ctx)
+	cat, digest, err := c.load(ctx)
 	c.lastOK = err == nil
 	if err != nil {
 		return err
 	}
+	if c.version > 0 && digest == c.digest {
+		// Nothing changed: the version stays, and with it every cached
+		// rewrite (DISCARD TEMP in a loop asked for ~70 reloads a second,
+		// each of which emptied every session's cache: red team round 23, L2).
+		return nil
+	}
 	c.version++
+	c.digest = digest
 	c.cur.Store(&versionedCatalog{cat: cat, version: c.version})
 	return nil
 }
 
-func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, error) {
+func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, [sha256.Size]byte, error) {
 	if c.conn == nil || c.conn.IsClosed() {
 		conn, err := pgconn.ConnectConfig(ctx, c.cfg)
 		if err != nil {
-			return nil, fmt.Errorf("catalog: connect: %w", err)
+			return nil, [sha256.Size]byte{}, fmt.Errorf("catalog: connect: %w", err)
 		}
 		c.conn = conn
 	}
 	start := time.Now()
-	cat, err := LoadCatalog(ctx, c.conn)
+	cat, digest, err := loadCatalog(ctx, c.conn)
 	if err != nil {
 		// Whatever went wrong, a fresh connection is the known state.
 		_ = c.conn.Close(context.Background())
 		c.conn = nil
-		return nil, err
+		return nil, digest, err
 	}
 	c.log.Debug("catalog loaded", "schemas", len(cat.Schemas), "operators", len(cat.Operators), "took", time.Since(start))
-	return cat, nil
+	return cat, digest, nil
 }
 
 // Run reloads every interval until ctx ends; failures are logged and the
