@@ -1441,3 +1441,44 @@ func TestUnseenCostsFence(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskedQualsFence (red team round 23, F2): a masked column read in a
+// per-row qual is its mask there, and PostgreSQL ran dana's round mask,
+// which casts back to numeric(14,2), ahead of her filter: on a hidden
+// balance near the type's limit it overflowed (22003), telling her the row
+// existed. Reading a computed mask in a qual now fences.
+func TestMaskedQualsFence(t *testing.T) {
+	w := startBank(t)
+	setUpPersonaState(t, w)
+	ctx := ctxT(t)
+	// A third consent makes dana's filter dearer than the user's qual.
+	if err := w.store.SetConsent(ctx, "erin", "analytics", true); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w)
+	// Account 107 (customer 6, no consent) is hidden from dana.
+	if _, err := w.owner.Exec(ctx, "UPDATE accounts SET balance = 999999999999.99 WHERE id = 107"); err != nil {
+		t.Fatal(err)
+	}
+	dana := w.assume(t, "dana", nil, map[string]any{"purpose": "analytics"})
+	pid := backendPID(t, dana)
+	for _, tt := range []struct {
+		sql    string
+		fenced bool
+	}{
+		{"SELECT id FROM accounts a WHERE a.id = 107 AND a.balance IS NULL", true},
+		{"SELECT id FROM accounts a WHERE a.id = 107 AND a.opened_at IS NULL", false}, // not masked for dana
+		{"SELECT id FROM accounts a WHERE a.id = 107", false},
+	} {
+		if got := mustRows(t, dana, tt.sql); len(got) != 0 {
+			t.Errorf("%s: %v, want no rows", tt.sql, got)
+		}
+		var ran string
+		if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
+			t.Fatal(err)
+		}
+		if fenced := strings.Contains(ran, "OFFSET 0"); fenced != tt.fenced {
+			t.Errorf("%s: the upstream ran %q: fenced %v, want %v", tt.sql, ran, fenced, tt.fenced)
+		}
+	}
+}

@@ -293,6 +293,15 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	it, carries := resolveColumn(sc, names, star)
 	if c.qual && !c.once {
 		// Not in an aggregate's arguments, say, which run above the scans.
+		if it != nil && it.site != nil {
+			r := qualRead{site: it.site}
+			if !star {
+				if col := it.tableColumn(names[len(names)-1]); col != nil {
+					r.col = col.Name
+				}
+			}
+			w.qualReads = append(w.qualReads, r)
+		}
 		if w.conj != nil {
 			w.conj.leaky = w.conj.leaky || c.leaky
 			w.conj.read(it)
@@ -1488,21 +1497,26 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		if it == nil || it.table == nil {
 			return "", false
 		}
-		col := it.table.Column(names[len(names)-1])
-		if it.colsSet {
-			// An alias's column list renames by position: FROM accounts
-			// a(x, y, id) names iban a.id (red team round 5, a note).
-			col = nil
-			if i := slices.Index(it.cols.names, names[len(names)-1]); it.cols.known && i >= 0 && i < len(it.table.Columns) {
-				col = it.table.Columns[i]
-			}
-		}
+		col := it.tableColumn(names[len(names)-1])
 		if col == nil || col.array {
 			return "", false
 		}
 		return col.base, false
 	}
 	return "", false
+}
+
+// tableColumn is the column of a catalog relation's item that name refers
+// to, nil if none. An alias's column list renames by position: FROM
+// accounts a(x, y, id) names iban a.id (red team round 5, a note).
+func (it *item) tableColumn(name string) *Column {
+	if !it.colsSet {
+		return it.table.Column(name)
+	}
+	if i := slices.Index(it.cols.names, name); it.cols.known && i >= 0 && i < len(it.table.Columns) {
+		return it.table.Columns[i]
+	}
+	return nil
 }
 
 // qualifiedItem finds the item a qualified column reference (rel.col,

@@ -285,6 +285,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 				}
 			}
 			var edits []spliceEdit
+			w.fenceMaskedReads(set)
 			w.inline = w.inlineSite()
 			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes(set)
 			if spliceable {

@@ -49,6 +49,10 @@ type walker struct {
 	dangerous bool
 	// steps counts the steps of the per-row quals (walker.rowSteps).
 	steps int
+	// qualReads are the protected columns read in per-row quals (and in
+	// output lists PostgreSQL may pull up into one): a masked one fences
+	// (walker.fenceMaskedReads).
+	qualReads []qualRead
 	// conj is the conjunct of a qual being walked (walker.qual).
 	conj *conjunct
 	// carryRefs counts column references that may carry protected data; a
@@ -85,6 +89,13 @@ type site struct {
 	// pushed are the user's conjuncts a fence may copy into the derived
 	// table (pushdown.go).
 	pushed []pushable
+}
+
+// qualRead is a column of a protected relation read in a per-row qual; col
+// is "" for a whole row, or where the name may not be the column's.
+type qualRead struct {
+	site *site
+	col  string
 }
 
 // colFix shortens a schema-qualified column reference to a wrapped relation

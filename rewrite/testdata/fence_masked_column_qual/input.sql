@@ -1,0 +1,1 @@
+SELECT * FROM customers WHERE name = 'alice' AND ssn <> 'x' AND birth_date >= '2000-01-01'::date

@@ -1,0 +1,1 @@
+SELECT id FROM accounts a WHERE a.id = 107 AND a.balance IS NULL
