@@ -41,7 +41,8 @@ SELECT n.nspname FROM pg_namespace n
  WHERE n.nspname !~ '^pg_toast'
    AND (n.nspname !~ '^pg_temp_' OR EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid))
  ORDER BY n.oid;
-SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
+SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
+       a.attcollation NOT IN (0, 100) -- 100: the database's default collation
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -182,7 +183,7 @@ func (b *catalogReader) relations(rows [][][]byte) error {
 			b.schema(t.Schema).Tables[t.Name] = t
 		}
 		if r[4] != nil {
-			t.Columns = append(t.Columns, &rewrite.Column{Name: string(r[4]), Type: string(r[5])})
+			t.Columns = append(t.Columns, &rewrite.Column{Name: string(r[4]), Type: string(r[5]), Collated: string(r[6]) == "t"})
 		}
 	}
 	return nil

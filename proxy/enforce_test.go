@@ -1482,3 +1482,36 @@ func TestMaskedQualsFence(t *testing.T) {
 		}
 	}
 }
+
+// TestCollatedColumnsFence (red team round 24, F1): text_starts_with is
+// leakproof, yet under a nondeterministic collation it fails (0A000) on
+// every row it sees; so does texteq between a column's ICU collation and
+// 'x'::name's "C" (42P22). Ahead of sam's filter, whether it failed told
+// whether a hidden customer matched what came before it: names and birth
+// dates in a tenth of a second. Comparisons of such columns fence.
+func TestCollatedColumnsFence(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+		ALTER TABLE customers ALTER COLUMN email TYPE text COLLATE ci;
+		ALTER TABLE customers ALTER COLUMN name TYPE text COLLATE "en-US-x-icu"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sam := w.connect(t, "sam")
+	// Customer 5 has no ticket assigned to sam: hidden from him.
+	for _, sql := range []string{
+		"SELECT id FROM customers c WHERE c.id = 5 AND c.email ^@ 'x'",
+		"SELECT id FROM customers c WHERE c.id = 5 AND c.name = 'x'::name",
+	} {
+		if got, err := rows(t, sam, sql); err != nil || len(got) != 0 {
+			t.Errorf("%s: %v, %v; want no rows and no error", sql, got, err)
+		}
+	}
+	// Fenced, the comparison still sees sam's own rows.
+	if got := mustRows(t, sam, "SELECT id FROM customers c WHERE c.name <> 'x' ORDER BY id"); strings.Join(got, ",") != "2,4" {
+		t.Errorf("sam's customers by a collated column: %v, want 2,4", got)
+	}
+}

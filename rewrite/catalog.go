@@ -70,6 +70,11 @@ func (t *Table) Column(name string) *Column { return t.colIndex[name] }
 type Column struct {
 	Name string
 	Type string
+	// Collated: the column has a collation other than the database's
+	// default. Comparing it can fail whatever its value, leakproof or not:
+	// with a nondeterministic collation (text ^@ text), or beside another
+	// non-default collation (42P22 "could not determine which collation").
+	Collated bool
 
 	typeName *pgTypeName // parsed Type; cloned whenever it is injected
 	base     string      // internal type name without typmod: "varchar", "int4"

@@ -132,7 +132,9 @@ func parseColumnSpec(spec string) (*Column, error) {
 	if !ok {
 		return nil, fmt.Errorf("catalog builder: column %q has no type", spec)
 	}
-	return &Column{Name: name, Type: strings.TrimSpace(typ)}, nil
+	// "email text COLLATE ci": a column with a non-default collation.
+	typ, _, collated := strings.Cut(typ, " COLLATE ")
+	return &Column{Name: name, Type: strings.TrimSpace(typ), Collated: collated}, nil
 }
 
 func (b *CatalogBuilder) schema(name string) *Schema {

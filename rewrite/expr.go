@@ -704,7 +704,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
 			return err
 		}
-		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" && w.smallArray(e.Rexpr) {
+		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" && w.smallArray(e.Rexpr) && !w.collatedColumn(e.Lexpr, sc) {
 			if et := w.elementType(name, e.Rexpr, lt); et != "" {
 				leakproof = w.cat.operatorLeakproof(schema, name, lt, et)
 			}
@@ -1393,6 +1393,9 @@ func (w *walker) rowSteps(n int, c ectx) {
 // typed constants; untyped literals and parameters take the other side's
 // type, as PostgreSQL's operator resolution does) and asks the catalog.
 func (w *walker) operatorLeakproof(schema, name string, l, r *pgNode, sc *scope) bool {
+	if w.collatedColumn(l, sc) || w.collatedColumn(r, sc) {
+		return false
+	}
 	lt, lflex := w.exprType(l, sc)
 	rt, rflex := w.exprType(r, sc)
 	switch {
@@ -1404,6 +1407,32 @@ func (w *walker) operatorLeakproof(schema, name string, l, r *pgNode, sc *scope)
 		rt = w.literalType(name, rt, lt, false)
 	}
 	return w.cat.operatorLeakproof(schema, name, lt, rt)
+}
+
+// collatedColumn reports whether n is a column with a non-default collation
+// (Column.Collated), or a cast of one, which keeps its collation. Such a
+// comparison is leaky however leakproof its function: text_starts_with
+// raised 0A000 under a nondeterministic collation, and texteq 42P22 beside
+// 'x'::name (collation "C"), on every row it saw, ahead of the filter: an
+// error oracle that named a hidden customer (red team round 24, F1).
+func (w *walker) collatedColumn(n *pgNode, sc *scope) bool {
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().Arg
+	}
+	cr := n.GetColumnRef()
+	if cr == nil {
+		return false
+	}
+	names := columnNames(cr)
+	if names == nil {
+		return false
+	}
+	it, _ := resolveColumn(sc, names, false)
+	if it == nil || it.table == nil {
+		return false
+	}
+	col := it.tableColumn(names[len(names)-1])
+	return col != nil && col.Collated
 }
 
 // literalType is the type PostgreSQL's operator resolution gives a literal

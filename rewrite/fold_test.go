@@ -3,6 +3,8 @@ package rewrite
 import (
 	"strings"
 	"testing"
+
+	"github.com/mandate-proxy/mandate/grant"
 )
 
 // TestRowFreeErrorsFence: an expression that reads no column but is
@@ -211,6 +213,45 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		b, okB := TemplateKey(q + "t.id = " + pair[1])
 		if !okA || !okB || a.Key == b.Key {
 			t.Errorf("t.id = %s and t.id = %s: template keys %q, %q (ok %v %v); want two", pair[0], pair[1], a.Key, b.Key, okA, okB)
+		}
+	}
+}
+
+// TestCollatedColumnsFence (red team round 24, F1): a comparison of a
+// column with a non-default collation can fail whatever the row holds,
+// leakproof function or not: text_starts_with under a nondeterministic
+// collation (0A000), texteq beside 'x'::name's "C" (42P22). Ahead of the
+// filter, whether it failed told whether a hidden row reached it.
+func TestCollatedColumnsFence(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.people", "id integer", "email text COLLATE ci", "name text COLLATE en-US-x-icu", "note text").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: &grant.Set{Version: 1, Relations: map[string]*grant.Relation{
+		"public.people": allow("public.people", grant.In{Column: "id", Values: []grant.Literal{lit(int64(2)), lit(int64(4))}}, nil, "p"),
+	}}}
+	const q = "SELECT id FROM people c WHERE c.id = 5 AND "
+	for sql, fenced := range map[string]bool{
+		q + "c.email < 'x'":                      true,
+		q + "c.name = 'x'::name":                 true,
+		q + "c.name::text = 'x'":                 true,
+		q + "c.name IN ('a', 'b')":               true,
+		q + "c.name = ANY('{a,b}')":              true,
+		q + "c.name BETWEEN 'a' AND 'b'":         true,
+		q + "c.note < 'x'":                       false,
+		q + "c.note = 'x'::name":                 false,
+		q + "c.note = ANY('{a,b}')":              false,
+		"SELECT id FROM people c WHERE c.id = 5": false,
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if res.Statements[0].Fenced != fenced {
+			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
 		}
 	}
 }
