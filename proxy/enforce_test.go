@@ -1446,7 +1446,8 @@ func TestUnseenCostsFence(t *testing.T) {
 // per-row qual is its mask there, and PostgreSQL ran dana's round mask,
 // which casts back to numeric(14,2), ahead of her filter: on a hidden
 // balance near the type's limit it overflowed (22003), telling her the row
-// existed. Reading a computed mask in a qual now fences.
+// existed. Reading a computed mask in a qual now fences, whatever names the
+// column: its relation, a join alias, or a name left ambiguous.
 func TestMaskedQualsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
@@ -1467,6 +1468,12 @@ func TestMaskedQualsFence(t *testing.T) {
 		fenced bool
 	}{
 		{"SELECT id FROM accounts a WHERE a.id = 107 AND a.balance IS NULL", true},
+		// Through a join alias, and a name a function's unknown columns
+		// leave unresolved (round 25, F1).
+		{"SELECT a.id FROM accounts a LEFT JOIN transactions t(x, y, balance) USING (balance) AS j WHERE a.id = 107 AND j.balance IS NULL", true},
+		{"SELECT j.id FROM (accounts a CROSS JOIN (SELECT 1 AS one) x) j WHERE j.id = 107 AND j.balance IS NULL", true},
+		{"SELECT a.id FROM accounts a, generate_series(1, 1) g WHERE a.id = 107 AND balance IS NULL", true},
+		{"SELECT a.id FROM accounts a JOIN accounts b USING (balance) WHERE a.id = 107 AND balance IS NULL", true},
 		{"SELECT id FROM accounts a WHERE a.id = 107 AND a.opened_at IS NULL", false}, // not masked for dana
 		{"SELECT id FROM accounts a WHERE a.id = 107", false},
 	} {

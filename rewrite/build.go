@@ -26,13 +26,16 @@ func (w *walker) fenced() bool { return w.dangerous && len(w.sites) > 0 }
 // that is a constant (null, redact) reads nothing and costs nothing.
 func (w *walker) fenceMaskedReads(set *grant.Set) {
 	computed := func(m grant.Mask) bool { return m.Kind != grant.MaskNull && m.Kind != grant.MaskRedact }
-	for _, r := range w.qualReads {
-		masks := set.Lookup(r.site.table.QualifiedName()).Masks
-		if m, ok := masks[r.col]; ok && computed(m) {
-			w.dangerous = true
-			return
+	reads := func(s *site, col string) bool {
+		masks := set.Lookup(s.table.QualifiedName()).Masks
+		if m, ok := masks[col]; ok {
+			return computed(m)
 		}
-		if r.col == "" && slices.ContainsFunc(slices.Collect(maps.Values(masks)), computed) {
+		return col == "" && slices.ContainsFunc(slices.Collect(maps.Values(masks)), computed)
+	}
+	for _, r := range w.qualReads {
+		if r.site != nil && reads(r.site, r.col) ||
+			r.site == nil && slices.ContainsFunc(w.sites, func(s *site) bool { return reads(s, "") }) {
 			w.dangerous = true
 			return
 		}

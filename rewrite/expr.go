@@ -293,7 +293,8 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	it, carries := resolveColumn(sc, names, star)
 	if c.qual && !c.once {
 		// Not in an aggregate's arguments, say, which run above the scans.
-		if it != nil && it.site != nil {
+		switch {
+		case it != nil && it.site != nil:
 			r := qualRead{site: it.site}
 			if !star {
 				if col := it.tableColumn(names[len(names)-1]); col != nil {
@@ -301,6 +302,14 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 				}
 			}
 			w.qualReads = append(w.qualReads, r)
+		case it != nil:
+			// A join alias shows its sides' columns (red team round 25:
+			// j.balance of "USING (balance) AS j" ran dana's round mask).
+			for _, s := range it.under {
+				w.qualReads = append(w.qualReads, qualRead{site: s})
+			}
+		case carries:
+			w.qualReads = append(w.qualReads, qualRead{})
 		}
 		if w.conj != nil {
 			w.conj.leaky = w.conj.leaky || c.leaky

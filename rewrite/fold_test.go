@@ -255,3 +255,29 @@ func TestCollatedColumnsFence(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskedReadsFence (red team rounds 23 and 25): a computed mask read
+// in a per-row qual fences, whatever names the column; constant masks do
+// not.
+func TestMaskedReadsFence(t *testing.T) {
+	cat := testCatalog(t)
+	src := &setSource{set: scenarios()["dana"]}
+	for sql, fenced := range map[string]bool{
+		"SELECT id FROM accounts a WHERE a.id = 107 AND a.balance IS NULL":                                                                true,
+		"SELECT a.id FROM accounts a LEFT JOIN transactions t(x, y, balance) USING (balance) AS j WHERE a.id = 107 AND j.balance IS NULL": true,
+		"SELECT j.id FROM (accounts a CROSS JOIN (SELECT 1 AS one) x) j WHERE j.balance IS NULL":                                          true,
+		"SELECT a.id FROM accounts a, generate_series(1, 1) g WHERE a.id = 107 AND balance IS NULL":                                       true,
+		"SELECT a.id FROM accounts a JOIN accounts b USING (balance) WHERE a.id = 107 AND balance IS NULL":                                true,
+		"SELECT c.id FROM customers c WHERE c.ssn IS NULL":                                                                                false, // redact: a constant
+		"SELECT id FROM accounts a WHERE a.id = 107":                                                                                      false,
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if res.Statements[0].Fenced != fenced {
+			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
+		}
+	}
+}

@@ -92,7 +92,9 @@ type site struct {
 }
 
 // qualRead is a column of a protected relation read in a per-row qual; col
-// is "" for a whole row, or where the name may not be the column's.
+// is "" for a whole row, or where the name may not be the column's; site
+// is nil when the reference may name a column of any of them (ambiguous, or
+// beside a function's unknown columns).
 type qualRead struct {
 	site *site
 	col  string
@@ -157,6 +159,8 @@ type item struct {
 	nullable bool
 	target   *writeTarget // set when the item is a protected write target
 	site     *site        // set when the item is a protected relation read
+	// under: a join alias's protected relations, whose columns it shows.
+	under []*site
 	// cols are the item's columns when it is no catalog relation, or one
 	// renamed by an alias's column list (colsSet); see columnsOf.
 	cols    columns
@@ -721,6 +725,13 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 			return err
 		}
 		carries := w.since(m)
+		var under []*site
+		for _, it := range sc.items[first:] {
+			if it.site != nil {
+				under = append(under, it.site)
+			}
+			under = append(under, it.under...)
+		}
 		if j.Alias != nil {
 			// Its columns are its sides' (the items below first); renamed by
 			// position, they would need the order USING and NATURAL give them.
@@ -732,11 +743,11 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 			joined.exact = false
 			// The alias hides the sides: only its own name and columns
 			// are in sight above the join.
-			sc.items = append(sc.items[:first], &item{refname: j.Alias.Aliasname, aliased: true, carries: carries, cols: joined.renamed(j.Alias)})
+			sc.items = append(sc.items[:first], &item{refname: j.Alias.Aliasname, aliased: true, carries: carries, cols: joined.renamed(j.Alias), under: under})
 			return nil
 		}
 		if j.JoinUsingAlias != nil {
-			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries, cols: usingColumns(j.UsingClause)})
+			sc.items = append(sc.items, &item{refname: j.JoinUsingAlias.Aliasname, aliased: true, carries: carries, cols: usingColumns(j.UsingClause), under: under})
 		}
 		return nil
 	case *pgNodeRangeFunction:
