@@ -1430,6 +1430,9 @@ func TestUnseenCostsFence(t *testing.T) {
 		// the hidden id matched (round 23, N1).
 		{"SELECT count(*) FROM transactions t WHERE t.merchant = 'Landlord LLC' AND t.id = 14.5", true},
 		{"SELECT count(*) FROM transactions t WHERE t.merchant = 'Landlord LLC' AND t.id = 5000000000", false},
+		// Two untyped literals: text @@ text is stable, run per row, and
+		// its NOTICE told which hidden rows reached it (round 26, F1).
+		{"SELECT count(*) FROM transactions t WHERE t.id <> 40 OR 'a' @@ 'the'", true},
 	} {
 		mustRows(t, carol, tt.sql)
 		var ran string

@@ -907,18 +907,24 @@ func declaredType(tn *pgTypeName) string {
 // ± interval), text || anynonarray and text @@ text; with an operand type
 // it cannot infer, the rewriter assumes the worst.
 func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool {
-	if name == "||" || name == "@@" {
-		return true
-	}
 	lt, lflex := w.exprType(l, sc)
 	rt, rflex := w.exprType(r, sc)
+	untyped := func(n *pgNode, t string, flex bool) bool { return flex && t == "" && n.GetParamRef() == nil }
 	switch {
 	case l == nil:
 		lt = rt // prefix operator
-	case lflex && lt == "" && l.GetParamRef() == nil:
+	case untyped(l, lt, lflex) && untyped(r, rt, rflex):
+		lt, rt = "text", "text" // as PostgreSQL resolves two unknowns
+	case untyped(l, lt, lflex):
 		lt = rt
-	case rflex && rt == "" && r.GetParamRef() == nil:
+	case untyped(r, rt, rflex):
 		rt = lt
+	}
+	switch name {
+	case "@@":
+		return true // text @@ text is ts_match_tt, stable
+	case "||":
+		return lt != "text" || rt != "text" // textcat is immutable, anytextcat not
 	}
 	return lt == "" || rt == "" || lt == "timestamptz" || rt == "timestamptz"
 }
@@ -1409,7 +1415,8 @@ func (w *walker) operatorLeakproof(schema, name string, l, r *pgNode, sc *scope)
 	rt, rflex := w.exprType(r, sc)
 	switch {
 	case lflex && rflex:
-		return true // constants only: folded at plan time
+		// Constants only: folded at plan time if immutable.
+		return !w.operatorMayBeStable(name, l, r, sc)
 	case lflex:
 		lt = w.literalType(name, lt, rt, true)
 	case rflex:
