@@ -1392,7 +1392,6 @@ func TestDeclaredParameterTypesCount(t *testing.T) {
 func TestUnseenCostsFence(t *testing.T) {
 	w := startBank(t)
 	setUpPersonaState(t, w)
-	ctx := ctxT(t)
 	carol := w.assume(t, "carol", nil, nil)
 	pid := backendPID(t, carol)
 	for _, tt := range []struct {
@@ -1435,13 +1434,20 @@ func TestUnseenCostsFence(t *testing.T) {
 		{"SELECT count(*) FROM transactions t WHERE t.id <> 40 OR 'a' @@ 'the'", true},
 	} {
 		mustRows(t, carol, tt.sql)
-		var ran string
-		if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
-			t.Fatal(err)
-		}
-		if fenced := strings.Contains(ran, "OFFSET 0"); fenced != tt.fenced {
-			t.Errorf("%s: the upstream ran %q: fenced %v, want %v", tt.sql, ran, fenced, tt.fenced)
-		}
+		checkRanFenced(t, w, pid, tt.sql, tt.fenced)
+	}
+}
+
+// checkRanFenced checks whether the last statement the backend pid ran
+// (pg_stat_activity), sql's rewrite, was fenced.
+func checkRanFenced(t *testing.T, w *bankWorld, pid int, sql string, want bool) {
+	t.Helper()
+	var ran string
+	if err := w.owner.QueryRow(ctxT(t), "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
+		t.Fatal(err)
+	}
+	if fenced := strings.Contains(ran, "OFFSET 0"); fenced != want {
+		t.Errorf("%s: the upstream ran %q: fenced %v, want %v", sql, ran, fenced, want)
 	}
 }
 
@@ -1483,13 +1489,7 @@ func TestMaskedQualsFence(t *testing.T) {
 		if got := mustRows(t, dana, tt.sql); len(got) != 0 {
 			t.Errorf("%s: %v, want no rows", tt.sql, got)
 		}
-		var ran string
-		if err := w.owner.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ran); err != nil {
-			t.Fatal(err)
-		}
-		if fenced := strings.Contains(ran, "OFFSET 0"); fenced != tt.fenced {
-			t.Errorf("%s: the upstream ran %q: fenced %v, want %v", tt.sql, ran, fenced, tt.fenced)
-		}
+		checkRanFenced(t, w, pid, tt.sql, tt.fenced)
 	}
 }
 

@@ -143,22 +143,15 @@ func TestLargeArraysFence(t *testing.T) {
 	cat := testCatalog(t)
 	src := &setSource{set: scenarios()["dana"]}
 	const q = "SELECT count(*) FROM transactions t WHERE t.id = 14 AND "
-	for sql, fenced := range map[string]bool{
+	cases := map[string]bool{
 		q + "t.merchant = ANY('{a,b,c,d,e,f,g,h}')":           false,
 		q + "t.merchant = ANY('{a,b,c,d,e,f,g,h,i}')":         true,
 		q + "t.merchant IN ('a','b','c','d','e','f','g','h')": false,
 		q + "t.id IN (1, 2, 3, 4, 5, 6, 7, 8, 9)":             true,
 		q + "t.id = ANY(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9])":    true,
 		q + "t.id = ANY($1)":                                  true,
-	} {
-		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
-		if err != nil {
-			t.Errorf("%s: %v", sql, err)
-			continue
-		}
-		if res.Statements[0].Fenced != fenced {
-			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
-		}
+	}
+	for sql, res := range checkFenced(t, cat, src, cases) {
 		if strings.Contains(sql, "'{") && res.Template != nil {
 			t.Errorf("%s: a template, though the literal's length decides", sql)
 		}
@@ -175,7 +168,7 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 	src := &setSource{set: scenarios()["dana"]}
 	const q = "SELECT count(*) FROM transactions t WHERE t.merchant = 'x' AND "
 	long := "14." + strings.Repeat("0", 300) + "1"
-	for sql, fenced := range map[string]bool{
+	checkFenced(t, cat, src, map[string]bool{
 		q + "t.id = 14":                         false,
 		q + "t.id = 5000000000":                 false, // int8eq
 		q + "t.account_id = 5000000000":         false, // int48eq
@@ -190,16 +183,7 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		q + "t.id BETWEEN 1 AND 14.5":           true,
 		q + "t.id = " + long:                    true,
 		q + "t.amount = " + long:                true,
-	} {
-		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
-		if err != nil {
-			t.Errorf("%s: %v", sql, err)
-			continue
-		}
-		if res.Statements[0].Fenced != fenced {
-			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
-		}
-	}
+	})
 	// Fenced, the numeric comparison is not copied into the derived table
 	// (pushdown copies leakproof conjuncts only); the int8 one is.
 	o := testOptions()
@@ -239,7 +223,7 @@ func TestCollatedColumnsFence(t *testing.T) {
 		"public.people": allow("public.people", grant.In{Column: "id", Values: []grant.Literal{lit(int64(2)), lit(int64(4))}}, nil, "p"),
 	}}}
 	const q = "SELECT id FROM people c WHERE c.id = 5 AND "
-	for sql, fenced := range map[string]bool{
+	checkFenced(t, cat, src, map[string]bool{
 		q + "c.email < 'x'":                      true,
 		q + "c.name = 'x'::name":                 true,
 		q + "c.name::text = 'x'":                 true,
@@ -250,16 +234,7 @@ func TestCollatedColumnsFence(t *testing.T) {
 		q + "c.note = 'x'::name":                 false,
 		q + "c.note = ANY('{a,b}')":              false,
 		"SELECT id FROM people c WHERE c.id = 5": false,
-	} {
-		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
-		if err != nil {
-			t.Errorf("%s: %v", sql, err)
-			continue
-		}
-		if res.Statements[0].Fenced != fenced {
-			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
-		}
-	}
+	})
 }
 
 // TestMaskedReadsFence (red team rounds 23 and 25): a computed mask read
@@ -268,7 +243,7 @@ func TestCollatedColumnsFence(t *testing.T) {
 func TestMaskedReadsFence(t *testing.T) {
 	cat := testCatalog(t)
 	src := &setSource{set: scenarios()["dana"]}
-	for sql, fenced := range map[string]bool{
+	checkFenced(t, cat, src, map[string]bool{
 		"SELECT id FROM accounts a WHERE a.id = 107 AND a.balance IS NULL":                                                                true,
 		"SELECT a.id FROM accounts a LEFT JOIN transactions t(x, y, balance) USING (balance) AS j WHERE a.id = 107 AND j.balance IS NULL": true,
 		"SELECT j.id FROM (accounts a CROSS JOIN (SELECT 1 AS one) x) j WHERE j.balance IS NULL":                                          true,
@@ -276,7 +251,15 @@ func TestMaskedReadsFence(t *testing.T) {
 		"SELECT a.id FROM accounts a JOIN accounts b USING (balance) WHERE a.id = 107 AND balance IS NULL":                                true,
 		"SELECT c.id FROM customers c WHERE c.ssn IS NULL":                                                                                false, // redact: a constant
 		"SELECT id FROM accounts a WHERE a.id = 107":                                                                                      false,
-	} {
+	})
+}
+
+// checkFenced rewrites each statement and checks whether it came out
+// fenced; it returns the rewrites.
+func checkFenced(t *testing.T, cat *Catalog, src GrantSource, cases map[string]bool) map[string]Result {
+	t.Helper()
+	out := map[string]Result{}
+	for sql, fenced := range cases {
 		res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
 		if err != nil {
 			t.Errorf("%s: %v", sql, err)
@@ -285,5 +268,7 @@ func TestMaskedReadsFence(t *testing.T) {
 		if res.Statements[0].Fenced != fenced {
 			t.Errorf("%s: fenced %v, want %v", sql, res.Statements[0].Fenced, fenced)
 		}
+		out[sql] = res
 	}
+	return out
 }
