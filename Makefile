@@ -31,7 +31,7 @@ vet:
 
 # staticcheck is installed on demand from the Go module proxy.
 lint: vet
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.2.2 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 # Every test, against a real PostgreSQL started from /usr/lib/postgresql/*/bin.
 # Fuzz targets run their seed corpora here (testdata/fuzz, including every

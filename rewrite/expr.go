@@ -1490,13 +1490,13 @@ var oidTypes = []string{"oid", "regproc", "regprocedure", "regoper", "regoperato
 var numberTypes = []string{"int4", "int8", "numeric"}
 
 // numberType is the type of a numeric literal pg_query does not hold as an
-// int4: int8 for decimal digits (a sign aside) that surely fit, numeric
-// for any other (over 18 digits, hex, 1_000: maybe int8, and the rewriter
-// assumes numeric, which fences). Template keys mark the two apart
+// int4: int8 for decimal digits (a sign and leading zeros aside) that
+// surely fit, numeric for any other (over 18 digits, hex, 1_000: maybe
+// int8, and the rewriter assumes numeric, which fences). Template keys mark the two apart
 // (literalKind), so one's rewrite never stands for the other's.
 func numberType(s string) string {
 	digits := strings.TrimPrefix(s, "-")
-	if digits != "" && len(digits) <= 18 && strings.Trim(digits, "0123456789") == "" {
+	if digits != "" && strings.Trim(digits, "0123456789") == "" && len(strings.TrimLeft(digits, "0")) <= 18 {
 		return "int8"
 	}
 	return "numeric"

@@ -169,20 +169,22 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 	const q = "SELECT count(*) FROM transactions t WHERE t.merchant = 'x' AND "
 	long := "14." + strings.Repeat("0", 300) + "1"
 	checkFenced(t, cat, src, map[string]bool{
-		q + "t.id = 14":                         false,
-		q + "t.id = 5000000000":                 false, // int8eq
-		q + "t.account_id = 5000000000":         false, // int48eq
-		q + "t.id = -123456789012345678":        false,
-		q + "t.id = 14.5":                       true, // numeric_eq(t.id::numeric, 14.5)
-		q + "t.account_id < 104.5":              true,
-		q + "t.id = 99999999999999999999":       true, // numeric
-		q + "t.id = 1e3":                        true,
-		q + "t.id IN (14, 15.5)":                true,
-		q + "t.id = ANY(ARRAY[14, 15.5])":       true,
-		q + "t.id = ANY(ARRAY[14, 5000000000])": false,
-		q + "t.id BETWEEN 1 AND 14.5":           true,
-		q + "t.id = " + long:                    true,
-		q + "t.amount = " + long:                true,
+		q + "t.id = 14":                             false,
+		q + "t.id = 5000000000":                     false, // int8eq
+		q + "t.account_id = 5000000000":             false, // int48eq
+		q + "t.id = -123456789012345678":            false,
+		q + "t.id = 000000000000000000005000000000": false, // leading zeros aside, 10 digits
+		q + "t.id = 9223372036854775807":            true,  // 19 digits: assumed numeric (over-fenced)
+		q + "t.id = 14.5":                           true,  // numeric_eq(t.id::numeric, 14.5)
+		q + "t.account_id < 104.5":                  true,
+		q + "t.id = 99999999999999999999":           true, // numeric
+		q + "t.id = 1e3":                            true,
+		q + "t.id IN (14, 15.5)":                    true,
+		q + "t.id = ANY(ARRAY[14, 15.5])":           true,
+		q + "t.id = ANY(ARRAY[14, 5000000000])":     false,
+		q + "t.id BETWEEN 1 AND 14.5":               true,
+		q + "t.id = " + long:                        true,
+		q + "t.amount = " + long:                    true,
 	})
 	// Fenced, the numeric comparison is not copied into the derived table
 	// (pushdown copies leakproof conjuncts only); the int8 one is.

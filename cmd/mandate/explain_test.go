@@ -11,15 +11,8 @@ import (
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
 
-// bankArgs starts a PostgreSQL with the bank world loaded and returns the
-// flags that point mandate at it and at the bank policies.
-func bankArgs(t *testing.T) []string {
-	t.Helper()
-	_, args := bankCluster(t)
-	return args
-}
-
-// bankCluster is bankArgs with the cluster.
+// bankCluster starts a PostgreSQL with the bank world loaded and returns it
+// and the flags that point mandate at it and at the bank policies.
 func bankCluster(t *testing.T) (*pgtest.Cluster, []string) {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{})
