@@ -388,6 +388,7 @@ type (
 	pgMultiAssignRef         = pg.MultiAssignRef
 	pgNode                   = pg.Node
 	pgNodeAArrayExpr         = pg.Node_AArrayExpr
+	pgAArrayExpr             = pg.A_ArrayExpr
 	pgNodeAConst             = pg.Node_AConst
 	pgNodeAExpr              = pg.Node_AExpr
 	pgNodeAIndices           = pg.Node_AIndices
