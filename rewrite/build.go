@@ -362,7 +362,9 @@ func filterNode(e grant.Expr, t *Table, alias string) (*pgNode, error) {
 
 // hashedInTypes are the column types whose IN filters hashedIn writes, as
 // the element type of the array: the column's own, or text for varchar.
-var hashedInTypes = map[string]string{"int2": "int2", "int4": "int4", "int8": "int8", "text": "text", "varchar": "text", "uuid": "uuid"}
+// Each has a hash function, so PostgreSQL hashes the array.
+var hashedInTypes = map[string]string{"int2": "int2", "int4": "int4", "int8": "int8", "text": "text", "varchar": "text",
+	"uuid": "uuid", "numeric": "numeric", "date": "date", "timestamp": "timestamp", "timestamptz": "timestamptz"}
 
 // hashedIn writes a long IN filter (hashedArrayMin values or more) as col
 // OPERATOR(pg_catalog.=) ANY (ARRAY[...]::pg_catalog.t[]), which PostgreSQL
@@ -373,7 +375,8 @@ var hashedInTypes = map[string]string{"int2": "int2", "int4": "int4", "int8": "i
 // time gave every persona with a long list (a customer's 150 accounts, an
 // analyst's consenting customers) hidden values in seconds, fenced or not
 // (red team round 27). nil where the column's type or a value's needs the
-// per-value form (a domain, a typed literal).
+// per-value form (a domain; a value of another type, which = compares
+// across types and a cast to the column's would change).
 func hashedIn(x grant.In, t *Table, cols colRefFunc) *pgNode {
 	col := t.Column(x.Column)
 	if col == nil || col.array || len(x.Values) < hashedArrayMin {
@@ -385,10 +388,15 @@ func hashedIn(x grant.In, t *Table, cols colRefFunc) *pgNode {
 	}
 	els := make([]*pgNode, len(x.Values))
 	for i, v := range x.Values {
-		if v.Type != "" {
+		v, err := zoneFree(v, grant.Column{Name: x.Column}, t)
+		if err != nil {
+			return nil // the per-value form reports it
+		}
+		lit := v.(grant.Literal)
+		if lit.Type != "" && literalTypes[strings.ToLower(lit.Type)] != col.base {
 			return nil
 		}
-		n, err := literalNode(v)
+		n, err := literalNode(lit)
 		if err != nil {
 			return nil
 		}
