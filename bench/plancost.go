@@ -14,8 +14,9 @@ import (
 )
 
 // planCase is a statement whose plan cost make bench measures as written
-// (direct), as mandate rewrites it for the bench user (fence auto), and
-// with every protected table fenced (--fence always). The bench user reads
+// (direct), as mandate rewrites it for the bench user (fence auto), with
+// every protected table fenced (--fence always), and fenced with nothing
+// copied inside (--fence strict). The bench user reads
 // branch 1's accounts: at the default scale, 100,000 of 1,000,000 rows.
 type planCase struct{ name, sql string }
 
@@ -40,11 +41,11 @@ type planCost struct {
 
 type planRow struct {
 	planCase
-	direct, auto, always planCost
+	direct, auto, always, strict planCost
 }
 
-// measurePlanCosts gets each case's two rewrites from `mandate explain` and
-// runs the three statements with EXPLAIN (ANALYZE, BUFFERS) as benchRole.
+// measurePlanCosts gets each case's three rewrites from `mandate explain` and
+// runs the four statements with EXPLAIN (ANALYZE, BUFFERS) as benchRole.
 func measurePlanCosts(ctx context.Context, e *env, cfg config) ([]planRow, error) {
 	upstream := e.cluster.TCPDSN(benchRole, e.password, benchRole)
 	// explain reads the policy store, which mandate serve creates.
@@ -62,7 +63,7 @@ func measurePlanCosts(ctx context.Context, e *env, cfg config) ([]planRow, error
 		for _, cell := range []struct {
 			dst   *planCost
 			fence string // "": the statement as written
-		}{{&row.direct, ""}, {&row.auto, "auto"}, {&row.always, "always"}} {
+		}{{&row.direct, ""}, {&row.auto, "auto"}, {&row.always, "always"}, {&row.strict, "strict"}} {
 			sql := c.sql
 			if cell.fence != "" {
 				if sql, err = rewriteForBench(ctx, cfg.mandateBin, upstream, cell.fence, c.sql); err != nil {
@@ -128,7 +129,7 @@ func explainAnalyze(ctx context.Context, conn *pgconn.PgConn, sql string) (planC
 func reportPlanCosts(w io.Writer, rows []planRow) {
 	fmt.Fprintf(w, "\nplan cost of the fence (EXPLAIN ANALYZE as %s, median of %d runs: planning + execution ms, shared blocks touched)\n\n", benchRole, planRuns)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "statement\tdirect\tmandate (fence auto)\tfence always\talways/auto ms\t")
+	fmt.Fprintln(tw, "statement\tdirect\tmandate (fence auto)\tfence always\tfence strict\talways/auto ms\tstrict/auto ms\t")
 	cost := func(c planCost) string {
 		s := fmt.Sprintf("%.3f ms %d blocks", c.ms, c.blocks)
 		if c.fenced {
@@ -137,7 +138,8 @@ func reportPlanCosts(w io.Writer, rows []planRow) {
 		return s
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f×\t\n", r.name, cost(r.direct), cost(r.auto), cost(r.always), r.always.ms/r.auto.ms)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f×\t%.1f×\t\n", r.name, cost(r.direct), cost(r.auto), cost(r.always), cost(r.strict),
+			r.always.ms/r.auto.ms, r.strict.ms/r.auto.ms)
 	}
 	tw.Flush()
 }

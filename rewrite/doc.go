@@ -308,7 +308,8 @@
 // operator (pushdown.go): "WHERE id = 500 AND note LIKE 'x%'" still probes
 // the index on id, as a security-barrier view lets PostgreSQL do.
 // Options.AlwaysFence (mandate serve --fence always) fences every
-// statement that reads a protected relation.
+// statement that reads a protected relation; Options.StrictFence (--fence
+// strict) copies nothing into the fence either.
 //
 // # Masks keep types
 //

@@ -39,7 +39,7 @@ type pushable struct {
 // WHERE at sc's level, on its relation's site when it has a pushable shape.
 func (w *walker) notePushable(n *pgNode, sc *scope) {
 	e := n.GetAExpr()
-	if e == nil || e.Lexpr == nil {
+	if e == nil || e.Lexpr == nil || w.opts.StrictFence {
 		return
 	}
 	var consts []*pgNode

@@ -69,6 +69,46 @@ func TestPushdownOnPostgres(t *testing.T) {
 	}
 }
 
+// TestStrictFenceOnPostgres: with StrictFence nothing is copied into the
+// fenced derived table, so the user's comparison is evaluated only on rows
+// the filter passed: the index on id goes unused (the filter's owner has
+// none), and the rows are the same.
+func TestStrictFenceOnPostgres(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer PRIMARY KEY, owner text, note text);
+		INSERT INTO public.docs SELECT i, CASE WHEN i % 3 = 0 THEN 'bob' ELSE 'alice' END, 'n' || i
+			FROM generate_series(1, 20000) i;
+		ANALYZE public.docs`)
+	cat, err := NewCatalogBuilder().Table("public.docs", "id integer", "owner text", "note text").Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := connectPG(t, c)
+	const sql = `SELECT id, note FROM docs WHERE id = 4001`
+	for _, strict := range []bool{false, true} {
+		opts := &Options{Protected: docsOnly, AlwaysFence: true, StrictFence: strict}
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: aliceDocs(nil)}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewritten := res.Statements[0].SQL
+		if copies := strings.Count(rewritten, "4001"); copies != map[bool]int{false: 2, true: 1}[strict] {
+			t.Errorf("strict %v: %d comparisons with 4001: %s", strict, copies, rewritten)
+		}
+		if got := rowsOf(t, conn, rewritten); got != "[[4001 n4001]]" {
+			t.Errorf("strict %v: rows %s", strict, got)
+		}
+		var plan string
+		if err := conn.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+rewritten).Scan(&plan); err != nil {
+			t.Fatal(err)
+		}
+		if probed := strings.Contains(plan, "Index Scan"); probed == strict {
+			t.Errorf("strict %v: index scan %v\n%s", strict, probed, plan)
+		}
+	}
+}
+
 // rowsOf runs sql and prints its rows in order.
 func rowsOf(t *testing.T, conn *pgx.Conn, sql string) string {
 	t.Helper()

@@ -52,6 +52,13 @@ type Options struct {
 	// at the cost of index use through the user's own quals (README,
 	// "Benchmarks", measures it).
 	AlwaysFence bool
+	// StrictFence, with AlwaysFence, copies no conjunct into a fenced
+	// derived table either (pushdown.go), so no user expression is
+	// evaluated on a row its filter hides, a leakproof one included: not
+	// as an index condition, not as a test whose outcome decides whether
+	// the filter runs (docs/security.md, "Timing"). Only the filter's own
+	// quals then choose the index.
+	StrictFence bool
 
 	// deparseAll turns splicing off, so tests can compare both paths.
 	deparseAll bool

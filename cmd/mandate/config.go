@@ -156,7 +156,7 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "check the policy files for changes this often (SIGHUP reloads at once)")
 	fs.DurationVar(&c.CatalogRefresh, "catalog-refresh-interval", c.CatalogRefresh, "re-read the upstream catalog this often (it is also re-read after DDL)")
 	fs.Var(&listFlag{dst: &c.AllowFunctions}, "allow-functions", "functions to allow besides mandate's built-in allow-list, as schema.name (vet them: a function sees what it is given and may leak it)")
-	fs.StringVar(&c.Fence, "fence", c.Fence, "when protected tables are read through a planner fence (OFFSET 0) that no user expression crosses: auto (when a qual is not leakproof; indexes serve the rest) or always (every statement; safer, may scan whole filtered tables)")
+	fs.StringVar(&c.Fence, "fence", c.Fence, "when protected tables are read through a planner fence (OFFSET 0) that no user expression crosses: auto (when a qual is not leakproof; indexes serve the rest), always (every statement, with copies of simple comparisons inside for index scans; safer, may scan whole filtered tables) or strict (every statement, nothing copied: no user expression ever sees a hidden row; only the filter's quals use indexes)")
 	fs.Var(&listFlag{dst: &c.NotifyChannels}, "notify-channels", "channels clients may LISTEN and NOTIFY on (a trailing * matches a prefix); none by default: no policy governs a notification's payload")
 }
 
@@ -171,8 +171,10 @@ func (c *serveConfig) rewriteOptions() (*rewrite.Options, error) {
 	case "auto", "":
 	case "always":
 		o.AlwaysFence = true
+	case "strict":
+		o.AlwaysFence, o.StrictFence = true, true
 	default:
-		return nil, fmt.Errorf("fence: unknown value %q (want auto or always)", c.Fence)
+		return nil, fmt.Errorf("fence: unknown value %q (want auto, always or strict)", c.Fence)
 	}
 	return o, nil
 }

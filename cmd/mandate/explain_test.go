@@ -121,8 +121,12 @@ func TestRewriteOptionsFromConfig(t *testing.T) {
 		t.Errorf("channels %v", o.Channels)
 	}
 	c.Fence = "always"
-	if o, err := c.rewriteOptions(); err != nil || !o.AlwaysFence {
+	if o, err := c.rewriteOptions(); err != nil || !o.AlwaysFence || o.StrictFence {
 		t.Errorf("fence: always → %+v, %v", o, err)
+	}
+	c.Fence = "strict"
+	if o, err := c.rewriteOptions(); err != nil || !o.AlwaysFence || !o.StrictFence {
+		t.Errorf("fence: strict → %+v, %v", o, err)
 	}
 	c.Fence = "sometimes"
 	if _, err := c.rewriteOptions(); err == nil || !strings.Contains(err.Error(), `"sometimes"`) {
