@@ -18,20 +18,10 @@ import (
 // every row the filter lets through, and the rows are those of the
 // statement over the filtered table.
 func TestPushdownOnPostgres(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{})
-	c.Exec(t, `
-		CREATE TABLE public.docs (id integer PRIMARY KEY, owner text, note text);
-		INSERT INTO public.docs SELECT i, CASE WHEN i % 3 = 0 THEN 'bob' ELSE 'alice' END, 'n' || i
-			FROM generate_series(1, 20000) i;
-		ANALYZE public.docs`)
-	cat, err := NewCatalogBuilder().Table("public.docs", "id integer", "owner text", "note text").Build()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, cat := docsOnPostgres(t)
 	set := aliceDocs(nil)
 	opts := &Options{Protected: docsOnly}
 	ctx := context.Background()
-	conn := connectPG(t, c)
 
 	for _, tt := range []struct {
 		sql    string
@@ -74,17 +64,7 @@ func TestPushdownOnPostgres(t *testing.T) {
 // the filter passed: the index on id goes unused (the filter's owner has
 // none), and the rows are the same.
 func TestStrictFenceOnPostgres(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{})
-	c.Exec(t, `
-		CREATE TABLE public.docs (id integer PRIMARY KEY, owner text, note text);
-		INSERT INTO public.docs SELECT i, CASE WHEN i % 3 = 0 THEN 'bob' ELSE 'alice' END, 'n' || i
-			FROM generate_series(1, 20000) i;
-		ANALYZE public.docs`)
-	cat, err := NewCatalogBuilder().Table("public.docs", "id integer", "owner text", "note text").Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := connectPG(t, c)
+	conn, cat := docsOnPostgres(t)
 	const sql = `SELECT id, note FROM docs WHERE id = 4001`
 	for _, strict := range []bool{false, true} {
 		opts := &Options{Protected: docsOnly, AlwaysFence: true, StrictFence: strict}
@@ -107,6 +87,24 @@ func TestStrictFenceOnPostgres(t *testing.T) {
 			t.Errorf("strict %v: index scan %v\n%s", strict, probed, plan)
 		}
 	}
+}
+
+// docsOnPostgres starts a PostgreSQL with public.docs, 20,000 rows of which
+// alice owns two in three, indexed by id, and returns a connection and the
+// table's catalog.
+func docsOnPostgres(t *testing.T) (*pgx.Conn, *Catalog) {
+	t.Helper()
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer PRIMARY KEY, owner text, note text);
+		INSERT INTO public.docs SELECT i, CASE WHEN i % 3 = 0 THEN 'bob' ELSE 'alice' END, 'n' || i
+			FROM generate_series(1, 20000) i;
+		ANALYZE public.docs`)
+	cat, err := NewCatalogBuilder().Table("public.docs", "id integer", "owner text", "note text").Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connectPG(t, c), cat
 }
 
 // rowsOf runs sql and prints its rows in order.
