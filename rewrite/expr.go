@@ -1435,20 +1435,22 @@ func (w *walker) collatedColumn(n *pgNode, sc *scope) bool {
 	for n.GetTypeCast() != nil {
 		n = n.GetTypeCast().Arg
 	}
-	cr := n.GetColumnRef()
-	if cr == nil {
-		return false
-	}
+	col := catalogColumn(n.GetColumnRef(), sc)
+	return col != nil && col.Collated
+}
+
+// catalogColumn is the catalog column a column reference names, nil if it
+// names none (or not one only).
+func catalogColumn(cr *pgColumnRef, sc *scope) *Column {
 	names := columnNames(cr)
 	if names == nil {
-		return false
+		return nil
 	}
 	it, _ := resolveColumn(sc, names, false)
 	if it == nil || it.table == nil {
-		return false
+		return nil
 	}
-	col := it.tableColumn(names[len(names)-1])
-	return col != nil && col.Collated
+	return it.tableColumn(names[len(names)-1])
 }
 
 // literalType is the type PostgreSQL's operator resolution gives a literal
@@ -1492,8 +1494,9 @@ var numberTypes = []string{"int4", "int8", "numeric"}
 // numberType is the type of a numeric literal pg_query does not hold as an
 // int4: int8 for decimal digits (a sign and leading zeros aside) that
 // surely fit, numeric for any other (over 18 digits, hex, 1_000: maybe
-// int8, and the rewriter assumes numeric, which fences). Template keys mark the two apart
-// (literalKind), so one's rewrite never stands for the other's.
+// int8, and the rewriter assumes numeric, which fences). Template keys
+// mark the two apart (literalKind), so one's rewrite never stands for the
+// other's.
 func numberType(s string) string {
 	digits := strings.TrimPrefix(s, "-")
 	if digits != "" && strings.Trim(digits, "0123456789") == "" && len(strings.TrimLeft(digits, "0")) <= 18 {
@@ -1534,15 +1537,7 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		}
 		return t, false
 	case *pgNodeColumnRef:
-		names := columnNames(x.ColumnRef)
-		if names == nil {
-			return "", false
-		}
-		it, _ := resolveColumn(sc, names, false)
-		if it == nil || it.table == nil {
-			return "", false
-		}
-		col := it.tableColumn(names[len(names)-1])
+		col := catalogColumn(x.ColumnRef, sc)
 		if col == nil || col.array {
 			return "", false
 		}
