@@ -2,7 +2,6 @@ package rewrite
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -28,10 +27,16 @@ func (w *walker) fenceMaskedReads(set *grant.Set) {
 	computed := func(m grant.Mask) bool { return m.Kind != grant.MaskNull && m.Kind != grant.MaskRedact }
 	reads := func(s *site, col string) bool {
 		masks := set.Lookup(s.table.QualifiedName()).Masks
-		if m, ok := masks[col]; ok {
-			return computed(m)
+		if col != "" {
+			m, ok := masks[col]
+			return ok && computed(m)
 		}
-		return col == "" && slices.ContainsFunc(slices.Collect(maps.Values(masks)), computed)
+		for _, m := range masks {
+			if computed(m) {
+				return true
+			}
+		}
+		return false
 	}
 	for _, r := range w.qualReads {
 		if r.site != nil && reads(r.site, r.col) ||
