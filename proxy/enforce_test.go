@@ -1483,6 +1483,9 @@ func TestMaskedQualsFence(t *testing.T) {
 		{"SELECT j.id FROM (accounts a CROSS JOIN (SELECT 1 AS one) x) j WHERE j.id = 107 AND j.balance IS NULL", true},
 		{"SELECT a.id FROM accounts a, generate_series(1, 1) g WHERE a.id = 107 AND balance IS NULL", true},
 		{"SELECT a.id FROM accounts a JOIN accounts b USING (balance) WHERE a.id = 107 AND balance IS NULL", true},
+		// USING (customer_id) compares dana's hashed ids: with the equality
+		// below, PostgreSQL put the hash in the protected scan (round 30).
+		{"SELECT a.id, t.x FROM accounts a JOIN transactions t(x, customer_id) USING (customer_id) WHERE t.customer_id = 105", true},
 		{"SELECT id FROM accounts a WHERE a.id = 107 AND a.opened_at IS NULL", false}, // not masked for dana
 		{"SELECT id FROM accounts a WHERE a.id = 107", false},
 	} {

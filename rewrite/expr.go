@@ -293,24 +293,7 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 	it, carries := resolveColumn(sc, names, star)
 	if c.qual && !c.once {
 		// Not in an aggregate's arguments, say, which run above the scans.
-		switch {
-		case it != nil && it.site != nil:
-			r := qualRead{site: it.site}
-			if !star {
-				if col := it.tableColumn(names[len(names)-1]); col != nil {
-					r.col = col.Name
-				}
-			}
-			w.qualReads = append(w.qualReads, r)
-		case it != nil:
-			// A join alias shows its sides' columns (red team round 25:
-			// j.balance of "USING (balance) AS j" ran dana's round mask).
-			for _, s := range it.under {
-				w.qualReads = append(w.qualReads, qualRead{site: s})
-			}
-		case carries:
-			w.qualReads = append(w.qualReads, qualRead{})
-		}
+		w.noteQualRead(it, names, star, carries)
 		if w.conj != nil {
 			w.conj.leaky = w.conj.leaky || c.leaky
 			w.conj.read(it)
@@ -343,6 +326,30 @@ func (w *walker) columnRef(n *pgNode, cr *pgColumnRef, sc *scope, c ectx, wholeR
 		return w.noteTargetRead(n, sc, names, star)
 	}
 	return nil
+}
+
+// noteQualRead records a column read in a per-row qual (walker.qualReads)
+// of the item it resolved to (nil: ambiguous; carries: it may carry
+// protected data).
+func (w *walker) noteQualRead(it *item, names []string, star, carries bool) {
+	switch {
+	case it != nil && it.site != nil:
+		r := qualRead{site: it.site}
+		if !star {
+			if col := it.tableColumn(names[len(names)-1]); col != nil {
+				r.col = col.Name
+			}
+		}
+		w.qualReads = append(w.qualReads, r)
+	case it != nil:
+		// A join alias shows its sides' columns (red team round 25:
+		// j.balance of "USING (balance) AS j" ran dana's round mask).
+		for _, s := range it.under {
+			w.qualReads = append(w.qualReads, qualRead{site: s})
+		}
+	case carries:
+		w.qualReads = append(w.qualReads, qualRead{})
+	}
 }
 
 // readsView reports whether a column reference may read a view's column
@@ -1159,7 +1166,10 @@ func (w *walker) pullable(feeds bool, walk func() error) error {
 }
 
 // checkMergedColumns fences a USING or NATURAL join whose merged columns
-// may differ in type between its sides: PostgreSQL then converts one side
+// may differ in type between its sides, whose = is not leakproof or may
+// fail on a collation, and notes the merged columns as read in a qual (a
+// masked one fences, fenceMaskedReads). Differing types: PostgreSQL
+// converts one side
 // (numeric to float8, say), a conversion that can fail, and a conjunct
 // naming the merged column beside a protected one may run it in the
 // protected scan, ahead of the filter (red team round 15, Q2: 1e309
@@ -1175,11 +1185,18 @@ func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) {
 	left.items, right.items = sc.items[first:mid], sc.items[mid:]
 	for _, u := range j.UsingClause {
 		name := u.GetString_().GetSval()
+		// USING (c) is the qual l.c = r.c: it reads both sides' c (a masked
+		// one is its mask there) and runs = on them (red team round 30:
+		// USING (balance) put dana's round mask in the protected scan).
+		for _, side := range []*scope{left, right} {
+			it, carries := resolveColumn(side, []string{name}, false)
+			w.noteQualRead(it, []string{name}, false, carries)
+		}
 		lt, _ := w.exprType(columnRef(name), left)
 		rt, _ := w.exprType(columnRef(name), right)
-		if lt == "" || lt != rt {
+		if lt == "" || lt != rt || !w.cat.operatorLeakproof("", "=", lt, rt) ||
+			w.collatedColumn(columnRef(name), left) || w.collatedColumn(columnRef(name), right) {
 			w.dangerous = true
-			return
 		}
 	}
 }

@@ -251,8 +251,11 @@ func TestMaskedReadsFence(t *testing.T) {
 		"SELECT j.id FROM (accounts a CROSS JOIN (SELECT 1 AS one) x) j WHERE j.balance IS NULL":                                          true,
 		"SELECT a.id FROM accounts a, generate_series(1, 1) g WHERE a.id = 107 AND balance IS NULL":                                       true,
 		"SELECT a.id FROM accounts a JOIN accounts b USING (balance) WHERE a.id = 107 AND balance IS NULL":                                true,
-		"SELECT c.id FROM customers c WHERE c.ssn IS NULL":                                                                                false, // redact: a constant
-		"SELECT id FROM accounts a WHERE a.id = 107":                                                                                      false,
+		// USING (c) compares both sides' c, masked ones included (round 30).
+		"SELECT 1 FROM accounts a JOIN accounts b USING (customer_id)": true,
+		"SELECT 1 FROM accounts a JOIN accounts b USING (id)":          false,
+		"SELECT c.id FROM customers c WHERE c.ssn IS NULL":             false, // redact: a constant
+		"SELECT id FROM accounts a WHERE a.id = 107":                   false,
 	})
 }
 
