@@ -1509,15 +1509,18 @@ var oidTypes = []string{"oid", "regproc", "regprocedure", "regoper", "regoperato
 var numberTypes = []string{"int4", "int8", "numeric"}
 
 // numberType is the type of a numeric literal pg_query does not hold as an
-// int4: int8 for decimal digits (a sign and leading zeros aside) that
-// surely fit, numeric for any other (over 18 digits, hex, 1_000: maybe
-// int8, and the rewriter assumes numeric, which fences). Template keys
-// mark the two apart (literalKind), so one's rewrite never stands for the
-// other's.
+// int4: int8 for decimal digits that fit (a sign aside), numeric for any
+// other. PostgreSQL types -9223372036854775808 int8 and -2147483648 int4,
+// but template keys see the digits apart from the sign (literalKind), and
+// a kind must stand for one type; hex, octal, binary and 1_000 (PostgreSQL
+// 16's forms, which may fit too) are taken for numeric as well: both only
+// fence more.
 func numberType(s string) string {
 	digits := strings.TrimPrefix(s, "-")
-	if digits != "" && strings.Trim(digits, "0123456789") == "" && len(strings.TrimLeft(digits, "0")) <= 18 {
-		return "int8"
+	if strings.Trim(digits, "0123456789") == "" {
+		if _, err := strconv.ParseInt(digits, 10, 64); err == nil {
+			return "int8"
+		}
 	}
 	return "numeric"
 }

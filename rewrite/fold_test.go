@@ -174,8 +174,11 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		q + "t.account_id = 5000000000":             false, // int48eq
 		q + "t.id = -123456789012345678":            false,
 		q + "t.id = 000000000000000000005000000000": false, // leading zeros aside, 10 digits
-		q + "t.id = 9223372036854775807":            true,  // 19 digits: assumed numeric (over-fenced)
-		q + "t.id = 14.5":                           true,  // numeric_eq(t.id::numeric, 14.5)
+		q + "t.id = 9223372036854775807":            false, // int8's largest
+		q + "t.id = 9223372036854775808":            true,  // numeric
+		q + "t.id = -9223372036854775807":           false,
+		q + "t.id = -9223372036854775808":           true, // int8 to PostgreSQL; numeric here (the template key's digits)
+		q + "t.id = 14.5":                           true, // numeric_eq(t.id::numeric, 14.5)
 		q + "t.account_id < 104.5":                  true,
 		q + "t.id = 99999999999999999999":           true, // numeric
 		q + "t.id = 1e3":                            true,
@@ -200,7 +203,7 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		}
 	}
 	// One kind of number's rewrite never stands for the other's.
-	for _, pair := range [][2]string{{"5000000000", "14.5"}, {"5000000000", "99999999999999999999"}, {"14", "14.5"}} {
+	for _, pair := range [][2]string{{"5000000000", "14.5"}, {"5000000000", "99999999999999999999"}, {"14", "14.5"}, {"9223372036854775807", "9223372036854775808"}} {
 		a, okA := TemplateKey(q + "t.id = " + pair[0])
 		b, okB := TemplateKey(q + "t.id = " + pair[1])
 		if !okA || !okB || a.Key == b.Key {
