@@ -1,0 +1,1 @@
+SELECT system_user FROM customers
