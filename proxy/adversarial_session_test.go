@@ -501,6 +501,17 @@ func advProtocol() advClass {
 				// PostgreSQL resolves accounts to shadow.accounts, which no policy covers.
 				return x.expectCode("alice", conn, "SELECT iban FROM accounts", stDenied)
 			}),
+			// A setting's name is case-insensitive to PostgreSQL, and a
+			// startup parameter overrides options (red team round 32, L1:
+			// SEARCH_PATH reached the upstream, the proxy kept the default).
+			startupSearchPathCase("proto/startup-param-search-path-upper", map[string]string{"SEARCH_PATH": "shadow,public"}),
+			startupSearchPathCase("proto/startup-param-search-path-over-options", map[string]string{"options": "-c search_path=public", "search_path": "shadow,public"}),
+			startupRefused("proto/startup-param-user-upper", map[string]string{"USER": "postgres"}),
+			startupRefused("proto/startup-param-options-upper", map[string]string{"OPTIONS": "-c role=postgres"}),
+			custom("proto/startup-param-twice", func(x *advCtx) error {
+				_, err := x.connectRaw("alice", "alice", map[string]string{"search_path": "public", "Search_Path": "shadow,public"})
+				return expectErr(err, "08P01")
+			}),
 			// LOG and DEBUG messages show plans (the filter's constants, row
 			// counts over hidden rows) and transaction ids (red team round
 			// 17, S1): refused when SET, dropped when set another way.
@@ -589,6 +600,19 @@ func startupRefused(name string, params map[string]string) advCase {
 			return fmt.Errorf("want 42501, got %v", err)
 		}
 		return nil
+	})
+}
+
+// startupSearchPathCase logs alice in with params, which put schema shadow
+// ahead of public upstream: mandate must resolve accounts as PostgreSQL
+// does, to shadow.accounts, which no policy covers.
+func startupSearchPathCase(name string, params map[string]string) advCase {
+	return custom(name, func(x *advCtx) error {
+		conn, err := x.connectRaw("alice", "alice", params)
+		if err != nil {
+			return err
+		}
+		return x.expectCode("alice", conn, "SELECT iban FROM accounts", stDenied)
 	})
 }
 

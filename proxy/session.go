@@ -163,7 +163,7 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
 		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
-	s.settings.start(startupSearchPath(sm.Parameters))
+	s.settings.start(startupSearchPath(params))
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)
 	if err != nil {

@@ -438,7 +438,8 @@ func searchPathKey(path []string) string { return strings.Join(path, "\x00") }
 // resolve names as the upstream will (see sessionSettings on why a wrong guess
 // is never a leak).
 func startupSearchPath(params map[string]string) []string {
-	v, ok := params["search_path"]
+	var v string
+	var ok bool
 	fields := strings.Fields(params["options"])
 	for i := 0; i < len(fields); i++ {
 		kv := strings.TrimPrefix(strings.TrimPrefix(fields[i], "--"), "-c")
@@ -449,6 +450,10 @@ func startupSearchPath(params map[string]string) []string {
 		if name, val, found := strings.Cut(kv, "="); found && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
 			v, ok = val, true
 		}
+	}
+	// PostgreSQL applies options first, then the other parameters.
+	if p, set := params["search_path"]; set {
+		v, ok = p, true
 	}
 	if !ok {
 		return nil

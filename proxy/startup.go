@@ -108,11 +108,15 @@ var safeStartupOptions = map[string]bool{
 
 // upstreamParams returns the startup parameters to pass on upstream, and the
 // `_pq_.` protocol options to report as unrecognized. user and database are
-// mandate's to decide; replication and unsafe options are refused.
+// mandate's to decide; replication and unsafe settings are refused. A
+// setting's name is case-insensitive to PostgreSQL, so it is passed on in
+// lower case, once (red team round 32: SEARCH_PATH reached the upstream
+// while the proxy tracked the default path). LOG and DEBUG messages a
+// startup client_min_messages asks for are dropped in relay.
 func upstreamParams(sm *pgproto3.StartupMessage) (params map[string]string, unrecognized []string, err error) {
 	params = map[string]string{}
 	for k, v := range sm.Parameters {
-		switch {
+		switch lk := strings.ToLower(k); {
 		case k == "user" || k == "database":
 		case k == "replication":
 			if v != "false" && v != "off" && v != "no" && v != "0" {
@@ -125,11 +129,14 @@ func upstreamParams(sm *pgproto3.StartupMessage) (params map[string]string, unre
 				return nil, nil, err
 			}
 			params[k] = v
+		case lk == "user" || lk == "database" || lk == "replication" || lk == "options" ||
+			lk == "role" || lk == "session_authorization" || strings.HasPrefix(lk, "mandate."):
+			return nil, nil, fatalf(codeInsufficientPriv, fmt.Sprintf("startup parameter %q is not allowed through mandate", k), nil)
 		default:
-			if lk := strings.ToLower(k); lk == "role" || lk == "session_authorization" || strings.HasPrefix(lk, "mandate.") {
-				return nil, nil, fatalf(codeInsufficientPriv, fmt.Sprintf("startup parameter %q is not allowed through mandate", k), nil)
+			if _, twice := params[lk]; twice {
+				return nil, nil, fatalf(codeProtocolViolation, fmt.Sprintf("startup parameter %q is given twice", lk), nil)
 			}
-			params[k] = v
+			params[lk] = v
 		}
 	}
 	return params, unrecognized, nil
