@@ -315,6 +315,37 @@ func TestGrantSetCacheHonoursClock(t *testing.T) {
 	}
 }
 
+// TestActorChainOrder (red team round 32, F4): a delegation is the
+// subject's, so its delegate acts for the subject, first in the chain; a
+// chain names each actor once.
+func TestActorChainOrder(t *testing.T) {
+	e := openBank(t, bankSources, Options{})
+	bob, assistant := Actor{"bob", ActorDelegate}, Actor{"assistant", ActorAgent}
+	bobsAgent := assistantAgent()
+	bobsAgent.Owner = "bob"
+	cases := []struct {
+		name   string
+		actors []Actor
+		agent  *Agent
+		want   want
+	}{
+		{"bob for the agent for alice", []Actor{assistant, bob}, assistantAgent(), want{reason: "delegate bob has no delegation from assistant"}},
+		{"bob twice", []Actor{bob, bob}, nil, want{reason: "actor bob appears twice in the chain"}},
+		{"bob's agent for bob for alice", []Actor{bob, assistant}, bobsAgent, want{filters: sel("account_id IN (101, 102) AND category IN ('income', 'tax')")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := bobScope
+			s.Actors, s.Agent = c.actors, c.agent
+			r, err := e.Grants(s, bankTables["transactions"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGrant(t, r, c.want)
+		})
+	}
+}
+
 func TestAgentScope(t *testing.T) {
 	e := openBank(t, bankSources, Options{})
 	disabled := assistantAgent()

@@ -103,10 +103,17 @@ func (ev *evaluation) checkChain() string {
 		if i > 0 {
 			onBehalfOf = sc.Actors[i-1].ID
 		}
+		for _, b := range sc.Actors[:i] {
+			if b.ID == a.ID && b.Kind == a.Kind {
+				return fmt.Sprintf("actor %s appears twice in the chain", a.ID)
+			}
+		}
 		switch a.Kind {
 		case ActorDelegate:
-			if d := sc.Delegation; d == nil || d.Delegate != a.ID {
-				return fmt.Sprintf("delegate %s has no delegation from %s", a.ID, sc.Subject)
+			// A delegation is the subject's: its delegate acts for the
+			// subject, first in the chain (red team round 32, F4).
+			if d := sc.Delegation; d == nil || d.Delegate != a.ID || onBehalfOf != sc.Subject {
+				return fmt.Sprintf("delegate %s has no delegation from %s", a.ID, onBehalfOf)
 			}
 			ev.parties = append(ev.parties, party{"delegate " + a.ID, types.NewEntityUID(cs.userType, types.String(a.ID))})
 		case ActorAgent:
