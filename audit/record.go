@@ -29,6 +29,12 @@ type Actor struct {
 	Kind string `json:"kind"` // "delegate" or "agent"
 }
 
+// Principal is a subject and the actors acting for it.
+type Principal struct {
+	Subject string  `json:"subject"`
+	Actors  []Actor `json:"actors,omitempty"`
+}
+
 // Record is one decision. It has no field for the token or the statement's
 // text or parameter values, on purpose: it cannot leak what it cannot hold.
 // Seq, Prev and Hash are set by the Writer and read back from a log.
@@ -36,13 +42,16 @@ type Record struct {
 	Seq  uint64 `json:"seq,omitempty"`
 	Prev string `json:"prev,omitempty"`
 
-	Time         time.Time `json:"time"`
-	Session      string    `json:"session"`
-	ClientAddr   string    `json:"client_addr,omitempty"`
-	Subject      string    `json:"subject"`
-	Actors       []Actor   `json:"actors,omitempty"` // closest to the subject first, connected actor last
-	DelegationID string    `json:"delegation_id,omitempty"`
-	Purpose      string    `json:"purpose,omitempty"`
+	Time       time.Time `json:"time"`
+	Session    string    `json:"session"`
+	ClientAddr string    `json:"client_addr,omitempty"`
+	Subject    string    `json:"subject"`
+	Actors     []Actor   `json:"actors,omitempty"` // closest to the subject first, connected actor last
+	// Login is who logged in, when a statement runs as an identity that
+	// login assumed (SET mandate.token); absent when they are the same.
+	Login        *Principal `json:"login,omitempty"`
+	DelegationID string     `json:"delegation_id,omitempty"`
+	Purpose      string     `json:"purpose,omitempty"`
 	// Fingerprint identifies the statement's shape (pg_query fingerprint),
 	// constants excluded.
 	Fingerprint string        `json:"fingerprint"`

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,14 +41,23 @@ type auditItem struct {
 }
 
 // recordOf is an allowed record of this session for subject acting
-// through actors, for the caller to complete.
+// through actors, for the caller to complete. It names the login too when
+// that is someone else: who assumed the identity (red team round 32, F1).
 func (s *session) recordOf(subject string, actors []policy.Actor) audit.Record {
 	r := audit.Record{Time: s.srv.cfg.Enforcer.now(), Session: s.sessionID(), ClientAddr: s.conn.RemoteAddr().String(),
-		Subject: subject, Decision: audit.DecisionAllow}
-	for _, a := range actors {
-		r.Actors = append(r.Actors, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
+		Subject: subject, Actors: auditActors(actors), Decision: audit.DecisionAllow}
+	if l := s.login; l.Subject != "" && (l.Subject != subject || !slices.Equal(l.Actors, actors)) {
+		r.Login = &audit.Principal{Subject: l.Subject, Actors: auditActors(l.Actors)}
 	}
 	return r
+}
+
+func auditActors(actors []policy.Actor) []audit.Actor {
+	var out []audit.Actor
+	for _, a := range actors {
+		out = append(out, audit.Actor{ID: a.ID, Kind: string(a.Kind)})
+	}
+	return out
 }
 
 // recordFor is the audit record of a decision, without its outcome.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,15 @@ type principal struct {
 	Claims  map[string]any
 	Method  string // "jwt", "scram", "trust"
 	Expires time.Time
+}
+
+// describe names p for messages: the subject, and who connected for it.
+func (p principal) describe() string {
+	s := strconv.Quote(p.Subject)
+	if n := len(p.Actors); n > 0 {
+		s = strconv.Quote(p.Actors[n-1].ID) + " acting for " + s
+	}
+	return s
 }
 
 func fromIdentity(id identity.Identity) principal {
@@ -223,12 +233,13 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 	}
 	snap, err := e.State.Check(now)
 	if err != nil {
-		return decision{err: err}
+		// No scope without the state; the refusal's record names the caller.
+		return decision{err: err, scope: policy.Scope{Subject: p.Subject, Actors: p.Actors, Purpose: p.purpose(c.purpose)}}
 	}
 	scope := e.scope(c, snap, now)
 	cat, catVersion := e.Catalogs.Current()
 	if cat == nil {
-		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}}
+		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}, scope: scope}
 	}
 	sess := rewrite.Session{User: c.upstreamUser, SearchPath: c.searchPath, ParamTypes: c.paramTypes}
 	grants := func(names []string) (*grant.Set, error) {
@@ -246,7 +257,7 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		m.rewriteCache[how].Inc()
 	}
 	if expired && (err != nil || !transactionControl(res)) {
-		return decision{err: errTokenExpired}
+		return decision{err: errTokenExpired, scope: scope, entry: ent}
 	}
 	return decision{sql: res.SQL, result: res, scope: scope, entry: ent, err: err}
 }

@@ -789,6 +789,56 @@ func TestAuditRecordsLogins(t *testing.T) {
 	}
 }
 
+// TestAssumedIdentityAudited (red team round 32, F1–F3): a statement run
+// under an assumed identity names the login that assumed it; only a login
+// principal itself, not someone acting for it, may assume one; a refusal
+// for an expired token names its subject.
+func TestAssumedIdentityAudited(t *testing.T) {
+	w := startBank(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	p, e := w.replica(t, replicaOptions{auditPath: path, edit: func(c *Config) { c.Auth = AuthJWT }})
+	ctx := ctxT(t)
+	login := func(user, tok string) *pgx.Conn {
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, tok, p.addr, w.db))
+		if err != nil {
+			t.Fatalf("login as %s: %v", user, err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		return conn
+	}
+	app := login("app", w.token(t, "app", nil, nil))
+	if _, err := app.Exec(ctx, "SET mandate.token = '"+w.token(t, "alice", nil, nil)+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	const assumed = "SELECT count(*) FROM transactions"
+	mustRows(t, app, assumed)
+	if r := auditedAs(t, path, assumed, 1)[0]; r.Subject != "alice" || r.Login == nil || r.Login.Subject != "app" || len(r.Login.Actors) != 0 {
+		t.Errorf("record under an assumed identity: subject %q, login %+v; want alice, app", r.Subject, r.Login)
+	}
+
+	mallory := login("mallory", w.token(t, "app", []string{"mallory"}, nil))
+	if _, err := mallory.Exec(ctx, "SET mandate.token = '"+w.token(t, "carol", nil, nil)+"'", pgx.QueryExecModeSimpleProtocol); sqlState(err) != codeInsufficientPriv {
+		t.Errorf("mallory, acting for app, assumes carol: want 42501, got %v", err)
+	}
+
+	short, err := identity.Mint(w.devKey, identity.MintClaims{Subject: "alice", Issuer: "mandate-dev", Audience: []string{"mandate"}, TTL: time.Minute, Now: w.clock.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := login("alice", short)
+	w.clock.advance(2 * time.Minute)
+	if err := e.State.Load(ctx); err != nil { // the replica's state, confirmed on the moved clock
+		t.Fatal(err)
+	}
+	const late = "SELECT count(*) FROM accounts"
+	if _, err := rows(t, alice, late); sqlState(err) != "28000" {
+		t.Fatalf("after the token expired: want 28000, got %v", err)
+	}
+	if r := auditedAs(t, path, late, 1)[0]; r.Subject != "alice" || r.SQLState != "28000" || r.Login != nil {
+		t.Errorf("refusal for an expired token: subject %q, sqlstate %q, login %+v; want alice, 28000, none", r.Subject, r.SQLState, r.Login)
+	}
+}
+
 // waitState waits until the proxy's state has caught up with the store.
 func waitState(t testing.TB, w *bankWorld) {
 	t.Helper()

@@ -473,8 +473,10 @@ func (s *session) mandateChange(st rewrite.Setting) (mandateChange, error) {
 // assume verifies a token for SET mandate.token.
 func (s *session) assume(token string) (principal, error) {
 	e := s.srv.cfg.Enforcer
-	if !e.AssumeAllowed[s.login.Subject] {
-		return principal{}, &Error{Code: codeInsufficientPriv, Msg: fmt.Sprintf("%q may not assume identities with SET mandate.token", s.login.Subject)}
+	// The right is the login principal's own: not of someone acting for
+	// it, who would then act as anyone unnamed (red team round 32, F3).
+	if !e.AssumeAllowed[s.login.Subject] || len(s.login.Actors) > 0 {
+		return principal{}, &Error{Code: codeInsufficientPriv, Msg: fmt.Sprintf("%s may not assume identities with SET mandate.token", s.login.describe())}
 	}
 	if e.Verifier == nil {
 		return principal{}, &Error{Code: codeInvalidAuthSpec, Msg: "no token verifier is configured"}
