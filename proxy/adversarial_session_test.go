@@ -506,6 +506,15 @@ func advProtocol() advClass {
 			// SEARCH_PATH reached the upstream, the proxy kept the default).
 			startupSearchPathCase("proto/startup-param-search-path-upper", map[string]string{"SEARCH_PATH": "shadow,public"}),
 			startupSearchPathCase("proto/startup-param-search-path-over-options", map[string]string{"options": "-c search_path=public", "search_path": "shadow,public"}),
+			// Names are folded and quoted, and options split, as
+			// PostgreSQL does (red team round 33, F1: SHADOW was a schema
+			// of its own to the proxy; "x\ -c…" was a second setting).
+			startupSearchPathCase("proto/startup-param-search-path-folded", map[string]string{"search_path": `SHADOW , "public"`}),
+			startupSearchPathCase("proto/startup-options-search-path-escaped-space", map[string]string{"options": `-c search_path=shadow,public -c application_name=x\ -csearch_path=public`}),
+			custom("proto/startup-param-search-path-invalid", func(x *advCtx) error {
+				_, err := x.connectRaw("alice", "alice", map[string]string{"search_path": `public,,shadow`})
+				return expectErr(err, "22023")
+			}),
 			startupRefused("proto/startup-param-user-upper", map[string]string{"USER": "postgres"}),
 			startupRefused("proto/startup-param-options-upper", map[string]string{"OPTIONS": "-c role=postgres"}),
 			custom("proto/startup-param-twice", func(x *advCtx) error {

@@ -163,7 +163,11 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if db := sm.Parameters["database"]; s.srv.cfg.Enforcer != nil && db != "" && db != s.srv.upstream.Database {
 		return fatalf("3D000", fmt.Sprintf("database %q is not served by this mandate (it serves %q)", db, s.srv.upstream.Database), nil)
 	}
-	s.settings.start(startupSearchPath(params))
+	path, ok := startupSearchPath(params)
+	if !ok {
+		return fatalf("22023", "invalid value for parameter \"search_path\": list syntax is invalid", nil)
+	}
+	s.settings.start(path)
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -433,22 +434,14 @@ func (st settingsState) clone() settingsState {
 func searchPathKey(path []string) string { return strings.Join(path, "\x00") }
 
 // startupSearchPath is the search_path a client sets at startup, as a
-// parameter or with -c in options; nil when it sets none. Names are split
-// on commas with surrounding blanks and double quotes removed: enough to
-// resolve names as the upstream will (see sessionSettings on why a wrong guess
-// is never a leak).
-func startupSearchPath(params map[string]string) []string {
+// parameter or with -c in options, read as PostgreSQL reads it; nil when it
+// sets none, ok false when PostgreSQL would refuse the value.
+func startupSearchPath(params map[string]string) (path []string, ok bool) {
 	var v string
-	var ok bool
-	fields := strings.Fields(params["options"])
-	for i := 0; i < len(fields); i++ {
-		kv := strings.TrimPrefix(strings.TrimPrefix(fields[i], "--"), "-c")
-		if kv == "" && i+1 < len(fields) {
-			i++
-			kv = fields[i]
-		}
-		if name, val, found := strings.Cut(kv, "="); found && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
-			v, ok = val, true
+	settings, _ := optionSettings(params["options"]) // checked in upstreamParams
+	for _, kv := range settings {
+		if kv[0] == "search_path" {
+			v, ok = kv[1], true
 		}
 	}
 	// PostgreSQL applies options first, then the other parameters.
@@ -456,13 +449,91 @@ func startupSearchPath(params map[string]string) []string {
 		v, ok = p, true
 	}
 	if !ok {
-		return nil
+		return nil, true
 	}
-	var path []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.Trim(strings.TrimSpace(p), `"`); p != "" {
-			path = append(path, p)
+	return splitIdentifiers(v)
+}
+
+// splitIdentifiers splits a list of names as PostgreSQL's
+// SplitIdentifierString does for search_path: commas separate, blanks
+// around names go, a quoted name keeps its case ("" is a quote), an
+// unquoted one is folded to lower case (ASCII letters only, as in UTF-8
+// databases); names are cut to 63 bytes. ok is false on a syntax error.
+func splitIdentifiers(s string) (names []string, ok bool) {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
+	i := 0
+	for i < len(s) && isSpace(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return nil, true
+	}
+	for {
+		var name string
+		if i == len(s) {
+			return nil, false // a separator with no name after it
+		}
+		if s[i] == '"' {
+			var b strings.Builder
+			for i++; ; i++ {
+				if i == len(s) {
+					return nil, false
+				}
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						b.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				b.WriteByte(s[i])
+			}
+			name = b.String()
+		} else {
+			start := i
+			for i < len(s) && s[i] != ',' && !isSpace(s[i]) {
+				i++
+			}
+			if i == start {
+				return nil, false
+			}
+			name = asciiLower(s[start:i])
+		}
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		names = append(names, truncateIdentifier(name))
+		if i == len(s) {
+			return names, true
+		}
+		if s[i] != ',' {
+			return nil, false
+		}
+		for i++; i < len(s) && isSpace(s[i]); i++ {
 		}
 	}
-	return path
+}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+}
+
+// truncateIdentifier cuts a name to PostgreSQL's 63 bytes, at a
+// character's start.
+func truncateIdentifier(s string) string {
+	if len(s) <= 63 {
+		return s
+	}
+	n := 63
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

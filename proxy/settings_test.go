@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -499,6 +500,47 @@ func TestMandateSettingTags(t *testing.T) {
 		}
 		if got := res[0].CommandTag.String(); got != want {
 			t.Errorf("%s: tag %q, want %q", sql, got, want)
+		}
+	}
+}
+
+// TestStartupSettingsReadAsPostgres: the options parameter splits as
+// pg_split_opts does and a search_path as SplitIdentifierString does (red
+// team round 33, F1); the adversarial cases check the same on PostgreSQL.
+func TestStartupSettingsReadAsPostgres(t *testing.T) {
+	long := strings.Repeat("s", 70)
+	for in, want := range map[string][]string{
+		`a, B ,"C""d"`:    {"a", "b", `C"d`},
+		`"$user", public`: {"$user", "public"},
+		"  ":              nil,
+		`Ünï,x`:           {"Ünï", "x"}, // only ASCII folds
+		long:              {long[:63]},
+		`"` + long + `"`:  {long[:63]},
+		`"a,b" , c`:       {"a,b", "c"},
+	} {
+		got, ok := splitIdentifiers(in)
+		if !ok || !slices.Equal(got, want) {
+			t.Errorf("splitIdentifiers(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{`a,,b`, `"a`, `a b`, `a,`, `,a`} {
+		if got, ok := splitIdentifiers(in); ok {
+			t.Errorf("splitIdentifiers(%q) = %q; want a syntax error", in, got)
+		}
+	}
+	for in, want := range map[string][][2]string{
+		`-c search_path=a -csearch-path=b --Work-Mem=1MB`: {{"search_path", "a"}, {"search_path", "b"}, {"work_mem", "1MB"}},
+		`-c application_name=x\ -c\ role=y`:               {{"application_name", "x -c role=y"}},
+		`-c a=b\\ -c c=d`:                                 {{"a", `b\`}, {"c", "d"}},
+	} {
+		got, err := optionSettings(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("optionSettings(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`-c`, `-e`, `-ec a=b`, `--`, `x`} {
+		if got, err := optionSettings(in); err == nil {
+			t.Errorf("optionSettings(%q) = %q; want a refusal", in, got)
 		}
 	}
 }

@@ -145,28 +145,71 @@ func upstreamParams(sm *pgproto3.StartupMessage) (params map[string]string, unre
 // checkStartupOptions allows only "-c name=value" / "--name=value" pairs of
 // safe settings in the options parameter.
 func checkStartupOptions(opts string) error {
-	fields := strings.Fields(opts)
-	for i := 0; i < len(fields); i++ {
-		f := fields[i]
-		var kv string
-		switch {
-		case f == "-c" && i+1 < len(fields):
-			i++
-			kv = fields[i]
-		case strings.HasPrefix(f, "-c"):
-			kv = f[2:]
-		case strings.HasPrefix(f, "--"):
-			kv = f[2:]
-		default:
-			return fatalf(codeInsufficientPriv, fmt.Sprintf("startup option %q is not allowed through mandate", f), nil)
-		}
-		name, _, _ := strings.Cut(kv, "=")
-		name = strings.ReplaceAll(strings.ToLower(name), "-", "_")
-		if !safeStartupOptions[name] {
-			return fatalf(codeInsufficientPriv, fmt.Sprintf("startup option %q is not allowed through mandate", name), nil)
+	settings, err := optionSettings(opts)
+	if err != nil {
+		return err
+	}
+	for _, kv := range settings {
+		if !safeStartupOptions[kv[0]] {
+			return fatalf(codeInsufficientPriv, fmt.Sprintf("startup option %q is not allowed through mandate", kv[0]), nil)
 		}
 	}
 	return nil
+}
+
+// optionSettings reads the options startup parameter as PostgreSQL does:
+// split by pg_split_opts (whitespace separates, a backslash escapes the
+// next character: "-c application_name=x\ -c\ role=y" is one setting),
+// then "-c name=value", "-cname=value" or "--name=value", the name in
+// lower case with dashes as underscores. Any other switch is refused.
+func optionSettings(opts string) ([][2]string, error) {
+	var args []string
+	var arg strings.Builder
+	escaped, inArg := false, false
+	for i := 0; i < len(opts); i++ {
+		c := opts[i]
+		switch {
+		case !escaped && isOptionSpace(c):
+			if inArg {
+				args, inArg = append(args, arg.String()), false
+				arg.Reset()
+			}
+			continue
+		case !escaped && c == '\\':
+			escaped = true
+		default:
+			escaped = false
+			arg.WriteByte(c)
+		}
+		inArg = true
+	}
+	if inArg {
+		args = append(args, arg.String())
+	}
+	var settings [][2]string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var kv string
+		switch {
+		case a == "-c" && i+1 < len(args):
+			i++
+			kv = args[i]
+		case strings.HasPrefix(a, "-c") && a != "-c":
+			kv = a[2:]
+		case strings.HasPrefix(a, "--") && a != "--":
+			kv = a[2:]
+		default:
+			return nil, fatalf(codeInsufficientPriv, fmt.Sprintf("startup option %q is not allowed through mandate", a), nil)
+		}
+		name, value, _ := strings.Cut(kv, "=")
+		settings = append(settings, [2]string{strings.ReplaceAll(strings.ToLower(name), "-", "_"), value})
+	}
+	return settings, nil
+}
+
+// isOptionSpace is C's isspace, which pg_split_opts splits on.
+func isOptionSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 // isLoopback reports whether a client connection comes from this host.
