@@ -49,9 +49,12 @@ type Record struct {
 	Actors     []Actor   `json:"actors,omitempty"` // closest to the subject first, connected actor last
 	// Login is who logged in, when a statement runs as an identity that
 	// login assumed (SET mandate.token); absent when they are the same.
-	Login        *Principal `json:"login,omitempty"`
-	DelegationID string     `json:"delegation_id,omitempty"`
-	Purpose      string     `json:"purpose,omitempty"`
+	Login *Principal `json:"login,omitempty"`
+	// User is the user name a refused login gave, when its token named
+	// someone else (the subject).
+	User         string `json:"user,omitempty"`
+	DelegationID string `json:"delegation_id,omitempty"`
+	Purpose      string `json:"purpose,omitempty"`
 	// Fingerprint identifies the statement's shape (pg_query fingerprint),
 	// constants excluded.
 	Fingerprint string        `json:"fingerprint"`

@@ -226,8 +226,9 @@ func (s *session) observeRevocation(d decision) {
 }
 
 // auditLogin records an authentication's outcome: the principal it
-// established, or the refusal (its subject the startup user's name). A
-// client that went away mid-exchange decided nothing and gets no record.
+// established, or the refusal: its subject a verified token's, with the
+// startup user's name beside it, else the startup user's name. A client
+// that went away mid-exchange decided nothing and gets no record.
 func (s *session) auditLogin(user string, p principal, err error) {
 	if s.srv.cfg.Audit == nil {
 		return
@@ -239,7 +240,12 @@ func (s *session) auditLogin(user string, p principal, err error) {
 		if !errors.As(err, &own) {
 			return
 		}
-		r.Subject, r.Decision, r.SQLState = user, audit.DecisionDeny, own.Code
+		r.Decision, r.SQLState = audit.DecisionDeny, own.Code
+		if p.Subject == "" {
+			r.Subject = user
+		} else {
+			r.User = user
+		}
 	}
 	s.writeAudit(r)
 }

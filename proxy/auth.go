@@ -75,7 +75,9 @@ func (s *session) authJWT(user string) (principal, error) {
 	if id.Subject != user && !(len(id.Actors) > 0 && id.Actors[len(id.Actors)-1].ID == user) {
 		// The startup user must name the token's subject or its acting party,
 		// so logs and pg_stat_activity never show a misleading name.
-		return principal{}, fatalf(codeInvalidAuthSpec, fmt.Sprintf("token is for %q, not for user %q", id.Subject, user), nil)
+		// The refusal's record names the token's holder (red team round
+		// 33, F2: it named the user, whom anyone could so accuse).
+		return fromIdentity(id), fatalf(codeInvalidAuthSpec, fmt.Sprintf("token is for %q, not for user %q", id.Subject, user), nil)
 	}
 	return fromIdentity(id), nil
 }

@@ -769,8 +769,14 @@ func TestAuditRecordsLogins(t *testing.T) {
 	if sqlState(err) != "28P01" {
 		t.Fatalf("a garbage token: want 28P01, got %v", err)
 	}
+	// Someone else's token: the record names its holder, not the user
+	// claimed (red team round 33, F2).
+	_, err = pgx.Connect(ctx, fmt.Sprintf("postgres://carol:%s@%s/%s?sslmode=disable", w.token(t, "app", nil, nil), p.addr, w.db))
+	if sqlState(err) != "28000" {
+		t.Fatalf("app's token for user carol: want 28000, got %v", err)
+	}
 	var logins []string
-	waitFor(t, "two login records", func() bool {
+	waitFor(t, "three login records", func() bool {
 		data, _ := os.ReadFile(path)
 		if strings.Contains(string(data), tok) || strings.Contains(string(data), "not-a-token") {
 			t.Fatalf("the audit log holds a password:\n%s", data)
@@ -779,12 +785,12 @@ func TestAuditRecordsLogins(t *testing.T) {
 		for _, line := range strings.Split(string(data), "\n") {
 			var r audit.Record
 			if json.Unmarshal([]byte(line), &r) == nil && r.Action == "login" {
-				logins = append(logins, fmt.Sprintf("%s %s %s", r.Subject, r.Decision, r.SQLState))
+				logins = append(logins, fmt.Sprintf("%s %s %s %s", r.Subject, r.Decision, r.SQLState, r.User))
 			}
 		}
-		return len(logins) == 2
+		return len(logins) == 3
 	})
-	if want := []string{"alice allow ", "mallory deny 28P01"}; !slices.Equal(logins, want) {
+	if want := []string{"alice allow  ", "mallory deny 28P01 ", "app deny 28000 carol"}; !slices.Equal(logins, want) {
 		t.Errorf("login records %q, want %q", logins, want)
 	}
 }
