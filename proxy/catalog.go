@@ -72,6 +72,7 @@ SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coa
   JOIN pg_namespace rn ON rn.oid = rt.typnamespace
   LEFT JOIN pg_proc p ON p.oid = o.oprcode
  ORDER BY o.oid;
+SELECT reset_val FROM pg_settings WHERE name = 'search_path';
 COMMIT`
 
 // Result sets of catalogQuery, after BEGIN and SET.
@@ -81,7 +82,8 @@ const (
 	resEdges
 	resFunctions
 	resOperators
-	catalogResults = resOperators + 2 // and COMMIT
+	resSearchPath
+	catalogResults = resSearchPath + 2 // and COMMIT
 )
 
 // LoadCatalog reads the upstream's catalog for the rewriter. conn must be
@@ -127,9 +129,18 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 	if err != nil {
 		return nil, digest, fmt.Errorf("catalog: %w", err)
 	}
+	// A session's path before it sets one: the role's, the database's or
+	// the server's default, which a RESET returns to as well.
+	if rows := results[resSearchPath].Rows; len(rows) == 1 {
+		path, ok := splitIdentifiers(string(rows[0][0]))
+		if !ok {
+			return nil, digest, fmt.Errorf("catalog: the upstream's default search_path %q does not parse", rows[0][0])
+		}
+		cat.SearchPath = path
+	}
 	h := sha256.New()
 	var n [4]byte
-	for _, res := range results[resSchemas : resOperators+1] {
+	for _, res := range results[resSchemas : resSearchPath+1] {
 		for _, row := range res.Rows {
 			for _, v := range row {
 				// A length (NULL: 2^32-1) before each value: no two row

@@ -864,6 +864,34 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 	}
 }
 
+// TestSearchPathRoleDefault: a session that sets no search_path has the
+// upstream role's (or database's) default, and so resolves names as
+// PostgreSQL does; RESET returns to it.
+func TestSearchPathRoleDefault(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA scratch; CREATE TABLE scratch.accounts(id int); ALTER ROLE "+appRole+" IN DATABASE "+w.db+" SET search_path = scratch, public"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = w.owner.Exec(context.Background(), "ALTER ROLE "+appRole+" IN DATABASE "+w.db+" RESET search_path") })
+	// A role's defaults apply to sessions opened after they change: a
+	// replica started now reads its catalog (and the default) afresh.
+	p, _ := w.replica(t, replicaOptions{})
+	alice := w.connectTo(t, p, "alice")
+	for _, sql := range []string{"SELECT id FROM accounts", "RESET search_path", "SELECT id FROM accounts"} {
+		_, err := rows(t, alice, sql)
+		if sql == "RESET search_path" {
+			if err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if sqlState(err) != codeInsufficientPriv || !strings.Contains(err.Error(), "scratch.accounts") {
+			t.Fatalf("%s under the role's default path: want a denial naming scratch.accounts, got %v", sql, err)
+		}
+	}
+}
+
 func TestSearchPathFollowed(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)

@@ -458,7 +458,8 @@ func startupSearchPath(params map[string]string) (path []string, ok bool) {
 // SplitIdentifierString does for search_path: commas separate, blanks
 // around names go, a quoted name keeps its case ("" is a quote), an
 // unquoted one is folded to lower case (ASCII letters only, as in UTF-8
-// databases); names are cut to 63 bytes. ok is false on a syntax error.
+// databases); names are cut to 63 bytes. A blank list is empty, not nil:
+// only pg_catalog. ok is false on a syntax error.
 func splitIdentifiers(s string) (names []string, ok bool) {
 	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
 	i := 0
@@ -466,7 +467,7 @@ func splitIdentifiers(s string) (names []string, ok bool) {
 		i++
 	}
 	if i == len(s) {
-		return nil, true
+		return []string{}, true // no schema at all, not the default
 	}
 	for {
 		var name string

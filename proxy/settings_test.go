@@ -523,6 +523,9 @@ func TestStartupSettingsReadAsPostgres(t *testing.T) {
 			t.Errorf("splitIdentifiers(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
+	if got, ok := splitIdentifiers(" "); !ok || got == nil {
+		t.Errorf("splitIdentifiers(blank) = %#v, %v; want an empty path, not the default (nil)", got, ok)
+	}
 	for _, in := range []string{`a,,b`, `"a`, `a b`, `a,`, `,a`} {
 		if got, ok := splitIdentifiers(in); ok {
 			t.Errorf("splitIdentifiers(%q) = %q; want a syntax error", in, got)

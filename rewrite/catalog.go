@@ -13,6 +13,10 @@ import (
 type Catalog struct {
 	Schemas   map[string]*Schema
 	Operators []*Operator
+	// SearchPath is the upstream's default search_path, for a session
+	// that sets none (Session.SearchPath nil); nil means PostgreSQL's own
+	// default ("$user", public).
+	SearchPath []string
 
 	ops    map[opKey][]*Operator
 	byName map[string][]*Operator

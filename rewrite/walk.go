@@ -168,6 +168,9 @@ type item struct {
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
+	if sess.SearchPath == nil {
+		sess.SearchPath = cat.SearchPath
+	}
 	return &walker{cat: cat, sess: sess, opts: opts, lowerSQL: lowerSQL, mutable: mutable, dangerous: opts.AlwaysFence}
 }
 
