@@ -42,7 +42,8 @@ SELECT n.nspname FROM pg_namespace n
    AND (n.nspname !~ '^pg_temp_' OR EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid))
  ORDER BY n.oid;
 SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
-       a.attcollation NOT IN (0, 100) -- 100: the database's default collation
+       a.attcollation NOT IN (0, 100), -- 100: the database's default collation
+       c.relkind IN ('r', 'p', 'f') AND EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -188,7 +189,7 @@ func (b *catalogReader) relations(rows [][][]byte) error {
 			if len(r[3]) != 1 {
 				return fmt.Errorf("catalog: relkind %q", r[3])
 			}
-			t = &rewrite.Table{Schema: string(r[1]), Name: string(r[2]), Kind: rewrite.RelKind(r[3][0])}
+			t = &rewrite.Table{Schema: string(r[1]), Name: string(r[2]), Kind: rewrite.RelKind(r[3][0]), HasRules: string(r[7]) == "t"}
 			cur = oid
 			b.byOID[oid] = t
 			b.schema(t.Schema).Tables[t.Name] = t

@@ -864,6 +864,34 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 	}
 }
 
+// TestWriteToTableWithRulesRefused (red team round 33): a rule on a
+// protected table runs statements of its own when the table is written —
+// here a SELECT of every customer, unfiltered, returned to alice's
+// permitted INSERT. Such writes are refused; COPY FROM fires no rules.
+func TestWriteToTableWithRulesRefused(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `CREATE RULE tickets_also AS ON INSERT TO support_tickets
+		DO ALSO SELECT c.id, c.ssn FROM customers c`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.connect(t, "alice")
+	got, err := rows(t, alice, "INSERT INTO support_tickets (id, customer_id, subject, body, status) VALUES (200, 1, 's', 'b', 'open')")
+	if sqlState(err) != codeFeatureUnsupported || !strings.Contains(err.Error(), "rules") {
+		t.Fatalf("INSERT into a table with rules: want 0A000 naming its rules, got %q, %v", got, err)
+	}
+	var n int
+	if err := w.owner.QueryRow(ctx, "SELECT count(*) FROM support_tickets WHERE id = 200").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the refused INSERT wrote %d rows (%v)", n, err)
+	}
+	if _, err := alice.PgConn().CopyFrom(ctx, strings.NewReader("201\t1\t\\N\ts\tb\topen\n"), "COPY support_tickets FROM STDIN"); err != nil {
+		t.Fatalf("COPY FROM, which fires no rules: %v", err)
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

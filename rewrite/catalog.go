@@ -58,6 +58,10 @@ type Table struct {
 	// transitive (proxy.LoadCatalog makes it so). System views list none:
 	// PostgreSQL records no dependencies on its pinned catalogs.
 	BaseTables []string
+	// HasRules is set for a table with rules (CREATE RULE … ON INSERT,
+	// UPDATE or DELETE): they run statements of their own when it is
+	// written, which the rewriter never sees.
+	HasRules bool
 
 	colIndex map[string]*Column
 }
