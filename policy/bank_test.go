@@ -24,13 +24,13 @@ var bankSources = Sources{
 // bankTables is the catalog of testdata/bank/schema.sql.
 var bankTables = map[string]RelationInfo{
 	"customers": {Name: "public.customers", Columns: []ColumnInfo{
-		{"id", "bigint"}, {"name", "text"}, {"email", "text"}, {"ssn", "text"}, {"phone", "text"}, {"birth_date", "date"}}},
+		{Name: "id", Type: "bigint"}, {Name: "name", Type: "text"}, {Name: "email", Type: "text"}, {Name: "ssn", Type: "text"}, {Name: "phone", Type: "text"}, {Name: "birth_date", Type: "date"}}},
 	"accounts": {Name: "public.accounts", Columns: []ColumnInfo{
-		{"id", "bigint"}, {"customer_id", "bigint"}, {"iban", "text"}, {"balance", "numeric(14,2)"}, {"opened_at", "timestamptz"}}},
+		{Name: "id", Type: "bigint"}, {Name: "customer_id", Type: "bigint"}, {Name: "iban", Type: "text"}, {Name: "balance", Type: "numeric(14,2)"}, {Name: "opened_at", Type: "timestamptz"}}},
 	"transactions": {Name: "public.transactions", Columns: []ColumnInfo{
-		{"id", "bigint"}, {"account_id", "bigint"}, {"amount", "numeric(14,2)"}, {"merchant", "text"}, {"category", "text"}, {"booked_at", "timestamptz"}}},
+		{Name: "id", Type: "bigint"}, {Name: "account_id", Type: "bigint"}, {Name: "amount", Type: "numeric(14,2)"}, {Name: "merchant", Type: "text"}, {Name: "category", Type: "text"}, {Name: "booked_at", Type: "timestamptz"}}},
 	"support_tickets": {Name: "public.support_tickets", Columns: []ColumnInfo{
-		{"id", "bigint"}, {"customer_id", "bigint"}, {"assignee", "text"}, {"subject", "text"}, {"body", "text"}, {"status", "text"}}},
+		{Name: "id", Type: "bigint"}, {Name: "customer_id", Type: "bigint"}, {Name: "assignee", Type: "text"}, {Name: "subject", Type: "text"}, {Name: "body", Type: "text"}, {Name: "status", Type: "text"}}},
 }
 
 var (
@@ -441,7 +441,7 @@ func asError(err error, target **Error) bool {
 }
 
 func TestUnprotectedRelations(t *testing.T) {
-	audit := RelationInfo{Name: "public.audit_log", Columns: []ColumnInfo{{"id", "bigint"}}}
+	audit := RelationInfo{Name: "public.audit_log", Columns: []ColumnInfo{{Name: "id", Type: "bigint"}}}
 	r, err := openBank(t, bankSources, Options{}).Grants(aliceScope, audit)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ type RelationInfo struct {
 type ColumnInfo struct {
 	Name string
 	Type string // as the catalog spells it, e.g. "numeric(14,2)"
+	// GeneratedFrom names the columns a generated column computes from.
+	GeneratedFrom []string
 }
 
 // ConsentIndex answers which subjects currently consent to a purpose. The
@@ -286,6 +288,19 @@ func (ev *evaluation) masks(row *rowShape, rel RelationInfo, r *grant.Relation, 
 		if !masked {
 			continue
 		}
+		if !declared {
+			mk = grant.Mask{Kind: grant.MaskNull}
+		}
+		r.Masks[c.Name] = mk
+	}
+	// A generated column computed from a masked one would carry its raw
+	// value (red team round 33: ssn_digits beside a masked ssn): it is
+	// masked too, with its own mask or NULL.
+	for _, c := range rel.Columns {
+		if _, done := r.Masks[c.Name]; done || !slices.ContainsFunc(c.GeneratedFrom, func(src string) bool { _, m := r.Masks[src]; return m }) {
+			continue
+		}
+		mk, declared := ev.snap.masks.Column(rel.Name, c.Name)
 		if !declared {
 			mk = grant.Mask{Kind: grant.MaskNull}
 		}

@@ -51,7 +51,7 @@ action "select", "insert", "update", "delete" appliesTo {
 `
 
 var fuzzRel = RelationInfo{Name: "public.t", Columns: []ColumnInfo{
-	{"n", "bigint"}, {"m", "bigint"}, {"s", "text"}, {"b", "boolean"}, {"o", "bigint"}, {"os", "text"},
+	{Name: "n", Type: "bigint"}, {Name: "m", Type: "bigint"}, {Name: "s", Type: "text"}, {Name: "b", Type: "boolean"}, {Name: "o", Type: "bigint"}, {Name: "os", Type: "text"},
 }}
 
 // fuzzBytes hands out the fuzzer's bytes; exhausted, it yields zeros.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -43,7 +44,14 @@ SELECT n.nspname FROM pg_namespace n
  ORDER BY n.oid;
 SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
        a.attcollation NOT IN (0, 100), -- 100: the database's default collation
-       c.relkind IN ('r', 'p', 'f') AND EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid)
+       c.relkind IN ('r', 'p', 'f') AND EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid),
+       CASE WHEN a.attgenerated <> '' THEN -- the columns its expression reads
+         (SELECT json_agg(s.attname ORDER BY s.attnum) FROM pg_attribute s
+           WHERE s.attrelid = c.oid AND s.attnum > 0 AND s.attnum <> a.attnum AND EXISTS (
+             SELECT FROM pg_depend d LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = s.attnum
+                AND (ad.adrelid = c.oid AND ad.adnum = a.attnum -- PostgreSQL 15 records it on the pg_attrdef row
+                     OR d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid = a.attnum))) END
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -195,7 +203,13 @@ func (b *catalogReader) relations(rows [][][]byte) error {
 			b.schema(t.Schema).Tables[t.Name] = t
 		}
 		if r[4] != nil {
-			t.Columns = append(t.Columns, &rewrite.Column{Name: string(r[4]), Type: string(r[5]), Collated: string(r[6]) == "t"})
+			col := &rewrite.Column{Name: string(r[4]), Type: string(r[5]), Collated: string(r[6]) == "t"}
+			if r[8] != nil {
+				if err := json.Unmarshal(r[8], &col.GeneratedFrom); err != nil {
+					return fmt.Errorf("catalog: generated column %s.%s: %w", t.QualifiedName(), col.Name, err)
+				}
+			}
+			t.Columns = append(t.Columns, col)
 		}
 	}
 	return nil

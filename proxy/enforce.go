@@ -337,7 +337,7 @@ func relationInfo(cat *rewrite.Catalog, qualified string) policy.RelationInfo {
 	if sch := cat.Schemas[schema]; sch != nil {
 		if t := sch.Tables[name]; t != nil {
 			for _, c := range t.Columns {
-				info.Columns = append(info.Columns, policy.ColumnInfo{Name: c.Name, Type: c.Type})
+				info.Columns = append(info.Columns, policy.ColumnInfo{Name: c.Name, Type: c.Type, GeneratedFrom: c.GeneratedFrom})
 			}
 		}
 	}

@@ -892,6 +892,31 @@ func TestWriteToTableWithRulesRefused(t *testing.T) {
 	}
 }
 
+// TestGeneratedColumnOfMaskedColumn (red team round 33): a generated
+// column computed from a masked column is masked too (NULL, having no
+// mask of its own), or it would carry the raw value.
+func TestGeneratedColumnOfMaskedColumn(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `ALTER TABLE customers ADD COLUMN ssn_digits text GENERATED ALWAYS AS (replace(ssn, '-', '')) STORED,
+		ADD COLUMN name_upper text GENERATED ALWAYS AS (upper(name)) STORED`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sam := w.connect(t, "sam") // ssn masked, name raw
+	got := mustRows(t, sam, "SELECT id, ssn_digits IS NULL, name_upper = upper(name), ssn LIKE '***%' FROM customers ORDER BY id")
+	if len(got) == 0 {
+		t.Fatal("sam sees no customers")
+	}
+	for _, r := range got {
+		if !strings.HasSuffix(r, "|true|true|true") {
+			t.Errorf("sam's row %q: want ssn_digits NULL, name_upper raw, ssn masked", r)
+		}
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.
@@ -901,7 +926,9 @@ func TestSearchPathRoleDefault(t *testing.T) {
 	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA scratch; CREATE TABLE scratch.accounts(id int); ALTER ROLE "+appRole+" IN DATABASE "+w.db+" SET search_path = scratch, public"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = w.owner.Exec(context.Background(), "ALTER ROLE "+appRole+" IN DATABASE "+w.db+" RESET search_path") })
+	t.Cleanup(func() {
+		_, _ = w.owner.Exec(context.Background(), "ALTER ROLE "+appRole+" IN DATABASE "+w.db+" RESET search_path")
+	})
 	// A role's defaults apply to sessions opened after they change: a
 	// replica started now reads its catalog (and the default) afresh.
 	p, _ := w.replica(t, replicaOptions{})

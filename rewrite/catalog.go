@@ -83,6 +83,8 @@ type Column struct {
 	// with a nondeterministic collation (text ^@ text), or beside another
 	// non-default collation (42P22 "could not determine which collation").
 	Collated bool
+	// GeneratedFrom names the columns a generated column computes from.
+	GeneratedFrom []string
 
 	typeName *pgTypeName // parsed Type; cloned whenever it is injected
 	base     string      // internal type name without typmod: "varchar", "int4"
