@@ -429,8 +429,13 @@ func (w *walker) noteWholeRow(n *pgNode, sc *scope, names []string, star, funcAr
 		return
 	}
 	f := wholeRowFix{ref: n, it: it}
-	if w.entry != nil && w.entry.Val == n && w.entry.Name == "" {
-		f.entry = w.entry
+	if e := w.entry; e != nil && e.Name == "" {
+		switch {
+		case e.Val == n:
+			f.entry = e
+		case inlineNameRef(e.Val) == n.GetColumnRef():
+			f.entry, f.nested = e, true // red team round 33: named "row"
+		}
 	}
 	w.rows = append(w.rows, f)
 }

@@ -89,8 +89,9 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		if f.entry != nil {
 			// The text adds "AS ref" to name the output column, which is
 			// only valid if the reference is the whole target, not inside
-			// parentheses ("SELECT (t) …"): leave that to the deparser.
-			if p := prevToken(toks, i); p >= 0 && sql[toks[p].start:toks[p].end] == "(" {
+			// parentheses ("SELECT (t) …") or under a cast: leave that to
+			// the deparser.
+			if p := prevToken(toks, i); f.nested || p >= 0 && sql[toks[p].start:toks[p].end] == "(" {
 				return nil, false
 			}
 		}

@@ -123,7 +123,10 @@ type qualFix struct {
 type wholeRowFix struct {
 	ref   *pgNode
 	it    *item        // the wrapped item it names
-	entry *pgResTarget // set when the reference is an unnamed entry's whole value
+	entry *pgResTarget // set when the reference names an unnamed entry's column
+	// nested: the reference names the entry from under a cast, COLLATE or
+	// CASE (d::text is named d), so only the deparser can name it.
+	nested bool
 }
 
 type relRef struct {

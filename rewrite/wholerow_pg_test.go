@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/mandate-proxy/mandate/grant"
@@ -45,6 +46,60 @@ func TestWholeRowOnPostgres(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s = %q, want %q\nrewritten: %s", tc.sql, got, tc.want, res.SQL)
+		}
+	}
+}
+
+// TestWholeRowKeepsColumnName (red team round 33, F2): a whole-row
+// reference under a cast, COLLATE or CASE names its output column as in
+// PostgreSQL (after the reference), not "row" after its replacement.
+func TestWholeRowKeepsColumnName(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer, owner text, secret text);
+		INSERT INTO public.docs VALUES (1, 'alice', 's1');
+		CREATE TABLE public.keys (k integer);
+		INSERT INTO public.keys VALUES (1)`)
+	cat, err := NewCatalogBuilder().
+		Table("public.docs", "id integer", "owner text", "secret text").
+		Table("public.keys", "k integer").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := aliceDocs(map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}})
+	opts := &Options{Protected: docsOnly}
+	ctx := context.Background()
+	conn := connectPG(t, c)
+	names := func(sql string) []string {
+		rows, err := conn.Query(ctx, sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		defer rows.Close()
+		var out []string
+		for _, f := range rows.FieldDescriptions() {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	for _, sql := range []string{
+		`SELECT d::text FROM keys, docs d WHERE d.id = k`,
+		`SELECT (d)::text FROM keys, docs d WHERE d.id = k`,
+		`SELECT d FROM keys, docs d WHERE d.id = k`,
+		`SELECT docs::text FROM keys, docs WHERE docs.id = k`,
+		`SELECT d::text, k FROM keys LEFT JOIN docs d ON d.id = k`,
+		`SELECT CASE WHEN k > 0 THEN d::text END FROM keys LEFT JOIN docs d ON d.id = k`,
+		`SELECT d::text COLLATE "C" FROM keys, docs d WHERE d.id = k`,
+		`SELECT d::text AS x FROM keys, docs d WHERE d.id = k`,
+		`SELECT d::text FROM docs d WHERE lower(d.owner) = 'alice'`,
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if got, want := names(res.SQL), names(sql); !slices.Equal(got, want) {
+			t.Errorf("%s: columns %q, want %q\nrewritten: %s", sql, got, want, res.SQL)
 		}
 	}
 }
