@@ -51,10 +51,12 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid
              SELECT FROM pg_depend d LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = s.attnum
                 AND (ad.adrelid = c.oid AND ad.adnum = a.attnum -- PostgreSQL 15 records it on the pg_attrdef row
-                     OR d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid = a.attnum))) END
+                     OR d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid = a.attnum))) END,
+       coalesce(a.attnum = ANY (pk.conkey), false)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname !~ '^pg_toast'
  ORDER BY c.oid, a.attnum;
 SELECT r.ev_class, d.refobjid
@@ -203,7 +205,7 @@ func (b *catalogReader) relations(rows [][][]byte) error {
 			b.schema(t.Schema).Tables[t.Name] = t
 		}
 		if r[4] != nil {
-			col := &rewrite.Column{Name: string(r[4]), Type: string(r[5]), Collated: string(r[6]) == "t"}
+			col := &rewrite.Column{Name: string(r[4]), Type: string(r[5]), Collated: string(r[6]) == "t", PrimaryKey: string(r[9]) == "t"}
 			if r[8] != nil {
 				if err := json.Unmarshal(r[8], &col.GeneratedFrom); err != nil {
 					return fmt.Errorf("catalog: generated column %s.%s: %w", t.QualifiedName(), col.Name, err)

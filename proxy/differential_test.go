@@ -200,6 +200,13 @@ var diffCorpus = []diffQuery{
 	{sql: "SELECT c.id, s.id FROM support_tickets s LEFT JOIN customers c ON c.id = s.customer_id", reads: "customers support_tickets"},
 	{sql: "SELECT s.id, c.email FROM support_tickets s JOIN customers c ON c.id = s.customer_id WHERE s.status = 'open'", reads: "customers support_tickets"},
 	{sql: "SELECT c.id, count(s.id) FROM customers c, support_tickets s WHERE s.customer_id = c.id GROUP BY c.id", reads: "customers support_tickets"},
+	// Grouped by a primary key, other columns selected (they depend on the
+	// key; red team round 33, F1: 42803 through derived tables).
+	{sql: "SELECT t.*, count(*) FROM transactions t JOIN accounts a ON a.id = t.account_id GROUP BY t.id", reads: "accounts transactions"},
+	{sql: "SELECT a.opened_at, sum(t.amount) FROM accounts a JOIN transactions t ON t.account_id = a.id GROUP BY a.id", reads: "accounts transactions"},
+	{sql: "SELECT c.name, c.email, count(s.id) FROM customers c LEFT JOIN support_tickets s ON s.customer_id = c.id GROUP BY c.id", reads: "customers support_tickets"},
+	{sql: "SELECT t.merchant, t.amount, count(*) FROM transactions t WHERE upper(t.merchant) <> 'X' GROUP BY t.id", reads: "transactions"},
+	{sql: "SELECT t.category, count(*) FROM transactions t, accounts a WHERE a.id = t.account_id GROUP BY t.id, t.category", reads: "accounts transactions"},
 	{sql: "SELECT a.id, b.id FROM accounts a CROSS JOIN accounts b", reads: "accounts"},
 	{sql: "SELECT a.id, t.id FROM accounts a CROSS JOIN transactions t WHERE t.category = 'income'", reads: "accounts transactions"},
 	// Masked customer ids are hashed deterministically: equality still holds.

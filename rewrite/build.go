@@ -156,6 +156,11 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 		}
 		q.rv.Schemaname = q.schema
 	}
+	for _, gk := range w.groupColumns(set) {
+		for _, c := range gk.rest {
+			gk.stmt.GroupClause = append(gk.stmt.GroupClause, columnRef(gk.it.refname, c))
+		}
+	}
 	return applied, nil
 }
 

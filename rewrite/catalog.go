@@ -85,6 +85,8 @@ type Column struct {
 	Collated bool
 	// GeneratedFrom names the columns a generated column computes from.
 	GeneratedFrom []string
+	// PrimaryKey: the column is part of its table's primary key.
+	PrimaryKey bool
 
 	typeName *pgTypeName // parsed Type; cloned whenever it is injected
 	base     string      // internal type name without typmod: "varchar", "int4"

@@ -132,9 +132,11 @@ func parseColumnSpec(spec string) (*Column, error) {
 	if !ok {
 		return nil, fmt.Errorf("catalog builder: column %q has no type", spec)
 	}
+	// "id integer PRIMARY KEY": a primary key column.
+	typ, pk := strings.CutSuffix(typ, " PRIMARY KEY")
 	// "email text COLLATE ci": a column with a non-default collation.
 	typ, _, collated := strings.Cut(typ, " COLLATE ")
-	return &Column{Name: name, Type: strings.TrimSpace(typ), Collated: collated}, nil
+	return &Column{Name: name, Type: strings.TrimSpace(typ), Collated: collated, PrimaryKey: pk}, nil
 }
 
 func (b *CatalogBuilder) schema(name string) *Schema {

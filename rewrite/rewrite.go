@@ -294,7 +294,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			var edits []spliceEdit
 			w.fenceMaskedReads(set)
 			w.inline = w.inlineSite()
-			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes(set)
+			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes(set) && len(w.groupColumns(set)) == 0
 			if spliceable {
 				edits, spliceable = w.splicePlan(stmts.sql, toks)
 			}
