@@ -1,10 +1,12 @@
 package rewrite
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"github.com/mandate-proxy/mandate/grant"
+	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
 
 // TestGroupedByPrimaryKey (red team round 33, F1): PostgreSQL lets a query
@@ -42,5 +44,36 @@ func TestGroupedByPrimaryKey(t *testing.T) {
 		if c.want == "" && added || c.want != "" && !strings.Contains(res.SQL, c.want) {
 			t.Errorf("%s (masks %v):\n%s\nwant %q", c.sql, c.masks, res.SQL, c.want)
 		}
+	}
+}
+
+// TestGroupedByPrimaryKeyOnPostgres: the added GROUP BY runs, with the
+// same groups as the key alone, and leaves out types without equality
+// (json, point), which GROUP BY cannot name.
+func TestGroupedByPrimaryKeyOnPostgres(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer PRIMARY KEY, owner text, secret text, j json, p point);
+		INSERT INTO public.docs VALUES (1, 'alice', 's', '{}', '(1,2)'), (2, 'alice', 's', '[]', NULL), (3, 'bob', 't', NULL, NULL);
+		CREATE TABLE public.keys (k integer);
+		INSERT INTO public.keys VALUES (1), (1), (2), (3)`)
+	cat, err := NewCatalogBuilder().
+		Table("public.docs", "id integer PRIMARY KEY", "owner text", "secret text", "j json", "p point").
+		Table("public.keys", "k integer").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sql = "SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT d.owner, count(*) AS n FROM docs d, keys WHERE d.id = k GROUP BY d.id) g"
+	res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: aliceDocs(nil)}, &Options{Protected: docsOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := connectPG(t, c).QueryRow(context.Background(), res.SQL).Scan(&got); err != nil {
+		t.Fatalf("%v\nrewritten: %s", err, res.SQL)
+	}
+	if got != "1,2" {
+		t.Errorf("group sizes %q, want 1,2 (alice's two docs)\nrewritten: %s", got, res.SQL)
 	}
 }

@@ -606,12 +606,18 @@ func keyGrouped(it *item, cols map[string]bool) (groupKey, bool) {
 			return gk, false
 		case c.PrimaryKey:
 			gk.key = append(gk.key, c.Name)
-		case !cols[c.Name]:
+		case !cols[c.Name] && !noEquality[c.base]:
 			gk.rest = append(gk.rest, c.Name)
 		}
 	}
 	return gk, len(gk.key) > 0 && len(gk.rest) > 0
 }
+
+// noEquality are the built-in types without an equality operator, which
+// GROUP BY cannot name (as arrays neither): such a column stays out, and
+// reading it still fails as before.
+var noEquality = map[string]bool{"json": true, "xml": true, "point": true, "line": true,
+	"lseg": true, "box": true, "path": true, "polygon": true, "circle": true}
 
 // groupColumns are the groupKeys to add columns for under set: those of
 // relations read through a derived table (not inlined) whose key columns
