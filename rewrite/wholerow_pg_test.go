@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mandate-proxy/mandate/grant"
 	"github.com/mandate-proxy/mandate/internal/pgtest"
 )
@@ -13,23 +15,8 @@ import (
 // the table's row type (not record), carries masked values, and is NULL for
 // a null-extended outer-join row but a row for a visible all-NULL row.
 func TestWholeRowOnPostgres(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{})
-	c.Exec(t, `
-		CREATE TABLE public.docs (id integer, owner text, secret text);
-		INSERT INTO public.docs VALUES (1, 'alice', 's1'), (2, 'bob', 's2'), (NULL, 'alice', NULL);
-		CREATE TABLE public.keys (k integer);
-		INSERT INTO public.keys VALUES (1), (2), (3)`)
-	cat, err := NewCatalogBuilder().
-		Table("public.docs", "id integer", "owner text", "secret text").
-		Table("public.keys", "k integer").
-		Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := aliceDocs(map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}})
-	opts := &Options{Protected: docsOnly}
+	conn, cat, set, opts := wholeRowDocs(t)
 	ctx := context.Background()
-	conn := connectPG(t, c)
 	for _, tc := range []struct{ sql, want string }{
 		{`SELECT pg_typeof(d)::text FROM docs d LIMIT 1`, "docs"},
 		{`SELECT string_agg(row_to_json(d.*)::text, ' ' ORDER BY d.id) FROM docs d`, `{"id":1,"owner":"alice","secret":"***"} {"id":null,"owner":"alice","secret":"***"}`},
@@ -54,23 +41,8 @@ func TestWholeRowOnPostgres(t *testing.T) {
 // reference under a cast, COLLATE or CASE names its output column as in
 // PostgreSQL (after the reference), not "row" after its replacement.
 func TestWholeRowKeepsColumnName(t *testing.T) {
-	c := pgtest.Start(t, pgtest.Options{})
-	c.Exec(t, `
-		CREATE TABLE public.docs (id integer, owner text, secret text);
-		INSERT INTO public.docs VALUES (1, 'alice', 's1');
-		CREATE TABLE public.keys (k integer);
-		INSERT INTO public.keys VALUES (1)`)
-	cat, err := NewCatalogBuilder().
-		Table("public.docs", "id integer", "owner text", "secret text").
-		Table("public.keys", "k integer").
-		Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := aliceDocs(map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}})
-	opts := &Options{Protected: docsOnly}
+	conn, cat, set, opts := wholeRowDocs(t)
 	ctx := context.Background()
-	conn := connectPG(t, c)
 	names := func(sql string) []string {
 		rows, err := conn.Query(ctx, sql)
 		if err != nil {
@@ -102,4 +74,23 @@ func TestWholeRowKeepsColumnName(t *testing.T) {
 			t.Errorf("%s: columns %q, want %q\nrewritten: %s", sql, got, want, res.SQL)
 		}
 	}
+}
+
+// wholeRowDocs starts PostgreSQL with alice's and bob's docs (secret
+// redacted) and keys 1–3, and returns a connection and what a rewrite needs.
+func wholeRowDocs(t *testing.T) (*pgx.Conn, *Catalog, *grant.Set, *Options) {
+	c := pgtest.Start(t, pgtest.Options{})
+	c.Exec(t, `
+		CREATE TABLE public.docs (id integer, owner text, secret text);
+		INSERT INTO public.docs VALUES (1, 'alice', 's1'), (2, 'bob', 's2'), (NULL, 'alice', NULL);
+		CREATE TABLE public.keys (k integer);
+		INSERT INTO public.keys VALUES (1), (2), (3)`)
+	cat, err := NewCatalogBuilder().
+		Table("public.docs", "id integer", "owner text", "secret text").
+		Table("public.keys", "k integer").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connectPG(t, c), cat, aliceDocs(map[string]grant.Mask{"secret": {Kind: grant.MaskRedact}}), &Options{Protected: docsOnly}
 }
