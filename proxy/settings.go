@@ -49,6 +49,7 @@ type sessionSettings struct {
 	answered settingsState     // after the last segment the upstream answered
 	segments []settingsSegment // forwarded and not answered yet, oldest first; the last may still be open
 	now      settingsState     // answered with every forwarded statement run: what the next one sees
+	literals uint64            // the last settingValues.literals handed out
 }
 
 // settingValues are the values of the tracked settings at one point.
@@ -56,10 +57,15 @@ type settingValues struct {
 	path     []string   // nil: the upstream's default
 	identity *principal // SET mandate.token; nil: the login principal
 	purpose  string     // SET mandate.purpose; "": the token's claim, if any
+	// literals names the values of the settings that change how constants
+	// read (rewrite.Effect.Literals): 0 at the session's start, a fresh
+	// number at each SET or RESET of one, the old number again when a
+	// rollback undoes it. Statements mandate prepares are cached per number.
+	literals uint64
 }
 
 func (v settingValues) equal(o settingValues) bool {
-	return v.identity == o.identity && v.purpose == o.purpose && slices.Equal(v.path, o.path)
+	return v.identity == o.identity && v.purpose == o.purpose && v.literals == o.literals && slices.Equal(v.path, o.path)
 }
 
 // settingsSegment is one Query, or the extended-protocol messages up to a
@@ -87,9 +93,10 @@ type settingsWatch struct {
 
 // settingsOp is a forwarded statement that matters to the settings.
 type settingsOp struct {
-	at      int // its answer's index in the segment
-	effect  rewrite.Effect
-	mandate *mandateChange
+	at       int // its answer's index in the segment
+	effect   rewrite.Effect
+	mandate  *mandateChange
+	literals uint64 // the fresh settingValues.literals of an effect with Literals
 }
 
 // mandateChange is a SET or RESET of mandate.token or mandate.purpose, its
@@ -170,7 +177,7 @@ func (p *sessionSettings) set(c mandateChange) {
 
 // matters reports whether a statement's effect may change the settings.
 func matters(e rewrite.Effect) bool {
-	return e.SearchPath != nil || e.Tx != rewrite.TxNone || e.ResetAll
+	return e.SearchPath != nil || e.Tx != rewrite.TxNone || e.ResetAll || e.Literals != nil
 }
 
 // record adds op to the open segment as its next statement. The caller
@@ -178,6 +185,10 @@ func matters(e rewrite.Effect) bool {
 func (p *sessionSettings) record(op settingsOp) {
 	seg := p.sending()
 	op.at = seg.sent
+	if op.effect.Literals != nil {
+		p.literals++
+		op.literals = p.literals
+	}
 	seg.ops = append(seg.ops, op)
 	if seg.refusal < 0 {
 		p.now.run(op, p.initial)
@@ -361,6 +372,12 @@ func (st *settingsState) run(op settingsOp, initial settingValues) {
 		st.current.path = path
 		if !c.Local {
 			st.session.path = path
+		}
+	}
+	if c := e.Literals; c != nil {
+		st.current.literals = op.literals
+		if !c.Local {
+			st.session.literals = op.literals
 		}
 	}
 	if e.ResetAll {

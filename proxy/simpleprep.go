@@ -39,7 +39,7 @@ func (s *session) queryAsPrepared(sql string, d decision) (bool, error) {
 		return false, nil
 	}
 	c := &s.upstream.stmts
-	key := c.key(p.SQL, p.OIDs)
+	key := c.key(p.SQL, p.OIDs, s.settings.current().literals)
 	e := c.get(key)
 	if e != nil {
 		switch e.state.Load() {

@@ -101,16 +101,24 @@ type stmtCache struct {
 // seenLimit bounds stmtCache.once, per cached statement allowed.
 const seenLimit = 4
 
-// key is a Parse's text and parameter types as one string; the common case
-// (no declared types) is the text itself, without allocating.
-func (c *stmtCache) key(query string, oids []uint32) string {
-	if len(oids) == 0 {
+// key is a Parse's text and parameter types, and the session's settings
+// for reading constants (settingValues.literals), as one string: a
+// statement PostgreSQL analysed under another TimeZone or DateStyle read
+// its constants so (red team round 34: '2024-03-03' kept the old zone's
+// midnight). The common case (no declared types, settings as the session
+// began) is the text itself, without allocating.
+func (c *stmtCache) key(query string, oids []uint32, literals uint64) string {
+	if len(oids) == 0 && literals == 0 {
 		return query
 	}
 	b := append(c.scratch[:0], query...)
 	b = append(b, 0)
 	for _, o := range oids {
 		b = binary.BigEndian.AppendUint32(b, o)
+	}
+	if literals != 0 {
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, literals)
 	}
 	c.scratch = b
 	return string(b)
@@ -217,7 +225,7 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 		return nil
 	}
 	c := &s.upstream.stmts
-	key := c.key(m.Query, m.ParameterOIDs)
+	key := c.key(m.Query, m.ParameterOIDs, s.settings.current().literals)
 	e := c.get(key)
 	if e == nil && !c.again(key, max) {
 		return nil

@@ -359,3 +359,52 @@ func TestStatementCacheLeavesOneOffTexts(t *testing.T) {
 		t.Fatalf("10 texts sent once each: %v prepared, want none", prepared-prepared0)
 	}
 }
+
+// TestStatementCacheFollowsLiteralSettings (red team round 34, F1):
+// PostgreSQL reads a statement's constants when it analyses it ('2024-03-03'
+// compared with a timestamptz is midnight in the TimeZone of that moment),
+// so a statement mandate prepared under one TimeZone or DateStyle must not
+// answer a Parse or a simple query made under another; a rollback that
+// undoes the SET brings the first one back.
+func TestStatementCacheFollowsLiteralSettings(t *testing.T) {
+	w := startBank(t)
+	const (
+		zoned = "SELECT id FROM transactions WHERE id > 0 AND booked_at >= '2024-03-03' AND booked_at < '2024-03-04'"
+		dated = "SELECT id FROM transactions WHERE id > 0 AND booked_at::date BETWEEN '01/05/2024' AND '05/01/2024'"
+	)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		for _, c := range []struct{ query, before, after string }{
+			{zoned, "SET timezone = 'UTC'", "SET timezone = 'Pacific/Kiritimati'"},
+			{dated, "SET datestyle = 'ISO, MDY'", "SET datestyle = 'ISO, DMY'"},
+		} {
+			// What a session that never ran it before gets under each.
+			want := map[string][]string{}
+			for _, set := range []string{c.before, c.after} {
+				fresh := w.connect(t, "alice")
+				if _, err := fresh.Exec(ctxT(t), set); err != nil {
+					t.Fatal(err)
+				}
+				want[set] = mustRows(t, fresh, c.query, mode)
+			}
+			if slices.Equal(want[c.before], want[c.after]) {
+				t.Fatalf("%s: the same rows under both settings (%q): the test proves nothing", c.query, want[c.before])
+			}
+			alice := w.connect(t, "alice")
+			for _, step := range []struct{ sql, want string }{
+				{c.before, ""}, {"", c.before}, {"", c.before}, {"", c.before},
+				{c.after, ""}, {"", c.after},
+				{"BEGIN", ""}, {strings.Replace(c.before, "SET", "SET LOCAL", 1), ""}, {"", c.before}, {"ROLLBACK", ""}, {"", c.after},
+			} {
+				if step.sql != "" {
+					if _, err := alice.Exec(ctxT(t), step.sql); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if got := mustRows(t, alice, c.query, mode); !slices.Equal(got, want[step.want]) {
+					t.Fatalf("%v, %s, under %q: rows %q, want %q", mode, c.query, step.want, got, want[step.want])
+				}
+			}
+		}
+	}
+}

@@ -20,6 +20,12 @@ type Effect struct {
 	// session's default, the proxy's own (mandate.*) included. SearchPath
 	// is set too.
 	ResetAll bool
+	// Literals is set when the statement sets or resets a setting that
+	// changes how PostgreSQL reads a constant while it analyses a
+	// statement (literalSettings): a statement prepared before reads
+	// '2024-03-03' in the old TimeZone, so the proxy's statement cache
+	// must not serve it after.
+	Literals *SettingChange
 	// ChangesCatalog is true for DDL and for whatever else may create,
 	// alter or drop relations, columns, functions, operators, types or
 	// schemas (DO, CALL, SELECT INTO, DISCARD ALL/TEMP): the proxy reloads
@@ -48,6 +54,17 @@ type SearchPathChange struct {
 	// Local is SET LOCAL: the value lasts until the transaction ends.
 	Local bool
 }
+
+// SettingChange is a SET or RESET of a setting.
+type SettingChange struct {
+	Local bool // SET LOCAL: the value lasts until the transaction ends
+}
+
+// literalSettings change how PostgreSQL reads constants at parse analysis
+// (dates and times, intervals, arrays, money, XML, x = NULL).
+var literalSettings = map[string]bool{"timezone": true, "datestyle": true, "intervalstyle": true,
+	"timezone_abbreviations": true, "array_nulls": true, "lc_monetary": true, "xmloption": true,
+	"transform_null_equals": true}
 
 // TxControl is a transaction control statement.
 type TxControl string
@@ -93,6 +110,9 @@ func effectOf(n *pgNode) (Effect, error) {
 		e.ResetAll = x.VariableSetStmt.Kind == pgVariableSetKindVARRESETALL
 		name := strings.ToLower(x.VariableSetStmt.Name)
 		e.Placeholder = strings.Contains(name, ".") && !strings.HasPrefix(name, "mandate.")
+		if literalSettings[name] {
+			e.Literals = &SettingChange{Local: x.VariableSetStmt.IsLocal}
+		}
 		return e, err
 	case *pgNodeTransactionStmt:
 		t := x.TransactionStmt
