@@ -70,7 +70,8 @@ SELECT d.objid, d.refobjid
   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
  ORDER BY 1, 2;
-SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind
+SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind, p.pronargdefaults, p.provariadic <> 0,
+       p.proargtypes::text
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname !~ '^pg_(toast|temp_)'
  ORDER BY p.oid;
@@ -266,9 +267,13 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 		if len(r[4]) != 1 || len(r[5]) != 1 {
 			return fmt.Errorf("catalog: function %s.%s: provolatile %q prokind %q", r[0], r[1], r[4], r[5])
 		}
+		defaults, err := strconv.Atoi(string(r[6]))
+		if err != nil {
+			return fmt.Errorf("catalog: pronargdefaults %q: %w", r[6], err)
+		}
 		f := &rewrite.Function{
-			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Leakproof: string(r[3]) == "t",
-			Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
+			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t", ArgTypes: string(r[8]),
+			Leakproof: string(r[3]) == "t", Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
 		}
 		s := b.schema(f.Schema)
 		s.Functions[f.Name] = append(s.Functions[f.Name], f)

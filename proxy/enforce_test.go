@@ -917,6 +917,26 @@ func TestGeneratedColumnOfMaskedColumn(t *testing.T) {
 	}
 }
 
+// TestOverloadFurtherOnThePathRefused (red team round 34, F1): with an
+// exact match in public, upper(id) runs public.upper(bigint), not the
+// allowed pg_catalog.upper(text): such a call is refused.
+func TestOverloadFurtherOnThePathRefused(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `CREATE FUNCTION public.upper(bigint) RETURNS text LANGUAGE sql STABLE
+		AS $$ SELECT string_agg(c.ssn, ',') FROM public.customers c $$`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.connect(t, "alice")
+	if got, err := rows(t, alice, "SELECT upper(id) FROM customers"); sqlState(err) != codeInsufficientPriv || !strings.Contains(err.Error(), "public.upper") {
+		t.Fatalf("upper(id) with public.upper(bigint): want 42501 naming it, got %q, %v", got, err)
+	}
+	mustRows(t, alice, "SELECT pg_catalog.upper(name) FROM customers")
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

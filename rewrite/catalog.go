@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -119,9 +120,17 @@ type Function struct {
 	Schema     string
 	Name       string
 	NArgs      int // pronargs; -1 when unknown
+	Defaults   int // pronargdefaults: trailing arguments a call may leave out
+	Variadic   bool
+	ArgTypes   string // proargtypes as text ("25 23"); "" when unknown
 	Leakproof  bool
 	Volatility Volatility
 	Kind       FuncKind
+}
+
+// accepts reports whether a call with n arguments may resolve to f.
+func (f *Function) accepts(n int) bool {
+	return f.NArgs < 0 || f.NArgs == n || f.Variadic && n >= f.NArgs-1 || n < f.NArgs && n >= f.NArgs-f.Defaults
 }
 
 // Operator is one operator; Left and Right are internal type names ("int4",
@@ -312,6 +321,36 @@ func (c *Catalog) lookupRelation(sess Session, schema, name string) *Table {
 // schema on the path that has any (argument types are not resolved; callers
 // treat the overloads conservatively). Unknown names resolve to pg_catalog
 // with no overloads.
+// otherFunctionSchemas are the schemas on the path after resolved with a
+// function called name that a call with n arguments may resolve to:
+// PostgreSQL chooses among every schema's candidates (FuncnameGetCandidates),
+// so an exact match further on wins over a built-in that needs a cast
+// (public.upper(bigint) over pg_catalog.upper(text) for upper(id); red team
+// round 34).
+// A function with the argument types of one in an earlier schema is hidden
+// by it, as there.
+func (c *Catalog) otherFunctionSchemas(sess Session, resolved, name string, n int) []string {
+	var out []string
+	past := false
+	seen := map[string]bool{}
+	for _, sn := range sess.functionPath() {
+		s := c.Schemas[sn]
+		if s == nil {
+			continue
+		}
+		if past && slices.ContainsFunc(s.Functions[name], func(f *Function) bool { return f.accepts(n) && (f.ArgTypes == "" || !seen[f.ArgTypes]) }) {
+			out = append(out, sn)
+		}
+		for _, f := range s.Functions[name] {
+			if f.ArgTypes != "" {
+				seen[f.ArgTypes] = true
+			}
+		}
+		past = past || sn == resolved
+	}
+	return out
+}
+
 func (c *Catalog) lookupFunction(sess Session, schema, name string) (string, []*Function) {
 	if schema != "" {
 		if s := c.Schemas[schema]; s != nil {

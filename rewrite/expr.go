@@ -508,6 +508,17 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	if err := w.checkFunction(resolved, name, schema == "" && len(overloads) == 0, fc); err != nil {
 		return err
 	}
+	if schema == "" && len(overloads) > 0 {
+		// Any schema further on the path may hold the overload PostgreSQL
+		// picks: each must pass, and all count below.
+		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, len(fc.Args)) {
+			if err := w.checkFunction(other, name, false, fc); err != nil {
+				return err
+			}
+			_, more := w.cat.lookupFunction(w.sess, other, name)
+			overloads = append(slices.Clip(overloads), more...)
+		}
+	}
 	if name == "age" && len(fc.Args) == 1 {
 		// age(xid) is the transaction counter's distance from xid: it moves
 		// with every session's writes, as txid_current does (red team round
@@ -518,9 +529,12 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	}
 	aggregate := fc.Over != nil || fc.AggStar || fc.AggDistinct || fc.AggWithinGroup ||
 		len(fc.AggOrder) > 0 || fc.AggFilter != nil
-	leakproof, volatile, immutable := len(overloads) > 0, len(overloads) == 0, len(overloads) > 0
+	// With no overload taking this many arguments known, nothing is
+	// assumed (a variadic one was once skipped and taken for leakproof).
+	accepted := slices.ContainsFunc(overloads, func(f *Function) bool { return f.accepts(len(fc.Args)) })
+	leakproof, volatile, immutable := accepted, !accepted, accepted
 	for _, f := range overloads {
-		if f.NArgs >= 0 && f.NArgs != len(fc.Args) {
+		if !f.accepts(len(fc.Args)) {
 			continue
 		}
 		if f.Kind == KindAggregate || f.Kind == KindWindow {

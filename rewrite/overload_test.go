@@ -1,0 +1,61 @@
+package rewrite
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestOverloadsFurtherOnThePath (red team round 34, F1): PostgreSQL picks
+// among the overloads of every schema on the path, so public.upper(bigint)
+// answers upper(id) ahead of pg_catalog.upper(text), which needs a cast.
+// A call that may resolve to a function off the allow-list is refused,
+// whichever schema comes first; one whose argument count no such function
+// takes is not.
+func TestOverloadsFurtherOnThePath(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text", "ssn text").
+		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "lower", NArgs: 3, Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "btrim", NArgs: 3, Defaults: 2, Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "initcap", NArgs: 2, Variadic: true, Volatility: Stable, Kind: KindFunction}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	for sql, refused := range map[string]bool{
+		"SELECT upper(id) FROM customers":                        true,
+		"SELECT upper(name) FROM customers":                      true, // public.upper(bigint) may still be the one
+		"SELECT pg_catalog.upper(name) FROM customers":           false,
+		"SELECT lower(name) FROM customers":                      false, // public.lower takes 3
+		"SELECT btrim(name) FROM customers":                      true,  // its defaults fill the rest
+		"SELECT initcap(name) FROM customers":                    true,  // variadic
+		"SELECT upper(name) FROM customers WHERE id = 1":         true,
+		"SELECT count(*) FROM customers WHERE upper(name) = 'A'": true,
+	} {
+		_, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if got := err != nil && strings.Contains(err.Error(), "public."); got != refused {
+			t.Errorf("%s: refused naming public.* %v, want %v (err %v)", sql, got, refused, err)
+		}
+	}
+	// One with a built-in's very argument types is hidden by it.
+	hidden, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text", "ssn text").
+		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Stable, Kind: KindFunction}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RewriteSQL("SELECT upper(name) FROM customers", hidden, Session{}, src, testOptions()); err != nil {
+		t.Errorf("public.upper(text), hidden by pg_catalog.upper(text): %v", err)
+	}
+	if _, err := RewriteSQL("SELECT upper(name) FROM customers", hidden, Session{SearchPath: []string{"public", "pg_catalog"}}, src, testOptions()); err == nil {
+		t.Error("public.upper(text) first on the path: allowed")
+	}
+	o := testOptions()
+	o.Functions["public.upper"] = true // vetted: allowed
+	if _, err := RewriteSQL("SELECT upper(id) FROM customers", cat, Session{}, src, o); err != nil {
+		t.Errorf("public.upper on the allow-list: %v", err)
+	}
+}
