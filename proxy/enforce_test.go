@@ -937,6 +937,28 @@ func TestOverloadFurtherOnThePathRefused(t *testing.T) {
 	mustRows(t, alice, "SELECT pg_catalog.upper(name) FROM customers")
 }
 
+// TestSearchPathStringTruncated (red team round 34, F2): SET search_path
+// with a string of 64 bytes names the schema of its first 63 upstream, as
+// every identifier is cut; mandate must resolve through that schema too.
+func TestSearchPathStringTruncated(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	long := strings.Repeat("s", 63)
+	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA "+long+"; CREATE FUNCTION "+long+".upper(text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'shadowed' $$"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carol := w.connect(t, "carol")
+	if _, err := carol.Exec(ctx, "SET search_path = '"+long+"x', pg_catalog, public"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rows(t, carol, "SELECT upper(name) FROM customers"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("upper() with a 63-byte schema first on the path: want 42501, got %q, %v", got, err)
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

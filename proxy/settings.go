@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/mandate-proxy/mandate/rewrite"
 )
@@ -522,7 +521,7 @@ func splitIdentifiers(s string) (names []string, ok bool) {
 		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
-		names = append(names, truncateIdentifier(name))
+		names = append(names, rewrite.TruncateIdentifier(name))
 		if i == len(s) {
 			return names, true
 		}
@@ -541,17 +540,4 @@ func asciiLower(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// truncateIdentifier cuts a name to PostgreSQL's 63 bytes, at a
-// character's start.
-func truncateIdentifier(s string) string {
-	if len(s) <= 63 {
-		return s
-	}
-	n := 63
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -1,6 +1,9 @@
 package rewrite
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Effect is what a statement does beyond its result: to the session state
 // the proxy tracks (search_path, the transaction) or to the catalog. It is
@@ -179,9 +182,24 @@ func searchPathChange(s *pgVariableSetStmt) (*SearchPathChange, error) {
 		if sv == nil {
 			return nil, unsupported("SET search_path takes schema names only")
 		}
-		path = append(path, sv.Sval)
+		// A string names one schema, cut as identifiers are (red team
+		// round 34, F2: a 64-byte string named the 63-byte schema upstream).
+		path = append(path, TruncateIdentifier(sv.Sval))
 	}
 	return &SearchPathChange{Path: path, Local: s.IsLocal}, nil
+}
+
+// TruncateIdentifier cuts a name to PostgreSQL's 63 bytes (NAMEDATALEN-1),
+// at a character's start, as the server does with every identifier.
+func TruncateIdentifier(s string) string {
+	if len(s) <= 63 {
+		return s
+	}
+	n := 63
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // changesCatalog classifies DDL by parse node name: every Create*, Alter*
