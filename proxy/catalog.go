@@ -45,13 +45,20 @@ SELECT n.nspname FROM pg_namespace n
 SELECT c.oid, n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
        a.attcollation NOT IN (0, 100), -- 100: the database's default collation
        c.relkind IN ('r', 'p', 'f') AND EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid),
-       CASE WHEN a.attgenerated <> '' THEN -- the columns its expression reads
-         (SELECT json_agg(s.attname ORDER BY s.attnum) FROM pg_attribute s
-           WHERE s.attrelid = c.oid AND s.attnum > 0 AND s.attnum <> a.attnum AND EXISTS (
+       -- The columns a generated column reads, here or, by its name, in
+       -- an inheritance child or partition (whose rows a read of this
+       -- relation returns: red team round 34, F3).
+       CASE WHEN a.attgenerated <> '' OR c.relhassubclass THEN
+         (SELECT json_agg(DISTINCT s.attname) FROM (
+            WITH RECURSIVE tree(rel) AS (SELECT c.oid UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.rel)
+            SELECT rel FROM tree) t
+            JOIN pg_attribute g ON g.attrelid = t.rel AND g.attname = a.attname AND g.attgenerated <> ''
+            JOIN pg_attribute s ON s.attrelid = t.rel AND s.attnum > 0 AND s.attnum <> g.attnum AND NOT s.attisdropped
+           WHERE EXISTS (
              SELECT FROM pg_depend d LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
-              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = s.attnum
-                AND (ad.adrelid = c.oid AND ad.adnum = a.attnum -- PostgreSQL 15 records it on the pg_attrdef row
-                     OR d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid = a.attnum))) END,
+              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel AND d.refobjsubid = s.attnum
+                AND (ad.adrelid = t.rel AND ad.adnum = g.attnum -- PostgreSQL 15 records it on the pg_attrdef row
+                     OR d.classid = 'pg_class'::regclass AND d.objid = t.rel AND d.objsubid = g.attnum))) END,
        coalesce(a.attnum = ANY (pk.conkey), false)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -959,6 +959,30 @@ func TestSearchPathStringTruncated(t *testing.T) {
 	}
 }
 
+// TestGeneratedColumnInChild (red team round 34, F3): a column plain on a
+// protected parent but generated from masked columns in an inheritance
+// child returns the child's raw values through the parent: masked too.
+func TestGeneratedColumnInChild(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `ALTER TABLE customers ADD COLUMN lookup text;
+		CREATE TABLE customers_x (id bigint NOT NULL, name text NOT NULL, email text NOT NULL, ssn text, phone text, birth_date date,
+			lookup text GENERATED ALWAYS AS (ssn || ' / ' || phone) STORED);
+		ALTER TABLE customers_x INHERIT customers;
+		INSERT INTO customers_x (id, name, email, ssn, phone) SELECT id, name || ' (branch)', email, ssn, phone FROM customers WHERE id = 4;
+		GRANT SELECT ON customers_x TO `+appRole); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sam := w.connect(t, "sam") // sees customer 4, ssn and phone masked
+	got := mustRows(t, sam, "SELECT name, lookup IS NULL, ssn LIKE '***%' FROM customers WHERE id = 4")
+	if !slices.Equal(got, []string{"Frank Fischer (branch)|true|true", "Frank Fischer|true|true"}) {
+		t.Errorf("sam's customer 4 through the parent: %q; want lookup NULL (masked) in both rows", got)
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.
