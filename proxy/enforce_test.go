@@ -983,6 +983,38 @@ func TestGeneratedColumnInChild(t *testing.T) {
 	}
 }
 
+// TestUpdateOfGeneratedInputRefused (red team round 35c, F1): sam may
+// update open tickets assigned to him; with status generated from
+// closed_at, SET closed_at closed one, a move the check never saw.
+func TestUpdateOfGeneratedInputRefused(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `ALTER TABLE support_tickets ADD COLUMN closed_at timestamptz;
+		UPDATE support_tickets SET closed_at = now() WHERE status = 'closed';
+		ALTER TABLE support_tickets DROP COLUMN status;
+		ALTER TABLE support_tickets ADD COLUMN status text GENERATED ALWAYS AS (CASE WHEN closed_at IS NULL THEN 'open' ELSE 'closed' END) STORED`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sam := w.connect(t, "sam")
+	open := mustRows(t, sam, "SELECT id FROM support_tickets WHERE status = 'open'")
+	if len(open) == 0 {
+		t.Fatal("sam has no open ticket")
+	}
+	if _, err := rows(t, sam, "UPDATE support_tickets SET closed_at = now() WHERE id = "+open[0]); sqlState(err) != codeFeatureUnsupported {
+		t.Fatalf("SET closed_at, which status is generated from: want 0A000, got %v", err)
+	}
+	if _, err := rows(t, sam, "UPDATE support_tickets SET (closed_at, subject) = (SELECT now(), 'x') WHERE id = "+open[0]); sqlState(err) != codeFeatureUnsupported {
+		t.Fatalf("SET (closed_at, …) = (SELECT …): want 0A000, got %v", err)
+	}
+	if got := mustRows(t, sam, "SELECT status FROM support_tickets WHERE id = "+open[0]); !slices.Equal(got, []string{"open"}) {
+		t.Fatalf("ticket %s after the refused updates: %q, want open", open[0], got)
+	}
+	mustRows(t, sam, "UPDATE support_tickets SET subject = 'still mine' WHERE id = "+open[0]+" RETURNING id")
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

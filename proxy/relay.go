@@ -207,8 +207,12 @@ func (s *session) fromClient(msg pgproto3.FrontendMessage) (err error) {
 		}
 		if enforce {
 			sql, d, decided := s.onQuery(msg)
+			// Behind unanswered segments the settings that key the
+			// statement cache are a guess (stmtcache.go): this Query's
+			// own segment closes below.
+			settled := s.settings.settled()
 			s.settings.segmentSent()
-			if decided {
+			if decided && settled {
 				encoded, err = s.queryAsPrepared(sql, d)
 			}
 			if !encoded {
@@ -705,6 +709,9 @@ func (s *session) tap(typ byte, msg []byte) (out []byte, fatal bool) {
 		severity, code := errorFields(body)
 		s.srv.metrics.errors.WithLabelValues(code).Inc()
 		fatal = severity == "FATAL" || severity == "PANIC"
+		if code == codeFeatureUnsupported && bytes.Contains(body, []byte("cached plan must not change result type")) {
+			s.upstream.stale.Store(true) // red team round 35, F3
+		}
 		if enforce {
 			// The upstream writes DETAIL and CONTEXT with its own role's
 			// rights and about its own text: an integrity violation's

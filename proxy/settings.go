@@ -224,6 +224,22 @@ func (p *sessionSettings) sending() *settingsSegment {
 	return &p.segments[len(p.segments)-1]
 }
 
+// settled reports whether every segment forwarded (closed) is answered:
+// only then are the values current() gives the upstream's, not what they
+// will be if everything pipelined before succeeds (red team round 35, F1:
+// a RESET ALL skipped after an error). Ask before closing the segment of
+// the message at hand.
+func (p *sessionSettings) settled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, seg := range p.segments {
+		if !seg.open {
+			return false
+		}
+	}
+	return true
+}
+
 // answer counts a message's successful answer (CommandComplete,
 // EmptyQueryResponse, PortalSuspended, ParseComplete, BindComplete) in the
 // oldest unanswered segment.

@@ -34,6 +34,9 @@ func (s *session) queryAsPrepared(sql string, d decision) (bool, error) {
 		len(d.result.Statements) != 1 || !d.result.Statements[0].Rewritten {
 		return false, nil
 	}
+	if err := s.dropStaleStatements(); err != nil {
+		return false, err
+	}
 	p, ok := d.result.Template.Prepare(sql, d.result.Literals)
 	if !ok {
 		return false, nil

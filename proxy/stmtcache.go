@@ -219,12 +219,16 @@ func (c *stmtCache) forget(name string) {
 // which drops the unnamed statement as PostgreSQL's failed Parse does.
 func (s *session) cacheParse(m *pgproto3.Parse) error {
 	max := s.srv.cfg.UpstreamStatementCache
-	if max <= 0 || s.txStatus.Load() == 'E' {
+	if max <= 0 || s.txStatus.Load() == 'E' || !s.settings.settled() {
 		// In a failed transaction the client's Parse fails (25P02), and an
-		// empty one would not: let it.
+		// empty one would not: let it. Behind unanswered segments the
+		// settings that key the cache are a guess.
 		return nil
 	}
 	c := &s.upstream.stmts
+	if err := s.dropStaleStatements(); err != nil {
+		return err
+	}
 	key := c.key(m.Query, m.ParameterOIDs, s.settings.current().literals)
 	e := c.get(key)
 	if e == nil && !c.again(key, max) {
@@ -248,6 +252,26 @@ func (s *session) cacheParse(m *pgproto3.Parse) error {
 	if evicted != "" {
 		return s.injectClose('S', evicted)
 	}
+	return nil
+}
+
+// dropStaleStatements closes every cached statement once the upstream has
+// said one no longer fits its relation ("cached plan must not change
+// result type", after the owner changed a column's type): re-Parsing the
+// same text would otherwise fail the same way for the rest of the
+// session, where PostgreSQL analyses an unnamed Parse afresh.
+func (s *session) dropStaleStatements() error {
+	u := s.upstream
+	if !u.stale.Swap(false) {
+		return nil
+	}
+	for name := range u.stmts.byName {
+		if err := s.injectClose('S', name); err != nil {
+			return err
+		}
+	}
+	u.stmts.forget("")
+	s.unnamed = nil
 	return nil
 }
 

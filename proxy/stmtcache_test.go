@@ -408,3 +408,83 @@ func TestStatementCacheFollowsLiteralSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestStatementCacheBehindUnansweredSegments (red team round 35, F1): the
+// settings that key the cache are a guess while earlier segments are
+// unanswered (a RESET ALL behind an error never runs), so a statement sent
+// then is not served from the cache.
+func TestStatementCacheBehindUnansweredSegments(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const q = "SELECT id, opened_at < '2019-05-01 12:00' FROM accounts WHERE id = 101"
+	utc := roundTrip(t, alice, &pgproto3.Query{String: q}) // the session's default zone (the cluster's, UTC)
+	for range 3 {
+		roundTrip(t, alice, &pgproto3.Query{String: q})
+	}
+	roundTrip(t, alice, &pgproto3.Query{String: "SET TimeZone = 'Asia/Tokyo'"})
+	tokyo := roundTrip(t, alice, &pgproto3.Query{String: q})
+	if slices.Equal(utc.rows, tokyo.rows) {
+		t.Fatalf("the same rows in both zones (%q): the test proves nothing", utc.rows)
+	}
+	fe := alice.PgConn().Frontend()
+	// Slow to fail, so that the next Query is decided before its answer.
+	fe.Send(&pgproto3.Query{String: "SELECT 1/(count(*) - count(*)) FROM generate_series(1, 3000000); RESET ALL"})
+	fe.Send(&pgproto3.Query{String: q})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAnswer(t, fe); a.code != "22012" {
+		t.Fatalf("SELECT 1/(…); RESET ALL: %+v", a)
+	}
+	if a := readAnswer(t, fe); !slices.Equal(a.rows, tokyo.rows) {
+		t.Fatalf("behind a RESET ALL that never ran: rows %q, want Tokyo's %q (UTC's %q)", a.rows, tokyo.rows, utc.rows)
+	}
+}
+
+// TestStatementCacheFoldedSettings (red team round 35, F2): a generic plan
+// folds immutable functions whose result follows a setting (float8out and
+// extra_float_digits, byteaout and bytea_output): after a SET, not served
+// from a statement planned before.
+func TestStatementCacheFoldedSettings(t *testing.T) {
+	w := startBank(t)
+	const q = "SELECT id, (1::float8/3)::text, 'ab'::bytea::text FROM accounts WHERE id = 101"
+	alice := w.connect(t, "alice")
+	for range 8 { // past PostgreSQL's five custom plans
+		mustRows(t, alice, q, pgx.QueryExecModeSimpleProtocol)
+	}
+	const set = "SET extra_float_digits = 0; SET bytea_output = escape"
+	if _, err := alice.Exec(ctxT(t), set); err != nil {
+		t.Fatal(err)
+	}
+	fresh := w.connect(t, "alice")
+	if _, err := fresh.Exec(ctxT(t), set); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustRows(t, alice, q, pgx.QueryExecModeSimpleProtocol), mustRows(t, fresh, q, pgx.QueryExecModeSimpleProtocol); !slices.Equal(got, want) {
+		t.Fatalf("after %s: %q, want %q", set, got, want)
+	}
+}
+
+// TestStatementCacheAfterTypeChange (red team round 35, F3): once the owner
+// changes a column's type, a cached statement fails with "cached plan must
+// not change result type"; PostgreSQL analyses an unnamed Parse or a
+// simple query afresh, so the cache must not fail it again.
+func TestStatementCacheAfterTypeChange(t *testing.T) {
+	w := startBank(t)
+	const q = "SELECT id, balance FROM accounts WHERE id = 101"
+	alice := w.connect(t, "alice")
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		for range 3 {
+			mustRows(t, alice, q, mode)
+		}
+	}
+	if _, err := w.owner.Exec(ctxT(t), "ALTER TABLE accounts ALTER COLUMN balance TYPE numeric(16,2)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		_, _ = rows(t, alice, q, mode) // may fail once: the cached plan's news
+		if _, err := rows(t, alice, q, mode); err != nil {
+			t.Fatalf("%v, again after the type change: %v", mode, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,10 +28,11 @@ type upstreamConn struct {
 	network  string // where cancel requests go
 	address  string
 
-	stmts     stmtCache // statements mandate prepared on it (stmtcache.go)
-	key       string    // poolKey: what the backend was started with
-	born      time.Time // connected
-	idleSince time.Time // last released to the pool
+	stmts     stmtCache   // statements mandate prepared on it (stmtcache.go)
+	stale     atomic.Bool // a cached statement's plan no longer fits: drop them all (dropStaleStatements)
+	key       string      // poolKey: what the backend was started with
+	born      time.Time   // connected
+	idleSince time.Time   // last released to the pool
 }
 
 // Buffer sizes per session: a message larger than the read buffer is

@@ -64,10 +64,12 @@ type SettingChange struct {
 }
 
 // literalSettings change how PostgreSQL reads constants at parse analysis
-// (dates and times, intervals, arrays, money, XML, x = NULL).
+// (dates and times, intervals, arrays, money, XML, x = NULL), or what an
+// immutable function it folds into a plan returns (float8out, byteaout,
+// quote_ident: red team round 35, F2).
 var literalSettings = map[string]bool{"timezone": true, "datestyle": true, "intervalstyle": true,
 	"timezone_abbreviations": true, "array_nulls": true, "lc_monetary": true, "xmloption": true,
-	"transform_null_equals": true}
+	"transform_null_equals": true, "extra_float_digits": true, "bytea_output": true, "quote_all_identifiers": true}
 
 // TxControl is a transaction control statement.
 type TxControl string
