@@ -327,23 +327,31 @@ func (c *Catalog) lookupRelation(sess Session, schema, name string) *Table {
 // so an exact match further on wins over a built-in that needs a cast
 // (public.upper(bigint) over pg_catalog.upper(text) for upper(id); red team
 // round 34).
-// A function with the argument types of one in an earlier schema is hidden
-// by it, as there.
-func (c *Catalog) otherFunctionSchemas(sess Session, resolved, name string, n int) []string {
+// A function with the argument types and variadic form of one in an
+// earlier schema is hidden by it, as there, unless the call names its
+// arguments: a built-in without parameter names is then no candidate at
+// all (red team round 35: upper(s => 'x') ran public.upper(s text)).
+func (c *Catalog) otherFunctionSchemas(sess Session, resolved, name string, n int, named bool) []string {
 	var out []string
 	past := false
 	seen := map[string]bool{}
+	sig := func(f *Function) string {
+		if f.ArgTypes == "" || named {
+			return ""
+		}
+		return fmt.Sprint(f.Variadic, f.ArgTypes)
+	}
 	for _, sn := range sess.functionPath() {
 		s := c.Schemas[sn]
 		if s == nil {
 			continue
 		}
-		if past && slices.ContainsFunc(s.Functions[name], func(f *Function) bool { return f.accepts(n) && (f.ArgTypes == "" || !seen[f.ArgTypes]) }) {
+		if past && slices.ContainsFunc(s.Functions[name], func(f *Function) bool { return f.accepts(n) && (sig(f) == "" || !seen[sig(f)]) }) {
 			out = append(out, sn)
 		}
 		for _, f := range s.Functions[name] {
-			if f.ArgTypes != "" {
-				seen[f.ArgTypes] = true
+			if k := sig(f); k != "" {
+				seen[k] = true
 			}
 		}
 		past = past || sn == resolved

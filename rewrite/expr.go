@@ -496,6 +496,16 @@ func columnCandidates(sc *scope, col string, star bool) []*item {
 	return out
 }
 
+// callArgs is how many arguments PostgreSQL matches a call's overloads
+// by: an ordered-set aggregate's WITHIN GROUP (ORDER BY …) ones count
+// (red team round 35: mode() WITHIN GROUP (ORDER BY x) is mode(text)).
+func callArgs(fc *pgFuncCall) int {
+	if fc.AggWithinGroup {
+		return len(fc.Args) + len(fc.AggOrder)
+	}
+	return len(fc.Args)
+}
+
 // funcCall checks the function against the allow-list and the leakproof
 // rule. Aggregates and window functions run above every scan, after the
 // filters, so their arguments are not quals.
@@ -511,7 +521,8 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 	if schema == "" && len(overloads) > 0 {
 		// Any schema further on the path may hold the overload PostgreSQL
 		// picks: each must pass, and all count below.
-		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, len(fc.Args)) {
+		named := slices.ContainsFunc(fc.Args, func(a *pgNode) bool { return a.GetNamedArgExpr() != nil })
+		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, callArgs(fc), named) {
 			if err := w.checkFunction(other, name, false, fc); err != nil {
 				return err
 			}
@@ -531,10 +542,10 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		len(fc.AggOrder) > 0 || fc.AggFilter != nil
 	// With no overload taking this many arguments known, nothing is
 	// assumed (a variadic one was once skipped and taken for leakproof).
-	accepted := slices.ContainsFunc(overloads, func(f *Function) bool { return f.accepts(len(fc.Args)) })
+	accepted := slices.ContainsFunc(overloads, func(f *Function) bool { return f.accepts(callArgs(fc)) })
 	leakproof, volatile, immutable := accepted, !accepted, accepted
 	for _, f := range overloads {
-		if !f.accepts(len(fc.Args)) {
+		if !f.accepts(callArgs(fc)) {
 			continue
 		}
 		if f.Kind == KindAggregate || f.Kind == KindWindow {

@@ -200,7 +200,7 @@ func (w *walker) aggregateCall(fc *pgFuncCall) bool {
 	}
 	resolved, overloads := w.cat.lookupFunction(w.sess, schema, name)
 	for _, f := range overloads {
-		if f.accepts(len(fc.Args)) && (f.Kind == KindAggregate || f.Kind == KindWindow) {
+		if f.accepts(callArgs(fc)) && (f.Kind == KindAggregate || f.Kind == KindWindow) {
 			return true
 		}
 	}

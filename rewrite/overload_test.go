@@ -53,6 +53,30 @@ func TestOverloadsFurtherOnThePath(t *testing.T) {
 	if _, err := RewriteSQL("SELECT upper(name) FROM customers", hidden, Session{SearchPath: []string{"public", "pg_catalog"}}, src, testOptions()); err == nil {
 		t.Error("public.upper(text) first on the path: allowed")
 	}
+	// Not when the call names its arguments (the built-in has no names),
+	// nor one variadic and the other not, nor an ordered-set aggregate's
+	// WITHIN GROUP arguments left uncounted (red team round 35).
+	more, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text", "ssn text").
+		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "pg_catalog", Name: "jsonb_extract_path", NArgs: 2, ArgTypes: "3802 1009", Variadic: true, Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "jsonb_extract_path", NArgs: 2, ArgTypes: "3802 1009", Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "pg_catalog", Name: "mode", NArgs: 1, ArgTypes: "2283", Volatility: Immutable, Kind: KindAggregate}).
+		Function(&Function{Schema: "public", Name: "mode", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindAggregate}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT upper(s => name) FROM customers",
+		"SELECT jsonb_extract_path('{}'::jsonb, ARRAY['a']) FROM customers",
+		"SELECT mode() WITHIN GROUP (ORDER BY name) FROM customers",
+	} {
+		if _, err := RewriteSQL(sql, more, Session{}, src, testOptions()); err == nil || !strings.Contains(err.Error(), "public.") {
+			t.Errorf("%s: %v; want a refusal naming public.*", sql, err)
+		}
+	}
 	o := testOptions()
 	o.Functions["public.upper"] = true // vetted: allowed
 	if _, err := RewriteSQL("SELECT upper(id) FROM customers", cat, Session{}, src, o); err != nil {
