@@ -243,7 +243,7 @@ func TestCatalogRewriteRuns(t *testing.T) {
 		{`SELECT a.owner, o.amount FROM accounts a JOIN "Sales"."Orders" o ON o."Order Id" = a.id WHERE a.balance > 10`, "FROM public.accounts _m", 1},
 		{`SELECT c.oid, n.nspname, c.relname FROM pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 		  WHERE c.relname OPERATOR(pg_catalog.~) '^(accounts)$' AND pg_table_is_visible(c.oid) ORDER BY 2, 3`, "FROM pg_catalog.pg_class _m1) c LEFT JOIN pg_catalog.pg_namespace n", 1},
-		{"TABLE accounts", "'***'::text AS owner, accounts.balance, accounts.note, accounts.tags, accounts.created FROM public.accounts WHERE accounts.id IS NOT NULL", 2},
+		{"TABLE accounts", "'***'::pg_catalog.text AS owner, accounts.balance, accounts.note, accounts.tags, accounts.created FROM public.accounts WHERE accounts.id IS NOT NULL", 2},
 		{"SELECT * FROM rich_orders", "FROM public.rich_orders _m", 1},
 		{"SELECT count(*) FROM events WHERE at > '2024-02-01'", "FROM public.events WHERE events.id IS NOT NULL AND at > '2024-02-01'", 1},
 		{"SELECT table_name FROM information_schema.tables WHERE table_schema = 'Sales'", "FROM information_schema.tables", 1},

@@ -1015,6 +1015,30 @@ func TestUpdateOfGeneratedInputRefused(t *testing.T) {
 	mustRows(t, sam, "UPDATE support_tickets SET subject = 'still mine' WHERE id = "+open[0]+" RETURNING id")
 }
 
+// TestInjectedCastsQualified (red team round 35a, F4): the casts mandate
+// injects name pg_catalog's types, so a type of the same name earlier on
+// the path (a domain s1.text) is not what a mask casts to.
+func TestInjectedCastsQualified(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC;
+		CREATE DOMAIN s1.text AS pg_catalog.text CHECK (VALUE !~ '^[*]')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sam := w.connect(t, "sam") // ssn masked as ***…
+	if _, err := sam.Exec(ctx, "SET search_path = s1, pg_catalog, public"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range mustRows(t, sam, "SELECT ssn FROM customers") {
+		if !strings.HasPrefix(r, "*") {
+			t.Errorf("sam's ssn %q: want it masked", r)
+		}
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

@@ -171,6 +171,14 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 					if tn, err = parseTypeName(col.Type); err != nil {
 						return nil, fmt.Errorf("catalog: %s.%s: type %q: %w", t.QualifiedName(), col.Name, col.Type, err)
 					}
+					if len(tn.Names) == 1 {
+						// format_type (read under search_path pg_catalog)
+						// qualifies every other schema's types: this is
+						// pg_catalog's, and injected casts must say so, or
+						// the session's path picks the type (red team round
+						// 35: a domain s1.text ahead of pg_catalog).
+						tn.Names = append([]*pgNode{strNode("pg_catalog")}, tn.Names...)
+					}
 					parsed[col.Type] = tn
 				}
 				col.typeName = tn

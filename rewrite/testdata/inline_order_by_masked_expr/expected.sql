@@ -1,1 +1,1 @@
-SELECT id FROM public.customers WHERE customers.id OPERATOR(pg_catalog.=) 1 ORDER BY (pg_catalog.repeat('*', pg_catalog.length(customers.ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(customers.ssn, 4))::text, id DESC LIMIT 3
+SELECT id FROM public.customers WHERE customers.id OPERATOR(pg_catalog.=) 1 ORDER BY (pg_catalog.repeat('*', pg_catalog.length(customers.ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(customers.ssn, 4))::pg_catalog.text, id DESC LIMIT 3

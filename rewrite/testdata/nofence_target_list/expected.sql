@@ -1,1 +1,1 @@
-SELECT upper(name), length((pg_catalog.repeat('*', pg_catalog.length(ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(ssn, 4))::text) FROM public.customers WHERE customers.id OPERATOR(pg_catalog.=) 1 AND id = 1
+SELECT upper(name), length((pg_catalog.repeat('*', pg_catalog.length(ssn) OPERATOR(pg_catalog.-) 4) OPERATOR(pg_catalog.||) pg_catalog."right"(ssn, 4))::pg_catalog.text) FROM public.customers WHERE customers.id OPERATOR(pg_catalog.=) 1 AND id = 1
