@@ -91,6 +91,16 @@ SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coa
   JOIN pg_namespace rn ON rn.oid = rt.typnamespace
   LEFT JOIN pg_proc p ON p.oid = o.oprcode
  ORDER BY o.oid;
+SELECT sn.nspname, st.typname, tn.nspname, tt.typname, pn.nspname || '.' || p.proname
+  FROM pg_cast c
+  JOIN pg_proc p ON p.oid = c.castfunc
+  JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_type st ON st.oid = c.castsource
+  JOIN pg_namespace sn ON sn.oid = st.typnamespace
+  JOIN pg_type tt ON tt.oid = c.casttarget
+  JOIN pg_namespace tn ON tn.oid = tt.typnamespace
+ WHERE pn.nspname <> 'pg_catalog'
+ ORDER BY c.oid;
 SELECT reset_val FROM pg_settings WHERE name = 'search_path';
 COMMIT`
 
@@ -101,6 +111,7 @@ const (
 	resEdges
 	resFunctions
 	resOperators
+	resCasts
 	resSearchPath
 	catalogResults = resSearchPath + 2 // and COMMIT
 )
@@ -147,6 +158,9 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 	cat, err := rewrite.NewCatalog(schemas, ops)
 	if err != nil {
 		return nil, digest, fmt.Errorf("catalog: %w", err)
+	}
+	for _, r := range results[resCasts].Rows {
+		cat.Casts = append(cat.Casts, &rewrite.Cast{Source: typeName(r[0], r[1]), Target: typeName(r[2], r[3]), Function: string(r[4])})
 	}
 	// A session's path before it sets one: the role's, the database's or
 	// the server's default, which a RESET returns to as well.
@@ -288,19 +302,22 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 	return nil
 }
 
+// typeName names a type as the rewriter does: the bare name in pg_catalog
+// ("int4"), "schema.name" elsewhere; "" for none.
+func typeName(schema, name []byte) string {
+	if name == nil {
+		return ""
+	}
+	if string(schema) == "pg_catalog" {
+		return string(name)
+	}
+	return string(schema) + "." + string(name)
+}
+
 // operators names operand types as the rewriter does: the bare type name in
 // pg_catalog ("int4"), "schema.name" elsewhere; no left type for a prefix
 // operator.
 func operators(rows [][][]byte) []*rewrite.Operator {
-	typeName := func(schema, name []byte) string {
-		if name == nil {
-			return ""
-		}
-		if string(schema) == "pg_catalog" {
-			return string(name)
-		}
-		return string(schema) + "." + string(name)
-	}
 	ops := make([]*rewrite.Operator, 0, len(rows))
 	for _, r := range rows {
 		ops = append(ops, &rewrite.Operator{

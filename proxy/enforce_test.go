@@ -1039,6 +1039,27 @@ func TestInjectedCastsQualified(t *testing.T) {
 	}
 }
 
+// TestCastFunctionRefused (red team round 35a, F3): an owner's CREATE CAST
+// from bigint runs its function for g::bigint::customer_card, which read
+// every customer unfiltered: refused, as a call of the function would be.
+func TestCastFunctionRefused(t *testing.T) {
+	w := startBank(t)
+	ctx := ctxT(t)
+	if _, err := w.owner.Exec(ctx, `CREATE TYPE public.customer_card AS (name text, ssn text);
+		CREATE FUNCTION public.customer_card(bigint) RETURNS public.customer_card LANGUAGE sql STABLE
+			AS $$ SELECT name, ssn FROM public.customers WHERE id = $1 $$;
+		CREATE CAST (bigint AS public.customer_card) WITH FUNCTION public.customer_card(bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carol := w.connect(t, "carol")
+	if got, err := rows(t, carol, "SELECT (g::bigint::customer_card).* FROM generate_series(1, 12) g"); sqlState(err) != codeInsufficientPriv {
+		t.Fatalf("a cast running public.customer_card: want 42501, got %q, %v", got, err)
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

@@ -14,6 +14,9 @@ import (
 type Catalog struct {
 	Schemas   map[string]*Schema
 	Operators []*Operator
+	// Casts are the casts whose function lies outside pg_catalog (an
+	// extension's, the owner's): PostgreSQL runs it for x::t.
+	Casts []*Cast
 	// SearchPath is the upstream's default search_path, for a session
 	// that sets none (Session.SearchPath nil); nil means PostgreSQL's own
 	// default ("$user", public).
@@ -131,6 +134,13 @@ type Function struct {
 // accepts reports whether a call with n arguments may resolve to f.
 func (f *Function) accepts(n int) bool {
 	return f.NArgs < 0 || f.NArgs == n || f.Variadic && n >= f.NArgs-1 || n < f.NArgs && n >= f.NArgs-f.Defaults
+}
+
+// Cast is a cast run by a function: Source and Target are internal type
+// names as Operator's are, Function its schema-qualified name.
+type Cast struct {
+	Source, Target string
+	Function       string
 }
 
 // Operator is one operator; Left and Right are internal type names ("int4",

@@ -16,6 +16,7 @@ type CatalogBuilder struct {
 	schemas map[string]*Schema
 	order   []string
 	ops     []*Operator
+	casts   []*Cast
 	err     error
 }
 
@@ -97,7 +98,17 @@ func (b *CatalogBuilder) Build() (*Catalog, error) {
 	for _, n := range b.order {
 		schemas = append(schemas, b.schemas[n])
 	}
-	return NewCatalog(schemas, b.ops)
+	c, err := NewCatalog(schemas, b.ops)
+	if c != nil {
+		c.Casts = b.casts
+	}
+	return c, err
+}
+
+// Cast adds a cast whose function lies outside pg_catalog.
+func (b *CatalogBuilder) Cast(c *Cast) *CatalogBuilder {
+	b.casts = append(b.casts, c)
+	return b
 }
 
 func (b *CatalogBuilder) relation(kind RelKind, name string, bases []string, columns []string) *CatalogBuilder {

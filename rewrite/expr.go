@@ -85,6 +85,9 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		// PostgreSQL computes it at parse or plan time (fold.go): a domain's
 		// CHECK, say, is evaluated per row.
 		tc := x.TypeCast
+		if err := w.checkCast(tc, sc); err != nil {
+			return err
+		}
 		switch {
 		case w.binaryCoercible(tc, sc) || w.castFolds(tc):
 		case !w.readsRows(tc.Arg):
@@ -219,6 +222,37 @@ func (w *walker) field(m protoreflect.Message, sc *scope, c ectx) error {
 }
 
 // typeName allows type names; their typmods are constants.
+// checkCast refuses a cast that may run a function off the allow-list:
+// one of Catalog.Casts to a type of that name, from the argument's type
+// when it is known (an untyped literal is read by the type's input
+// function, no cast). Red team round 35: ARRAY['a','b']::hstore ran
+// public.hstore(text[]), and an owner's CREATE CAST from bigint read
+// every customer through g::bigint::customer_card.
+func (w *walker) checkCast(tc *pgTypeCast, sc *scope) error {
+	if len(w.cat.Casts) == 0 || tc.TypeName == nil || len(tc.TypeName.Names) == 0 {
+		return nil
+	}
+	if c := tc.Arg.GetAConst(); c != nil && (c.GetSval() != nil || c.Isnull) {
+		return nil
+	}
+	target, _ := baseType(tc.TypeName)
+	qualified := len(tc.TypeName.Names) > 1
+	src, _ := w.exprType(tc.Arg, sc)
+	for _, c := range w.cat.Casts {
+		if c.Target != target && (qualified || !strings.HasSuffix(c.Target, "."+target)) {
+			continue
+		}
+		if src != "" && canonicalType(c.Source) != src {
+			continue
+		}
+		schema, name, _ := strings.Cut(c.Function, ".")
+		if err := w.checkFunction(schema, name, false, &pgFuncCall{}); err != nil {
+			return denied("cast to %s is not allowed: it may run %s (%v)", target, c.Function, err)
+		}
+	}
+	return nil
+}
+
 func (w *walker) typeName(t *pgTypeName) error {
 	if t == nil {
 		return nil

@@ -83,3 +83,39 @@ func TestOverloadsFurtherOnThePath(t *testing.T) {
 		t.Errorf("public.upper on the allow-list: %v", err)
 	}
 }
+
+// TestCastFunctionsChecked (red team round 35a, F3): a cast run by a
+// function outside pg_catalog (an extension's, the owner's CREATE CAST) is
+// that function's call, checked against the allow-list; an untyped literal
+// is read by the type's input function, no cast.
+func TestCastFunctionsChecked(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text", "tags text[]").
+		Cast(&Cast{Source: "_text", Target: "public.hstore", Function: "public.hstore"}).
+		Cast(&Cast{Source: "int8", Target: "public.card", Function: "public.card"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	for sql, refused := range map[string]bool{
+		"SELECT ARRAY['a','b']::hstore":             true,
+		"SELECT tags::public.hstore FROM customers": true,
+		"SELECT id::card FROM customers":            true,
+		"SELECT (id::int8)::card FROM customers":    true,
+		"SELECT name::card FROM customers":          false, // no cast from text: PostgreSQL refuses it
+		"SELECT 'a=>b'::hstore":                     false, // hstore_in
+		"SELECT id::text FROM customers":            false,
+		"SELECT CAST(id AS card) FROM customers":    true,
+	} {
+		_, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if got := err != nil && strings.Contains(err.Error(), "cast to"); got != refused {
+			t.Errorf("%s: refused %v, want %v (%v)", sql, got, refused, err)
+		}
+	}
+	o := testOptions()
+	o.Functions["public.card"] = true
+	if _, err := RewriteSQL("SELECT id::card FROM customers", cat, Session{}, src, o); err != nil {
+		t.Errorf("with public.card allowed: %v", err)
+	}
+}
