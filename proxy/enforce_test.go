@@ -1048,15 +1048,26 @@ func TestCastFunctionRefused(t *testing.T) {
 	if _, err := w.owner.Exec(ctx, `CREATE TYPE public.customer_card AS (name text, ssn text);
 		CREATE FUNCTION public.customer_card(bigint) RETURNS public.customer_card LANGUAGE sql STABLE
 			AS $$ SELECT name, ssn FROM public.customers WHERE id = $1 $$;
-		CREATE CAST (bigint AS public.customer_card) WITH FUNCTION public.customer_card(bigint)`); err != nil {
+		CREATE CAST (bigint AS public.customer_card) WITH FUNCTION public.customer_card(bigint);
+		CREATE DOMAIN public.card_d AS public.customer_card; CREATE DOMAIN public.cust_id AS bigint;
+		CREATE TYPE public.wrap AS (c public.customer_card)`); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	carol := w.connect(t, "carol")
-	if got, err := rows(t, carol, "SELECT (g::bigint::customer_card).* FROM generate_series(1, 12) g"); sqlState(err) != codeInsufficientPriv {
-		t.Fatalf("a cast running public.customer_card: want 42501, got %q, %v", got, err)
+	for _, sql := range []string{
+		"SELECT (g::bigint::customer_card).* FROM generate_series(1, 12) g",
+		// Round 36: through a domain, an array, a composite, a domain source.
+		"SELECT g::int8::card_d FROM generate_series(1, 3) g",
+		"SELECT ARRAY[g::int8]::_customer_card FROM generate_series(1, 2) g",
+		"SELECT ROW(g::int8)::wrap FROM generate_series(1, 3) g",
+		"SELECT g::int8::cust_id::customer_card FROM generate_series(1, 3) g",
+	} {
+		if got, err := rows(t, carol, sql); sqlState(err) != codeInsufficientPriv {
+			t.Errorf("%s, running public.customer_card: want 42501, got %q, %v", sql, got, err)
+		}
 	}
 }
 
