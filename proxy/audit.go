@@ -335,7 +335,10 @@ func (s *session) auditTap(typ byte, body []byte) {
 	t.queue = t.queue[1:]
 	switch typ {
 	case 'E':
+		// Rows sent before the error were read all the same (red team
+		// round 36, F3: recorded as none).
 		_, it.rec.SQLState = errorFields(body)
+		it.rec.Rows = t.rows.Load()
 		t.aborted = it.rec.SQLState
 	case 'C':
 		it.rec.Rows = commandRows(body, t.rows.Load())
@@ -365,9 +368,12 @@ func (s *session) auditUnfinished() {
 	rest := t.queue
 	t.queue = nil
 	t.mu.Unlock()
-	for _, it := range rest {
+	for i, it := range rest {
 		if !it.skip {
 			it.rec.Outcome = audit.OutcomeUnknown
+			if i == 0 {
+				it.rec.Rows = t.rows.Load() // relayed before the session ended
+			}
 			s.finishAudit(it.rec)
 		}
 	}

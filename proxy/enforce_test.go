@@ -1071,6 +1071,33 @@ func TestCastFunctionRefused(t *testing.T) {
 	}
 }
 
+// TestAuditCountsRowsBeforeAnError (red team round 36, F3): rows relayed
+// before a statement failed were read; the record counts them.
+func TestAuditCountsRowsBeforeAnError(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const q = "SELECT x, 1 / (x - 4) FROM generate_series(1, 5) x"
+	if _, err := alice.Exec(ctxT(t), q, pgx.QueryExecModeSimpleProtocol); sqlState(err) != "22012" {
+		t.Fatalf("%s: want 22012, got %v", q, err)
+	}
+	if r := auditedAs(t, w.audit, q, 1)[0]; r.Rows != 3 || r.SQLState != "22012" {
+		t.Errorf("record: rows %d, sqlstate %q; want 3 rows read before 22012", r.Rows, r.SQLState)
+	}
+}
+
+// TestPurposeIsAName (red team round 36, F1): every audit record repeats
+// the purpose, so it is bounded as a name is.
+func TestPurposeIsAName(t *testing.T) {
+	w := startBank(t)
+	dana := w.connect(t, "dana")
+	if _, err := dana.Exec(ctxT(t), "SET mandate.purpose = '"+strings.Repeat("A", 64)+"'"); sqlState(err) != "22023" {
+		t.Fatalf("a 64-byte purpose: want 22023, got %v", err)
+	}
+	if _, err := dana.Exec(ctxT(t), "SET mandate.purpose = '"+strings.Repeat("A", 63)+"'"); err != nil {
+		t.Fatalf("a 63-byte purpose: %v", err)
+	}
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.
