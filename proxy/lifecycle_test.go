@@ -445,3 +445,51 @@ func TestManyConcurrentClients(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReadyzAsksTheUpstreamOnce (red team round 36, F4): however many ask
+// /readyz at once, the upstream is asked at most once a second, and the
+// answer does not name the upstream's role, database or address.
+func TestReadyzAsksTheUpstreamOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var dials sync.WaitGroup
+	var n int
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+			c.Close() // no PostgreSQL here: every check fails
+		}
+	}()
+	srv, err := New(Config{Listen: []string{"127.0.0.1:0"}, Upstream: "postgres://secret_role@" + l.Addr().String() + "/secret_db?sslmode=disable", Auth: AuthTrust, Transparent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.AdminHandler()
+	for range 20 {
+		dials.Add(1)
+		go func() {
+			defer dials.Done()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != http.StatusServiceUnavailable || strings.Contains(rec.Body.String(), "secret") {
+				t.Errorf("/readyz: %d %q; want 503 naming nothing of the upstream", rec.Code, rec.Body.String())
+			}
+		}()
+	}
+	dials.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if n > 2 { // pgconn may try twice (TLS, then plain) for one check
+		t.Errorf("20 /readyz at once opened %d upstream connections, want one check's", n)
+	}
+}

@@ -38,6 +38,7 @@ type Server struct {
 	wg        sync.WaitGroup // accept loops and sessions
 	active    atomic.Int64
 	nextID    atomic.Uint64
+	ready     readiness // /readyz's last answer
 }
 
 // New checks cfg and returns a Server that is not yet listening.

@@ -76,7 +76,9 @@ func serve(cfg serveConfig, log *slog.Logger, stop <-chan os.Signal, ready func(
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		// Idle keep-alive connections close after a minute (red team
+		// round 36, F5: they were kept forever).
+		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 		log.Info("admin endpoint", "addr", l.Addr().String(), "paths", "/metrics /healthz /readyz")
 		go func() {
 			if err := admin.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
