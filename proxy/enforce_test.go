@@ -845,6 +845,18 @@ func TestAssumedIdentityAudited(t *testing.T) {
 	}
 }
 
+// migrate runs ddl on the bank as its owner, as a migration would, and has
+// the proxy read the catalog again.
+func (w *bankWorld) migrate(t testing.TB, ddl string) {
+	t.Helper()
+	if _, err := w.owner.Exec(ctxT(t), ddl); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.enforcer.Catalogs.Refresh(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitState waits until the proxy's state has caught up with the store.
 func waitState(t testing.TB, w *bankWorld) {
 	t.Helper()
@@ -871,13 +883,8 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 func TestWriteToTableWithRulesRefused(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `CREATE RULE tickets_also AS ON INSERT TO support_tickets
-		DO ALSO SELECT c.id, c.ssn FROM customers c`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, `CREATE RULE tickets_also AS ON INSERT TO support_tickets
+		DO ALSO SELECT c.id, c.ssn FROM customers c`)
 	alice := w.connect(t, "alice")
 	got, err := rows(t, alice, "INSERT INTO support_tickets (id, customer_id, subject, body, status) VALUES (200, 1, 's', 'b', 'open')")
 	if sqlState(err) != codeFeatureUnsupported || !strings.Contains(err.Error(), "rules") {
@@ -897,14 +904,8 @@ func TestWriteToTableWithRulesRefused(t *testing.T) {
 // mask of its own), or it would carry the raw value.
 func TestGeneratedColumnOfMaskedColumn(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `ALTER TABLE customers ADD COLUMN ssn_digits text GENERATED ALWAYS AS (replace(ssn, '-', '')) STORED,
-		ADD COLUMN name_upper text GENERATED ALWAYS AS (upper(name)) STORED`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, `ALTER TABLE customers ADD COLUMN ssn_digits text GENERATED ALWAYS AS (replace(ssn, '-', '')) STORED,
+		ADD COLUMN name_upper text GENERATED ALWAYS AS (upper(name)) STORED`)
 	sam := w.connect(t, "sam") // ssn masked, name raw
 	got := mustRows(t, sam, "SELECT id, ssn_digits IS NULL, name_upper = upper(name), ssn LIKE '***%' FROM customers ORDER BY id")
 	if len(got) == 0 {
@@ -922,14 +923,8 @@ func TestGeneratedColumnOfMaskedColumn(t *testing.T) {
 // allowed pg_catalog.upper(text): such a call is refused.
 func TestOverloadFurtherOnThePathRefused(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `CREATE FUNCTION public.upper(bigint) RETURNS text LANGUAGE sql STABLE
-		AS $$ SELECT string_agg(c.ssn, ',') FROM public.customers c $$`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, `CREATE FUNCTION public.upper(bigint) RETURNS text LANGUAGE sql STABLE
+		AS $$ SELECT string_agg(c.ssn, ',') FROM public.customers c $$`)
 	alice := w.connect(t, "alice")
 	if got, err := rows(t, alice, "SELECT upper(id) FROM customers"); sqlState(err) != codeInsufficientPriv || !strings.Contains(err.Error(), "public.upper") {
 		t.Fatalf("upper(id) with public.upper(bigint): want 42501 naming it, got %q, %v", got, err)
@@ -944,12 +939,7 @@ func TestSearchPathStringTruncated(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)
 	long := strings.Repeat("s", 63)
-	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA "+long+"; CREATE FUNCTION "+long+".upper(text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'shadowed' $$"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, "CREATE SCHEMA "+long+"; CREATE FUNCTION "+long+".upper(text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'shadowed' $$")
 	carol := w.connect(t, "carol")
 	if _, err := carol.Exec(ctx, "SET search_path = '"+long+"x', pg_catalog, public"); err != nil {
 		t.Fatal(err)
@@ -964,18 +954,12 @@ func TestSearchPathStringTruncated(t *testing.T) {
 // child returns the child's raw values through the parent: masked too.
 func TestGeneratedColumnInChild(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `ALTER TABLE customers ADD COLUMN lookup text;
+	w.migrate(t, `ALTER TABLE customers ADD COLUMN lookup text;
 		CREATE TABLE customers_x (id bigint NOT NULL, name text NOT NULL, email text NOT NULL, ssn text, phone text, birth_date date,
 			lookup text GENERATED ALWAYS AS (ssn || ' / ' || phone) STORED);
 		ALTER TABLE customers_x INHERIT customers;
 		INSERT INTO customers_x (id, name, email, ssn, phone) SELECT id, name || ' (branch)', email, ssn, phone FROM customers WHERE id = 4;
-		GRANT SELECT ON customers_x TO `+appRole); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+		GRANT SELECT ON customers_x TO `+appRole)
 	sam := w.connect(t, "sam") // sees customer 4, ssn and phone masked
 	got := mustRows(t, sam, "SELECT name, lookup IS NULL, ssn LIKE '***%' FROM customers WHERE id = 4")
 	if !slices.Equal(got, []string{"Frank Fischer (branch)|true|true", "Frank Fischer|true|true"}) {
@@ -988,16 +972,10 @@ func TestGeneratedColumnInChild(t *testing.T) {
 // closed_at, SET closed_at closed one, a move the check never saw.
 func TestUpdateOfGeneratedInputRefused(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `ALTER TABLE support_tickets ADD COLUMN closed_at timestamptz;
+	w.migrate(t, `ALTER TABLE support_tickets ADD COLUMN closed_at timestamptz;
 		UPDATE support_tickets SET closed_at = now() WHERE status = 'closed';
 		ALTER TABLE support_tickets DROP COLUMN status;
-		ALTER TABLE support_tickets ADD COLUMN status text GENERATED ALWAYS AS (CASE WHEN closed_at IS NULL THEN 'open' ELSE 'closed' END) STORED`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+		ALTER TABLE support_tickets ADD COLUMN status text GENERATED ALWAYS AS (CASE WHEN closed_at IS NULL THEN 'open' ELSE 'closed' END) STORED`)
 	sam := w.connect(t, "sam")
 	open := mustRows(t, sam, "SELECT id FROM support_tickets WHERE status = 'open'")
 	if len(open) == 0 {
@@ -1021,13 +999,8 @@ func TestUpdateOfGeneratedInputRefused(t *testing.T) {
 func TestInjectedCastsQualified(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC;
-		CREATE DOMAIN s1.text AS pg_catalog.text CHECK (VALUE !~ '^[*]')`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, `CREATE SCHEMA s1; GRANT USAGE ON SCHEMA s1 TO PUBLIC;
+		CREATE DOMAIN s1.text AS pg_catalog.text CHECK (VALUE !~ '^[*]')`)
 	sam := w.connect(t, "sam") // ssn masked as ***…
 	if _, err := sam.Exec(ctx, "SET search_path = s1, pg_catalog, public"); err != nil {
 		t.Fatal(err)
@@ -1044,18 +1017,12 @@ func TestInjectedCastsQualified(t *testing.T) {
 // every customer unfiltered: refused, as a call of the function would be.
 func TestCastFunctionRefused(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `CREATE TYPE public.customer_card AS (name text, ssn text);
+	w.migrate(t, `CREATE TYPE public.customer_card AS (name text, ssn text);
 		CREATE FUNCTION public.customer_card(bigint) RETURNS public.customer_card LANGUAGE sql STABLE
 			AS $$ SELECT name, ssn FROM public.customers WHERE id = $1 $$;
 		CREATE CAST (bigint AS public.customer_card) WITH FUNCTION public.customer_card(bigint);
 		CREATE DOMAIN public.card_d AS public.customer_card; CREATE DOMAIN public.cust_id AS bigint;
-		CREATE TYPE public.wrap AS (c public.customer_card)`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+		CREATE TYPE public.wrap AS (c public.customer_card)`)
 	carol := w.connect(t, "carol")
 	for _, sql := range []string{
 		"SELECT (g::bigint::customer_card).* FROM generate_series(1, 12) g",
@@ -1131,12 +1098,7 @@ func TestSearchPathRoleDefault(t *testing.T) {
 func TestSearchPathFollowed(t *testing.T) {
 	w := startBank(t)
 	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, "CREATE SCHEMA scratch; CREATE TABLE scratch.accounts(id int); INSERT INTO scratch.accounts VALUES (99)"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.migrate(t, "CREATE SCHEMA scratch; CREATE TABLE scratch.accounts(id int); INSERT INTO scratch.accounts VALUES (99)")
 	alice := w.connect(t, "alice")
 	if _, err := alice.Exec(ctx, "SET search_path = scratch, public"); err != nil {
 		t.Fatal(err)
@@ -1824,15 +1786,9 @@ func TestMaskedQualsFence(t *testing.T) {
 // dates in a tenth of a second. Comparisons of such columns fence.
 func TestCollatedColumnsFence(t *testing.T) {
 	w := startBank(t)
-	ctx := ctxT(t)
-	if _, err := w.owner.Exec(ctx, `CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+	w.migrate(t, `CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 		ALTER TABLE customers ALTER COLUMN email TYPE text COLLATE ci;
-		ALTER TABLE customers ALTER COLUMN name TYPE text COLLATE "en-US-x-icu"`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.enforcer.Catalogs.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
+		ALTER TABLE customers ALTER COLUMN name TYPE text COLLATE "en-US-x-icu"`)
 	sam := w.connect(t, "sam")
 	// Customer 5 has no ticket assigned to sam: hidden from him.
 	for _, sql := range []string{
