@@ -1065,6 +1065,24 @@ func TestPurposeIsAName(t *testing.T) {
 	}
 }
 
+// TestJSONBuilderCastRefused (red team round 37, F1): to_json of an enum
+// with an owner's cast to json ran the cast's function, which read every
+// customer's email.
+func TestJSONBuilderCastRefused(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE TYPE public.tier AS ENUM ('gold', 'silver');
+		CREATE FUNCTION public.tier_json(public.tier) RETURNS json LANGUAGE sql STABLE
+			AS $$ SELECT json_agg(email) FROM public.customers $$;
+		CREATE CAST (public.tier AS json) WITH FUNCTION public.tier_json(public.tier)`)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{"SELECT to_json('gold'::tier)", "SELECT json_build_array('gold'::tier)", "SELECT to_json(ARRAY['gold'::tier])"} {
+		if got, err := rows(t, alice, sql); sqlState(err) != codeInsufficientPriv {
+			t.Errorf("%s: want 42501, got %q, %v", sql, got, err)
+		}
+	}
+	mustRows(t, alice, "SELECT to_json(id) FROM customers")
+}
+
 // TestSearchPathRoleDefault: a session that sets no search_path has the
 // upstream role's (or database's) default, and so resolves names as
 // PostgreSQL does; RESET returns to it.

@@ -238,13 +238,7 @@ func (w *walker) checkCast(tc *pgTypeCast, sc *scope) error {
 	if c := tc.Arg.GetAConst(); c != nil && (c.GetSval() != nil || c.Isnull) {
 		return nil
 	}
-	var banned []*Cast
-	for _, c := range w.cat.Casts {
-		schema, name, _ := strings.Cut(c.Function, ".")
-		if w.checkFunction(schema, name, false, &pgFuncCall{}) != nil {
-			banned = append(banned, c)
-		}
-	}
+	banned := w.bannedCasts()
 	if len(banned) == 0 {
 		return nil
 	}
@@ -256,6 +250,55 @@ func (w *walker) checkCast(tc *pgTypeCast, sc *scope) error {
 	for _, c := range banned {
 		if c.Target == target && (src == "" || !knownBuiltin(src) || canonicalType(c.Source) == src) {
 			return denied("cast to %s is not allowed: it may run %s, which is not on the function allow-list", target, c.Function)
+		}
+	}
+	return nil
+}
+
+// bannedCasts are the catalog's casts whose function is off the allow-list.
+func (w *walker) bannedCasts() []*Cast {
+	var banned []*Cast
+	for _, c := range w.cat.Casts {
+		schema, name, _ := strings.Cut(c.Function, ".")
+		if w.checkFunction(schema, name, false, &pgFuncCall{}) != nil {
+			banned = append(banned, c)
+		}
+	}
+	return banned
+}
+
+// jsonBuilders are the functions that turn a value of a type that is not
+// built-in (an enum, a range, an extension's) into JSON through its cast to
+// json, if it has one, run as a function (json_categorize_type): inside
+// arrays and composites too.
+var jsonBuilders = map[string]bool{"to_json": true, "to_jsonb": true, "row_to_json": true,
+	"array_to_json": true, "json_agg": true, "jsonb_agg": true, "json_build_array": true,
+	"jsonb_build_array": true, "json_build_object": true, "jsonb_build_object": true,
+	"json_object_agg": true, "jsonb_object_agg": true, "json_agg_strict": true, "jsonb_agg_strict": true,
+	"json_object_agg_strict": true, "jsonb_object_agg_strict": true, "json_object_agg_unique": true,
+	"jsonb_object_agg_unique": true, "json_object_agg_unique_strict": true, "jsonb_object_agg_unique_strict": true}
+
+// checkJSONBuilder refuses a JSON builder call that may run a cast to json
+// off the allow-list (red team round 37: to_json('[1,12]'::cust_range) ran
+// an owner's cast function and returned every customer): while one is, each
+// argument must be an untyped literal or of a built-in type mandate knows.
+func (w *walker) checkJSONBuilder(name string, fc *pgFuncCall, sc *scope) error {
+	var toJSON *Cast
+	for _, c := range w.bannedCasts() {
+		if c.Target == "json" || c.Target == "jsonb" {
+			toJSON = c
+			break
+		}
+	}
+	if toJSON == nil {
+		return nil
+	}
+	for _, a := range fc.Args {
+		if a.GetAConst() != nil {
+			continue
+		}
+		if t, _ := w.exprType(a, sc); t == "" || !knownBuiltin(t) {
+			return denied("function %s is not allowed here: its argument may be of a type whose cast to json runs %s, which is not on the function allow-list; cast the argument to a built-in type", name, toJSON.Function)
 		}
 	}
 	return nil
@@ -585,6 +628,11 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 			}
 			_, more := w.cat.lookupFunction(w.sess, other, name)
 			overloads = append(slices.Clip(overloads), more...)
+		}
+	}
+	if jsonBuilders[name] && (resolved == "pg_catalog" || schema == "pg_catalog") {
+		if err := w.checkJSONBuilder(name, fc, sc); err != nil {
+			return err
 		}
 	}
 	if name == "age" && len(fc.Args) == 1 {

@@ -130,3 +130,35 @@ func TestCastFunctionsChecked(t *testing.T) {
 		t.Errorf("with every cast function allowed: %v", err)
 	}
 }
+
+// TestJSONBuildersAndCastsToJSON (red team round 37, F1): the JSON
+// builders run a type's cast to json for a type that is not built-in, so
+// while such a cast is off the allow-list their arguments must be of
+// built-in types (or untyped literals).
+func TestJSONBuildersAndCastsToJSON(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text").
+		Cast(&Cast{Source: "public.cust_range", Target: "json", Function: "public.cust_range_json"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	for sql, refused := range map[string]bool{
+		"SELECT to_json('[1,12]'::cust_range)":                              true,
+		"SELECT json_build_array(name, '[1,2]'::cust_range) FROM customers": true,
+		"SELECT json_agg(c) FROM customers c":                               true, // a row: its fields' types unknown here
+		"SELECT to_json(id), jsonb_build_object('k', name) FROM customers":  false,
+		"SELECT json_build_object('k', 1)":                                  false,
+	} {
+		_, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+		if got := err != nil && strings.Contains(err.Error(), "cast to json runs"); got != refused {
+			t.Errorf("%s: refused %v, want %v (%v)", sql, got, refused, err)
+		}
+	}
+	o := testOptions()
+	o.Functions["public.cust_range_json"] = true
+	if _, err := RewriteSQL("SELECT json_agg(c) FROM customers c", cat, Session{}, src, o); err != nil {
+		t.Errorf("with the cast's function allowed: %v", err)
+	}
+}
