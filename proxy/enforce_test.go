@@ -1269,6 +1269,27 @@ func protocolRoundTrip(t *testing.T, conn *pgx.Conn, msgs ...pgproto3.FrontendMe
 	return len(a.rows), a.code
 }
 
+// TestDeadPortalNameDeclaredAfterRevocation (red team round 38, F1): a
+// protocol portal dies with its transaction; a cursor declared under its
+// name since is run by a protocol Execute as the cursor it is, checked as
+// a FETCH from it, not as the dead portal's SELECT 1.
+func TestDeadPortalNameDeclaredAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	if _, code := protocolRoundTrip(t, bob, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Execute{Portal: "p"}); code != "" {
+		t.Fatalf("SELECT 1 as portal p: %s", code)
+	}
+	if _, code := protocolRoundTrip(t, bob, &pgproto3.Query{String: "DECLARE p CURSOR WITH HOLD FOR SELECT id FROM transactions"}); code != "" {
+		t.Fatalf("DECLARE p: %s", code)
+	}
+	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w)
+	if rows, code := protocolRoundTrip(t, bob, &pgproto3.Execute{Portal: "p"}); code != codeInsufficientPriv || rows != 0 {
+		t.Fatalf("Execute of cursor p after revocation: %d rows, %q; want none, 42501", rows, code)
+	}
+}
+
 func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
 	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)

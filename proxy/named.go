@@ -151,6 +151,11 @@ func (s *session) applyNamed(op namedOp, ran *atomic.Int32) {
 	case op.kind == rewrite.KindPrepare || op.kind == rewrite.KindDeclare:
 		tbl[op.name] = &namedObject{text: op.text, forwarded: op.forwarded, plain: op.plain,
 			segment: s.segment, ran: ran, prev: tbl[op.name]}
+		if op.kind == rewrite.KindDeclare {
+			// Portals and cursors share names: what a protocol Bind made
+			// under this one is gone if the DECLARE runs (it fails if not).
+			delete(s.portals, op.name)
+		}
 	case op.name == "":
 		s.dropAll(tbl, ran)
 		s.forgetProtocol(op.kind, "")

@@ -431,6 +431,14 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision, made *a
 // of the statement it runs and records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) error {
 	p := s.portals[m.Portal]
+	if p != nil && s.txEnded.Load() > p.segment {
+		// Its transaction ended, and the portal with it (a protocol portal
+		// is never held): the name may now be an SQL cursor's, declared
+		// since, which is checked as such (red team round 38: a DECLARE
+		// of a dead portal's name ran past revocation as its old SELECT 1).
+		delete(s.portals, m.Portal)
+		p = nil
+	}
 	if p == nil {
 		return s.executeOther(m.Portal)
 	}
