@@ -1031,8 +1031,8 @@ func (w *walker) paramType(n int32) string {
 }
 
 // declaredType is a PREPARE argument type as Session.ParamTypes holds it.
-func declaredType(tn *pgTypeName) string {
-	t, arr := baseType(tn)
+func (w *walker) declaredType(tn *pgTypeName) string {
+	t, arr := w.namedType(tn)
 	switch {
 	case t == "":
 		return "?"
@@ -1040,6 +1040,19 @@ func declaredType(tn *pgTypeName) string {
 		return t + "[]"
 	}
 	return t
+}
+
+// namedType is baseType of a type the statement names, "" when the name
+// is unqualified and pg_catalog is not first on the session's path: the
+// path may find another schema's type of that name first (red team round
+// 38: a public.uuid range type with a cast to json passed for uuid).
+func (w *walker) namedType(tn *pgTypeName) (string, bool) {
+	if tn != nil && len(tn.Names) == 1 {
+		if path := w.sess.functionPath(); len(path) == 0 || path[0] != "pg_catalog" {
+			return "", false
+		}
+	}
+	return baseType(tn)
 }
 
 // operatorMayBeStable reports whether the operator name applied to l and
@@ -1686,7 +1699,7 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return t, false
 		}
 	case *pgNodeTypeCast:
-		t, arr := baseType(x.TypeCast.TypeName)
+		t, arr := w.namedType(x.TypeCast.TypeName)
 		if arr {
 			return "", false
 		}

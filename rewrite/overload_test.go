@@ -159,3 +159,32 @@ func checkRefused(t *testing.T, cat *Catalog, src GrantSource, fragment string, 
 		}
 	}
 }
+
+// TestTypeNamesFollowThePath (red team round 38, F1): with public ahead of
+// pg_catalog, 'x'::uuid may be public.uuid, a type with its own cast to
+// json: not taken for the built-in.
+func TestTypeNamesFollowThePath(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text").
+		Cast(&Cast{Source: "public.uuid", Target: "json", Function: "public.uuid_json"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	publicFirst := Session{SearchPath: []string{"public", "pg_catalog"}}
+	for sql, refused := range map[string]bool{
+		"SELECT to_json('[1,12]'::uuid)":                      true,
+		"PREPARE p(uuid) AS SELECT to_json($1)":               true,
+		"SELECT to_json('[1,12]'::pg_catalog.uuid)":           false,
+		"SELECT jsonb_build_object('x', CAST('[4]' AS uuid))": true,
+	} {
+		_, err := RewriteSQL(sql, cat, publicFirst, src, testOptions())
+		if got := err != nil && strings.Contains(err.Error(), "cast to json runs"); got != refused {
+			t.Errorf("%s under %v: refused %v, want %v (%v)", sql, publicFirst.SearchPath, got, refused, err)
+		}
+	}
+	if _, err := RewriteSQL("SELECT to_json('00000000-0000-0000-0000-000000000000'::uuid)", cat, Session{}, src, testOptions()); err != nil {
+		t.Errorf("uuid with pg_catalog first: %v", err)
+	}
+}

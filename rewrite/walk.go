@@ -249,7 +249,7 @@ func (w *walker) statement(n *pgNode) error {
 			if err := w.expr(t, nil, ectx{}); err != nil {
 				return err
 			}
-			w.sess.ParamTypes = append(w.sess.ParamTypes, declaredType(t.GetTypeName()))
+			w.sess.ParamTypes = append(w.sess.ParamTypes, w.declaredType(t.GetTypeName()))
 		}
 		return w.preparable(x.PrepareStmt.Query)
 	case *pgNodeExecuteStmt:
