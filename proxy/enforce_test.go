@@ -1290,6 +1290,39 @@ func TestDeadPortalNameDeclaredAfterRevocation(t *testing.T) {
 	}
 }
 
+// TestPortalUnderCursorNameAfterRevocation (red team round 39): a cursor
+// declared and rolled back to a savepoint leaves mandate a record of the
+// name; a portal bound under it, a DISCARD ALL that fails and a ROLLBACK
+// TO leave the portal live upstream. FETCH and Execute of the name are
+// checked against both, so after the revocation neither runs.
+func TestPortalUnderCursorNameAfterRevocation(t *testing.T) {
+	w, id, bob := delegatedBob(t)
+	for _, q := range []string{"BEGIN", "SAVEPOINT a", "DECLARE c CURSOR FOR SELECT 1", "ROLLBACK TO a"} {
+		if _, code := protocolRoundTrip(t, bob, &pgproto3.Query{String: q}); code != "" {
+			t.Fatalf("%s: %s", q, code)
+		}
+	}
+	if _, code := protocolRoundTrip(t, bob, &pgproto3.Parse{Name: "s1", Query: "SELECT id FROM transactions"}, &pgproto3.Bind{DestinationPortal: "c", PreparedStatement: "s1"}); code != "" {
+		t.Fatalf("Bind c: %s", code)
+	}
+	if _, err := w.store.RevokeDelegation(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w)
+	protocolRoundTrip(t, bob, &pgproto3.Query{String: "SAVEPOINT b"})
+	protocolRoundTrip(t, bob, &pgproto3.Query{String: "DISCARD ALL"}) // fails in a block (25001)
+	if _, code := protocolRoundTrip(t, bob, &pgproto3.Query{String: "ROLLBACK TO b"}); code != "" {
+		t.Fatalf("ROLLBACK TO b: %s", code)
+	}
+	if rows, code := protocolRoundTrip(t, bob, &pgproto3.Query{String: "FETCH 2 FROM c"}); rows != 0 || code == "" {
+		t.Fatalf("FETCH from the live portal after revocation: %d rows, %q", rows, code)
+	}
+	protocolRoundTrip(t, bob, &pgproto3.Query{String: "ROLLBACK TO b"})
+	if rows, code := protocolRoundTrip(t, bob, &pgproto3.Execute{Portal: "c", MaxRows: 2}); rows != 0 || code == "" {
+		t.Fatalf("Execute of the live portal after revocation: %d rows, %q", rows, code)
+	}
+}
+
 func TestSQLExecuteOfProtocolStatementAfterRevocation(t *testing.T) {
 	w, id, bob := delegatedBob(t)
 	ctx := ctxT(t)

@@ -143,19 +143,14 @@ func (s *session) applyNamed(op namedOp, ran *atomic.Int32) {
 		s.dropAll(s.named.table(rewrite.KindClose), ran)
 		s.upstream.stmts.forget("")
 		forgetNamedStatements(s.stmts)
-		clear(s.portals)
-		return
+		return // portals: see forgetProtocol
 	}
 	tbl := s.named.table(op.kind)
 	switch {
 	case op.kind == rewrite.KindPrepare || op.kind == rewrite.KindDeclare:
 		tbl[op.name] = &namedObject{text: op.text, forwarded: op.forwarded, plain: op.plain,
 			segment: s.segment, ran: ran, prev: tbl[op.name]}
-		if op.kind == rewrite.KindDeclare {
-			// Portals and cursors share names: what a protocol Bind made
-			// under this one is gone if the DECLARE runs (it fails if not).
-			delete(s.portals, op.name)
-		}
+
 	case op.name == "":
 		s.dropAll(tbl, ran)
 		s.forgetProtocol(op.kind, "")
@@ -286,7 +281,7 @@ func (s *session) checkName(k rewrite.Kind, name string, tbl map[string]*namedOb
 // the portal a FETCH names, runs a COPY FROM STDIN.
 func (s *session) copyObject(k rewrite.Kind, name string) bool {
 	if k == rewrite.KindFetch {
-		p := s.portals[name]
+		p := s.livePortal(name)
 		return p != nil && p.ps != nil && p.ps.effect.CopyIn
 	}
 	ps := s.stmts[name]
@@ -374,7 +369,7 @@ func (t decidedText) decidesAsBefore(s *session) ([]rewrite.RelationUse, bool) {
 // answered yet).
 func (s *session) protocolObject(k rewrite.Kind, name string) (texts []decidedText, ok, sure bool) {
 	if k == rewrite.KindFetch {
-		p := s.portals[name]
+		p := s.livePortal(name)
 		if p == nil {
 			return nil, false, false
 		}
@@ -402,11 +397,11 @@ func (s *session) forgetProtocol(k rewrite.Kind, name string) {
 		forgetNamedStatements(s.stmts)
 	case statements:
 		delete(s.stmts, name)
-	case name == "":
-		clear(s.portals)
-	default:
-		delete(s.portals, name)
 	}
+	// Portals are not forgotten here: a CLOSE or DISCARD ALL skipped after
+	// an error and undone by ROLLBACK TO leaves the portal in place (red
+	// team round 39). A portal record goes when its transaction ends
+	// (livePortal); until then it is one more thing the name may hold.
 }
 
 // forgetNamedStatements empties stmts but for the unnamed statement, which

@@ -237,6 +237,17 @@ func (s *session) nameTaken(name string) bool {
 	return len(s.held(s.named.table(rewrite.KindPrepare), name)) > 0 || s.upstream.stmts.has(name)
 }
 
+// livePortal is the portal a Bind made under name, nil once its
+// transaction has ended (a protocol portal is never held past it).
+func (s *session) livePortal(name string) *boundPortal {
+	p := s.portals[name]
+	if p != nil && s.txEnded.Load() > p.segment {
+		delete(s.portals, name)
+		return nil
+	}
+	return p
+}
+
 // onBind re-decides the statement a Bind names and, when the decision
 // changed, queues a re-prepare in front of the Bind.
 func (s *session) onBind(m *pgproto3.Bind) error {
@@ -430,16 +441,13 @@ func (s *session) reprepare(name string, paramOIDs []uint32, d decision, made *a
 // onExecute checks the portal an Execute names, queues the audit record
 // of the statement it runs and records what it does to the session.
 func (s *session) onExecute(m *pgproto3.Execute) error {
-	p := s.portals[m.Portal]
-	if p != nil && s.txEnded.Load() > p.segment {
-		// Its transaction ended, and the portal with it (a protocol portal
-		// is never held): the name may now be an SQL cursor's, declared
-		// since, which is checked as such (red team round 38: a DECLARE
-		// of a dead portal's name ran past revocation as its old SELECT 1).
-		delete(s.portals, m.Portal)
-		p = nil
-	}
-	if p == nil {
+	p := s.livePortal(m.Portal)
+	if p == nil || len(s.held(s.named.table(rewrite.KindDeclare), m.Portal)) > 0 {
+		// No portal, or an SQL cursor may hold the name too (portals and
+		// cursors share names, and mandate cannot always tell which one
+		// PostgreSQL kept): checked as a FETCH, against everything the
+		// name may hold (red team rounds 38 and 39: a cursor and a portal
+		// under one name ran past revocation as the other).
 		return s.executeOther(m.Portal)
 	}
 	ps := p.ps
@@ -640,7 +648,7 @@ func (s *session) onClose(m *pgproto3.Close) {
 		} else {
 			s.upstream.stmts.forget(m.Name)
 		}
-	} else {
-		delete(s.portals, m.Name)
 	}
+	// A portal's record stays until its transaction ends (livePortal):
+	// this Close may be skipped after an error and undone by ROLLBACK TO.
 }
