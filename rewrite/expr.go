@@ -1047,7 +1047,7 @@ func (w *walker) declaredType(tn *pgTypeName) string {
 // path may find another schema's type of that name first (red team round
 // 38: a public.uuid range type with a cast to json passed for uuid).
 func (w *walker) namedType(tn *pgTypeName) (string, bool) {
-	if tn != nil && len(tn.Names) == 1 {
+	if tn != nil && (len(tn.Names) == 1 || w.keywordOnlyIn17(tn)) {
 		if path := w.sess.functionPath(); len(path) == 0 || path[0] != "pg_catalog" {
 			return "", false
 		}

@@ -188,3 +188,33 @@ func TestTypeNamesFollowThePath(t *testing.T) {
 		t.Errorf("uuid with pg_catalog first: %v", err)
 	}
 }
+
+// TestJSONKeywordFollowsThePath (red team round 39, F1): PostgreSQL 17's
+// grammar reads a bare json as pg_catalog.json; an older upstream looks it
+// up on the path, where public.json may come first.
+func TestJSONKeywordFollowsThePath(t *testing.T) {
+	cat, err := NewCatalogBuilder().
+		Table("public.customers", "id bigint", "name text").
+		Cast(&Cast{Source: "public.json", Target: "json", Function: "public.json_leak"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &setSource{set: scenarios()["alice"]}
+	publicFirst := Session{SearchPath: []string{"public", "pg_catalog"}}
+	for sql, refused := range map[string]bool{
+		"SELECT to_json('[1,12]'::json)":                true,
+		"SELECT json_build_object('k', '[1,12]'::json)": true,
+		"SELECT '[1,3]'::json::pg_catalog.json":         true,
+		"SELECT to_json('{}'::pg_catalog.json)":         false,
+		`SELECT to_json('{}'::"pg_catalog".json)`:       false,
+	} {
+		_, err := RewriteSQL(sql, cat, publicFirst, src, testOptions())
+		if got := err != nil; got != refused {
+			t.Errorf("%s under %v: refused %v, want %v (%v)", sql, publicFirst.SearchPath, got, refused, err)
+		}
+	}
+	if _, err := RewriteSQL("SELECT to_json('{}'::json)", cat, Session{}, src, testOptions()); err != nil {
+		t.Errorf("json with pg_catalog first: %v", err)
+	}
+}
