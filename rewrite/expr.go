@@ -256,15 +256,19 @@ func (w *walker) checkCast(tc *pgTypeCast, sc *scope) error {
 }
 
 // bannedCasts are the catalog's casts whose function is off the allow-list.
+// Worked out once per walk: every cast node and JSON builder asks.
 func (w *walker) bannedCasts() []*Cast {
-	var banned []*Cast
+	if w.bannedDone {
+		return w.banned
+	}
+	w.bannedDone = true
 	for _, c := range w.cat.Casts {
 		schema, name, _ := strings.Cut(c.Function, ".")
 		if w.checkFunction(schema, name, false, &pgFuncCall{}) != nil {
-			banned = append(banned, c)
+			w.banned = append(w.banned, c)
 		}
 	}
-	return banned
+	return w.banned
 }
 
 // jsonBuilders are the functions that turn a value of a type that is not

@@ -69,6 +69,10 @@ type walker struct {
 	// NOTIFY channel, a setting name): such a rewrite is no template for
 	// statements with other constants (template.go).
 	valueDependent bool
+	// banned are the catalog's casts whose function is off the
+	// allow-list, once bannedDone (bannedCasts).
+	banned     []*Cast
+	bannedDone bool
 
 	// For inlining (inline.go): the statement's SELECT when it is one, the
 	// references to wrapped relations' columns, whether a sublink was met,
