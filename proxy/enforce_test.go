@@ -729,6 +729,25 @@ func TestAuditRecordsTheRefusalThatSkipped(t *testing.T) {
 	}
 }
 
+// TestAuditRecordsARefusedParseOnce: a statement refused at its Parse is
+// one refusal on record, not two: the Bind and Execute behind it in the
+// batch are skipped upstream, so deciding (and auditing) the statement
+// again at the Bind counted one refusal twice.
+func TestAuditRecordsARefusedParseOnce(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const refused, after = "SELECT * FROM pg_stats", "SELECT id FROM accounts WHERE id > 2"
+	got := pipeline(t, alice, &pgproto3.Parse{Query: refused}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}, &pgproto3.Sync{}, &pgproto3.Query{String: after})
+	if got[0].code != codeInsufficientPriv || got[1].code != "" {
+		t.Fatalf("answers: %+v", got)
+	}
+	auditedAs(t, w.audit, after, 1) // written behind the refusal's records
+	if n := len(auditedAs(t, w.audit, refused, 1)); n != 1 {
+		t.Fatalf("%d records of the refused statement, want 1", n)
+	}
+}
+
 // TestAuditWritesUnansweredStatements: a client that goes away while an
 // answer is relayed ends its session before the upstream reports how the
 // statements behind it ended; they were sent, may have run, and are on

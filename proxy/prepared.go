@@ -268,6 +268,12 @@ func (s *session) readyStatement(name string, p *boundPortal) error {
 	if ps == nil {
 		return s.bindOther(name, p)
 	}
+	if ps.refused && ps.segment == s.segment {
+		// Its marker failed in this segment: the upstream skips this
+		// message to the Sync, and the refusal is on record once.
+		p.bind(ps, nil)
+		return nil
+	}
 	var d decision
 	if ps.setting != nil {
 		// Nothing to decide before it runs (executeSetting): the stand-in
