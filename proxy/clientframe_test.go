@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +147,40 @@ func dialT(t *testing.T, addr string) net.Conn {
 }
 
 // expectAnswer reads until the first DataRow, which must hold want.
+// TestAuthenticationMessageBound: before login a message's body is bounded
+// as PostgreSQL bounds it (64 KiB), not by --max-message-size: the header
+// of a larger one ends the connection at once (red team round 40c: a
+// SASL or password message a byte short of 64 MiB pinned its buffer for
+// --auth-timeout, 1,000 of them 64 GB).
+func TestAuthenticationMessageBound(t *testing.T) {
+	p := startSCRAMProxy(t)
+	nc := dialT(t, p.addr)
+	fe := pgproto3.NewFrontend(nc, nc)
+	startup := encodeAll(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "alice", "database": appDB}})
+	if _, err := nc.Write(startup); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("got %T, want AuthenticationSASL", msg)
+	}
+	header := []byte{'p', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(header[1:], 1<<20+4)
+	if _, err := nc.Write(append(header, make([]byte, 1024)...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatalf("no answer to the oversized message: %v", err)
+	}
+	if e, ok := msg.(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" {
+		t.Fatalf("got %+v, want FATAL 08P01", msg)
+	}
+}
+
 func expectAnswer(t *testing.T, fe *pgproto3.Frontend, want string) {
 	t.Helper()
 	for {

@@ -122,7 +122,7 @@ func (s *session) run() {
 	s.cw = bufio.NewWriterSize(s.conn, clientWriteBuffer)
 	// The relay's pump reads on from where authentication stops.
 	s.backend = pgproto3.NewBackend(&exactReader{r: s.conn}, io.Discard)
-	s.backend.SetMaxBodyLen(s.srv.cfg.MaxMessageSize)
+	s.backend.SetMaxBodyLen(maxAuthMessageLen) // it reads only authentication messages
 
 	if n := s.srv.active.Add(1); n > int64(s.srv.cfg.MaxClientConns) {
 		s.srv.active.Add(-1)
