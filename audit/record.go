@@ -58,13 +58,13 @@ type Record struct {
 	// Fingerprint identifies the statement's shape (pg_query fingerprint),
 	// constants excluded.
 	Fingerprint string        `json:"fingerprint"`
-	Action      string        `json:"action,omitempty"` // select, insert, update, delete, copy, …; login for an authentication, set for a change of identity or purpose
+	Action      string        `json:"action,omitempty"` // select, insert, update, delete, copy, …, each write of a writable CTE too ("update,insert"); login for an authentication, set for a change of identity or purpose
 	Tables      []string      `json:"tables,omitempty"` // schema-qualified relations touched
 	Decision    Decision      `json:"decision"`
 	PolicyIDs   []string      `json:"policy_ids,omitempty"`
 	Filters     []string      `json:"filters,omitempty"` // row filters applied, as "table: predicate"
 	Masks       []string      `json:"masks,omitempty"`   // masks applied, as "table.column: mask"
-	Rows        int64         `json:"rows_affected"`
+	Rows        int64         `json:"rows_affected"` // the command tag's count: a writable CTE's rows are not in it
 	Duration    time.Duration `json:"duration_ns"`
 	SQLState    string        `json:"sqlstate,omitempty"` // empty on success
 	// Outcome is OutcomeUnknown for an allowed statement whose session

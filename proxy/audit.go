@@ -80,10 +80,15 @@ func (s *session) recordOfStatements(d decision, sts []rewrite.StmtInfo) audit.R
 				seen[rel.Name] = true
 				r.Tables = append(r.Tables, rel.Name)
 			}
-			if r.Action == "" || r.Action == string(grant.Select) && rel.Action != grant.Select {
+			switch a := string(rel.Action); {
+			case r.Action == "" || r.Action == string(grant.Select) && rel.Action != grant.Select:
 				// A write's action wins over a read in its CTE or FROM
 				// (red team round 22, A1: recorded as a select).
-				r.Action = string(rel.Action)
+				r.Action = a
+			case rel.Action != grant.Select && !slices.Contains(strings.Split(r.Action, ","), a):
+				// Each write of a writable CTE is named (red team round
+				// 40d: an UPDATE in a CTE feeding an INSERT was an update).
+				r.Action += "," + a
 			}
 			for _, f := range rel.Filters {
 				r.Filters = append(r.Filters, rel.Name+": "+f)

@@ -703,6 +703,14 @@ func TestAuditRecordsEachStatementOfAQuery(t *testing.T) {
 	if r := auditedAs(t, w.audit, cte, 1); r[0].Action != "update" {
 		t.Errorf("an UPDATE reading another table in a CTE is recorded as %q", r[0].Action)
 	}
+	const writes = "WITH u AS (UPDATE customers SET email = email WHERE id = 1 RETURNING id) " +
+		"INSERT INTO support_tickets SELECT 301, id, null, 's', 'b', 'open' FROM u WHERE false"
+	if _, err := alice.PgConn().Exec(ctxT(t), writes).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if r := auditedAs(t, w.audit, writes, 1); r[0].Action != "update,insert" && r[0].Action != "insert,update" {
+		t.Errorf("an UPDATE in a CTE feeding an INSERT is recorded as %q", r[0].Action)
+	}
 	sel := auditedAs(t, w.audit, "SELECT id FROM accounts", 1)
 	upd := auditedAs(t, w.audit, "UPDATE customers SET email = email WHERE id = 1", 1)
 	if len(sel) != 1 || sel[0].Action != "select" || strings.Join(sel[0].Tables, ",") != "public.accounts" ||
