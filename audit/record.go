@@ -64,7 +64,7 @@ type Record struct {
 	PolicyIDs   []string      `json:"policy_ids,omitempty"`
 	Filters     []string      `json:"filters,omitempty"` // row filters applied, as "table: predicate"
 	Masks       []string      `json:"masks,omitempty"`   // masks applied, as "table.column: mask"
-	Rows        int64         `json:"rows_affected"` // the command tag's count: a writable CTE's rows are not in it
+	Rows        int64         `json:"rows_affected"`     // the command tag's count: a writable CTE's rows are not in it
 	Duration    time.Duration `json:"duration_ns"`
 	SQLState    string        `json:"sqlstate,omitempty"` // empty on success
 	// Outcome is OutcomeUnknown for an allowed statement whose session
