@@ -78,17 +78,27 @@ SELECT d.objid, d.refobjid
  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
  ORDER BY 1, 2;
 SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind, p.pronargdefaults, p.provariadic <> 0,
-       p.proargtypes::text
+       (SELECT coalesce(json_agg(CASE WHEN an.nspname = 'pg_catalog' THEN at.typname::text ELSE an.nspname || '.' || at.typname END
+                                 ORDER BY a.n), '[]')
+          FROM unnest(p.proargtypes) WITH ORDINALITY a(oid, n)
+          JOIN pg_type at ON at.oid = a.oid JOIN pg_namespace an ON an.oid = at.typnamespace),
+       CASE WHEN p.proretset OR rt.typcategory = 'A' OR rt.typtype = 'p' THEN ''
+            WHEN rn.nspname = 'pg_catalog' THEN rt.typname::text ELSE rn.nspname || '.' || rt.typname END
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_type rt ON rt.oid = p.prorettype JOIN pg_namespace rn ON rn.oid = rt.typnamespace
  WHERE n.nspname !~ '^pg_(toast|temp_)'
  ORDER BY p.oid;
-SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coalesce(p.proleakproof, false)
+SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coalesce(p.proleakproof, false),
+       CASE WHEN xt.typcategory = 'A' OR xt.typtype = 'p' THEN ''
+            WHEN xn.nspname = 'pg_catalog' THEN xt.typname::text ELSE xn.nspname || '.' || xt.typname END
   FROM pg_operator o
   JOIN pg_namespace n ON n.oid = o.oprnamespace
   LEFT JOIN pg_type lt ON lt.oid = o.oprleft
   LEFT JOIN pg_namespace ln ON ln.oid = lt.typnamespace
   JOIN pg_type rt ON rt.oid = o.oprright
   JOIN pg_namespace rn ON rn.oid = rt.typnamespace
+  JOIN pg_type xt ON xt.oid = o.oprresult
+  JOIN pg_namespace xn ON xn.oid = xt.typnamespace
   LEFT JOIN pg_proc p ON p.oid = o.oprcode
  ORDER BY o.oid;
 SELECT sn.nspname, st.typname, tn.nspname, tt.typname, pn.nspname || '.' || p.proname
@@ -101,6 +111,20 @@ SELECT sn.nspname, st.typname, tn.nspname, tt.typname, pn.nspname || '.' || p.pr
   JOIN pg_namespace tn ON tn.oid = tt.typnamespace
  WHERE pn.nspname <> 'pg_catalog'
  ORDER BY c.oid;
+SELECT sn.nspname, st.typname, tn.nspname, tt.typname
+  FROM pg_cast c
+  JOIN pg_type st ON st.oid = c.castsource
+  JOIN pg_namespace sn ON sn.oid = st.typnamespace
+  JOIN pg_type tt ON tt.oid = c.casttarget
+  JOIN pg_namespace tn ON tn.oid = tt.typnamespace
+ WHERE c.castcontext = 'i'
+ ORDER BY c.oid;
+SELECT n.nspname, t.typname, t.typtype, bn.nspname, b.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  LEFT JOIN pg_type b ON b.oid = t.typbasetype
+  LEFT JOIN pg_namespace bn ON bn.oid = b.typnamespace
+ WHERE t.typtype IN ('p', 'd') AND n.nspname !~ '^pg_(toast|temp_)'
+ ORDER BY t.oid;
 SELECT reset_val FROM pg_settings WHERE name = 'search_path';
 COMMIT`
 
@@ -112,6 +136,8 @@ const (
 	resFunctions
 	resOperators
 	resCasts
+	resImplicitCasts
+	resTypes
 	resSearchPath
 	catalogResults = resSearchPath + 2 // and COMMIT
 )
@@ -161,6 +187,19 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 	}
 	for _, r := range results[resCasts].Rows {
 		cat.Casts = append(cat.Casts, &rewrite.Cast{Source: typeName(r[0], r[1]), Target: typeName(r[2], r[3]), Function: string(r[4])})
+	}
+	cat.ImplicitCasts = map[string][]string{}
+	for _, r := range results[resImplicitCasts].Rows {
+		src := typeName(r[0], r[1])
+		cat.ImplicitCasts[src] = append(cat.ImplicitCasts[src], typeName(r[2], r[3]))
+	}
+	cat.Pseudo, cat.Domains = map[string]bool{}, map[string]string{}
+	for _, r := range results[resTypes].Rows {
+		if string(r[2]) == "p" {
+			cat.Pseudo[typeName(r[0], r[1])] = true
+		} else {
+			cat.Domains[typeName(r[0], r[1])] = typeName(r[3], r[4])
+		}
 	}
 	// A session's path before it sets one: the role's, the database's or
 	// the server's default, which a RESET returns to as well.
@@ -292,8 +331,13 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 		if err != nil {
 			return fmt.Errorf("catalog: pronargdefaults %q: %w", r[6], err)
 		}
+		var args []string
+		if err := json.Unmarshal(r[8], &args); err != nil {
+			return fmt.Errorf("catalog: function %s.%s: argument types %q: %w", r[0], r[1], r[8], err)
+		}
 		f := &rewrite.Function{
-			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t", ArgTypes: string(r[8]),
+			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t",
+			Args: args, Result: string(r[9]),
 			Leakproof: string(r[3]) == "t", Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
 		}
 		s := b.schema(f.Schema)
@@ -323,7 +367,7 @@ func operators(rows [][][]byte) []*rewrite.Operator {
 		ops = append(ops, &rewrite.Operator{
 			Schema: string(r[0]), Name: string(r[1]),
 			Left: typeName(r[2], r[3]), Right: typeName(r[4], r[5]),
-			Leakproof: string(r[6]) == "t",
+			Leakproof: string(r[6]) == "t", Result: string(r[7]),
 		})
 	}
 	return ops

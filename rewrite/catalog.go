@@ -17,6 +17,15 @@ type Catalog struct {
 	// Casts are the casts whose function lies outside pg_catalog (an
 	// extension's, the owner's): PostgreSQL runs it for x::t.
 	Casts []*Cast
+	// ImplicitCasts are pg_cast's implicit casts (castcontext 'i'), by
+	// source type, named as Operator's types are; Pseudo the pseudo-types
+	// (any, anyelement, record, unknown, …) and Domains each domain's base
+	// type. With them the rewriter tells which overloads PostgreSQL may
+	// pick for arguments of known types (coerce.go); ImplicitCasts nil
+	// means not loaded, and then every overload of a name counts.
+	ImplicitCasts map[string][]string
+	Pseudo        map[string]bool
+	Domains       map[string]string
 	// SearchPath is the upstream's default search_path, for a session
 	// that sets none (Session.SearchPath nil); nil means PostgreSQL's own
 	// default ("$user", public).
@@ -120,12 +129,15 @@ const (
 
 // Function is one overload of a function.
 type Function struct {
-	Schema     string
-	Name       string
-	NArgs      int // pronargs; -1 when unknown
-	Defaults   int // pronargdefaults: trailing arguments a call may leave out
-	Variadic   bool
-	ArgTypes   string // proargtypes as text ("25 23"); "" when unknown
+	Schema   string
+	Name     string
+	NArgs    int // pronargs; -1 when unknown
+	Defaults int // pronargdefaults: trailing arguments a call may leave out
+	Variadic bool
+	Args     []string // proargtypes, named as Operator's types are; nil when unknown
+	// Result is prorettype named so, "" when it is a pseudo-type or an
+	// array, the function returns a set, or it is not known.
+	Result     string
 	Leakproof  bool
 	Volatility Volatility
 	Kind       FuncKind
@@ -150,7 +162,8 @@ type Operator struct {
 	Name      string
 	Left      string
 	Right     string
-	Leakproof bool // proleakproof of oprcode
+	Leakproof bool   // proleakproof of oprcode
+	Result    string // oprresult, "" as Function.Result
 }
 
 type opKey struct{ name, left, right string }
@@ -340,39 +353,18 @@ func (c *Catalog) lookupRelation(sess Session, schema, name string) *Table {
 // treat the overloads conservatively). Unknown names resolve to pg_catalog
 // with no overloads.
 // otherFunctionSchemas are the schemas on the path after resolved with a
-// function called name that a call with n arguments may resolve to:
-// PostgreSQL chooses among every schema's candidates (FuncnameGetCandidates),
-// so an exact match further on wins over a built-in that needs a cast
-// (public.upper(bigint) over pg_catalog.upper(text) for upper(id); red team
-// round 34).
-// A function with the argument types and variadic form of one in an
-// earlier schema is hidden by it, as there, unless the call names its
-// arguments: a built-in without parameter names is then no candidate at
-// all (red team round 35: upper(s => 'x') ran public.upper(s text)).
-func (c *Catalog) otherFunctionSchemas(sess Session, resolved, name string, n int, named bool) []string {
+// function called name that a call with n arguments of types args ("" when
+// unknown) may resolve to: PostgreSQL chooses among every schema's
+// candidates (FuncnameGetCandidates), so an exact match further on wins
+// over a built-in that needs a cast (public.upper(bigint) over
+// pg_catalog.upper(text) for upper(id); red team round 34). A call that
+// names its arguments is matched by count alone (see visibleFunctions).
+func (c *Catalog) otherFunctionSchemas(sess Session, resolved, name string, n int, named bool, args []string) []string {
 	var out []string
-	past := false
-	seen := map[string]bool{}
-	sig := func(f *Function) string {
-		if f.ArgTypes == "" || named {
-			return ""
+	for _, f := range c.visibleFunctions(sess, "", name, n, named) {
+		if f.Schema != resolved && !slices.Contains(out, f.Schema) && (named || c.mayTake(f, args)) {
+			out = append(out, f.Schema)
 		}
-		return fmt.Sprint(f.Variadic, f.ArgTypes)
-	}
-	for _, sn := range sess.functionPath() {
-		s := c.Schemas[sn]
-		if s == nil {
-			continue
-		}
-		if past && slices.ContainsFunc(s.Functions[name], func(f *Function) bool { return f.accepts(n) && (sig(f) == "" || !seen[sig(f)]) }) {
-			out = append(out, sn)
-		}
-		for _, f := range s.Functions[name] {
-			if k := sig(f); k != "" {
-				seen[k] = true
-			}
-		}
-		past = past || sn == resolved
 	}
 	return out
 }
@@ -396,52 +388,17 @@ func (c *Catalog) lookupFunction(sess Session, schema, name string) (string, []*
 
 // operatorSchemas returns the schemas of the operators PostgreSQL may run
 // for an operator written name (OPERATOR(schema.name) when schema is set)
-// with operand types left and right (internal names, "" when unknown;
-// prefix operators have no left operand). Like OpernameGetOprid, an exact
-// match of known types is looked up along the function path and the first
-// schema holding one wins. Otherwise PostgreSQL chooses among the operators
-// of that name on the path (one hidden by an operator of the same operand
-// types earlier on the path is no candidate) by implicit coercion, which is
-// not modelled here, so every schema holding a candidate is returned. An
-// empty result means no operator of that name is known.
-func (c *Catalog) operatorSchemas(sess Session, schema, name string, prefix bool, left, right string) []string {
-	matches := func(op *Operator) bool { return op.Name == name && (op.Left == "") == prefix }
-	path := sess.functionPath()
-	if schema != "" {
-		path = []string{schema}
+// with operand types exact and known (see operatorCandidates), in path
+// order. An empty result means no operator of that name may take them.
+func (c *Catalog) operatorSchemas(sess Session, schema, name string, prefix bool, exact, known [2]string) []string {
+	match, cands := c.operatorCandidates(sess, schema, name, prefix, exact, known)
+	if match != nil {
+		return []string{match.Schema}
 	}
-	if right != "" && (prefix || left != "") {
-		for _, sn := range path {
-			for _, op := range c.byName[name] {
-				if op.Schema == sn && matches(op) && canonicalType(op.Left) == left && canonicalType(op.Right) == right {
-					return []string{sn}
-				}
-			}
-		}
-	}
-	// Like OpernameGetCandidates, an operator is hidden by one of the same
-	// operand types in a schema earlier on the path.
 	var out []string
-	seen := map[[2]string]bool{}
-	for _, sn := range path {
-		found := false
-		var sigs [][2]string
-		for _, op := range c.byName[name] {
-			if op.Schema != sn || !matches(op) {
-				continue
-			}
-			sig := [2]string{canonicalType(op.Left), canonicalType(op.Right)}
-			if seen[sig] {
-				continue
-			}
-			sigs = append(sigs, sig)
-			found = true
-		}
-		for _, sig := range sigs {
-			seen[sig] = true
-		}
-		if found {
-			out = append(out, sn)
+	for _, op := range cands {
+		if !slices.Contains(out, op.Schema) {
+			out = append(out, op.Schema)
 		}
 	}
 	return out

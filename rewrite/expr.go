@@ -123,7 +123,10 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			if err != nil {
 				return err
 			}
-			if err := w.checkOperator(schema, name, false, "", ""); err != nil {
+			// PostgreSQL looks it up for two operands of the sort key's
+			// type.
+			t, _ := w.exprType(x.SortBy.Node, sc)
+			if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
 				return err
 			}
 		}
@@ -610,6 +613,23 @@ func callArgs(fc *pgFuncCall) int {
 	return len(fc.Args)
 }
 
+// argTypes are the types of a call's arguments as overloads are matched
+// by ("" when unknown); false for a call that names its arguments or an
+// ordered-set aggregate, whose arguments meet parameters in another order.
+func (w *walker) argTypes(fc *pgFuncCall, sc *scope) ([]string, bool) {
+	if fc.AggWithinGroup {
+		return nil, false
+	}
+	args := make([]string, len(fc.Args))
+	for i, a := range fc.Args {
+		if a.GetNamedArgExpr() != nil {
+			return nil, false
+		}
+		args[i], _ = w.exprType(a, sc)
+	}
+	return args, true
+}
+
 // funcCall checks the function against the allow-list and the leakproof
 // rule. Aggregates and window functions run above every scan, after the
 // filters, so their arguments are not quals.
@@ -626,7 +646,8 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		// Any schema further on the path may hold the overload PostgreSQL
 		// picks: each must pass, and all count below.
 		named := slices.ContainsFunc(fc.Args, func(a *pgNode) bool { return a.GetNamedArgExpr() != nil })
-		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, callArgs(fc), named) {
+		args, _ := w.argTypes(fc, sc)
+		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, callArgs(fc), named, args) {
 			if err := w.checkFunction(other, name, false, fc); err != nil {
 				return err
 			}
@@ -804,7 +825,15 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	leakproof := false
 	switch e.Kind {
 	case pgAExprKindAEXPROP, pgAExprKindAEXPRLIKE, pgAExprKindAEXPRILIKE:
-		if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
+		if l, r := e.Lexpr.GetRowExpr(), e.Rexpr.GetRowExpr(); e.Kind == pgAExprKindAEXPROP && l != nil && r != nil && len(l.Args) == len(r.Args) {
+			// ROW(a, b) < ROW(c, d) applies the operator column by column
+			// (make_row_comparison_op).
+			for i := range l.Args {
+				if err := w.checkOperands(schema, name, l.Args[i], r.Args[i], sc); err != nil {
+					return err
+				}
+			}
+		} else if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
 			return err
 		}
 		leakproof = e.Lexpr != nil && w.operatorLeakproof(schema, name, e.Lexpr, e.Rexpr, sc)
@@ -856,7 +885,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		// each element and adds no error of its own: it is as leakproof as
 		// the operator on the elements' type, when that is known.
 		lt, _ := w.exprType(e.Lexpr, sc)
-		if err := w.checkOperator(schema, name, false, lt, ""); err != nil {
+		if err := w.checkOperator(schema, name, false, [2]string{lt, ""}, [2]string{lt, ""}); err != nil {
 			return err
 		}
 		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" && w.smallArray(e.Rexpr) && !w.collatedColumn(e.Lexpr, sc) {
@@ -1089,22 +1118,40 @@ func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool 
 }
 
 // checkOperands checks the operator name applied to l and r (l nil for a
-// prefix operator), with the operand types it can infer: an untyped
-// literal takes the other operand's type, as in PostgreSQL's exact-match
-// rule. A parameter stays unknown: its type is the client's to choose.
+// prefix operator), with the operand types it can infer (operandTypes).
 func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) error {
+	exact, known := w.operandTypes(l, r, sc)
+	return w.checkOperator(schema, name, l == nil, exact, known)
+}
+
+// operandTypes are the types PostgreSQL resolves an operator on l and r
+// with (l nil for a prefix operator; see Catalog.operatorCandidates).
+func (w *walker) operandTypes(l, r *pgNode, sc *scope) (exact, known [2]string) {
 	rt, rflex := w.exprType(r, sc)
 	if l == nil {
-		return w.checkOperator(schema, name, true, "", rt)
+		return [2]string{"", rt}, [2]string{"", rt}
 	}
 	lt, lflex := w.exprType(l, sc)
+	return operandPair(lt, lflex, rt, rflex)
+}
+
+// operandPair makes operandTypes of the operands' exprType: for the exact
+// match an untyped literal, or a parameter of no declared type used once,
+// takes the other operand's type, and two of them are text, as PostgreSQL
+// resolves them (binary_oper_exact, then the string category's preferred
+// type); known leaves them unknown.
+func operandPair(lt string, lflex bool, rt string, rflex bool) (exact, known [2]string) {
+	exact, known = [2]string{lt, rt}, [2]string{lt, rt}
+	lu, ru := lflex && lt == "", rflex && rt == ""
 	switch {
-	case lflex && lt == "" && l.GetParamRef() == nil:
-		lt = rt
-	case rflex && rt == "" && r.GetParamRef() == nil:
-		rt = lt
+	case lu && ru:
+		exact = [2]string{"text", "text"}
+	case lu:
+		exact[0] = rt
+	case ru:
+		exact[1] = lt
 	}
-	return w.checkOperator(schema, name, false, lt, rt)
+	return exact, known
 }
 
 // checkOperator allows an operator only when every operator PostgreSQL may
@@ -1113,14 +1160,14 @@ func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) err
 // operator runs its function with the upstream role's rights, so it could
 // read any relation unfiltered; an operator name no built-in has is refused
 // too, as whatever answers to it is not built in.
-func (w *walker) checkOperator(schema, name string, prefix bool, left, right string) error {
+func (w *walker) checkOperator(schema, name string, prefix bool, exact, known [2]string) error {
 	written := name
 	if schema != "" {
 		written = "OPERATOR(" + schema + "." + name + ")"
 	}
 	schemas := []string{schema}
 	if schema == "" || schema == "pg_catalog" {
-		schemas = w.cat.operatorSchemas(w.sess, schema, name, prefix, left, right)
+		schemas = w.cat.operatorSchemas(w.sess, schema, name, prefix, exact, known)
 	}
 	if len(schemas) == 0 {
 		return denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and no built-in operator has that name", written)
@@ -1149,8 +1196,9 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 		if err != nil {
 			return err
 		}
-		lt, _ := w.exprType(s.Testexpr, sc)
-		if err := w.checkOperator(schema, name, false, lt, sublinkColumnType(w, s)); err != nil {
+		lt, lflex := w.exprType(s.Testexpr, sc)
+		exact, known := operandPair(lt, lflex, sublinkColumnType(w, s), false)
+		if err := w.checkOperator(schema, name, false, exact, known); err != nil {
 			return err
 		}
 		// x IN (SELECT …): the subquery's column type is not inferred.
@@ -1689,6 +1737,8 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return numberType(x.AConst.GetFval().GetFval()), true
 		case *pgAConstBoolval:
 			return "bool", true
+		case *pgAConstBsval:
+			return "bit", false // B'101' is typed bit, not unknown
 		}
 		return "", true
 	case *pgNodeParamRef:
@@ -1714,8 +1764,90 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return "", false
 		}
 		return col.base, false
+	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest:
+		return "bool", false
+	case *pgNodeSqlvalueFunction:
+		return sqlValueTypes[x.SqlvalueFunction.Op], false
+	case *pgNodeFuncCall, *pgNodeAExpr, *pgNodeCoalesceExpr:
+		if w.typing >= maxTyping {
+			return "", false
+		}
+		w.typing++
+		defer func() { w.typing-- }()
+		switch {
+		case n.GetFuncCall() != nil:
+			return w.funcType(n.GetFuncCall(), sc), false
+		case n.GetAExpr() != nil:
+			return w.operatorType(n.GetAExpr(), sc), false
+		default:
+			return w.commonType(n.GetCoalesceExpr().Args, sc), false
+		}
 	}
 	return "", false
+}
+
+// maxTyping bounds how deep exprType looks into calls and operators.
+const maxTyping = 8
+
+// sqlValueTypes are the types of CURRENT_DATE and its kin.
+var sqlValueTypes = map[pgSQLValueFunctionOp]string{
+	pgSVFCurrentDate: "date", pgSVFCurrentTime: "timetz", pgSVFCurrentTimeN: "timetz",
+	pgSVFCurrentTimestamp: "timestamptz", pgSVFCurrentTimestampN: "timestamptz",
+	pgSVFLocaltime: "time", pgSVFLocaltimeN: "time", pgSVFLocaltimestamp: "timestamp",
+	pgSVFLocaltimestampN: "timestamp", pgSVFCurrentRole: "name", pgSVFCurrentUser: "name",
+	pgSVFUser: "name", pgSVFSessionUser: "name", pgSVFCurrentCatalog: "name", pgSVFCurrentSchema: "name",
+}
+
+// funcType is the type a call returns when the rewriter can tell (see
+// Catalog.functionResult), "" otherwise.
+func (w *walker) funcType(fc *pgFuncCall, sc *scope) string {
+	schema, name, err := qualifiedName(fc.Funcname)
+	if err != nil || fc.FuncVariadic {
+		return ""
+	}
+	args, ok := w.argTypes(fc, sc)
+	if !ok {
+		return ""
+	}
+	return w.cat.functionResult(w.sess, schema, name, args)
+}
+
+// operatorType is the type an operator expression returns when the
+// rewriter can tell (see Catalog.operatorResult); IN, BETWEEN and IS
+// DISTINCT FROM are boolean, whatever operators they run.
+func (w *walker) operatorType(e *pgAExpr, sc *scope) string {
+	switch e.Kind {
+	case pgAExprKindAEXPRIN, pgAExprKindAEXPRDISTINCT, pgAExprKindAEXPRNOTDISTINCT,
+		pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN, pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
+		return "bool"
+	case pgAExprKindAEXPROP:
+	default:
+		return ""
+	}
+	schema, name, err := qualifiedName(e.Name)
+	if err != nil || e.Lexpr.GetRowExpr() != nil {
+		return ""
+	}
+	exact, known := w.operandTypes(e.Lexpr, e.Rexpr, sc)
+	return w.cat.operatorResult(w.sess, schema, name, e.Lexpr == nil, exact, known)
+}
+
+// commonType is the type of COALESCE(args…) when every argument of a known
+// type has that one (select_common_type), untyped literals aside; "" if
+// any other's is unknown.
+func (w *walker) commonType(args []*pgNode, sc *scope) string {
+	common := ""
+	for _, a := range args {
+		t, flex := w.exprType(a, sc)
+		switch {
+		case t == "" && flex:
+		case t == "" || common != "" && t != common:
+			return ""
+		default:
+			common = t
+		}
+	}
+	return common
 }
 
 // tableColumn is the column of a catalog relation's item that name refers

@@ -36,8 +36,8 @@ func TestOverloadsFurtherOnThePath(t *testing.T) {
 	// One with a built-in's very argument types is hidden by it.
 	hidden, err := NewCatalogBuilder().
 		Table("public.customers", "id bigint", "name text", "ssn text").
-		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindFunction}).
-		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, Args: []string{"text"}, Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, Args: []string{"text"}, Volatility: Stable, Kind: KindFunction}).
 		Build()
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +53,12 @@ func TestOverloadsFurtherOnThePath(t *testing.T) {
 	// WITHIN GROUP arguments left uncounted (red team round 35).
 	more, err := NewCatalogBuilder().
 		Table("public.customers", "id bigint", "name text", "ssn text").
-		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindFunction}).
-		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, ArgTypes: "25", Volatility: Stable, Kind: KindFunction}).
-		Function(&Function{Schema: "pg_catalog", Name: "jsonb_extract_path", NArgs: 2, ArgTypes: "3802 1009", Variadic: true, Volatility: Immutable, Kind: KindFunction}).
-		Function(&Function{Schema: "public", Name: "jsonb_extract_path", NArgs: 2, ArgTypes: "3802 1009", Volatility: Stable, Kind: KindFunction}).
-		Function(&Function{Schema: "pg_catalog", Name: "mode", NArgs: 1, ArgTypes: "2283", Volatility: Immutable, Kind: KindAggregate}).
-		Function(&Function{Schema: "public", Name: "mode", NArgs: 1, ArgTypes: "25", Volatility: Immutable, Kind: KindAggregate}).
+		Function(&Function{Schema: "pg_catalog", Name: "upper", NArgs: 1, Args: []string{"text"}, Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "upper", NArgs: 1, Args: []string{"text"}, Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "pg_catalog", Name: "jsonb_extract_path", NArgs: 2, Args: []string{"jsonb", "_text"}, Variadic: true, Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "public", Name: "jsonb_extract_path", NArgs: 2, Args: []string{"jsonb", "_text"}, Volatility: Stable, Kind: KindFunction}).
+		Function(&Function{Schema: "pg_catalog", Name: "mode", NArgs: 1, Args: []string{"anyelement"}, Volatility: Immutable, Kind: KindAggregate}).
+		Function(&Function{Schema: "public", Name: "mode", NArgs: 1, Args: []string{"text"}, Volatility: Immutable, Kind: KindAggregate}).
 		Build()
 	if err != nil {
 		t.Fatal(err)

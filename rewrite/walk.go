@@ -73,6 +73,10 @@ type walker struct {
 	// allow-list, once bannedDone (bannedCasts).
 	banned     []*Cast
 	bannedDone bool
+	// typing is how deep exprType is in the results of calls and
+	// operators: bounded, so typing a long chain costs no more than its
+	// length.
+	typing int
 
 	// For inlining (inline.go): the statement's SELECT when it is one, the
 	// references to wrapped relations' columns, whether a sublink was met,
