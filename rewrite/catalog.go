@@ -31,8 +31,8 @@ type Catalog struct {
 	// default ("$user", public).
 	SearchPath []string
 
-	ops    map[opKey][]*Operator
-	byName map[string][]*Operator
+	ops   map[opKey][]*Operator
+	opsIn map[[2]string][]*Operator // by schema and name
 }
 
 // Schema is a namespace.
@@ -141,6 +141,8 @@ type Function struct {
 	Leakproof  bool
 	Volatility Volatility
 	Kind       FuncKind
+
+	sig string // argument types and variadic form, "" when not known
 }
 
 // accepts reports whether a call with n arguments may resolve to f.
@@ -164,6 +166,8 @@ type Operator struct {
 	Right     string
 	Leakproof bool   // proleakproof of oprcode
 	Result    string // oprresult, "" as Function.Result
+
+	sig [2]string // canonical operand types
 }
 
 type opKey struct{ name, left, right string }
@@ -173,7 +177,8 @@ type opKey struct{ name, left, right string }
 // information_schema if clients use it): a relation missing from the catalog
 // is refused with 42P01, never passed through.
 func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
-	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators, ops: map[opKey][]*Operator{}, byName: map[string][]*Operator{}}
+	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators,
+		ops: map[opKey][]*Operator{}, opsIn: map[[2]string][]*Operator{}}
 	// A live catalog has thousands of columns but few distinct types: parse
 	// each once. Parsed types are shared read-only (injection copies them).
 	parsed := map[string]*pgTypeName{}
@@ -182,6 +187,13 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 			return nil, fmt.Errorf("catalog: schema %q listed twice", s.Name)
 		}
 		c.Schemas[s.Name] = s
+		for _, fs := range s.Functions {
+			for _, f := range fs {
+				if f.Args != nil {
+					f.sig = fmt.Sprint(f.Variadic, f.Args)
+				}
+			}
+		}
 		for name, t := range s.Tables {
 			if t.Name != name || t.Schema != s.Name {
 				return nil, fmt.Errorf("catalog: table %q filed under %s.%s", t.QualifiedName(), s.Name, name)
@@ -211,9 +223,10 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 		}
 	}
 	for _, op := range operators {
-		k := opKey{op.Name, canonicalType(op.Left), canonicalType(op.Right)}
+		op.sig = [2]string{canonicalType(op.Left), canonicalType(op.Right)}
+		k := opKey{op.Name, op.sig[0], op.sig[1]}
 		c.ops[k] = append(c.ops[k], op)
-		c.byName[op.Name] = append(c.byName[op.Name], op)
+		c.opsIn[[2]string{op.Schema, op.Name}] = append(c.opsIn[[2]string{op.Schema, op.Name}], op)
 	}
 	return c, nil
 }

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 )
@@ -149,27 +148,21 @@ func (c *Catalog) visibleFunctions(sess Session, schema, name string, n int, nam
 	if schema != "" {
 		path = []string{schema}
 	}
-	sig := func(f *Function) string {
-		if f.Args == nil || named {
-			return ""
-		}
-		return fmt.Sprint(f.Variadic, f.Args)
-	}
 	var out []*Function
-	seen := map[string]bool{}
+	var seen []string // signatures of earlier schemas' functions
 	for _, sn := range path {
 		s := c.Schemas[sn]
 		if s == nil {
 			continue
 		}
 		for _, f := range s.Functions[name] {
-			if f.accepts(n) && (sig(f) == "" || !seen[sig(f)]) {
+			if f.accepts(n) && (named || f.sig == "" || !slices.Contains(seen, f.sig)) {
 				out = append(out, f)
 			}
 		}
 		for _, f := range s.Functions[name] {
-			if k := sig(f); k != "" {
-				seen[k] = true
+			if f.sig != "" {
+				seen = append(seen, f.sig)
 			}
 		}
 	}
@@ -225,8 +218,8 @@ func (c *Catalog) operatorCandidates(sess Session, schema, name string, prefix b
 	}
 	if exact[1] != "" && (prefix || exact[0] != "") {
 		for _, sn := range path {
-			for _, op := range c.byName[name] {
-				if op.Schema == sn && matches(op) && canonicalType(op.Left) == exact[0] && canonicalType(op.Right) == exact[1] {
+			for _, op := range c.opsIn[[2]string{sn, name}] {
+				if matches(op) && op.sig == exact {
 					return op, nil
 				}
 			}
@@ -234,25 +227,22 @@ func (c *Catalog) operatorCandidates(sess Session, schema, name string, prefix b
 	}
 	var params [][]string
 	var visible []*Operator
-	seen := map[[2]string]bool{}
+	var seen [][2]string // signatures of earlier schemas' operators
 	for _, sn := range path {
-		var sigs [][2]string
-		for _, op := range c.byName[name] {
-			if op.Schema != sn || !matches(op) {
+		ops := c.opsIn[[2]string{sn, name}]
+		for _, op := range ops {
+			if !matches(op) || slices.Contains(seen, op.sig) {
 				continue
 			}
-			sig := [2]string{canonicalType(op.Left), canonicalType(op.Right)}
-			if seen[sig] {
-				continue
-			}
-			sigs = append(sigs, sig)
 			visible = append(visible, op)
 			if (prefix || c.coercible(known[0], op.Left)) && c.coercible(known[1], op.Right) {
 				cands, params = append(cands, op), append(params, []string{op.Left, op.Right})
 			}
 		}
-		for _, sig := range sigs {
-			seen[sig] = true
+		for _, op := range ops {
+			if matches(op) {
+				seen = append(seen, op.sig)
+			}
 		}
 	}
 	if len(cands) == 0 {

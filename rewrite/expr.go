@@ -1769,19 +1769,28 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 	case *pgNodeSqlvalueFunction:
 		return sqlValueTypes[x.SqlvalueFunction.Op], false
 	case *pgNodeFuncCall, *pgNodeAExpr, *pgNodeCoalesceExpr:
+		if t, ok := w.typed[n]; ok {
+			return t, false
+		}
 		if w.typing >= maxTyping {
 			return "", false
 		}
 		w.typing++
-		defer func() { w.typing-- }()
+		var t string
 		switch {
 		case n.GetFuncCall() != nil:
-			return w.funcType(n.GetFuncCall(), sc), false
+			t = w.funcType(n.GetFuncCall(), sc)
 		case n.GetAExpr() != nil:
-			return w.operatorType(n.GetAExpr(), sc), false
+			t = w.operatorType(n.GetAExpr(), sc)
 		default:
-			return w.commonType(n.GetCoalesceExpr().Args, sc), false
+			t = w.commonType(n.GetCoalesceExpr().Args, sc)
 		}
+		w.typing--
+		if w.typed == nil {
+			w.typed = map[*pgNode]string{}
+		}
+		w.typed[n] = t
+		return t, false
 	}
 	return "", false
 }

@@ -75,8 +75,10 @@ type walker struct {
 	bannedDone bool
 	// typing is how deep exprType is in the results of calls and
 	// operators: bounded, so typing a long chain costs no more than its
-	// length.
+	// length; typed keeps the types it worked out, as every check of an
+	// operator asks for its operands' again.
 	typing int
+	typed  map[*pgNode]string
 
 	// For inlining (inline.go): the statement's SELECT when it is one, the
 	// references to wrapped relations' columns, whether a sublink was met,
