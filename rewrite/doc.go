@@ -39,11 +39,14 @@
 //     IS DISTINCT FROM, NULLIF, CASE x WHEN, ANY/ALL and ORDER BY … USING)
 //     must resolve to schema pg_catalog, else 42501. Resolution follows
 //     PostgreSQL over the catalog's operators and the function path: with
-//     both operand types inferred (columns, casts, typed constants; an
-//     untyped literal takes the other side's type, a parameter does not, as
-//     the client chooses its type), the first exact match on the path wins;
-//     otherwise every operator of that name on the path that is not hidden
-//     by one of the same operand types earlier on the path is a candidate,
+//     both operand types inferred (columns, casts, typed constants, calls
+//     and operators whose candidates agree on a result; an untyped literal,
+//     or a parameter of no declared type used once, takes the other side's
+//     type, and two of them are text), the first exact match on the path
+//     wins; otherwise every operator of that name on the path that is not
+//     hidden by one of the same operand types earlier on the path, and
+//     that the known operand types reach by implicit coercion, is a
+//     candidate (of those, the ones with the most exact matches; coerce.go),
 //     and each must be built in. OPERATOR(schema.op) names its schema. A
 //     name no pg_catalog operator has is refused. So where an extension's
 //     operators share built-in names on the path (citext's =), comparisons
