@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,15 +78,13 @@ SELECT d.objid, d.refobjid
   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
  ORDER BY 1, 2;
+SELECT t.oid, n.nspname, t.typname, t.typcategory = 'A' OR t.typtype = 'p'
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.oid IN (SELECT unnest(p.proargtypes) FROM pg_proc p UNION SELECT p.prorettype FROM pg_proc p)
+ ORDER BY t.oid;
 SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind, p.pronargdefaults, p.provariadic <> 0,
-       (SELECT coalesce(json_agg(CASE WHEN an.nspname = 'pg_catalog' THEN at.typname::text ELSE an.nspname || '.' || at.typname END
-                                 ORDER BY a.n), '[]')
-          FROM unnest(p.proargtypes) WITH ORDINALITY a(oid, n)
-          JOIN pg_type at ON at.oid = a.oid JOIN pg_namespace an ON an.oid = at.typnamespace),
-       CASE WHEN p.proretset OR rt.typcategory = 'A' OR rt.typtype = 'p' THEN ''
-            WHEN rn.nspname = 'pg_catalog' THEN rt.typname::text ELSE rn.nspname || '.' || rt.typname END
+       p.proargtypes::text, p.prorettype, p.proretset
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-  JOIN pg_type rt ON rt.oid = p.prorettype JOIN pg_namespace rn ON rn.oid = rt.typnamespace
  WHERE n.nspname !~ '^pg_(toast|temp_)'
  ORDER BY p.oid;
 SELECT n.nspname, o.oprname, ln.nspname, lt.typname, rn.nspname, rt.typname, coalesce(p.proleakproof, false),
@@ -133,6 +132,7 @@ const (
 	resSchemas = 2 + iota
 	resRelations
 	resEdges
+	resFunctionTypes
 	resFunctions
 	resOperators
 	resCasts
@@ -171,6 +171,9 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 		return nil, digest, err
 	}
 	if err := b.baseTables(results[resEdges].Rows); err != nil {
+		return nil, digest, err
+	}
+	if err := b.functionTypes(results[resFunctionTypes].Rows); err != nil {
 		return nil, digest, err
 	}
 	if err := b.functions(results[resFunctions].Rows); err != nil {
@@ -234,6 +237,7 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 type catalogReader struct {
 	schemas map[string]*rewrite.Schema
 	byOID   map[uint32]*rewrite.Table
+	types   map[uint32]funcType // by OID, the types functions take and return
 }
 
 func (b *catalogReader) schema(name string) *rewrite.Schema {
@@ -331,19 +335,51 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 		if err != nil {
 			return fmt.Errorf("catalog: pronargdefaults %q: %w", r[6], err)
 		}
-		var args []string
-		if err := json.Unmarshal(r[8], &args); err != nil {
-			return fmt.Errorf("catalog: function %s.%s: argument types %q: %w", r[0], r[1], r[8], err)
+		args := []string{}
+		for _, o := range strings.Fields(string(r[8])) {
+			oid, err := parseOID([]byte(o))
+			if err != nil {
+				return err
+			}
+			args = append(args, b.types[oid].name)
+		}
+		ret, err := parseOID(r[9])
+		if err != nil {
+			return err
+		}
+		result := b.types[ret]
+		if string(r[10]) == "t" || result.opaque {
+			result.name = "" // a set, an array or a pseudo-type: not typed
 		}
 		f := &rewrite.Function{
 			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t",
-			Args: args, Result: string(r[9]),
+			Args: args, Result: result.name,
 			Leakproof: string(r[3]) == "t", Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
 		}
 		s := b.schema(f.Schema)
 		s.Functions[f.Name] = append(s.Functions[f.Name], f)
 	}
 	return nil
+}
+
+// functionTypes reads the names of the types functions take and return.
+func (b *catalogReader) functionTypes(rows [][][]byte) error {
+	b.types = make(map[uint32]funcType, len(rows))
+	for _, r := range rows {
+		oid, err := parseOID(r[0])
+		if err != nil {
+			return err
+		}
+		b.types[oid] = funcType{name: typeName(r[1], r[2]), opaque: string(r[3]) == "t"}
+	}
+	return nil
+}
+
+// funcType is a type a function takes or returns: its name as the
+// rewriter names types, and whether it is an array or a pseudo-type.
+type funcType struct {
+	name   string
+	opaque bool
 }
 
 // typeName names a type as the rewriter does: the bare name in pg_catalog
