@@ -526,23 +526,96 @@ func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, [sha256.Size
 	return cat, digest, nil
 }
 
-// Run reloads every interval until ctx ends; failures are logged and the
-// previous catalog stays in use.
-func (c *CatalogCache) Run(ctx context.Context, interval time.Duration) {
+// CatalogChannel is the channel an event trigger announces committed DDL
+// on (docs/deploy.md): with listen, Run reloads on each notification
+// instead of waiting for the next interval.
+const CatalogChannel = "mandate_catalog"
+
+// CatalogTriggerSQL installs, run by a superuser in the upstream database,
+// the event trigger that announces each committed DDL command on
+// CatalogChannel.
+const CatalogTriggerSQL = `CREATE FUNCTION public.mandate_catalog_changed() RETURNS event_trigger
+  LANGUAGE plpgsql AS $$BEGIN PERFORM pg_notify('mandate_catalog', ''); END$$;
+CREATE EVENT TRIGGER mandate_catalog ON ddl_command_end
+  EXECUTE FUNCTION public.mandate_catalog_changed();`
+
+// notifySpacing is how often notifications may reload the catalog: more
+// in a second are served by one reload at its end (any database user may
+// NOTIFY the channel).
+const notifySpacing = time.Second
+
+// Run reloads every interval, and with listen whenever CatalogChannel is
+// notified, until ctx ends; failures are logged and the previous catalog
+// stays in use.
+func (c *CatalogCache) Run(ctx context.Context, interval time.Duration, listen bool) {
+	changed := make(chan struct{}, 1)
+	if listen {
+		go c.listen(ctx, changed)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var last time.Time
+	var soon <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-changed:
+			if wait := time.Until(last.Add(notifySpacing)); wait > 0 {
+				if soon == nil {
+					soon = time.After(wait)
+				}
+				continue
+			}
+		case <-soon:
+			soon = nil
 		}
+		last = time.Now()
 		lctx, cancel := context.WithTimeout(ctx, catalogLoadTimeout)
 		err := c.Refresh(lctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("catalog reload failed; keeping the previous catalog", "err", err)
 		}
+	}
+}
+
+// listen keeps a connection LISTENing on CatalogChannel until ctx ends,
+// signalling changed for each notification, and once after each
+// (re)connect: DDL may have committed while it was away.
+func (c *CatalogCache) listen(ctx context.Context, changed chan<- struct{}) {
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	cfg := c.cfg.Copy()
+	cfg.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) { signal() }
+	backoff := time.Second
+	for {
+		conn, err := pgconn.ConnectConfig(ctx, cfg)
+		if err == nil {
+			if _, err = conn.Exec(ctx, "LISTEN "+CatalogChannel).ReadAll(); err == nil {
+				backoff = time.Second
+				signal()
+				for err == nil {
+					err = conn.WaitForNotification(ctx)
+				}
+			}
+			_ = conn.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("catalog listener lost; the catalog is reloaded every interval until it is back", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
 	}
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -313,7 +314,7 @@ func TestCatalogCacheRefresh(t *testing.T) {
 	// Run reloads in the background and stops with its context.
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan struct{})
-	go func() { cache.Run(ctx, 10*time.Millisecond); close(done) }()
+	go func() { cache.Run(ctx, 10*time.Millisecond, false); close(done) }()
 	before := cache.Version()
 	catalogExec(t, pg.DSN(appRole, db), "ALTER TABLE later ADD COLUMN note text")
 	deadline := time.Now().Add(10 * time.Second)
@@ -325,4 +326,37 @@ func TestCatalogCacheRefresh(t *testing.T) {
 	if cache.Version() == before {
 		t.Fatal("Run did not reload the changed catalog")
 	}
+}
+
+// TestCatalogCacheListens: with the event trigger installed, DDL run
+// directly on PostgreSQL is seen at once, not at the next interval (red
+// team round 40b: until the refresh, citext's operators ran unchecked).
+func TestCatalogCacheListens(t *testing.T) {
+	if doc, err := os.ReadFile("../docs/deploy.md"); err != nil || !strings.Contains(string(doc), CatalogTriggerSQL) {
+		t.Errorf("docs/deploy.md does not show CatalogTriggerSQL (%v)", err)
+	}
+	db := catalogDB(t)
+	catalogExec(t, pg.DSN("postgres", db), CatalogTriggerSQL)
+	cfg, err := pgconn.ParseConfig(pg.DSN(appRole, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := NewCatalogCache(cfg, nil)
+	t.Cleanup(cache.Close)
+	if err := cache.Refresh(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	go cache.Run(ctx, time.Hour, true)
+	admin := catalogConn(t, pg.DSN("postgres", db))
+	waitFor(t, "the listener", func() bool {
+		res, err := admin.Exec(ctxT(t), "SELECT FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN mandate_catalog' AND state = 'idle'").ReadAll()
+		return err == nil && len(res[0].Rows) == 1
+	})
+	catalogExec(t, pg.DSN(appRole, db), "CREATE TABLE announced (id integer)")
+	waitFor(t, "the new table", func() bool {
+		cat, _ := cache.Current()
+		return cat.Schemas["public"].Tables["announced"] != nil
+	})
 }

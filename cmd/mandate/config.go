@@ -69,6 +69,7 @@ type serveConfig struct {
 	NotifyChannels       []string      `yaml:"notify_channels"`
 	Fence                string        `yaml:"fence"`
 	CatalogRefresh       time.Duration `yaml:"catalog_refresh_interval"`
+	CatalogNotify        bool          `yaml:"catalog_notify"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -95,6 +96,7 @@ func defaultServeConfig() serveConfig {
 		JWTAudience:            []string{"mandate"},
 		PolicyReloadInterval:   2 * time.Second,
 		CatalogRefresh:         time.Minute,
+		CatalogNotify:          true,
 		Fence:                  "auto",
 	}
 }
@@ -155,6 +157,7 @@ func bindDecisionFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Var(&listFlag{dst: &c.AssumePrincipals}, "assume-principals", "login users (e.g. a pooled application) allowed to name the end user with SET mandate.token")
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "check the policy files for changes this often (SIGHUP reloads at once)")
 	fs.DurationVar(&c.CatalogRefresh, "catalog-refresh-interval", c.CatalogRefresh, "re-read the upstream catalog this often (it is also re-read after DDL)")
+	fs.BoolVar(&c.CatalogNotify, "catalog-notify", c.CatalogNotify, "LISTEN on mandate_catalog and re-read the catalog when an event trigger announces DDL run directly on PostgreSQL (docs/deploy.md); one more upstream connection")
 	fs.Var(&listFlag{dst: &c.AllowFunctions}, "allow-functions", "functions to allow besides mandate's built-in allow-list, as schema.name (vet them: a function sees what it is given and may leak it)")
 	fs.StringVar(&c.Fence, "fence", c.Fence, "when protected tables are read through a planner fence (OFFSET 0) that no user expression crosses: auto (when a qual is not leakproof; indexes serve the rest), always (every statement, with copies of simple comparisons inside for index scans; safer, may scan whole filtered tables) or strict (every statement, nothing copied: no user expression ever sees a hidden row; only the filter's quals use indexes)")
 	fs.Var(&listFlag{dst: &c.NotifyChannels}, "notify-channels", "channels clients may LISTEN and NOTIFY on (a trailing * matches a prefix); none by default: no policy governs a notification's payload")

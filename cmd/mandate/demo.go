@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mandate-proxy/mandate/internal/pgtest"
+	"github.com/mandate-proxy/mandate/proxy"
 )
 
 // mandate demo: the bank world of SPEC §5 behind an enforcing proxy, in one
@@ -53,14 +54,15 @@ type demoOptions struct {
 
 // demo is one run: what it created, to be undone in reverse.
 type demo struct {
-	opts     demoOptions
-	out      io.Writer
-	sigs     <-chan os.Signal
-	started  time.Time
-	undo     []func() error
-	config   string // path of the mandate.yaml it wrote
-	appURL   string // the non-superuser upstream role on the bank database
-	bobGrant string // bob's delegation id
+	opts         demoOptions
+	out          io.Writer
+	sigs         <-chan os.Signal
+	started      time.Time
+	undo         []func() error
+	config       string // path of the mandate.yaml it wrote
+	appURL       string // the non-superuser upstream role on the bank database
+	adminBankURL string // the administrator on the bank database
+	bobGrant     string // bob's delegation id
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
@@ -215,6 +217,9 @@ func (d *demo) startDatabase() error {
 		return err
 	}
 	d.dropOnExit(adminURL, "DROP DATABASE "+db+" WITH (FORCE)")
+	admin, _ := url.Parse(adminURL)
+	admin.Path = "/" + demoDatabase
+	d.adminBankURL = admin.String()
 	return nil
 }
 
@@ -254,8 +259,11 @@ func (d *demo) loadBank() error {
 		return fmt.Errorf("%s: %s", redactURL(d.appURL), oneLine(err))
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, string(schema))
-	return err
+	if _, err = conn.Exec(ctx, string(schema)); err != nil {
+		return err
+	}
+	// DDL run directly on the database reaches the proxy's catalog at once.
+	return execAdmin(d.adminBankURL, proxy.CatalogTriggerSQL)
 }
 
 // demoConfig is the serve configuration the demo writes; the development

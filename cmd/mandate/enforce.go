@@ -165,7 +165,7 @@ func buildEnforcement(ctx context.Context, c serveConfig, log *slog.Logger, metr
 		}
 	}()
 
-	go catalogs.Run(watchCtx, c.CatalogRefresh)
+	go catalogs.Run(watchCtx, c.CatalogRefresh, c.CatalogNotify)
 	if err := engine.Snapshot().CheckCatalog(catalogRelations(catalogs)); err != nil {
 		log.Warn("policies and the live catalog disagree (run mandate check)", "err", err)
 	}
