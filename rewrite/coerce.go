@@ -32,11 +32,7 @@ func (c *Catalog) coercible(src, dst string) bool {
 	case c.Pseudo[dst]:
 		return polymorphicTakes(dst, src)
 	}
-	casts := c.ImplicitCasts[src]
-	if src == "text" {
-		casts = append(slices.Clip(casts), c.ImplicitCasts["varchar"]...) // a varchar column is typed text
-	}
-	return slices.ContainsFunc(casts, func(t string) bool { return canonicalType(t) == dst })
+	return slices.ContainsFunc(c.ImplicitCasts[src], func(t string) bool { return canonicalType(t) == dst })
 }
 
 // polymorphicTakes reports whether the pseudo-type dst may take a value of
@@ -93,9 +89,7 @@ func (c *Catalog) mayTake(f *Function, args []string) bool {
 // finds coercible, not more: all are kept unless coercible was exact for
 // every pair, that is, each known type is a built-in that is not a
 // pseudo-type and no candidate's parameter there is one. All are kept too
-// when a candidate's parameters are not known (nil), or a known type may
-// stand for another (text, which a varchar column is typed as: it would
-// count a match PostgreSQL does not).
+// when a candidate's parameters are not known (nil).
 func (c *Catalog) narrow(params [][]string, known []string) []bool {
 	keep := make([]bool, len(params))
 	for i := range keep {
@@ -107,7 +101,7 @@ func (c *Catalog) narrow(params [][]string, known []string) []bool {
 	bases := make([]string, len(known))
 	for i, k := range known {
 		b := canonicalType(c.domainBase(k))
-		if b == "text" || c.Pseudo[b] || strings.Contains(b, ".") {
+		if c.Pseudo[b] || strings.Contains(b, ".") {
 			return keep
 		}
 		bases[i] = b

@@ -9,7 +9,7 @@ import "testing"
 func citextCatalog(t *testing.T, coercions bool) *Catalog {
 	t.Helper()
 	cat, err := NewCatalogBuilder().
-		Table("public.t", "id integer", "n numeric", "name text", "c public.citext", "d public.dom").
+		Table("public.t", "id integer", "n numeric", "name text", "c public.citext", "d public.dom", "v character varying(10)").
 		Function(&Function{Schema: "pg_catalog", Name: "max", NArgs: 1, Args: []string{"numeric"}, Result: "numeric", Leakproof: true, Volatility: Immutable, Kind: KindAggregate}).
 		Function(&Function{Schema: "pg_catalog", Name: "max", NArgs: 1, Args: []string{"text"}, Result: "text", Leakproof: true, Volatility: Immutable, Kind: KindAggregate}).
 		Function(&Function{Schema: "pg_catalog", Name: "max", NArgs: 1, Args: []string{"anyarray"}, Leakproof: true, Volatility: Immutable, Kind: KindAggregate}).
@@ -19,12 +19,15 @@ func citextCatalog(t *testing.T, coercions bool) *Catalog {
 		Operator(&Operator{Schema: "pg_catalog", Name: "<", Left: "int4", Right: "int4", Result: "bool", Leakproof: true}).
 		Operator(&Operator{Schema: "pg_catalog", Name: "<", Left: "text", Right: "text", Result: "bool", Leakproof: true}).
 		Operator(&Operator{Schema: "public", Name: "<", Left: "public.citext", Right: "public.citext", Result: "bool"}).
+		Operator(&Operator{Schema: "pg_catalog", Name: "=", Left: "text", Right: "text", Result: "bool", Leakproof: true}).
+		Operator(&Operator{Schema: "public", Name: "=", Left: "text", Right: "varchar", Result: "bool"}).
 		Build()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if coercions {
-		cat.ImplicitCasts = map[string][]string{"int4": {"int8", "numeric", "float8"}, "numeric": {"float8"}, "public.citext": {"text"}}
+		cat.ImplicitCasts = map[string][]string{"int4": {"int8", "numeric", "float8"}, "numeric": {"float8"},
+			"public.citext": {"text"}, "varchar": {"text"}, "text": {"varchar"}}
 		cat.Pseudo = map[string]bool{"anyarray": true, "anyelement": true, "anyrange": true, "anyenum": true, "unknown": true}
 		cat.Domains = map[string]string{"public.dom": "public.citext"}
 	}
@@ -66,6 +69,10 @@ func TestOverloadsByCoercion(t *testing.T) {
 		"SELECT id FROM t WHERE (n, c) < (1, 'a')":    true,
 		"SELECT id FROM t ORDER BY n USING <":         false,
 		"SELECT id FROM t ORDER BY c USING <":         true,
+		// varchar is not text to the lookup (red team round 41).
+		"SELECT id FROM t WHERE name = v":            true,
+		"SELECT id FROM t WHERE name = 'x'::varchar": true,
+		"SELECT id FROM t WHERE v = name":            false,
 	})
 	// Without pg_cast's implicit casts every overload of a name counts.
 	check(citextCatalog(t, false), map[string]bool{

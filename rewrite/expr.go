@@ -1112,7 +1112,7 @@ func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool 
 	case "@@":
 		return true // text @@ text is ts_match_tt, stable
 	case "||":
-		return lt != "text" || rt != "text" // textcat is immutable, anytextcat not
+		return textual(lt) != "text" || textual(rt) != "text" // textcat is immutable, anytextcat not
 	}
 	return lt == "" || rt == "" || lt == "timestamptz" || rt == "timestamptz"
 }
@@ -1490,7 +1490,7 @@ func (w *walker) comparisonCost(name string, l, r *pgNode, sc *scope) cmpCost {
 	if rflex {
 		rt = lt
 	}
-	lengthFirst := func(t string) bool { return t == "text" || t == "bytea" }
+	lengthFirst := func(t string) bool { return textual(t) == "text" || t == "bytea" }
 	switch {
 	case fixedWidth[lt] && fixedWidth[rt]:
 		return costFixed

@@ -152,7 +152,7 @@ func (w *walker) keywordOnlyIn17(tn *pgTypeName) bool {
 // between two of them folds (checked against PostgreSQL 15's catalog).
 var immutableCast = map[string]bool{
 	"bool": true, "int2": true, "int4": true, "int8": true, "float4": true, "float8": true,
-	"numeric": true, "text": true, "bpchar": true, "name": true, "oid": true,
+	"numeric": true, "text": true, "varchar": true, "bpchar": true, "name": true, "oid": true,
 	"bytea": true, "json": true, "jsonb": true, "uuid": true, "bit": true, "varbit": true,
 	"macaddr": true, "inet": true, "cidr": true,
 }
