@@ -38,6 +38,10 @@ func TestExtensionsKeepOrdinaryQueries(t *testing.T) {
 		"SELECT coalesce(merchant, '') = '' AS a, current_user = 'x' AS b, current_date > '2020-01-01' AS c FROM transactions",
 		"SELECT id FROM transactions WHERE CASE WHEN amount > 0 THEN true END",
 		"SELECT id FROM transactions WHERE merchant < 'b'::citext", // citext reaches text: text < text
+		// Arrays (round 41a: psql's \d t compares pg_policy.polroles = '{0}').
+		"SELECT 1 AS x FROM pg_catalog.pg_policy WHERE polroles = '{0}'",
+		"SELECT id FROM transactions WHERE ARRAY[id] = '{1}' OR ARRAY[ARRAY[id]] <> '{{2}}'",
+		"SELECT id FROM transactions WHERE ARRAY['tax', 'income'] @> ARRAY[category]",
 	}
 	for _, sql := range ordinary {
 		if _, err := alice.Exec(ctxT(t), sql); err != nil {

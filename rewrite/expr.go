@@ -1747,23 +1747,48 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return "", false // typed by whichever use PostgreSQL analyses first
 		case t == "":
 			return "", true // takes the other operand's type
-		case t == "?" || strings.HasSuffix(t, "[]"):
+		case t == "?" || t == "?[]":
 			return "", false
+		case strings.HasSuffix(t, "[]"):
+			return arrayType(strings.TrimSuffix(t, "[]")), false
 		default:
 			return t, false
 		}
 	case *pgNodeTypeCast:
 		t, arr := w.namedType(x.TypeCast.TypeName)
 		if arr {
-			return "", false
+			return arrayType(t), false
 		}
 		return t, false
 	case *pgNodeColumnRef:
 		col := catalogColumn(x.ColumnRef, sc)
-		if col == nil || col.array {
+		switch {
+		case col == nil:
 			return "", false
+		case col.array:
+			return arrayType(col.base), false
 		}
 		return col.base, false
+	case *pgNodeAArrayExpr:
+		// ARRAY[…] of one known type, or of untyped literals only (text[]).
+		el := ""
+		for _, e := range x.AArrayExpr.Elements {
+			switch t, flex := w.exprType(e, sc); {
+			case t == "" && flex && e.GetParamRef() == nil:
+				continue
+			case t == "" || el != "" && t != el:
+				return "", false
+			default:
+				el = t
+			}
+		}
+		switch {
+		case el == "" && len(x.AArrayExpr.Elements) > 0:
+			el = "text"
+		case strings.HasPrefix(el, "_"):
+			return el, false // ARRAY[ARRAY[1]] is int4[] too
+		}
+		return arrayType(el), false
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest:
 		return "bool", false
 	case *pgNodeSqlvalueFunction:
@@ -1793,6 +1818,15 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		return t, false
 	}
 	return "", false
+}
+
+// arrayType names the array type of a built-in element type as pg_type
+// does ("_int4"); "" for another schema's or an unknown element type.
+func arrayType(el string) string {
+	if el == "" || strings.Contains(el, ".") {
+		return ""
+	}
+	return "_" + el
 }
 
 // maxTyping bounds how deep exprType looks into calls and operators.
