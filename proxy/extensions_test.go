@@ -167,3 +167,50 @@ CREATE OPERATOR public.= (LEFTARG = bpchar, RIGHTARG = "char", FUNCTION = public
 		}
 	}
 }
+
+// TestOwnerOverloadsOnArraysAndTypes (red team round 42a): an array
+// reaches another array type whose elements its elements reach, an
+// unqualified type name pg_catalog lacks is another schema's, and
+// -2147483648 is int4; mandate had missed each, and an owner's operator or
+// function picked by PostgreSQL ran past the allow-list.
+func TestOwnerOverloadsOnArraysAndTypes(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `
+CREATE DOMAIN public.vd AS varchar;
+CREATE TYPE public.color AS ENUM ('red', 'green');
+CREATE FUNCTION public.vd_cat(public.vd, text) RETURNS text LANGUAGE sql AS 'SELECT $2';
+CREATE OPERATOR public.|| (LEFTARG = public.vd, RIGHTARG = text, FUNCTION = public.vd_cat);
+CREATE FUNCTION public.lower(public.vd) RETURNS text LANGUAGE sql AS 'SELECT ''x''';
+CREATE FUNCTION public.color_eq(public.color, public.color) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = public.color, RIGHTARG = public.color, FUNCTION = public.color_eq);
+CREATE FUNCTION public.array_position(int8[], int4) RETURNS int LANGUAGE sql AS 'SELECT 42';
+CREATE FUNCTION public.a84(int8[], int4[]) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.@> (LEFTARG = int8[], RIGHTARG = int4[], FUNCTION = public.a84);
+CREATE FUNCTION public.atv(text[], varchar[]) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.@> (LEFTARG = text[], RIGHTARG = varchar[], FUNCTION = public.atv);
+CREATE FUNCTION public.a8i(int8[], int4) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.# (LEFTARG = int8[], RIGHTARG = int4, FUNCTION = public.a8i);`)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"SELECT array_position(ARRAY[1, 2], 1) AS x",
+		"SELECT ARRAY[1, 2] @> ARRAY[1] AS x",
+		"SELECT ARRAY['a'::varchar] @> ARRAY['a'::varchar] AS x",
+		"SELECT id FROM transactions WHERE ARRAY[merchant::varchar] @> ARRAY['x'::varchar]",
+		"SELECT 'x'::vd || 'y'::text AS x",
+		"SELECT lower('x'::vd) AS x",
+		"SELECT 'red'::color = 'red'::color AS x",
+		"SELECT ARRAY[1::int8] # -2147483648 AS x",
+	} {
+		if picked := picks(t, w, sql); len(picked) == 0 {
+			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
+		}
+		_, err := alice.Exec(ctxT(t), sql)
+		if err := expectErr(err, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	_, err := alice.Exec(ctxT(t), "PREPARE p(int4[]) AS SELECT $1 @> ARRAY[1]")
+	if err := expectErr(err, codeInsufficientPriv); err != nil {
+		t.Errorf("PREPARE of int4[] @> int4[]: %v", err)
+	}
+}

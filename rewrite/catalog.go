@@ -26,6 +26,11 @@ type Catalog struct {
 	ImplicitCasts map[string][]string
 	Pseudo        map[string]bool
 	Domains       map[string]string
+	// BuiltinTypes are pg_catalog's type names: an unqualified name
+	// pg_catalog lacks is another schema's (red team round 42: 'x'::vd
+	// passed for a built-in and ran public.lower(vd)). Nil: not loaded,
+	// and every name pg_catalog is searched first for counts as its.
+	BuiltinTypes map[string]bool
 	// SearchPath is the upstream's default search_path, for a session
 	// that sets none (Session.SearchPath nil); nil means PostgreSQL's own
 	// default ("$user", public).
@@ -449,6 +454,12 @@ func (c *Catalog) operatorLeakproof(schema, name, left, right string) bool {
 		}
 	}
 	return true
+}
+
+// hasBuiltinType reports whether pg_catalog may have a type of this
+// pg_type name.
+func (c *Catalog) hasBuiltinType(name string) bool {
+	return c.BuiltinTypes == nil || c.BuiltinTypes[name]
 }
 
 // textual is t, or text for varchar, which is binary-coercible to text and

@@ -31,8 +31,31 @@ func (c *Catalog) coercible(src, dst string) bool {
 		return true
 	case c.Pseudo[dst]:
 		return polymorphicTakes(dst, src)
+	case slices.ContainsFunc(c.ImplicitCasts[src], func(t string) bool { return canonicalType(t) == dst }):
+		return true
 	}
-	return slices.ContainsFunc(c.ImplicitCasts[src], func(t string) bool { return canonicalType(t) == dst })
+	// An array reaches another array type whose elements its elements reach
+	// (find_coercion_pathway's ARRAYCOERCE; red team round 42: int4[]
+	// reached an owner's @>(int8[], int4[]), and varchar[] text[]).
+	se, sok := arrayElement(src)
+	de, dok := arrayElement(dst)
+	return sok && dok && dst != "oidvector" && dst != "int2vector" && c.coercible(se, de)
+}
+
+// arrayElement is the element type of an array type named as pg_type
+// names built-in ones ("_int4"), in or out of a schema ("s._t").
+func arrayElement(t string) (string, bool) {
+	schema, name, qualified := strings.Cut(t, ".")
+	if !qualified {
+		schema, name = "", t
+	}
+	if !strings.HasPrefix(name, "_") || len(name) == 1 {
+		return "", false
+	}
+	if qualified {
+		return schema + "." + name[1:], true
+	}
+	return name[1:], true
 }
 
 // polymorphicTakes reports whether the pseudo-type dst may take a value of

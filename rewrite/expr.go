@@ -1084,6 +1084,9 @@ func (w *walker) namedType(tn *pgTypeName) (string, bool) {
 		if path := w.sess.functionPath(); len(path) == 0 || path[0] != "pg_catalog" {
 			return "", false
 		}
+		if !w.cat.hasBuiltinType(tn.Names[len(tn.Names)-1].GetString_().GetSval()) {
+			return "", false // another schema's, further on the path
+		}
 	}
 	return baseType(tn)
 }
@@ -1709,16 +1712,21 @@ var oidTypes = []string{"oid", "regproc", "regprocedure", "regoper", "regoperato
 var numberTypes = []string{"int4", "int8", "numeric"}
 
 // numberType is the type of a numeric literal pg_query does not hold as an
-// int4: int8 for decimal digits that fit (a sign aside), numeric for any
-// other. PostgreSQL types -9223372036854775808 int8 and -2147483648 int4,
-// but template keys see the digits apart from the sign (literalKind), and
-// a kind must stand for one type; hex, octal, binary and 1_000 (PostgreSQL
-// 16's forms, which may fit too) are taken for numeric as well: both only
-// fence more.
+// int4, as PostgreSQL's make_const types it: int4 for decimal digits that
+// fit it (-2147483648, which the scanner saw as 2147483648), int8 for
+// those that fit that, numeric for any other. PostgreSQL types
+// -9223372036854775808 int8, but template keys see the digits apart from
+// the sign (literalKind), and a kind must stand for one type: int8 and
+// numeric are resolved alike by every built-in operator, so it is taken
+// for numeric, which only fences more. Hex, octal, binary and 1_000
+// (PostgreSQL 16's forms, which may fit too) are numeric as well, and no
+// template serves 2147483648 (literalKind), whose type its sign decides.
 func numberType(s string) string {
-	digits := strings.TrimPrefix(s, "-")
-	if strings.Trim(digits, "0123456789") == "" {
-		if _, err := strconv.ParseInt(digits, 10, 64); err == nil {
+	if strings.Trim(strings.TrimPrefix(s, "-"), "0123456789") == "" {
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+			if v == int64(int32(v)) {
+				return "int4" // red team round 42: ran an owner's ||(int8[], int4)
+			}
 			return "int8"
 		}
 	}

@@ -113,7 +113,9 @@ func (w *walker) builtinType(tn *pgTypeName) (name string, array, ok bool) {
 		if path := w.sess.functionPath(); len(path) == 0 || path[0] != "pg_catalog" {
 			return "", false, false
 		}
-		n = names[len(names)-1].GetString_().GetSval()
+		if n = names[len(names)-1].GetString_().GetSval(); !w.cat.hasBuiltinType(n) {
+			return "", false, false // another schema's, further on the path
+		}
 	case len(names) == 2:
 		if names[0].GetString_().GetSval() != "pg_catalog" {
 			return "", false, false

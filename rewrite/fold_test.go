@@ -177,8 +177,8 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		q + "t.id = 9223372036854775807":            false, // int8's largest
 		q + "t.id = 9223372036854775808":            true,  // numeric
 		q + "t.id = -9223372036854775807":           false,
-		q + "t.id = -9223372036854775808":           true, // int8 to PostgreSQL; numeric here (the template key's digits)
-		q + "t.id = 14.5":                           true, // numeric_eq(t.id::numeric, 14.5)
+		q + "t.id = -9223372036854775808":           false, // int8 to PostgreSQL (its template key keeps the digits)
+		q + "t.id = 14.5":                           true,  // numeric_eq(t.id::numeric, 14.5)
 		q + "t.account_id < 104.5":                  true,
 		q + "t.id = 99999999999999999999":           true, // numeric
 		q + "t.id = 1e3":                            true,

@@ -107,6 +107,8 @@ func plainLiterals(sql string) (l Literals, ok, sure bool) {
 			}
 			kind := byte('f')
 			switch {
+			case !float && signDependent(sql[i:j]):
+				return Literals{}, false, false // the scanner's path keeps it as written
 			case !float && fitsInt32(sql[i:i+digits]):
 				kind = 'i'
 			case !float && numberType(sql[i:j]) == "int8":

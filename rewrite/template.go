@@ -111,6 +111,13 @@ func hasLongLiteral(spans [][2]int) bool {
 	return false
 }
 
+// signDependent reports whether the unsigned number digits has another
+// type with a minus sign before it: 2147483648 is int8, -2147483648 int4;
+// 9223372036854775808 is numeric, -9223372036854775808 int8.
+func signDependent(digits string) bool {
+	return numberType(digits) != numberType("-"+digits)
+}
+
 // literalKind is a marker byte for a literal token, 0 for any other; sql
 // may be "" where only whether t is a literal matters.
 func literalKind(sql string, t token) byte {
@@ -118,7 +125,11 @@ func literalKind(sql string, t token) byte {
 	case tokIConst:
 		return 'i'
 	case tokFConst:
-		if sql != "" && numberType(sql[t.start:t.end]) == "int8" {
+		switch {
+		case sql == "":
+		case signDependent(sql[t.start:t.end]):
+			return 0 // kept in the key as written: its sign decides its type
+		case numberType(sql[t.start:t.end]) == "int8":
 			return 'g'
 		}
 		return 'f'

@@ -189,3 +189,33 @@ func FuzzPlainLiterals(f *testing.F) {
 		}
 	})
 }
+
+// TestSignDependentNumbersKeepTheirKey (red team round 42, F3): 2147483648
+// is int8 and -2147483648 int4 to PostgreSQL, 9223372036854775808 numeric
+// and -9223372036854775808 int8, so no template made from a number of one
+// type may serve these, whose sign decides theirs.
+func TestSignDependentNumbersKeepTheirKey(t *testing.T) {
+	key := func(sql string) string {
+		t.Helper()
+		l, ok := TemplateKey(sql)
+		if !ok {
+			return ""
+		}
+		return l.Key
+	}
+	for _, pair := range [][2]string{
+		{"SELECT a || -2147483648 FROM t WHERE id = 1", "SELECT a || -3000000000 FROM t WHERE id = 1"},
+		{"SELECT a || -9223372036854775808 FROM t WHERE id = 1", "SELECT a || -99999999999999999999 FROM t WHERE id = 1"},
+		{"SELECT a || -9223372036854775808 FROM t WHERE id = 1", "SELECT a || -9223372036854775807 FROM t WHERE id = 1"},
+	} {
+		if k := key(pair[0]); k == key(pair[1]) {
+			t.Errorf("%q and %q share the key %q", pair[0], pair[1], k)
+		}
+	}
+	if key("SELECT a || -2147483647 FROM t WHERE id = 1") != key("SELECT a || -7 FROM t WHERE id = 1") {
+		t.Error("int4 literals no longer share a key")
+	}
+	if numberType("-2147483648") != "int4" || numberType("2147483648") != "int8" || numberType("-9223372036854775808") != "int8" {
+		t.Error("numberType types numbers otherwise than PostgreSQL")
+	}
+}
