@@ -216,7 +216,7 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 		if !ok {
 			return nil, digest, fmt.Errorf("catalog: the upstream's default search_path %q does not parse", rows[0][0])
 		}
-		cat.SearchPath = path
+		cat.SearchPath, cat.SearchPathSetting = path, string(rows[0][0])
 	}
 	h := sha256.New()
 	var n [4]byte

@@ -167,6 +167,16 @@ func (s *session) start(sm *pgproto3.StartupMessage) error {
 	if !ok {
 		return fatalf("22023", "invalid value for parameter \"search_path\": list syntax is invalid", nil)
 	}
+	if path == nil && s.srv.cfg.Enforcer != nil {
+		// The upstream backend starts with the default path mandate
+		// decides by, not with whatever its role's or database's default
+		// is when it starts (red team round 42b: an ALTER ROLE … SET
+		// search_path put a schema ahead of public on new backends only,
+		// and an overload there ran past the allow-list).
+		if cat, _ := s.srv.cfg.Enforcer.Catalogs.Current(); cat != nil && cat.SearchPath != nil {
+			params["search_path"], path = cat.SearchPathSetting, cat.SearchPath
+		}
+	}
 	s.settings.start(path)
 	s.user = sm.Parameters["user"]
 	login, err := s.authenticate(s.user)

@@ -547,3 +547,28 @@ func TestStartupSettingsReadAsPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamStartsWithMandatesPath (red team round 42b, F1): a session
+// that sets no search_path runs on a backend started with the default path
+// mandate decides by. A database default set after mandate read its own
+// (here evil ahead of public, where evil.sqrt(int4) is the exact match
+// for sqrt(4)) reached new backends only, and the overload ran
+// past the allow-list.
+func TestUpstreamStartsWithMandatesPath(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE SCHEMA evil;
+CREATE FUNCTION evil.sqrt(int4) RETURNS text LANGUAGE sql AS 'SELECT ''evil''';`)
+	if err := pg.ExecContext(ctxT(t), "ALTER DATABASE "+w.db+" SET search_path = evil, public"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // new sessions, new backends
+		alice := w.connect(t, "alice")
+		got, err := rows(t, alice, "SELECT sqrt(4)")
+		if err != nil || len(got) != 1 || got[0] != "2" {
+			t.Fatalf("sqrt(4): %v, %v; want pg_catalog's 2", got, err)
+		}
+		if got, _ := rows(t, alice, "SHOW search_path"); len(got) != 1 || got[0] != `"$user", public` {
+			t.Errorf("search_path %v, want mandate's", got)
+		}
+	}
+}

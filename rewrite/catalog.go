@@ -31,6 +31,9 @@ type Catalog struct {
 	// passed for a built-in and ran public.lower(vd)). Nil: not loaded,
 	// and every name pg_catalog is searched first for counts as its.
 	BuiltinTypes map[string]bool
+	// SearchPathSetting is SearchPath as the upstream spelled it (reset_val),
+	// for the proxy to start upstream sessions with.
+	SearchPathSetting string
 	// SearchPath is the upstream's default search_path, for a session
 	// that sets none (Session.SearchPath nil); nil means PostgreSQL's own
 	// default ("$user", public).
