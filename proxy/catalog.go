@@ -122,7 +122,7 @@ SELECT n.nspname, t.typname, t.typtype, bn.nspname, b.typname
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   LEFT JOIN pg_type b ON b.oid = t.typbasetype
   LEFT JOIN pg_namespace bn ON bn.oid = b.typnamespace
- WHERE (t.typtype IN ('p', 'd') OR n.nspname = 'pg_catalog') AND n.nspname !~ '^pg_(toast|temp_)'
+ WHERE (t.typtype IN ('p', 'd') OR n.nspname = 'pg_catalog' OR t.typcategory <> 'A') AND n.nspname !~ '^pg_(toast|temp_)'
  ORDER BY t.oid;
 SELECT reset_val FROM pg_settings WHERE name = 'search_path';
 COMMIT`
@@ -196,11 +196,14 @@ func loadCatalog(ctx context.Context, conn *pgconn.PgConn) (*rewrite.Catalog, [s
 		src := typeName(r[0], r[1])
 		cat.ImplicitCasts[src] = append(cat.ImplicitCasts[src], typeName(r[2], r[3]))
 	}
-	cat.Pseudo, cat.Domains, cat.BuiltinTypes = map[string]bool{}, map[string]string{}, map[string]bool{}
+	cat.Pseudo, cat.Domains = map[string]bool{}, map[string]string{}
+	cat.BuiltinTypes, cat.OtherTypes = map[string]bool{}, map[string]bool{}
 	for _, r := range results[resTypes].Rows {
 		name := typeName(r[0], r[1])
 		if string(r[0]) == "pg_catalog" {
 			cat.BuiltinTypes[name] = true
+		} else {
+			cat.OtherTypes[string(r[1])] = true
 		}
 		switch string(r[2]) {
 		case "p":

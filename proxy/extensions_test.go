@@ -214,3 +214,49 @@ CREATE OPERATOR public.# (LEFTARG = int8[], RIGHTARG = int4, FUNCTION = public.a
 		t.Errorf("PREPARE of int4[] @> int4[]: %v", err)
 	}
 }
+
+// TestOwnerOverloadsRound43 (red team round 43a): int2vector and oidvector
+// reach arrays element by element; name(x) may be a cast to another
+// schema's type of that name; and candidates are narrowed by exact matches
+// only when every operand's type is known, for PostgreSQL knows the types
+// mandate cannot infer and drops candidates they do not reach.
+func TestOwnerOverloadsRound43(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `
+CREATE FUNCTION public.array_position(int2[], int2) RETURNS int LANGUAGE sql AS 'SELECT 42';
+CREATE FUNCTION public.array_position(oid[], oid) RETURNS int LANGUAGE sql AS 'SELECT 42';
+CREATE DOMAIN public.initcap AS text;
+CREATE FUNCTION public.ic_eq(public.initcap, public.initcap) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = public.initcap, RIGHTARG = public.initcap, FUNCTION = public.ic_eq);
+CREATE FUNCTION public.it_plus(int8, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.+ (LEFTARG = int8, RIGHTARG = text, FUNCTION = public.it_plus);`)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"SELECT array_position('1 2'::int2vector, 1::int2) AS x",
+		"SELECT array_position('1 2'::oidvector, 1::oid) AS x",
+		"SELECT initcap('a') = 'a' AS x",
+		"SELECT 1 + ANY (ARRAY['a', 'b']) AS x",
+		"SELECT 1 + (CASE WHEN true THEN 'a'::text END) AS x",
+		"SELECT id FROM transactions WHERE id::int4 + (SELECT 'a'::text)",
+	} {
+		if picked := picks(t, w, sql); len(picked) == 0 {
+			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
+		}
+		_, err := alice.Exec(ctxT(t), sql)
+		if err := expectErr(err, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	// ANY takes its array's element type (text[] here): = on text.
+	for _, sql := range []string{
+		"SELECT id FROM transactions WHERE category = ANY (ARRAY['tax', 'income'])",
+		"SELECT 'x' = ANY ('{a,b}'::text[]) AS x",
+	} {
+		if picked := picks(t, w, sql); len(picked) > 0 {
+			t.Errorf("%s: PostgreSQL runs %v", sql, picked)
+		}
+		if _, err := alice.Exec(ctxT(t), sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

@@ -31,6 +31,10 @@ type Catalog struct {
 	// passed for a built-in and ran public.lower(vd)). Nil: not loaded,
 	// and every name pg_catalog is searched first for counts as its.
 	BuiltinTypes map[string]bool
+	// OtherTypes are the names (unqualified) of other schemas' types:
+	// name(x) of one may be a cast to it, not a call (func_get_detail).
+	// Nil: not loaded, and no call is taken for a cast.
+	OtherTypes map[string]bool
 	// SearchPathSetting is SearchPath as the upstream spelled it (reset_val),
 	// for the proxy to start upstream sessions with.
 	SearchPathSetting string
