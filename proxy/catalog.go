@@ -515,7 +515,8 @@ func (c *CatalogCache) Refresh(ctx context.Context) error {
 }
 
 func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, [sha256.Size]byte, error) {
-	if c.conn == nil || c.conn.IsClosed() {
+	reused := c.conn != nil && !c.conn.IsClosed()
+	if !reused {
 		conn, err := pgconn.ConnectConfig(ctx, c.cfg)
 		if err != nil {
 			return nil, [sha256.Size]byte{}, fmt.Errorf("catalog: connect: %w", err)
@@ -525,9 +526,16 @@ func (c *CatalogCache) load(ctx context.Context) (*rewrite.Catalog, [sha256.Size
 	start := time.Now()
 	cat, digest, err := loadCatalog(ctx, c.conn)
 	if err != nil {
-		// Whatever went wrong, a fresh connection is the known state.
+		// Whatever went wrong, a fresh connection is the known state, and
+		// one that was idle may just have been closed under it: try that
+		// at once (red team round 42b: a terminated connection failed the
+		// reload DDL asked for, and the old catalog served until the next
+		// interval).
 		_ = c.conn.Close(context.Background())
 		c.conn = nil
+		if reused && ctx.Err() == nil {
+			return c.load(ctx)
+		}
 		return nil, digest, err
 	}
 	c.log.Debug("catalog loaded", "schemas", len(cat.Schemas), "operators", len(cat.Operators), "took", time.Since(start))

@@ -311,6 +311,26 @@ func TestCatalogCacheRefresh(t *testing.T) {
 		t.Fatalf("a reload of the same catalog moved the version %d → %d", v2, cache.Version())
 	}
 
+	// A connection ended under the cache fails the reload made on it,
+	// which is tried again at once on a fresh one (red team round 42b: the
+	// reload DDL asked for failed, and the old catalog served on).
+	admin := catalogConn(t, pg.DSN("postgres", db))
+	const loaders = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'mandate catalog'"
+	if _, err := admin.Exec(ctxT(t), "SELECT pg_terminate_backend(pid) "+loaders).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loader's backend to end", func() bool {
+		res, err := admin.Exec(ctxT(t), "SELECT "+loaders).ReadAll()
+		return err == nil && len(res[0].Rows) == 0
+	})
+	catalogExec(t, pg.DSN(appRole, db), "CREATE TABLE after_kill (id integer)")
+	if err := cache.Refresh(ctxT(t)); err != nil {
+		t.Fatalf("reload after the connection was terminated: %v", err)
+	}
+	if cat, _ := cache.Current(); cat.Schemas["public"].Tables["after_kill"] == nil {
+		t.Fatal("the reload after the connection was terminated missed the new table")
+	}
+
 	// Run reloads in the background and stops with its context.
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan struct{})
