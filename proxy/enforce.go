@@ -172,11 +172,28 @@ func (e *Enforcer) decideTyped(s *session, sql string, paramOIDs []uint32) decis
 		return decision{err: errAuditBroken}
 	}
 	v := s.settings.current()
-	return e.decideFor(caller{
+	c := caller{
 		principal: v.principal(s.login), purpose: v.purpose, searchPath: v.path,
 		clientAddr: s.clientHost, sessionID: s.sessionID(), upstreamUser: s.srv.upstream.User,
 		paramTypes: paramTypeNames(paramOIDs),
-	}, sql, s.srv.metrics)
+	}
+	d := e.decideFor(c, sql, s.srv.metrics)
+	if d.err == nil {
+		// Decided as if every statement pipelined before it succeeds; an
+		// unqualified function or operator resolves upstream by the path in
+		// effect there, so it must pass under every path a failure may
+		// leave (red team round 44b: a SET search_path rolled back by the
+		// COMMIT of a failed block let evil.sqrt run for sqrt(4)).
+		for _, path := range s.settings.pathsInDoubt() {
+			alt := c
+			alt.searchPath = path
+			if a := e.decideFor(alt, sql, nil); a.err != nil {
+				d.err = a.err
+				break
+			}
+		}
+	}
+	return d
 }
 
 // builtinTypes names PostgreSQL's built-in types by OID.

@@ -240,6 +240,54 @@ func (p *sessionSettings) settled() bool {
 	return true
 }
 
+// pathsInDoubt are the search_paths other than the one current() gives
+// that may be in effect upstream for the next statement: while forwarded
+// segments are unanswered, one may fail and roll back what current()
+// assumes ran. Each is a path some state on the way held (a transaction's
+// or savepoint's start, the session's start, a SET), for a failure only
+// ever returns to one of those. Nil when the answers are all in.
+func (p *sessionSettings) pathsInDoubt() [][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !slices.ContainsFunc(p.segments, func(seg settingsSegment) bool { return !seg.open }) {
+		return nil
+	}
+	// nil (the upstream's default) and empty (pg_catalog only) differ.
+	same := func(a, b []string) bool { return (a == nil) == (b == nil) && slices.Equal(a, b) }
+	var out [][]string
+	add := func(path []string) {
+		if !same(path, p.now.current.path) && !slices.ContainsFunc(out, func(o []string) bool { return same(o, path) }) {
+			out = append(out, path)
+		}
+	}
+	collect := func(st *settingsState) {
+		add(st.session.path)
+		add(st.current.path)
+		for _, l := range st.levels {
+			add(l.session.path)
+			add(l.current.path)
+		}
+	}
+	add(p.initial.path)
+	st := p.answered.clone()
+	collect(&st)
+	for i := range p.segments {
+		seg := &p.segments[i]
+		for _, op := range seg.ops {
+			if seg.refusal >= 0 && op.at >= seg.refusal {
+				break // the upstream fails at the marker and skips the rest
+			}
+			st.run(op, p.initial)
+			collect(&st)
+		}
+		if seg.refusal < 0 && !seg.open {
+			st.endSegment()
+			collect(&st)
+		}
+	}
+	return out
+}
+
 // answer counts a message's successful answer (CommandComplete,
 // EmptyQueryResponse, PortalSuspended, ParseComplete, BindComplete) in the
 // oldest unanswered segment.

@@ -572,3 +572,33 @@ CREATE FUNCTION evil.sqrt(int4) RETURNS text LANGUAGE sql AS 'SELECT ''evil''';`
 		}
 	}
 }
+
+// TestPipelinedPathInDoubt (red team round 44b): a statement pipelined
+// behind unanswered ones is decided as if they succeed, but PostgreSQL
+// resolves its unqualified calls by the path actually in effect; here the
+// COMMIT of a failed block rolls back SET search_path = public, and
+// evil.sqrt(int4), the exact match for sqrt(4), ran. It must pass under
+// every path a failure may leave.
+func TestPipelinedPathInDoubt(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE SCHEMA evil;
+CREATE FUNCTION evil.sqrt(int4) RETURNS text LANGUAGE sql AS 'SELECT ''evil''';`)
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctxT(t), "BEGIN; SET search_path = evil, public; COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	got := pipeline(t, alice, &pgproto3.Query{String: "BEGIN"}, &pgproto3.Query{String: "SELECT 1/0"},
+		&pgproto3.Query{String: "SET search_path = public"}, &pgproto3.Query{String: "COMMIT"},
+		&pgproto3.Query{String: "SELECT sqrt(4)"})
+	if last := got[len(got)-1]; last.code != codeInsufficientPriv {
+		t.Fatalf("sqrt(4) behind a failed block: %+v, want 42501", last)
+	}
+	// Settled, the path is evil's and the call refused; with public set
+	// and answered, it runs pg_catalog's.
+	if _, err := alice.Exec(ctxT(t), "SET search_path = public"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rows(t, alice, "SELECT sqrt(4)"); err != nil || len(got) != 1 || got[0] != "2" {
+		t.Fatalf("sqrt(4) on public: %v, %v", got, err)
+	}
+}
