@@ -1903,3 +1903,16 @@ func TestCollatedColumnsFence(t *testing.T) {
 		t.Errorf("sam's customers by a collated column: %v, want 2,4", got)
 	}
 }
+
+// TestTemplateOfSignDependentNumbers (red team round 44a): two statements
+// of one template key, each with 2147483648 beside a number, are both
+// answered; the second had panicked the proxy in Template.Instantiate.
+func TestTemplateOfSignDependentNumbers(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{"SELECT 2147483648, 1e3", "SELECT 2147483648, 1.5", "SELECT -2147483648, 1.5", "SELECT 2147483648, 2.5"} {
+		if _, err := alice.Exec(ctxT(t), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}

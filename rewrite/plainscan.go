@@ -107,12 +107,10 @@ func plainLiterals(sql string) (l Literals, ok, sure bool) {
 			}
 			kind := byte('f')
 			switch {
-			case !float && signDependent(sql[i:j]):
-				return Literals{}, false, false // the scanner's path keeps it as written
 			case !float && fitsInt32(sql[i:i+digits]):
 				kind = 'i'
-			case !float && numberType(sql[i:j]) == "int8":
-				kind = 'g'
+			case !float:
+				kind = numberKind(sql[i:j])
 			}
 			add(i, j, kind)
 			i = j

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -111,11 +112,23 @@ func hasLongLiteral(spans [][2]int) bool {
 	return false
 }
 
-// signDependent reports whether the unsigned number digits has another
-// type with a minus sign before it: 2147483648 is int8, -2147483648 int4;
-// 9223372036854775808 is numeric, -9223372036854775808 int8.
-func signDependent(digits string) bool {
-	return numberType(digits) != numberType("-"+digits)
+// numberKind is the kind of a number the scanner does not read as an
+// int4: 'g' for one that is int8 with or without a minus sign before it,
+// 'f' for numeric, and for the two whose sign decides their type a kind of
+// their own, which with the sign in the key's text stands for one type:
+// 'h' for 2147483648 (int8; -2147483648 is int4) and 'j' for
+// 9223372036854775808 (numeric; -9223372036854775808 is int8; red team
+// round 42).
+func numberKind(digits string) byte {
+	switch plain, negative := numberType(digits), numberType("-"+digits); {
+	case plain == "int8" && negative == "int4":
+		return 'h'
+	case plain == "numeric" && negative == "int8":
+		return 'j'
+	case plain == "int8":
+		return 'g'
+	}
+	return 'f'
 }
 
 // literalKind is a marker byte for a literal token, 0 for any other; sql
@@ -125,12 +138,8 @@ func literalKind(sql string, t token) byte {
 	case tokIConst:
 		return 'i'
 	case tokFConst:
-		switch {
-		case sql == "":
-		case signDependent(sql[t.start:t.end]):
-			return 0 // kept in the key as written: its sign decides its type
-		case numberType(sql[t.start:t.end]) == "int8":
-			return 'g'
+		if sql != "" {
+			return numberKind(sql[t.start:t.end])
 		}
 		return 'f'
 	case tokSConst:
@@ -147,6 +156,9 @@ func literalKind(sql string, t token) byte {
 // template's key) l are; ok is false when sql spells a constant in a way
 // the template cannot reproduce, and sql must be rewritten itself.
 func (t *Template) Instantiate(sql string, l Literals) (res Result, ok bool) {
+	if slices.ContainsFunc(t.slots, func(k int) bool { return k >= len(l.spans) }) {
+		return Result{}, false // not this template's key: never the case, never a panic
+	}
 	if t.deparsed {
 		for i, sp := range l.spans {
 			if !canonical(l.kinds[i], sql[sp[0]:sp[1]]) {
@@ -184,7 +196,7 @@ func canonical(kind byte, text string) bool {
 	switch kind {
 	case 'i':
 		return text == "0" || text[0] != '0'
-	case 'f', 'g':
+	case 'f', 'g', 'h', 'j':
 		return true // the parser keeps the token's text, and the deparser writes it
 	case 's':
 		return text[0] == '\'' && strings.IndexByte(text, '\\') < 0

@@ -218,4 +218,20 @@ func TestSignDependentNumbersKeepTheirKey(t *testing.T) {
 	if numberType("-2147483648") != "int4" || numberType("2147483648") != "int8" || numberType("-9223372036854775808") != "int8" {
 		t.Error("numberType types numbers otherwise than PostgreSQL")
 	}
+	// Every literal the key abstracts is one the template fills (red team
+	// round 44a: 2147483648 was kept out of the key but given a slot, and
+	// the next statement of the key panicked the proxy).
+	cat := testCatalog(t)
+	for _, sql := range []string{"SELECT 2147483648, 1e3", "SELECT 2147483648, 1.5", "SELECT -2147483648, 2", "SELECT -2147483648, 3"} {
+		res, err := RewriteSQL(sql, cat, Session{}, nil, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, ok := TemplateKey(sql)
+		if tpl := res.Template; ok && tpl != nil {
+			if got, ok := tpl.Instantiate(sql, l); !ok || got.SQL != res.SQL {
+				t.Errorf("%s: template gives %q, %v; the rewrite %q", sql, got.SQL, ok, res.SQL)
+			}
+		}
+	}
 }
