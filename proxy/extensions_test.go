@@ -260,3 +260,39 @@ CREATE OPERATOR public.+ (LEFTARG = int8, RIGHTARG = text, FUNCTION = public.it_
 		}
 	}
 }
+
+// TestOwnerOverloadsRound44 (red team round 44a): CASE makes an untyped
+// argument text before it compares it with each WHEN, and x IN (a, b)
+// compares x with the common type of all of them.
+func TestOwnerOverloadsRound44(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `
+CREATE FUNCTION public.ti_eq(text, int8) RETURNS boolean LANGUAGE sql AS 'SELECT false';
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = int8, FUNCTION = public.ti_eq);
+CREATE SCHEMA s2;
+CREATE FUNCTION s2.ii_eq(int8, int8) RETURNS boolean LANGUAGE sql AS 'SELECT $1 OPERATOR(pg_catalog.=) $2';
+CREATE OPERATOR s2.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s2.ii_eq);`)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"SELECT CASE 'a' WHEN t.id THEN 1 END AS x FROM transactions t",
+		"SELECT 1 AS x FROM transactions t WHERE CASE 'a' WHEN t.id THEN true END",
+	} {
+		if picked := picks(t, w, sql); len(picked) == 0 {
+			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
+		}
+		_, err := alice.Exec(ctxT(t), sql)
+		if err := expectErr(err, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	if _, err := alice.Exec(ctxT(t), "SET search_path = s2, pg_catalog"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := alice.Exec(ctxT(t), "SELECT id FROM public.transactions WHERE id IN (1::pg_catalog.int4, 2::pg_catalog.int4)")
+	if err := expectErr(err, codeInsufficientPriv); err != nil {
+		t.Errorf("IN with s2 first: %v", err)
+	}
+	if _, err := alice.Exec(ctxT(t), "SELECT id FROM public.transactions WHERE id = 1::pg_catalog.int4"); err != nil {
+		t.Errorf("= int4 with s2 first (int84eq): %v", err)
+	}
+}

@@ -107,9 +107,18 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 	case *pgNodeCaseExpr:
 		w.gate(&c)
 		if x.CaseExpr.Arg != nil {
-			// CASE x WHEN v compares with the operator = found by name.
+			// CASE x WHEN v compares with the operator = found by name, x
+			// made text when it is an untyped literal or parameter
+			// (transformCaseExpr; red team round 44a: CASE 'a' WHEN t.id
+			// ran an owner's =(text, int8)).
+			lt, lflex := w.exprType(x.CaseExpr.Arg, sc)
+			if lt == "" && lflex {
+				lt, lflex = "text", false
+			}
 			for _, a := range x.CaseExpr.Args {
-				if err := w.checkOperands("", "=", x.CaseExpr.Arg, a.GetCaseWhen().GetExpr(), sc); err != nil {
+				rt, rflex := w.exprType(a.GetCaseWhen().GetExpr(), sc)
+				exact, known := operandPair(lt, lflex, rt, rflex)
+				if err := w.checkOperator("", "=", false, exact, known); err != nil {
 					return err
 				}
 			}
@@ -855,6 +864,9 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 			}
 			leakproof = leakproof && w.operatorLeakproof(schema, name, e.Lexpr, v, sc)
 		}
+		if err := w.checkInCommonType(schema, name, e.Lexpr, items, sc); err != nil {
+			return err
+		}
 	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN,
 		pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
 		// The name is the keyword; PostgreSQL compares with >= and <= (NOT
@@ -1137,6 +1149,45 @@ func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool 
 func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) error {
 	exact, known := w.operandTypes(l, r, sc)
 	return w.checkOperator(schema, name, l == nil, exact, known)
+}
+
+// checkInCommonType checks x IN (a, b, …) as PostgreSQL may run it: with
+// two items or more it becomes x = ANY(ARRAY[a, b, …]), its operator
+// resolved for x's type and the common type of x and the items
+// (transformAExprIn), which is one of their types, text if none has one
+// (red team round 44a: id IN (1::int4, 2::int4) ran s2.=(int8, int8) with
+// s2 first on the path, where id = 1::int4 is int84eq).
+func (w *walker) checkInCommonType(schema, name string, x *pgNode, items []*pgNode, sc *scope) error {
+	if len(items) < 2 {
+		return nil
+	}
+	lt, lflex := w.exprType(x, sc)
+	var types []string
+	if lt != "" {
+		types = append(types, lt)
+	}
+	uninferred := lt == "" && !lflex
+	for _, v := range items {
+		switch t, flex := w.exprType(v, sc); {
+		case t == "" && flex:
+		case t == "":
+			uninferred = true
+		case !slices.Contains(types, t):
+			types = append(types, t)
+		}
+	}
+	if uninferred {
+		types = append(types, "") // every operator of the name may be the pick
+	} else if len(types) == 0 {
+		types = append(types, "text")
+	}
+	for _, t := range types {
+		exact, known := operandPair(lt, lflex, t, false)
+		if err := w.checkOperator(schema, name, false, exact, known); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // operandTypes are the types PostgreSQL resolves an operator on l and r
