@@ -184,9 +184,10 @@ func (e *Enforcer) decideTyped(s *session, sql string, paramOIDs []uint32) decis
 		// effect there, so it must pass under every path a failure may
 		// leave (red team round 44b: a SET search_path rolled back by the
 		// COMMIT of a failed block let evil.sqrt run for sqrt(4)).
+		// Relations resolve as decided (the rewrite names their schemas).
 		for _, path := range s.settings.pathsInDoubt() {
 			alt := c
-			alt.searchPath = path
+			alt.functionPath, alt.functionPathSet = path, true
 			if a := e.decideFor(alt, sql, nil); a.err != nil {
 				d.err = a.err
 				break
@@ -228,13 +229,18 @@ var errAuditBroken = &Error{Code: "58030", Msg: "the audit log cannot be written
 
 // caller is what a decision needs to know of the session it is for.
 type caller struct {
-	principal    principal
-	purpose      string // SET mandate.purpose
-	searchPath   []string
-	clientAddr   string // the client's host, without the port: policies care about the address, and grants cached per port would be per connection
-	sessionID    string
-	upstreamUser string   // substituted for "$user" in the search path
-	paramTypes   []string // declared at Parse (rewrite.Session.ParamTypes)
+	principal  principal
+	purpose    string // SET mandate.purpose
+	searchPath []string
+	// functionPath, when functionPathSet, is the path functions, operators
+	// and types resolve by instead (rewrite.Session.FunctionPath; nil: the
+	// upstream's default).
+	functionPath    []string
+	functionPathSet bool
+	clientAddr      string // the client's host, without the port: policies care about the address, and grants cached per port would be per connection
+	sessionID       string
+	upstreamUser    string   // substituted for "$user" in the search path
+	paramTypes      []string // declared at Parse (rewrite.Session.ParamTypes)
 }
 
 func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
@@ -259,6 +265,17 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		return decision{err: &Error{Code: "57P03", Msg: "the upstream catalog is not loaded yet"}, scope: scope}
 	}
 	sess := rewrite.Session{User: c.upstreamUser, SearchPath: c.searchPath, ParamTypes: c.paramTypes}
+	funcPath := ""
+	if c.functionPathSet {
+		sess.FunctionPath = c.functionPath
+		if sess.FunctionPath == nil {
+			sess.FunctionPath = cat.SearchPath
+		}
+		if sess.FunctionPath == nil {
+			sess.FunctionPath = []string{"$user", "public"} // PostgreSQL's default
+		}
+		funcPath = "\x01" + searchPathKey(sess.FunctionPath)
+	}
 	grants := func(names []string) (*grant.Set, error) {
 		infos := make([]policy.RelationInfo, 0, len(names))
 		for _, n := range names {
@@ -267,7 +284,7 @@ func (e *Enforcer) decideFor(c caller, sql string, m *Metrics) decision {
 		return e.Engine.GrantSet(scope, infos, snap.Version())
 	}
 	start := time.Now()
-	key := cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath), catalog: catVersion, params: strings.Join(c.paramTypes, ",")}
+	key := cacheKey{sql: sql, searchPath: searchPathKey(sess.SearchPath) + funcPath, catalog: catVersion, params: strings.Join(c.paramTypes, ",")}
 	res, ent, how, err := e.cache.rewrite(key, cat, sess, grants, e.rewriteOptions())
 	if m != nil {
 		m.rewriteSeconds.Observe(time.Since(start).Seconds())

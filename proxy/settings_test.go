@@ -602,3 +602,21 @@ CREATE FUNCTION evil.sqrt(int4) RETURNS text LANGUAGE sql AS 'SELECT ''evil''';`
 		t.Fatalf("sqrt(4) on public: %v, %v", got, err)
 	}
 }
+
+// TestPipelinedPathChangeStillRuns: a client that pipelines SET search_path
+// and a query of a relation only the new path finds is answered; in doubt,
+// only functions, operators and types are checked under the other paths
+// (the rewrite names the relations' schemas).
+func TestPipelinedPathChangeStillRuns(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE SCHEMA empty`)
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctxT(t), "SET search_path = empty"); err != nil {
+		t.Fatal(err)
+	}
+	got := pipeline(t, alice, &pgproto3.Query{String: "SET search_path = public"},
+		&pgproto3.Query{String: "SELECT id FROM accounts WHERE customer_id = 1"})
+	if last := got[len(got)-1]; last.code != "" || len(last.rows) == 0 {
+		t.Fatalf("a query behind a pipelined SET search_path: %+v", last)
+	}
+}

@@ -297,6 +297,12 @@ type Session struct {
 	// SearchPath is the search_path setting as a list, "$user" and pg_temp
 	// allowed; nil means PostgreSQL's default ("$user", public).
 	SearchPath []string
+	// FunctionPath, when not nil, is the search_path functions, operators
+	// and types resolve by where it may differ upstream from the one
+	// relations resolve by (which the rewrite writes out qualified): the
+	// proxy checks a statement pipelined behind unanswered ones under each
+	// path a failure among them may leave.
+	FunctionPath []string
 	// TempSchema is the session's pg_temp_N schema once it has temp tables.
 	TempSchema string
 	// ParamTypes are the types the client declared for $1, $2, … (the
@@ -307,13 +313,18 @@ type Session struct {
 
 // relationPath is PostgreSQL's effective search path for relations: the temp
 // schema first and pg_catalog next unless the path lists them.
-func (s Session) relationPath() []string { return s.path(true) }
+func (s Session) relationPath() []string { return s.path(s.SearchPath, true) }
 
-// functionPath is the path for functions and operators: never pg_temp.
-func (s Session) functionPath() []string { return s.path(false) }
+// functionPath is the path for functions, operators and types: never
+// pg_temp.
+func (s Session) functionPath() []string {
+	if s.FunctionPath != nil {
+		return s.path(s.FunctionPath, false)
+	}
+	return s.path(s.SearchPath, false)
+}
 
-func (s Session) path(withTemp bool) []string {
-	listed := s.SearchPath
+func (s Session) path(listed []string, withTemp bool) []string {
 	if listed == nil {
 		listed = []string{"$user", "public"}
 	}
