@@ -296,3 +296,40 @@ CREATE OPERATOR s2.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s2.ii_eq);`)
 		t.Errorf("= int4 with s2 first (int84eq): %v", err)
 	}
 }
+
+// TestOwnerOperatorsRound45 (red team round 45b): PostgreSQL analyses the
+// left operand of BETWEEN once per comparison, an undeclared parameter
+// typed by the first; and a statement's ORDER BY position or output name
+// USING op looks op up for the output column's type.
+func TestOwnerOperatorsRound45(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE SCHEMA evil;
+CREATE FUNCTION evil.le(int8, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.<= (LEFTARG = int8, RIGHTARG = text, FUNCTION = evil.le);
+CREATE FUNCTION evil.lt(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT $1 OPERATOR(pg_catalog.<) $2';
+CREATE OPERATOR evil.< (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.lt);`)
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctxT(t), `SET search_path = "$user", public, evil`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := alice.Exec(ctxT(t), "PREPARE p AS SELECT $1 BETWEEN 1::int8 AND 'z'::text")
+	if err := expectErr(err, codeInsufficientPriv); err != nil {
+		t.Errorf("$1 BETWEEN int8 AND text: %v", err)
+	}
+	if _, err := alice.Exec(ctxT(t), "SET search_path = evil, pg_catalog, public"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT iban FROM accounts ORDER BY 1 USING <",
+		"SELECT iban AS id FROM accounts ORDER BY id USING <",
+		"SELECT iban FROM accounts ORDER BY iban USING <",
+	} {
+		_, err := alice.Exec(ctxT(t), sql)
+		if err := expectErr(err, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	if _, err := alice.Exec(ctxT(t), "SELECT id FROM accounts ORDER BY 1 USING <"); err != nil {
+		t.Errorf("ORDER BY 1 USING < of an int8 column: %v", err)
+	}
+}

@@ -856,6 +856,8 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		}
 		leakproof = w.operatorLeakproof(schema, "=", e.Lexpr, e.Rexpr, sc)
 	case pgAExprKindAEXPRIN:
+		// x IN (a, b) may become x = a OR x = b, x analysed once for each.
+		w.repeatParams(e.Lexpr)
 		items := e.Rexpr.GetList().GetItems()
 		leakproof = len(items) < hashedArrayMin
 		for _, v := range items {
@@ -881,6 +883,14 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 			return unsupported("BETWEEN needs two bounds")
 		}
 		symmetric := e.Kind == pgAExprKindAEXPRBETWEENSYM || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM
+		// PostgreSQL analyses x once per comparison (SYMMETRIC: the bounds
+		// twice too), and an undeclared parameter takes its type at the
+		// first: in the next it is no longer untyped (red team round 45b:
+		// $1 BETWEEN 1::int8 AND 'z'::text ran an owner's <=(int8, text)).
+		w.repeatParams(e.Lexpr)
+		if symmetric {
+			w.repeatParams(bounds...)
+		}
 		for _, op := range []string{lower, upper} {
 			for _, b := range bounds {
 				if err := w.checkOperands("", op, e.Lexpr, b, sc); err != nil {
@@ -1077,6 +1087,39 @@ func (w *walker) countParams() {
 			w.paramUses[int32(n)]++
 		}
 		sql = sql[j:]
+	}
+}
+
+// repeatParams counts the parameters in ns as used once more: PostgreSQL
+// analyses those nodes more than once, so the parameters' types are fixed
+// by whichever analysis comes first (exprType then leaves them unknown).
+func (w *walker) repeatParams(ns ...*pgNode) {
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		if p, ok := m.Interface().(*pgParamRef); ok {
+			if w.paramUses == nil {
+				w.paramUses = map[int32]int{}
+			}
+			w.paramUses[p.Number] += 2
+			return
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.Message() == nil || fd.IsMap():
+			case fd.IsList():
+				for i := range v.List().Len() {
+					visit(v.List().Get(i).Message())
+				}
+			default:
+				visit(v.Message())
+			}
+			return true
+		})
+	}
+	for _, n := range ns {
+		if n != nil {
+			visit(n.ProtoReflect())
+		}
 	}
 }
 

@@ -460,6 +460,7 @@ type (
 	pgNodeXmlExpr            = pg.Node_XmlExpr
 	pgNodeXmlSerialize       = pg.Node_XmlSerialize
 	pgNullTest               = pg.NullTest
+	pgParamRef               = pg.ParamRef
 	pgRangeFunction          = pg.RangeFunction
 	pgRangeSubselect         = pg.RangeSubselect
 	pgRangeTableSample       = pg.RangeTableSample

@@ -649,12 +649,62 @@ func (w *walker) groupColumns(set *grant.Set) []groupKey {
 	return out
 }
 
+// sortOperators checks ORDER BY … USING op where a key is an output
+// column (SQL92's rules for a statement's own ORDER BY: a position, or a
+// bare name an output column has): PostgreSQL looks op up for that
+// column's type, not for what the key would be as an expression (red team
+// round 45b: ORDER BY 1 USING < over a text column ran an owner's <(text,
+// text) first on the path, taken for int4's). Unknown when the column's
+// type is not inferred, or the statement is a set operation.
+func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
+	for _, n := range s.SortClause {
+		sb := n.GetSortBy()
+		if sb == nil || len(sb.UseOp) == 0 {
+			continue
+		}
+		var target *pgNode
+		switch {
+		case sb.Node.GetAConst() != nil && sb.Node.GetAConst().GetIval() != nil:
+			if k := int(sb.Node.GetAConst().GetIval().Ival); k >= 1 && k <= len(s.TargetList) {
+				target = s.TargetList[k-1].GetResTarget().GetVal()
+			}
+		case sb.Node.GetColumnRef() != nil && len(sb.Node.GetColumnRef().Fields) == 1:
+			name := sb.Node.GetColumnRef().Fields[0].GetString_().GetSval()
+			for _, t := range s.TargetList {
+				if rt := t.GetResTarget(); rt != nil && rt.Name == name {
+					target = rt.GetVal()
+				}
+			}
+			if target == nil {
+				continue // an input column: the key's own type, checked with it
+			}
+		default:
+			continue
+		}
+		schema, name, err := qualifiedName(sb.UseOp)
+		if err != nil {
+			return err
+		}
+		t := ""
+		if target != nil && s.Op == pgSetOperationSETOPNONE {
+			t, _ = w.exprType(target, sc)
+		}
+		if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // orderAndLimit walks ORDER BY (above every scan) and LIMIT/OFFSET, whose
 // expressions count as quals: a data-dependent error there could probe rows.
 // A LIMIT or OFFSET other than a non-negative integer may fail when its
 // scan first runs (a negative one does, at run time, even as a literal):
 // in a subquery, only once a row reaches it (fold.go).
 func (w *walker) orderAndLimit(s *pgSelectStmt, sc *scope) error {
+	if err := w.sortOperators(s, sc); err != nil {
+		return err
+	}
 	if err := w.exprs(s.SortClause, sc, ectx{}); err != nil {
 		return err
 	}
