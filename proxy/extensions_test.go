@@ -333,3 +333,29 @@ CREATE OPERATOR evil.< (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.lt);`)
 		t.Errorf("ORDER BY 1 USING < of an int8 column: %v", err)
 	}
 }
+
+// TestOwnerOperatorsInMergedJoins (red team round 45a): the = a USING or
+// NATURAL join runs for each merged column is looked up by name, and an
+// owner's =(int8, numeric) had run for JOIN (SELECT 40.0 AS id) x USING (id).
+func TestOwnerOperatorsInMergedJoins(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE FUNCTION public.in_eq(int8, numeric) RETURNS boolean LANGUAGE sql AS 'SELECT false';
+CREATE OPERATOR public.= (LEFTARG = int8, RIGHTARG = numeric, FUNCTION = public.in_eq);`)
+	alice := w.connect(t, "alice")
+	for _, sql := range []string{
+		"SELECT x.id FROM transactions t JOIN (SELECT 40.0 AS id) x USING (id)",
+		"SELECT 1 AS x FROM transactions t NATURAL JOIN (SELECT 40.0 AS id) x",
+		"SELECT 1 AS x FROM (SELECT 1::int8 AS id) a JOIN (SELECT 40.0 AS id) x USING (id)",
+	} {
+		if picked := picks(t, w, sql); len(picked) == 0 {
+			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
+		}
+		_, err := alice.Exec(ctxT(t), sql)
+		if err := expectErr(err, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	if _, err := alice.Exec(ctxT(t), "SELECT a.iban FROM accounts a JOIN transactions t ON t.account_id = a.id JOIN accounts b USING (iban)"); err != nil {
+		t.Errorf("USING over text columns: %v", err)
+	}
+}

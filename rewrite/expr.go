@@ -1492,15 +1492,40 @@ func (w *walker) pullable(feeds bool, walk func() error) error {
 // overflowed only for hidden rows). Whether the join itself reads
 // protected data does not matter; fenced() asks whether the statement
 // does. The sides' items are sc.items[first:mid] and [mid:].
-func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) {
-	if j.IsNatural {
-		w.dangerous = true // the merged names are not listed: no types to compare
-		return
-	}
+//
+// The = PostgreSQL builds for each merged column is looked up by name like
+// any other (red team round 45a: USING (id) over int8 and numeric ran an
+// owner's =(int8, numeric)); for NATURAL, with the common names of both
+// sides when both are known, else with operand types unknown.
+func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) error {
 	left, right := sc.outside(), sc.outside()
 	left.items, right.items = sc.items[first:mid], sc.items[mid:]
+	names := make([]string, 0, len(j.UsingClause))
 	for _, u := range j.UsingClause {
-		name := u.GetString_().GetSval()
+		names = append(names, u.GetString_().GetSval())
+	}
+	if j.IsNatural {
+		w.dangerous = true // fenced: the merged names' reads are not noted
+		l, r := levelColumns(left), levelColumns(right)
+		if !l.known || !r.known {
+			return w.checkOperator("", "=", false, [2]string{}, [2]string{})
+		}
+		names = names[:0]
+		for _, n := range l.names {
+			if r.has(n) && !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	for _, name := range names {
+		lt, _ := w.exprType(columnRef(name), left)
+		rt, _ := w.exprType(columnRef(name), right)
+		if err := w.checkOperator("", "=", false, [2]string{lt, rt}, [2]string{lt, rt}); err != nil {
+			return err
+		}
+		if j.IsNatural {
+			continue
+		}
 		// USING (c) is the qual l.c = r.c: it reads both sides' c (a masked
 		// one is its mask there) and runs = on them (red team round 30:
 		// USING (balance) put dana's round mask in the protected scan).
@@ -1508,13 +1533,12 @@ func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) {
 			it, carries := resolveColumn(side, []string{name}, false)
 			w.noteQualRead(it, []string{name}, false, carries)
 		}
-		lt, _ := w.exprType(columnRef(name), left)
-		rt, _ := w.exprType(columnRef(name), right)
 		if lt == "" || lt != rt || !w.cat.operatorLeakproof("", "=", lt, rt) ||
 			w.collatedColumn(columnRef(name), left) || w.collatedColumn(columnRef(name), right) {
 			w.dangerous = true
 		}
 	}
+	return nil
 }
 
 // gate marks a CASE or COALESCE in a per-row qual as leaky: what its

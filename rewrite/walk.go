@@ -885,7 +885,9 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 		if err := w.exprs(j.UsingClause, sc, ectx{}); err != nil {
 			return err
 		}
-		w.checkMergedColumns(j, sc, first, mid)
+		if err := w.checkMergedColumns(j, sc, first, mid); err != nil {
+			return err
+		}
 		// ON sees the join's two sides only, not the FROM items before it.
 		on := sc.outside()
 		on.items, on.joins = sc.items[first:], true
