@@ -41,19 +41,10 @@ func TestExtensionsKeepOrdinaryQueries(t *testing.T) {
 		"SELECT id FROM transactions WHERE ARRAY[id] = '{1}' OR ARRAY[ARRAY[id]] <> '{{2}}'",
 		"SELECT id FROM transactions WHERE ARRAY['tax', 'income'] @> ARRAY[category]",
 	}
-	for _, sql := range ordinary {
-		if _, err := alice.Exec(ctxT(t), sql); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
 	// PostgreSQL's own picks, read from what a view of each query depends
 	// on, are built in: mandate's model of its resolution let through
 	// none that is not.
-	for _, sql := range ordinary {
-		if picked := picks(t, w, sql); len(picked) > 0 {
-			t.Errorf("%s: PostgreSQL runs %v", sql, picked)
-		}
-	}
+	builtinOnly(t, w, alice, ordinary...)
 	// A driver's parameters of no declared type take the type of what
 	// they meet, as PostgreSQL types them.
 	for _, sql := range []string{"SELECT id FROM transactions WHERE id = $1", "SELECT id FROM transactions WHERE category = $1"} {
@@ -75,15 +66,7 @@ func TestExtensionsKeepOrdinaryQueries(t *testing.T) {
 		"SELECT hstore('a', 'b')",
 		"SELECT id FROM customers WHERE 'a=>1'::hstore -> 'a' = name",
 	}
-	for _, sql := range refused {
-		if picked := picks(t, w, sql); len(picked) == 0 {
-			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
-		}
-		_, err := alice.Exec(ctxT(t), sql)
-		if err := expectErr(err, codeInsufficientPriv); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	refusedOwnerCode(t, w, alice, refused...)
 }
 
 // picks are the operators and functions outside pg_catalog PostgreSQL runs
@@ -128,22 +111,14 @@ CREATE OPERATOR public.< (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = publ
 CREATE FUNCTION public.bc_eq(bpchar, "char") RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE OPERATOR public.= (LEFTARG = bpchar, RIGHTARG = "char", FUNCTION = public.bc_eq);`)
 	alice := w.connect(t, "alice")
-	for _, sql := range []string{
+	refusedOwnerCode(t, w, alice,
 		"SELECT merchant || 'x'::varchar AS m FROM transactions",
 		"SELECT merchant FROM transactions WHERE merchant = 'x'::varchar",
 		"SELECT merchant FROM transactions WHERE merchant = CAST('x' AS pg_catalog.varchar(20))",
 		"SELECT merchant FROM transactions WHERE merchant IS DISTINCT FROM 'a'::varchar",
 		"SELECT merchant FROM transactions WHERE merchant::varchar < 'x'",
 		"SELECT 'a'::char(1) = 'b'::\"char\" AS x",
-	} {
-		if picked := picks(t, w, sql); len(picked) == 0 {
-			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
-		}
-		_, err := alice.Exec(ctxT(t), sql)
-		if err := expectErr(err, codeInsufficientPriv); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 	// A parameter declared varchar (OID 1043) meets public.=(text, varchar)
 	// exactly.
 	res := alice.PgConn().ExecParams(ctxT(t), "SELECT count(*) FROM transactions WHERE merchant = $1",
@@ -155,17 +130,10 @@ CREATE OPERATOR public.= (LEFTARG = bpchar, RIGHTARG = "char", FUNCTION = public
 	// public.=(text, varchar) present, varchar = 'x' is refused: PostgreSQL
 	// prefers texteq by the string category's preferred type, a step of
 	// its resolution mandate does not follow, so both count.)
-	for _, sql := range []string{
+	builtinOnly(t, w, alice,
 		"SELECT merchant FROM transactions WHERE merchant::varchar > 'x'",
 		"SELECT merchant FROM transactions WHERE merchant = 'x' OR merchant || 'x' = 'y'",
-	} {
-		if picked := picks(t, w, sql); len(picked) > 0 {
-			t.Errorf("%s: PostgreSQL runs %v", sql, picked)
-		}
-		if _, err := alice.Exec(ctxT(t), sql); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 }
 
 // TestOwnerOverloadsOnArraysAndTypes (red team round 42a): an array
@@ -191,7 +159,7 @@ CREATE OPERATOR public.@> (LEFTARG = text[], RIGHTARG = varchar[], FUNCTION = pu
 CREATE FUNCTION public.a8i(int8[], int4) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE OPERATOR public.# (LEFTARG = int8[], RIGHTARG = int4, FUNCTION = public.a8i);`)
 	alice := w.connect(t, "alice")
-	for _, sql := range []string{
+	refusedOwnerCode(t, w, alice,
 		"SELECT array_position(ARRAY[1, 2], 1) AS x",
 		"SELECT ARRAY[1, 2] @> ARRAY[1] AS x",
 		"SELECT ARRAY['a'::varchar] @> ARRAY['a'::varchar] AS x",
@@ -200,15 +168,7 @@ CREATE OPERATOR public.# (LEFTARG = int8[], RIGHTARG = int4, FUNCTION = public.a
 		"SELECT lower('x'::vd) AS x",
 		"SELECT 'red'::color = 'red'::color AS x",
 		"SELECT ARRAY[1::int8] # -2147483648 AS x",
-	} {
-		if picked := picks(t, w, sql); len(picked) == 0 {
-			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
-		}
-		_, err := alice.Exec(ctxT(t), sql)
-		if err := expectErr(err, codeInsufficientPriv); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 	_, err := alice.Exec(ctxT(t), "PREPARE p(int4[]) AS SELECT $1 @> ARRAY[1]")
 	if err := expectErr(err, codeInsufficientPriv); err != nil {
 		t.Errorf("PREPARE of int4[] @> int4[]: %v", err)
@@ -231,34 +191,19 @@ CREATE OPERATOR public.= (LEFTARG = public.initcap, RIGHTARG = public.initcap, F
 CREATE FUNCTION public.it_plus(int8, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE OPERATOR public.+ (LEFTARG = int8, RIGHTARG = text, FUNCTION = public.it_plus);`)
 	alice := w.connect(t, "alice")
-	for _, sql := range []string{
+	refusedOwnerCode(t, w, alice,
 		"SELECT array_position('1 2'::int2vector, 1::int2) AS x",
 		"SELECT array_position('1 2'::oidvector, 1::oid) AS x",
 		"SELECT initcap('a') = 'a' AS x",
 		"SELECT 1 + ANY (ARRAY['a', 'b']) AS x",
 		"SELECT 1 + (CASE WHEN true THEN 'a'::text END) AS x",
 		"SELECT id FROM transactions WHERE id::int4 + (SELECT 'a'::text)",
-	} {
-		if picked := picks(t, w, sql); len(picked) == 0 {
-			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
-		}
-		_, err := alice.Exec(ctxT(t), sql)
-		if err := expectErr(err, codeInsufficientPriv); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 	// ANY takes its array's element type (text[] here): = on text.
-	for _, sql := range []string{
+	builtinOnly(t, w, alice,
 		"SELECT id FROM transactions WHERE category = ANY (ARRAY['tax', 'income'])",
 		"SELECT 'x' = ANY ('{a,b}'::text[]) AS x",
-	} {
-		if picked := picks(t, w, sql); len(picked) > 0 {
-			t.Errorf("%s: PostgreSQL runs %v", sql, picked)
-		}
-		if _, err := alice.Exec(ctxT(t), sql); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 }
 
 // TestOwnerOverloadsRound44 (red team round 44a): CASE makes an untyped
@@ -273,18 +218,10 @@ CREATE SCHEMA s2;
 CREATE FUNCTION s2.ii_eq(int8, int8) RETURNS boolean LANGUAGE sql AS 'SELECT $1 OPERATOR(pg_catalog.=) $2';
 CREATE OPERATOR s2.= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = s2.ii_eq);`)
 	alice := w.connect(t, "alice")
-	for _, sql := range []string{
+	refusedOwnerCode(t, w, alice,
 		"SELECT CASE 'a' WHEN t.id THEN 1 END AS x FROM transactions t",
 		"SELECT 1 AS x FROM transactions t WHERE CASE 'a' WHEN t.id THEN true END",
-	} {
-		if picked := picks(t, w, sql); len(picked) == 0 {
-			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
-		}
-		_, err := alice.Exec(ctxT(t), sql)
-		if err := expectErr(err, codeInsufficientPriv); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	)
 	if _, err := alice.Exec(ctxT(t), "SET search_path = s2, pg_catalog"); err != nil {
 		t.Fatal(err)
 	}
@@ -342,20 +279,41 @@ func TestOwnerOperatorsInMergedJoins(t *testing.T) {
 	w.migrate(t, `CREATE FUNCTION public.in_eq(int8, numeric) RETURNS boolean LANGUAGE sql AS 'SELECT false';
 CREATE OPERATOR public.= (LEFTARG = int8, RIGHTARG = numeric, FUNCTION = public.in_eq);`)
 	alice := w.connect(t, "alice")
-	for _, sql := range []string{
+	refusedOwnerCode(t, w, alice,
 		"SELECT x.id FROM transactions t JOIN (SELECT 40.0 AS id) x USING (id)",
 		"SELECT 1 AS x FROM transactions t NATURAL JOIN (SELECT 40.0 AS id) x",
 		"SELECT 1 AS x FROM (SELECT 1::int8 AS id) a JOIN (SELECT 40.0 AS id) x USING (id)",
-	} {
+	)
+	if _, err := alice.Exec(ctxT(t), "SELECT a.iban FROM accounts a JOIN transactions t ON t.account_id = a.id JOIN accounts b USING (iban)"); err != nil {
+		t.Errorf("USING over text columns: %v", err)
+	}
+}
+
+// refusedOwnerCode checks that PostgreSQL runs an operator or function
+// outside pg_catalog for each statement, and that mandate refuses it.
+func refusedOwnerCode(t *testing.T, w *bankWorld, conn *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
 		if picked := picks(t, w, sql); len(picked) == 0 {
 			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog", sql)
 		}
-		_, err := alice.Exec(ctxT(t), sql)
+		_, err := conn.Exec(ctxT(t), sql)
 		if err := expectErr(err, codeInsufficientPriv); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
 	}
-	if _, err := alice.Exec(ctxT(t), "SELECT a.iban FROM accounts a JOIN transactions t ON t.account_id = a.id JOIN accounts b USING (iban)"); err != nil {
-		t.Errorf("USING over text columns: %v", err)
+}
+
+// builtinOnly checks that PostgreSQL runs only pg_catalog's operators and
+// functions for each statement, and that mandate lets it run.
+func builtinOnly(t *testing.T, w *bankWorld, conn *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		if picked := picks(t, w, sql); len(picked) > 0 {
+			t.Errorf("%s: PostgreSQL runs %v", sql, picked)
+		}
+		if _, err := conn.Exec(ctxT(t), sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
 	}
 }
