@@ -1849,23 +1849,39 @@ var oidTypes = []string{"oid", "regproc", "regprocedure", "regoper", "regoperato
 var numberTypes = []string{"int4", "int8", "numeric"}
 
 // numberType is the type of a numeric literal pg_query does not hold as an
-// int4, as PostgreSQL's make_const types it: int4 for decimal digits that
-// fit it (-2147483648, which the scanner saw as 2147483648), int8 for
-// those that fit that, numeric for any other. PostgreSQL types
-// -9223372036854775808 int8, but template keys see the digits apart from
-// the sign (literalKind), and a kind must stand for one type: int8 and
-// numeric are resolved alike by every built-in operator, so it is taken
-// for numeric, which only fences more. Hex, octal, binary and 1_000
-// (PostgreSQL 16's forms, which may fit too) are numeric as well, and no
-// template serves 2147483648 (literalKind), whose type its sign decides.
+// int4, as PostgreSQL's make_const types it: int4 for an integer that fits
+// it (-2147483648, which the scanner saw as 2147483648), int8 for one that
+// fits that, numeric for any other. Integers may be written in hex, octal
+// or binary and with underscores (PostgreSQL 16's forms, which older
+// upstreams refuse; red team round 46a: 0x7FFFFFFFFF, int8 upstream, was
+// taken for numeric and an owner's %(int8, int4) ran). Template keys see
+// the digits apart from the sign, so the two numbers whose sign decides
+// their type have template kinds of their own (numberKind).
 func numberType(s string) string {
-	if strings.Trim(strings.TrimPrefix(s, "-"), "0123456789") == "" {
-		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
-			if v == int64(int32(v)) {
-				return "int4" // red team round 42: ran an owner's ||(int8[], int4)
-			}
-			return "int8"
+	digits, negative := strings.CutPrefix(s, "-")
+	base := 10
+	if len(digits) > 2 && digits[0] == '0' {
+		switch digits[1] {
+		case 'x', 'X':
+			base = 16
+		case 'o', 'O':
+			base = 8
+		case 'b', 'B':
+			base = 2
 		}
+		if base != 10 {
+			digits = digits[2:]
+		}
+	}
+	digits = strings.ReplaceAll(digits, "_", "")
+	if negative {
+		digits = "-" + digits
+	}
+	if v, err := strconv.ParseInt(digits, base, 64); err == nil {
+		if v == int64(int32(v)) {
+			return "int4"
+		}
+		return "int8"
 	}
 	return "numeric"
 }

@@ -215,8 +215,17 @@ func TestSignDependentNumbersKeepTheirKey(t *testing.T) {
 	if key("SELECT a || -2147483647 FROM t WHERE id = 1") != key("SELECT a || -7 FROM t WHERE id = 1") {
 		t.Error("int4 literals no longer share a key")
 	}
-	if numberType("-2147483648") != "int4" || numberType("2147483648") != "int8" || numberType("-9223372036854775808") != "int8" {
-		t.Error("numberType types numbers otherwise than PostgreSQL")
+	for lit, want := range map[string]string{
+		"-2147483648": "int4", "2147483648": "int8", "-9223372036854775808": "int8",
+		"9223372036854775808": "numeric", "1.5": "numeric", "1e3": "numeric",
+		// PostgreSQL 16's forms (red team round 46a).
+		"0x7FFFFFFFFF": "int8", "1_000_000_000_000": "int8", "0o17777777777777": "int8",
+		"0b11111111111111111111111111111111": "int8", "-0x80000000": "int4", "0x80000000": "int8",
+		"0xFFFFFFFFFFFFFFFFF": "numeric", "1_000.5": "numeric",
+	} {
+		if got := numberType(lit); got != want {
+			t.Errorf("numberType(%s) = %s, PostgreSQL's is %s", lit, got, want)
+		}
 	}
 	// Every literal the key abstracts is one the template fills (red team
 	// round 44a: 2147483648 was kept out of the key but given a slot, and
