@@ -31,6 +31,7 @@ func TestExtensionsKeepOrdinaryQueries(t *testing.T) {
 		"SELECT amount - 1 AS a, id % 2 AS b, merchant || 1 AS c, id::text || '-' || category AS d FROM transactions",
 		"SELECT ROW(1, 2) = ROW(1, 2) AS a, ROW(1, 'a') < ROW(2, 'b') AS b",
 		"SELECT merchant FROM transactions ORDER BY merchant USING <",
+		"SELECT merchant AS m FROM transactions ORDER BY m USING <",
 		`SELECT '{"a": 1}'::jsonb -> 'a' AS a, version() LIKE 'Post%' AS b`,
 		"SELECT id FROM transactions WHERE merchant SIMILAR TO 'B%'",
 		"SELECT coalesce(merchant, '') = '' AS a, current_user = 'x' AS b, current_date > '2020-01-01' AS c FROM transactions",
@@ -260,6 +261,8 @@ CREATE OPERATOR evil.< (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.lt);`)
 		"SELECT iban FROM accounts ORDER BY 1 USING <",
 		"SELECT iban AS id FROM accounts ORDER BY id USING <",
 		"SELECT iban FROM accounts ORDER BY iban USING <",
+		"SELECT id::text FROM accounts ORDER BY id USING <", // the output column id is text (round 46b)
+		"SELECT CAST(id AS text) FROM accounts ORDER BY id USING <",
 	} {
 		_, err := alice.Exec(ctxT(t), sql)
 		if err := expectErr(err, codeInsufficientPriv); err != nil {

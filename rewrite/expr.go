@@ -126,7 +126,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 		}
 		return w.children(n, sc, c)
 	case *pgNodeSortBy:
-		if op := x.SortBy.UseOp; len(op) > 0 {
+		if op := x.SortBy.UseOp; len(op) > 0 && !w.sortByOutput[x.SortBy] {
 			// ORDER BY x USING op: resolved by name like any operator.
 			schema, name, err := qualifiedName(op)
 			if err != nil {

@@ -467,6 +467,7 @@ type (
 	pgRangeVar               = pg.RangeVar
 	pgResTarget              = pg.ResTarget
 	pgSelectStmt             = pg.SelectStmt
+	pgSortBy                 = pg.SortBy
 	pgString                 = pg.String
 	pgSQLValueFunctionOp     = pg.SQLValueFunctionOp
 	pgSubLink                = pg.SubLink

@@ -79,6 +79,9 @@ type walker struct {
 	// operator asks for its operands' again.
 	typing int
 	typed  map[*pgNode]string
+	// sortByOutput are the ORDER BY … USING keys sortOperators checked as
+	// output columns, which the SortBy case then leaves alone.
+	sortByOutput map[*pgSortBy]bool
 
 	// For inlining (inline.go): the statement's SELECT when it is one, the
 	// references to wrapped relations' columns, whether a sublink was met,
@@ -662,35 +665,56 @@ func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
 		if sb == nil || len(sb.UseOp) == 0 {
 			continue
 		}
-		var target *pgNode
+		var targets []*pgNode // the output columns it names; a nil one's type is unknown
 		switch {
 		case sb.Node.GetAConst() != nil && sb.Node.GetAConst().GetIval() != nil:
 			if k := int(sb.Node.GetAConst().GetIval().Ival); k >= 1 && k <= len(s.TargetList) {
-				target = s.TargetList[k-1].GetResTarget().GetVal()
+				targets = append(targets, s.TargetList[k-1].GetResTarget().GetVal())
+			} else {
+				targets = append(targets, nil)
 			}
 		case sb.Node.GetColumnRef() != nil && len(sb.Node.GetColumnRef().Fields) == 1:
+			// An output column's name is its alias, or the one PostgreSQL
+			// gives it (FigureColname: id::text is id; red team round 46b).
 			name := sb.Node.GetColumnRef().Fields[0].GetString_().GetSval()
 			for _, t := range s.TargetList {
-				if rt := t.GetResTarget(); rt != nil && rt.Name == name {
-					target = rt.GetVal()
+				rt := t.GetResTarget()
+				if rt == nil {
+					continue
+				}
+				out, strength := rt.Name, 2
+				if out == "" {
+					out, strength = figureColname(rt.GetVal())
+				}
+				switch {
+				case strength < 0:
+					targets = append(targets, nil) // it may be named so
+				case out == name:
+					targets = append(targets, rt.GetVal())
 				}
 			}
-			if target == nil {
+			if len(targets) == 0 {
 				continue // an input column: the key's own type, checked with it
 			}
 		default:
 			continue
 		}
+		if w.sortByOutput == nil {
+			w.sortByOutput = map[*pgSortBy]bool{}
+		}
+		w.sortByOutput[sb] = true
 		schema, name, err := qualifiedName(sb.UseOp)
 		if err != nil {
 			return err
 		}
-		t := ""
-		if target != nil && s.Op == pgSetOperationSETOPNONE {
-			t, _ = w.exprType(target, sc)
-		}
-		if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
-			return err
+		for _, target := range targets {
+			t := ""
+			if target != nil && s.Op == pgSetOperationSETOPNONE {
+				t, _ = w.exprType(target, sc)
+			}
+			if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
