@@ -263,6 +263,7 @@ CREATE OPERATOR evil.< (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.lt);`)
 		"SELECT iban FROM accounts ORDER BY iban USING <",
 		"SELECT id::text FROM accounts ORDER BY id USING <", // the output column id is text (round 46b)
 		"SELECT CAST(id AS text) FROM accounts ORDER BY id USING <",
+		"SELECT *, 1, 1 FROM accounts ORDER BY 3 USING <", // * stands for five columns (round 47a)
 	} {
 		_, err := alice.Exec(ctxT(t), sql)
 		if err := expectErr(err, codeInsufficientPriv); err != nil {

@@ -668,7 +668,11 @@ func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
 		var targets []*pgNode // the output columns it names; a nil one's type is unknown
 		switch {
 		case sb.Node.GetAConst() != nil && sb.Node.GetAConst().GetIval() != nil:
-			if k := int(sb.Node.GetAConst().GetIval().Ival); k >= 1 && k <= len(s.TargetList) {
+			// Positions count the columns * expands to: past one, the
+			// column is not known (red team round 47a: SELECT *, 1, 1
+			// ORDER BY 3 sorted iban, taken for the constant).
+			k := int(sb.Node.GetAConst().GetIval().Ival)
+			if k >= 1 && k <= len(s.TargetList) && !slices.ContainsFunc(s.TargetList[:k], expandsStar) {
 				targets = append(targets, s.TargetList[k-1].GetResTarget().GetVal())
 			} else {
 				targets = append(targets, nil)
@@ -718,6 +722,19 @@ func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
 		}
 	}
 	return nil
+}
+
+// expandsStar reports whether a target list entry is t.*, * or (x).*,
+// which stand for as many columns as they expand to.
+func expandsStar(n *pgNode) bool {
+	v := n.GetResTarget().GetVal()
+	if cr := v.GetColumnRef(); cr != nil {
+		return cr.Fields[len(cr.Fields)-1].GetAStar() != nil
+	}
+	if ind := v.GetAIndirection(); ind != nil && len(ind.Indirection) > 0 {
+		return ind.Indirection[len(ind.Indirection)-1].GetAStar() != nil
+	}
+	return false
 }
 
 // orderAndLimit walks ORDER BY (above every scan) and LIMIT/OFFSET, whose
