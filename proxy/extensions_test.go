@@ -321,3 +321,23 @@ func builtinOnly(t *testing.T, w *bankWorld, conn *pgx.Conn, sqls ...string) {
 		}
 	}
 }
+
+// TestFunctionsOnlyPostgres17Qualifies (red team round 48b): mandate's
+// PostgreSQL 17 grammar writes json_object(…) as pg_catalog's, but a
+// PostgreSQL 15 upstream looks json_object up on the search path.
+func TestFunctionsOnlyPostgres17Qualifies(t *testing.T) {
+	w := startBank(t)
+	w.migrate(t, `CREATE SCHEMA evil;
+CREATE FUNCTION evil.json_object(text[]) RETURNS json LANGUAGE sql AS 'SELECT ''{}''::json';`)
+	alice := w.connect(t, "alice")
+	if _, err := alice.Exec(ctxT(t), "SET search_path = evil, pg_catalog"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := alice.Exec(ctxT(t), "SELECT json_object('{a,b}')")
+	if err := expectErr(err, codeInsufficientPriv); err != nil {
+		t.Errorf("json_object with evil first: %v", err)
+	}
+	if _, err := alice.Exec(ctxT(t), "SELECT pg_catalog.json_object('{a,b}')"); err != nil {
+		t.Errorf("pg_catalog.json_object: %v", err)
+	}
+}

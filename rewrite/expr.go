@@ -647,7 +647,7 @@ func (w *walker) argTypes(fc *pgFuncCall, sc *scope) ([]string, bool) {
 // rule. Aggregates and window functions run above every scan, after the
 // filters, so their arguments are not quals.
 func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
-	schema, name, err := qualifiedName(fc.Funcname)
+	schema, name, err := w.funcName(fc)
 	if err != nil {
 		return err
 	}
@@ -2005,7 +2005,7 @@ var sqlValueTypes = map[pgSQLValueFunctionOp]string{
 // funcType is the type a call returns when the rewriter can tell (see
 // Catalog.functionResult), "" otherwise.
 func (w *walker) funcType(fc *pgFuncCall, sc *scope) string {
-	schema, name, err := qualifiedName(fc.Funcname)
+	schema, name, err := w.funcName(fc)
 	if err != nil || fc.FuncVariadic {
 		return ""
 	}

@@ -149,6 +149,24 @@ func (w *walker) keywordOnlyIn17(tn *pgTypeName) bool {
 	return !strings.HasPrefix(written, "pg_catalog")
 }
 
+// funcName is the schema and name of a call as an older upstream reads it:
+// PostgreSQL 16's and 17's grammars (mandate's) write json_object(…) and
+// SYSTEM_USER as pg_catalog's functions, where PostgreSQL 15 looks the bare
+// name up on the search path (red team round 48b: an evil.json_object,
+// first on the path, ran for json_object('{a,b}')); such a call is
+// unqualified here unless the statement qualifies it.
+func (w *walker) funcName(fc *pgFuncCall) (schema, name string, err error) {
+	schema, name, err = qualifiedName(fc.Funcname)
+	if err != nil || schema != "pg_catalog" || (name != "json_object" && name != "system_user") {
+		return schema, name, err
+	}
+	loc := int(fc.Location)
+	if loc < 0 || loc >= len(w.lowerSQL) || !strings.HasPrefix(strings.TrimLeft(w.lowerSQL[loc:], `"`), "pg_catalog") {
+		return "", name, nil
+	}
+	return schema, name, nil
+}
+
 // immutableCast are the built-in types whose input and output functions
 // are immutable and whose casts to each other (pg_cast) all are, so a cast
 // between two of them folds (checked against PostgreSQL 15's catalog).
@@ -222,7 +240,7 @@ func (w *walker) aggregateCall(fc *pgFuncCall) bool {
 	if fc.Over != nil || fc.AggStar || fc.AggDistinct || fc.AggWithinGroup || len(fc.AggOrder) > 0 || fc.AggFilter != nil {
 		return true
 	}
-	schema, name, err := qualifiedName(fc.Funcname)
+	schema, name, err := w.funcName(fc)
 	if err != nil {
 		return true // refused by funcCall; no matter here
 	}
