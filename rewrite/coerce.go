@@ -249,6 +249,22 @@ func (c *Catalog) operatorCandidates(sess Session, schema, name string, prefix b
 	if schema != "" {
 		path = []string{schema}
 	}
+	if known[1] == "unknown" && (prefix || known[0] == "unknown") {
+		// Two untyped operands (one, prefix) stay unknown for the exact
+		// lookup (binary_oper_exact): an operator on unknown, which only C
+		// code can implement, comes first (red team round 48a).
+		uu := [2]string{"", "unknown"}
+		if !prefix {
+			uu[0] = "unknown"
+		}
+		for _, sn := range path {
+			for _, op := range c.opsIn[[2]string{sn, name}] {
+				if matches(op) && op.sig == uu {
+					return op, nil
+				}
+			}
+		}
+	}
 	if exact[1] != "" && (prefix || exact[0] != "") {
 		for _, sn := range path {
 			for _, op := range c.opsIn[[2]string{sn, name}] {

@@ -74,6 +74,18 @@ func TestOverloadsByCoercion(t *testing.T) {
 		"SELECT id FROM t WHERE name = 'x'::varchar": true,
 		"SELECT id FROM t WHERE v = name":            false,
 	})
+	// An operator on (unknown, unknown) is PostgreSQL's exact match for two
+	// untyped literals, wherever it is on the path (red team round 48a).
+	uu := citextCatalog(t, true)
+	uu.Operators = append(uu.Operators, &Operator{Schema: "public", Name: "<", Left: "unknown", Right: "unknown", Result: "bool"})
+	uu, err := NewCatalog(schemasOf(uu), uu.Operators)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RewriteSQL("SELECT 'a' < 'b'", uu, Session{}, nil, unprotected)
+	if err == nil {
+		t.Error("'a' < 'b' allowed beside public.<(unknown, unknown)")
+	}
 	// Without pg_cast's implicit casts every overload of a name counts.
 	check(citextCatalog(t, false), map[string]bool{
 		"SELECT max(n) FROM t":         true,
@@ -108,4 +120,13 @@ func TestCoercible(t *testing.T) {
 			t.Errorf("coercible(%q, %q) = %v, want %v", tt.src, tt.dst, got, tt.want)
 		}
 	}
+}
+
+// schemasOf lists a catalog's schemas, to build another from them.
+func schemasOf(c *Catalog) []*Schema {
+	out := make([]*Schema, 0, len(c.Schemas))
+	for _, s := range c.Schemas {
+		out = append(out, s)
+	}
+	return out
 }
