@@ -141,12 +141,16 @@ func (w *walker) keywordOnlyIn17(tn *pgTypeName) bool {
 	default:
 		return false
 	}
-	loc := int(tn.Location)
-	if loc < 0 || loc >= len(w.lowerSQL) {
-		return true // where it was written is unknown: assume the bare word
+	return !w.writtenQualified(tn.Location)
+}
+
+// writtenQualified reports whether the statement spells the name at loc
+// with pg_catalog; false where that is unknown (the bare word assumed).
+func (w *walker) writtenQualified(loc int32) bool {
+	if loc < 0 || int(loc) >= len(w.lowerSQL) {
+		return false
 	}
-	written := strings.TrimLeft(w.lowerSQL[loc:], `"`)
-	return !strings.HasPrefix(written, "pg_catalog")
+	return strings.HasPrefix(strings.TrimLeft(w.lowerSQL[loc:], `"`), "pg_catalog")
 }
 
 // funcName is the schema and name of a call as an older upstream reads it:
@@ -160,8 +164,7 @@ func (w *walker) funcName(fc *pgFuncCall) (schema, name string, err error) {
 	if err != nil || schema != "pg_catalog" || (name != "json_object" && name != "system_user") {
 		return schema, name, err
 	}
-	loc := int(fc.Location)
-	if loc < 0 || loc >= len(w.lowerSQL) || !strings.HasPrefix(strings.TrimLeft(w.lowerSQL[loc:], `"`), "pg_catalog") {
+	if !w.writtenQualified(fc.Location) {
 		return "", name, nil
 	}
 	return schema, name, nil
