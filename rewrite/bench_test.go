@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,35 @@ func BenchmarkRewriteColdNewGrants(b *testing.B) {
 		src.asked = src.asked[:0]
 		if _, err := RewriteSQL(benchSQL, cat, Session{}, src, opts); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRewriteColdQualified is BenchmarkRewriteCold where another
+// schema has an = operator too (an extension's, say): each = is written
+// OPERATOR(pg_catalog.=) (qualify.go), which takes the deparser.
+func BenchmarkRewriteColdQualified(b *testing.B) {
+	base := testCatalog(b)
+	schemas := make([]*Schema, 0, len(base.Schemas))
+	for _, s := range base.Schemas {
+		schemas = append(schemas, s)
+	}
+	ops := append(slices.Clone(base.Operators), &Operator{Schema: "public", Name: "=", Left: "public.e", Right: "public.e"})
+	cat, err := NewCatalog(schemas, ops)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := testOptions()
+	opts.Derived = &DerivedCache{}
+	src := &setSource{set: scenarios()["dana"]}
+	for b.Loop() {
+		src.asked = src.asked[:0]
+		res, err := RewriteSQL(benchSQL, cat, Session{}, src, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !strings.Contains(res.SQL, "OPERATOR(pg_catalog.=) c.id") {
+			b.Fatalf("not qualified: %s", res.SQL)
 		}
 	}
 }

@@ -147,6 +147,9 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	for _, f := range w.colFixes {
 		f.ref.Fields = f.ref.Fields[f.drop:]
 	}
+	for _, f := range w.names {
+		f.apply()
+	}
 	for _, q := range w.quals {
 		if q.hide != nil {
 			if err := w.hideStatistics(q.hide); err != nil {

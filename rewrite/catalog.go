@@ -45,6 +45,9 @@ type Catalog struct {
 
 	ops   map[opKey][]*Operator
 	opsIn map[[2]string][]*Operator // by schema and name
+	// funcHomes and opHomes are the schemas with each function and
+	// operator name (qualify.go).
+	funcHomes, opHomes nameHomes
 }
 
 // Schema is a namespace.
@@ -190,7 +193,7 @@ type opKey struct{ name, left, right string }
 // is refused with 42P01, never passed through.
 func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 	c := &Catalog{Schemas: make(map[string]*Schema, len(schemas)), Operators: operators,
-		ops: map[opKey][]*Operator{}, opsIn: map[[2]string][]*Operator{}}
+		ops: map[opKey][]*Operator{}, opsIn: map[[2]string][]*Operator{}, funcHomes: nameHomes{}, opHomes: nameHomes{}}
 	// A live catalog has thousands of columns but few distinct types: parse
 	// each once. Parsed types are shared read-only (injection copies them).
 	parsed := map[string]*pgTypeName{}
@@ -199,7 +202,10 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 			return nil, fmt.Errorf("catalog: schema %q listed twice", s.Name)
 		}
 		c.Schemas[s.Name] = s
-		for _, fs := range s.Functions {
+		for name, fs := range s.Functions {
+			if len(fs) > 0 {
+				c.funcHomes.add(name, s.Name)
+			}
 			for _, f := range fs {
 				if f.Args != nil {
 					f.sig = fmt.Sprint(f.Variadic, f.Args)
@@ -239,6 +245,7 @@ func NewCatalog(schemas []*Schema, operators []*Operator) (*Catalog, error) {
 		k := opKey{op.Name, op.sig[0], op.sig[1]}
 		c.ops[k] = append(c.ops[k], op)
 		c.opsIn[[2]string{op.Schema, op.Name}] = append(c.opsIn[[2]string{op.Schema, op.Name}], op)
+		c.opHomes.add(op.Name, op.Schema)
 	}
 	return c, nil
 }

@@ -118,7 +118,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			for _, a := range x.CaseExpr.Args {
 				rt, rflex := w.exprType(a.GetCaseWhen().GetExpr(), sc)
 				exact, known := operandPair(lt, lflex, rt, rflex)
-				if err := w.checkOperator("", "=", false, exact, known); err != nil {
+				if _, err := w.checkOperator("", "=", false, exact, known); err != nil {
 					return err
 				}
 			}
@@ -135,9 +135,11 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 			// PostgreSQL looks it up for two operands of the sort key's
 			// type.
 			t, _ := w.exprType(x.SortBy.Node, sc)
-			if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
+			picked, err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t})
+			if err != nil {
 				return err
 			}
+			w.qualifyName(&x.SortBy.UseOp, name, picked, nil)
 		}
 		return w.children(n, sc, c)
 	case *pgNodeAIndirection:
@@ -660,12 +662,16 @@ func (w *walker) funcCall(fc *pgFuncCall, sc *scope, c ectx) error {
 		// picks: each must pass, and all count below.
 		named := slices.ContainsFunc(fc.Args, func(a *pgNode) bool { return a.GetNamedArgExpr() != nil })
 		args, _ := w.argTypes(fc, sc)
-		for _, other := range w.cat.otherFunctionSchemas(w.sess, resolved, name, callArgs(fc), named, args) {
+		others := w.cat.otherFunctionSchemas(w.sess, resolved, name, callArgs(fc), named, args)
+		for _, other := range others {
 			if err := w.checkFunction(other, name, false, fc); err != nil {
 				return err
 			}
 			_, more := w.cat.lookupFunction(w.sess, other, name)
 			overloads = append(slices.Clip(overloads), more...)
+		}
+		if len(others) == 0 {
+			w.qualifyCall(fc, name, resolved)
 		}
 	}
 	if jsonBuilders[name] && (resolved == "pg_catalog" || schema == "pg_catalog") {
@@ -838,20 +844,32 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	leakproof := false
 	switch e.Kind {
 	case pgAExprKindAEXPROP, pgAExprKindAEXPRLIKE, pgAExprKindAEXPRILIKE:
-		if l, r := e.Lexpr.GetRowExpr(), e.Rexpr.GetRowExpr(); e.Kind == pgAExprKindAEXPROP && l != nil && r != nil && len(l.Args) == len(r.Args) {
+		var picked []string
+		if l, r := e.Lexpr.GetRowExpr(), e.Rexpr.GetRowExpr(); e.Kind == pgAExprKindAEXPROP && l != nil && r != nil && len(l.Args) == len(r.Args) && len(l.Args) > 0 {
 			// ROW(a, b) < ROW(c, d) applies the operator column by column
 			// (make_row_comparison_op).
 			for i := range l.Args {
-				if err := w.checkOperands(schema, name, l.Args[i], r.Args[i], sc); err != nil {
+				s, err := w.checkOperands(schema, name, l.Args[i], r.Args[i], sc)
+				if err != nil {
 					return err
 				}
+				picked = append(picked, s)
 			}
-		} else if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
-			return err
+		} else {
+			s, err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc)
+			if err != nil {
+				return err
+			}
+			picked = append(picked, s)
 		}
+		like := e
+		if e.Kind == pgAExprKindAEXPROP {
+			like = nil
+		}
+		w.qualifyName(&e.Name, name, sameSchema(picked...), like)
 		leakproof = e.Lexpr != nil && w.operatorLeakproof(schema, name, e.Lexpr, e.Rexpr, sc)
 	case pgAExprKindAEXPRDISTINCT, pgAExprKindAEXPRNOTDISTINCT, pgAExprKindAEXPRNULLIF:
-		if err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
+		if _, err := w.checkOperands(schema, name, e.Lexpr, e.Rexpr, sc); err != nil {
 			return err
 		}
 		leakproof = w.operatorLeakproof(schema, "=", e.Lexpr, e.Rexpr, sc)
@@ -861,7 +879,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		items := e.Rexpr.GetList().GetItems()
 		leakproof = len(items) < hashedArrayMin
 		for _, v := range items {
-			if err := w.checkOperands(schema, name, e.Lexpr, v, sc); err != nil {
+			if _, err := w.checkOperands(schema, name, e.Lexpr, v, sc); err != nil {
 				return err
 			}
 			leakproof = leakproof && w.operatorLeakproof(schema, name, e.Lexpr, v, sc)
@@ -893,12 +911,12 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		}
 		for _, op := range []string{lower, upper} {
 			for _, b := range bounds {
-				if err := w.checkOperands("", op, e.Lexpr, b, sc); err != nil {
+				if _, err := w.checkOperands("", op, e.Lexpr, b, sc); err != nil {
 					return err
 				}
 			}
 			if symmetric {
-				if err := w.checkOperands("", op, bounds[0], bounds[1], sc); err != nil {
+				if _, err := w.checkOperands("", op, bounds[0], bounds[1], sc); err != nil {
 					return err
 				}
 			}
@@ -919,9 +937,15 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 			et = el
 		}
 		exact, known := operandPair(lt, lflex, et, eflex)
-		if err := w.checkOperator(schema, name, false, exact, known); err != nil {
+		picked, err := w.checkOperator(schema, name, false, exact, known)
+		if err != nil {
 			return err
 		}
+		like := e
+		if e.Kind != pgAExprKindAEXPRSIMILAR {
+			like = nil
+		}
+		w.qualifyName(&e.Name, name, picked, like)
 		if e.Kind != pgAExprKindAEXPRSIMILAR && lt != "" && w.smallArray(e.Rexpr) && !w.collatedColumn(e.Lexpr, sc) {
 			if et := w.elementType(name, e.Rexpr, lt); et != "" {
 				leakproof = w.cat.operatorLeakproof(schema, name, lt, et)
@@ -1189,7 +1213,7 @@ func (w *walker) operatorMayBeStable(name string, l, r *pgNode, sc *scope) bool 
 
 // checkOperands checks the operator name applied to l and r (l nil for a
 // prefix operator), with the operand types it can infer (operandTypes).
-func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) error {
+func (w *walker) checkOperands(schema, name string, l, r *pgNode, sc *scope) (string, error) {
 	exact, known := w.operandTypes(l, r, sc)
 	return w.checkOperator(schema, name, l == nil, exact, known)
 }
@@ -1226,7 +1250,7 @@ func (w *walker) checkInCommonType(schema, name string, x *pgNode, items []*pgNo
 	}
 	for _, t := range types {
 		exact, known := operandPair(lt, lflex, t, false)
-		if err := w.checkOperator(schema, name, false, exact, known); err != nil {
+		if _, err := w.checkOperator(schema, name, false, exact, known); err != nil {
 			return err
 		}
 	}
@@ -1275,8 +1299,9 @@ func operandPair(lt string, lflex bool, rt string, rflex bool) (exact, known [2]
 // listed on the function allow-list as "schema.name". A user-defined
 // operator runs its function with the upstream role's rights, so it could
 // read any relation unfiltered; an operator name no built-in has is refused
-// too, as whatever answers to it is not built in.
-func (w *walker) checkOperator(schema, name string, prefix bool, exact, known [2]string) error {
+// too, as whatever answers to it is not built in. It returns the schema of
+// the pick when only one schema's operators may be it (qualify.go).
+func (w *walker) checkOperator(schema, name string, prefix bool, exact, known [2]string) (string, error) {
 	written := name
 	if schema != "" {
 		written = "OPERATOR(" + schema + "." + name + ")"
@@ -1286,17 +1311,20 @@ func (w *walker) checkOperator(schema, name string, prefix bool, exact, known [2
 		schemas = w.cat.operatorSchemas(w.sess, schema, name, prefix, exact, known)
 	}
 	if len(schemas) == 0 {
-		return denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and no built-in operator has that name", written)
+		return "", denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and no built-in operator has that name", written)
 	}
 	for _, s := range schemas {
 		if s == "pg_catalog" {
 			continue
 		}
 		if s == mandateSchema || !w.opts.Functions[s+"."+name] {
-			return denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and it may resolve to %s.%s", written, s, name)
+			return "", denied("operator %s is not allowed: only built-in operators (schema pg_catalog) may be used, and it may resolve to %s.%s", written, s, name)
 		}
 	}
-	return nil
+	if len(schemas) > 1 {
+		return "", nil
+	}
+	return schemas[0], nil
 }
 
 func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
@@ -1314,9 +1342,12 @@ func (w *walker) subLink(s *pgSubLink, sc *scope, c ectx) error {
 		}
 		lt, lflex := w.exprType(s.Testexpr, sc)
 		exact, known := operandPair(lt, lflex, sublinkColumnType(w, s), false)
-		if err := w.checkOperator(schema, name, false, exact, known); err != nil {
+		picked, err := w.checkOperator(schema, name, false, exact, known)
+		if err != nil {
 			return err
 		}
+		// x IN (SELECT …) becomes x OPERATOR(s.=) ANY (SELECT …).
+		w.qualifyName(&s.OperName, name, picked, nil)
 		// x IN (SELECT …): the subquery's column type is not inferred.
 		inner.leaky = true
 	}
@@ -1508,7 +1539,8 @@ func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) er
 		w.dangerous = true // fenced: the merged names' reads are not noted
 		l, r := levelColumns(left), levelColumns(right)
 		if !l.known || !r.known {
-			return w.checkOperator("", "=", false, [2]string{}, [2]string{})
+			_, err := w.checkOperator("", "=", false, [2]string{}, [2]string{})
+			return err
 		}
 		names = names[:0]
 		for _, n := range l.names {
@@ -1520,7 +1552,7 @@ func (w *walker) checkMergedColumns(j *pgJoinExpr, sc *scope, first, mid int) er
 	for _, name := range names {
 		lt, _ := w.exprType(columnRef(name), left)
 		rt, _ := w.exprType(columnRef(name), right)
-		if err := w.checkOperator("", "=", false, [2]string{lt, rt}, [2]string{lt, rt}); err != nil {
+		if _, err := w.checkOperator("", "=", false, [2]string{lt, rt}, [2]string{lt, rt}); err != nil {
 			return err
 		}
 		if j.IsNatural {

@@ -63,13 +63,18 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		if i := tokenAt(toks, start); i < 0 || !nameToken(sql, toks[i], q.rv.Relname) {
 			return nil, false
 		}
-		text := quoteIdent(q.schema) + "."
-		if start > 0 && identByte(sql[start-1]) {
-			// A quoted name may be glued to the keyword before it
-			// (FROM"t", ONLY"t"): a bare schema must not join that keyword.
-			text = " " + text
+		edits = append(edits, qualifierEdit(sql, start, q.schema))
+	}
+	for _, f := range w.names {
+		if f.call == nil {
+			return nil, false
 		}
-		edits = append(edits, spliceEdit{start: start, end: start, text: text})
+		// The name starts at the call's Location: insert the schema.
+		start := int(f.call.Location)
+		if i := tokenAt(toks, start); i < 0 || !nameToken(sql, toks[i], f.name) {
+			return nil, false
+		}
+		edits = append(edits, qualifierEdit(sql, start, f.schema))
 	}
 	for _, f := range w.rows {
 		cr := f.ref.GetColumnRef()
@@ -104,6 +109,17 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		}
 	}
 	return edits, true
+}
+
+// qualifierEdit inserts "schema." before the name starting at start.
+func qualifierEdit(sql string, start int, schema string) spliceEdit {
+	text := quoteIdent(schema) + "."
+	if start > 0 && identByte(sql[start-1]) {
+		// A quoted name may be glued to the keyword before it (FROM"t",
+		// SELECT"lower"(x)): a bare schema must not join that keyword.
+		text = " " + text
+	}
+	return spliceEdit{start: start, end: start, text: text}
 }
 
 // siteEdit replaces the reference of a site by its derived table.

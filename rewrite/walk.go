@@ -30,6 +30,7 @@ type walker struct {
 	sites    []*site
 	colFixes []colFix
 	quals    []qualFix
+	names    []nameFix
 	rows     []wholeRowFix
 	// groupKeys: relations grouped by their primary key (noteGroupedKeys).
 	groupKeys []groupKey
@@ -711,15 +712,19 @@ func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
 		if err != nil {
 			return err
 		}
+		var picked []string
 		for _, target := range targets {
 			t := ""
 			if target != nil && s.Op == pgSetOperationSETOPNONE {
 				t, _ = w.exprType(target, sc)
 			}
-			if err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t}); err != nil {
+			p, err := w.checkOperator(schema, name, false, [2]string{t, t}, [2]string{t, t})
+			if err != nil {
 				return err
 			}
+			picked = append(picked, p)
 		}
+		w.qualifyName(&sb.UseOp, name, sameSchema(picked...), nil)
 	}
 	return nil
 }

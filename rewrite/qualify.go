@@ -1,0 +1,90 @@
+package rewrite
+
+// Qualified names: the rewriter decides which function or operator
+// PostgreSQL will run for each call by re-doing its overload resolution
+// (coerce.go). Where that decision names one schema and another schema
+// has a function or operator of the same name, the forwarded statement
+// says so: pg_catalog.lower(x), a OPERATOR(pg_catalog.=) b. PostgreSQL
+// then looks in that schema only, so an overload elsewhere (an owner's
+// =(text, varchar), say) cannot be its pick even where mandate's model of
+// the resolution rules is wrong; within the one schema the pick is the
+// same as before, as the model's winner was the best candidate of all.
+//
+// What the grammar cannot qualify keeps the model alone: the = of IN (…),
+// IS DISTINCT FROM, NULLIF, CASE x WHEN and USING/NATURAL joins, and the
+// >= and <= of BETWEEN (docs/security.md).
+
+// nameFix writes a function or operator name qualified with the schema
+// the walker resolved it to. like is set for LIKE, ILIKE and SIMILAR TO,
+// whose qualified form is the operator they stand for (transformAExprOp
+// treats them as that operator; the deparser writes no qualified LIKE).
+type nameFix struct {
+	names        *[]*pgNode
+	name, schema string
+	like         *pgAExpr
+	// call is the function call named, whose name splicing may qualify
+	// in the client's text; nil for an operator, which needs the deparser
+	// (OPERATOR(s.op) binds as no bare operator does but its parentheses).
+	call *pgFuncCall
+}
+
+// nameHomes maps each function or operator name to the schemas that have
+// one of that name.
+type nameHomes map[string][]string
+
+func (h nameHomes) add(name, schema string) {
+	for _, s := range h[name] {
+		if s == schema {
+			return
+		}
+	}
+	h[name] = append(h[name], schema)
+}
+
+// elsewhere reports whether a schema other than schema has name.
+func (h nameHomes) elsewhere(name, schema string) bool {
+	for _, s := range h[name] {
+		if s != schema {
+			return true
+		}
+	}
+	return false
+}
+
+// qualifyName records that names, the name of a call to name as written
+// (one part, or none for the = of x IN (SELECT …)), must say schema, the
+// one schema every check of it resolved to ("" when the checks allow
+// several), if another schema has an operator of the name too.
+func (w *walker) qualifyName(names *[]*pgNode, name, schema string, like *pgAExpr) {
+	if schema != "" && len(*names) <= 1 && w.cat.opHomes.elsewhere(name, schema) {
+		w.names = append(w.names, nameFix{names: names, name: name, schema: schema, like: like})
+	}
+}
+
+// qualifyCall is qualifyName for a function call.
+func (w *walker) qualifyCall(fc *pgFuncCall, name, schema string) {
+	if schema != "" && len(fc.Funcname) == 1 && w.cat.funcHomes.elsewhere(name, schema) {
+		w.names = append(w.names, nameFix{names: &fc.Funcname, name: name, schema: schema, call: fc})
+	}
+}
+
+// sameSchema folds the schemas several checks of one name resolved to:
+// the common one, or "" when they differ.
+func sameSchema(schemas ...string) string {
+	for _, s := range schemas[1:] {
+		if s != schemas[0] {
+			return ""
+		}
+	}
+	return schemas[0]
+}
+
+func (f nameFix) apply() {
+	if len(*f.names) > 1 {
+		return // already applied: the walk met the node twice
+	}
+	*f.names = []*pgNode{strNode(f.schema), strNode(f.name)}
+	if f.like != nil {
+		f.like.Kind = pgAExprKindAEXPROP
+	}
+}

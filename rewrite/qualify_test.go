@@ -1,0 +1,36 @@
+package rewrite
+
+import "testing"
+
+// TestQualifiedNames: a function or operator name another schema has too
+// is written with the schema mandate resolved it to (qualify.go); a name
+// only one schema has is left as written, and so is a name whose pick
+// mandate leaves open among several allowed schemas. Function names are
+// qualified in the client's text (its comments kept); an operator needs
+// the deparser, as OPERATOR(s.op) binds as no bare operator does.
+func TestQualifiedNames(t *testing.T) {
+	cat := citextCatalog(t, true)
+	fns := DefaultFunctions()
+	fns["public.<"] = true
+	opts := &Options{Protected: func(string) bool { return false }, Functions: fns}
+	for _, c := range []struct{ sql, want string }{
+		{"SELECT max(n) /* c */ FROM t", "SELECT pg_catalog.max(n) /* c */ FROM public.t"},
+		{`SELECT"max"(n) FROM t`, `SELECT pg_catalog."max"(n) FROM public.t`},
+		{"SELECT length(name) /* c */ FROM t", "SELECT length(name) /* c */ FROM public.t"},
+		{"SELECT id FROM t WHERE n < 1", "SELECT id FROM public.t WHERE n OPERATOR(pg_catalog.<) 1"},
+		{"SELECT id FROM t WHERE c < c", "SELECT id FROM public.t WHERE c OPERATOR(public.<) c"},
+		{"SELECT n FROM t ORDER BY n USING <", "SELECT n FROM public.t ORDER BY n USING OPERATOR(pg_catalog.<)"},
+		{"SELECT n FROM t ORDER BY 1 USING <", "SELECT n FROM public.t ORDER BY 1 USING OPERATOR(pg_catalog.<)"},
+		{"SELECT n < ALL (ARRAY[1.5]) FROM t", "SELECT n OPERATOR(pg_catalog.<) ALL(ARRAY[1.5]) FROM public.t"},
+		{"SELECT id FROM t WHERE n < (SELECT 1) AND name LIKE 'a%'", "SELECT id FROM public.t WHERE n OPERATOR(pg_catalog.<) (SELECT 1) AND name LIKE 'a%'"},
+		{"SELECT (n, id) < (1.5, 2) FROM t", "SELECT (n, id) OPERATOR(pg_catalog.<) (1.5, 2) FROM public.t"},
+		{"SELECT name = 'x' FROM t", "SELECT name OPERATOR(pg_catalog.=) 'x' FROM public.t"},
+	} {
+		res, err := RewriteSQL(c.sql, cat, Session{}, nil, opts)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+		} else if res.SQL != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.sql, res.SQL, c.want)
+		}
+	}
+}
