@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,4 +70,92 @@ func derivedKey(s *site, grants uint64, fenced bool) string {
 		b.WriteString(c.Type)
 	}
 	return b.String()
+}
+
+// derivedMarker starts the text that stands in for a derived table while
+// the statement around it is deparsed (deparseAround).
+const derivedMarker = "mandate\x01derived"
+
+// deparseAround deparses stmt with the derived table of each of sites
+// taken from cache (deparsed once per grants, as splice does): the
+// statement is deparsed, and checked to read back as itself, with
+// (SELECT 'marker') in place of each, and the marker's text replaced by
+// the derived table's after. A derived table is most of a rewritten
+// statement's text, and deparsing and checking it again for every new
+// statement was most of the deparse path's cost. A marker the statement
+// itself spells, or a site not cacheable, and every derived table is
+// deparsed in place instead.
+func deparseAround(stmt *pgNode, sites []*site, cache *DerivedCache, grants uint64, fenced bool) (string, error) {
+	type held struct {
+		slot  *pgRangeSubselect
+		query *pgNode
+		text  string
+	}
+	var hold []held
+	restore := func() {
+		for _, h := range hold {
+			h.slot.Subquery = h.query
+		}
+		hold = nil
+	}
+	defer restore()
+	for i, s := range sites {
+		key := derivedKey(s, grants, fenced)
+		if key == "" {
+			return deparse(stmt)
+		}
+		slot := s.slot.GetRangeSubselect()
+		if slot == nil {
+			return deparse(stmt)
+		}
+		text, ok := cache.get(key)
+		if !ok {
+			var err error
+			if text, err = deparse(slot.Subquery); err != nil {
+				return "", err
+			}
+			cache.put(key, text)
+		}
+		hold = append(hold, held{slot: slot, query: slot.Subquery, text: text})
+		marker := derivedMarker + strconv.Itoa(i) + "\x01"
+		slot.Subquery = &pgNode{Node: &pgNodeSelectStmt{SelectStmt: &pgSelectStmt{
+			TargetList:  []*pgNode{resTarget("", strConst(marker))},
+			LimitOption: pgLimitOptionLIMITOPTIONDEFAULT, Op: pgSetOperationSETOPNONE,
+		}}}
+	}
+	out, err := deparse(stmt)
+	if err != nil || len(hold) == 0 {
+		return out, err
+	}
+	if strings.Count(out, derivedMarker) != len(hold) {
+		restore()
+		return deparse(stmt)
+	}
+	// Each marker is found once (the count above), in whatever order the
+	// walk met the sites: stitch by position.
+	type cut struct {
+		at, end int
+		text    string
+	}
+	cuts := make([]cut, 0, len(hold))
+	for i, h := range hold {
+		stand := "SELECT '" + derivedMarker + strconv.Itoa(i) + "\x01'"
+		at := strings.Index(out, "("+stand+")")
+		if at < 0 {
+			restore()
+			return deparse(stmt)
+		}
+		cuts = append(cuts, cut{at: at + 1, end: at + 1 + len(stand), text: h.text})
+	}
+	slices.SortFunc(cuts, func(a, b cut) int { return a.at - b.at })
+	var b strings.Builder
+	b.Grow(len(out) + 512*len(cuts))
+	pos := 0
+	for _, c := range cuts {
+		b.WriteString(out[pos:c.at])
+		b.WriteString(c.text)
+		pos = c.end
+	}
+	b.WriteString(out[pos:])
+	return b.String(), nil
 }

@@ -730,19 +730,24 @@ func TestDerivedCacheIsTransparent(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		want, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, testOptions())
-		if err != nil {
-			continue
-		}
-		for range 2 {
+		// Spliced, and deparsed whole (deparseAround takes each derived
+		// table's text from the cache too).
+		for _, whole := range []bool{false, true} {
 			opts := testOptions()
-			opts.Derived = cache
-			got, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, opts)
-			if err != nil || got.SQL != want.SQL {
-				t.Fatalf("%s: with the cache: %v\n got %s\nwant %s", c.dir, err, got.SQL, want.SQL)
+			opts.deparseAll = whole
+			want, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, opts)
+			if err != nil {
+				continue
 			}
+			for range 2 {
+				opts.Derived = cache
+				got, err := Rewrite(stmts, cat, c.sess, &setSource{set: sets[c.scenario]}, opts)
+				if err != nil || got.SQL != want.SQL {
+					t.Fatalf("%s (deparsed whole: %v): with the cache: %v\n got %s\nwant %s", c.dir, whole, err, got.SQL, want.SQL)
+				}
+			}
+			hits++
 		}
-		hits++
 	}
 	if hits < 20 || len(cache.entries) == 0 {
 		t.Errorf("cache exercised by %d cases, %d entries", hits, len(cache.entries))

@@ -251,6 +251,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	// landed in the output.
 	var lits, litPos []int
 	var deparsed *pgNode // the tree of a statement that was deparsed whole
+	var deparseStmt func(*pgNode) (string, error)
 	templated := n == 1 && !walkers[0].valueDependent && templateKinds[walkers[0].kind] && !o.deparseAll
 	if templated {
 		scanned = true
@@ -311,7 +312,16 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			}
 			if !spliceable {
 				litPos = nil // the deparser spells literals its own way
-				if sql, err = deparse(stmt); err != nil {
+				deparseStmt = deparse
+				if w.inline == nil && !w.pushes(set) {
+					// Derived tables as splice has them: their text
+					// depends on nothing else of the statement.
+					sites, grants, fenced := w.sites, res.GrantsVersion, w.fenced()
+					deparseStmt = func(n *pgNode) (string, error) {
+						return deparseAround(n, sites, o.Derived, grants, fenced)
+					}
+				}
+				if sql, err = deparseStmt(stmt); err != nil {
 					if w.inline != nil {
 						// Not written back faithfully: derived tables instead.
 						return rewriteWithout(stmts.sql, cat, sess, grants, o)
@@ -331,7 +341,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	case templated && litPos != nil:
 		res.Template = newTemplate(res, stmts.sql, toks, lits, litPos)
 	case templated && deparsed != nil:
-		res.Template = deparsedTemplate(res, deparsed, res.SQL, stmts.sql, toks, lits)
+		res.Template = deparsedTemplate(res, deparsed, deparseStmt, res.SQL, stmts.sql, toks, lits)
 	}
 	if res.Template != nil {
 		res.Literals = literalsOf(stmts.sql, toks, lits)

@@ -262,13 +262,13 @@ func newTemplate(res Result, sql string, toks []token, lits, pos []int) *Templat
 }
 
 // deparsedTemplate is the template of a statement whose rewritten tree stmt
-// the deparser wrote as out, or nil. Each literal's constants in the tree
+// the deparser (deparse, as the statement was) wrote as out, or nil. Each literal's constants in the tree
 // (found by the literal's location; a write check may hold a copy) are
 // replaced by a marker string and the tree deparsed again: where the
 // markers land are the slots. The template must give out back for the
 // statement's own literals, so a constant the deparser spells otherwise
 // (0x1F, $$x$$, a negative number folded into its minus sign) means none.
-func deparsedTemplate(res Result, stmt *pgNode, out, sql string, toks []token, lits []int) *Template {
+func deparsedTemplate(res Result, stmt *pgNode, deparse func(*pgNode) (string, error), out, sql string, toks []token, lits []int) *Template {
 	consts := map[int32][]*pgAConst{}
 	collectConsts(stmt.ProtoReflect(), consts)
 	saved := make(map[*pgAConst]*pgAConst, len(lits))
