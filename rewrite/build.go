@@ -65,6 +65,11 @@ func (w *walker) pushes(set *grant.Set) bool {
 func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	applied := map[string]*RelationUse{}
 	fence := w.fenced()
+	// Names first: what is copied below (a conjunct pushed into a fenced
+	// derived table, red team round 50b) must carry them qualified too.
+	for _, f := range w.names {
+		f.apply()
+	}
 	for _, s := range w.sites {
 		t := s.table
 		name := t.QualifiedName()
@@ -146,9 +151,6 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	}
 	for _, f := range w.colFixes {
 		f.ref.Fields = f.ref.Fields[f.drop:]
-	}
-	for _, f := range w.names {
-		f.apply()
 	}
 	for _, q := range w.quals {
 		if q.hide != nil {

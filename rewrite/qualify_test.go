@@ -1,6 +1,11 @@
 package rewrite
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/mandate-proxy/mandate/grant"
+)
 
 // TestQualifiedNames: a function or operator name another schema has too
 // is written with the schema mandate resolved it to (qualify.go); a name
@@ -32,5 +37,23 @@ func TestQualifiedNames(t *testing.T) {
 		} else if res.SQL != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.sql, res.SQL, c.want)
 		}
+	}
+}
+
+// TestQualifiedNamesInPushedConjuncts (red team round 50b, medium): a
+// conjunct copied into a fenced derived table beside its filter runs on
+// every row the scan reads, hidden ones included; its operator must be
+// written qualified as the outer one is (the copy had been made before
+// the names were qualified, and a stale catalog's owner = ran there).
+func TestQualifiedNamesInPushedConjuncts(t *testing.T) {
+	cat := citextCatalog(t, true)
+	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.t": allow("public.t", eq("id", int64(1)), nil)}}
+	opts := &Options{AlwaysFence: true}
+	res, err := RewriteSQL("SELECT id FROM t WHERE name = 'x'", cat, Session{}, &setSource{set: set}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(res.SQL, "OPERATOR(pg_catalog.=) 'x'"); n != 2 || strings.Contains(res.SQL, " = 'x'") {
+		t.Errorf("want the outer conjunct and its copy qualified, got %s", res.SQL)
 	}
 }
