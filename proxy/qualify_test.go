@@ -64,6 +64,8 @@ func TestQualifiedNamesKeepResults(t *testing.T) {
 		"SELECT timezone('UTC', timestamptz '2024-01-01 00:00+00') = timestamp '2024-01-01' AS a, now() - now() = interval '0' AS b",
 		`SELECT '{"a": {"b": 1}}'::jsonb -> 'a' ->> 'b' = '1' AS a, '{1,2}'::int[] @> '{1}' AS b, ARRAY[1] || 2 AS c`,
 		"SELECT 1 AS x WHERE 2 BETWEEN 1 + 0 AND 3 AND 'a' IN ('a', 'b') AND 1 IS DISTINCT FROM 1 + 1",
+		"SELECT i, i BETWEEN 1 AND 2 AS a, i NOT BETWEEN 1 AND 2 AS b, i BETWEEN SYMMETRIC 3 AND 2 AS c, i NOT BETWEEN SYMMETRIC 3 AND 2 AS d, NOT i BETWEEN 1 AND 2 AS e, (i BETWEEN 1 AND 2) = (i > 1) AS f, i BETWEEN 1 AND 2 IS TRUE AS g FROM (VALUES (1), (2), (3), (NULL)) v(i) ORDER BY i",
+		"SELECT s FROM (VALUES ('a'), ('b'), ('c')) v(s) WHERE s BETWEEN 'a' AND 'b' OR s NOT BETWEEN 'a' AND 'b' AND s > 'b' ORDER BY s",
 	}
 	cat, _ := w.enforcer.Catalogs.Current()
 	for _, sql := range corpus {
@@ -107,19 +109,25 @@ func TestQualifiedNamesOutliveAStaleCatalog(t *testing.T) {
 CREATE TYPE ext.e AS ENUM ('x');
 CREATE FUNCTION ext.b(ext.e, ext.e) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE OPERATOR ext.= (LEFTARG = ext.e, RIGHTARG = ext.e, FUNCTION = ext.b);
+CREATE OPERATOR ext.>= (LEFTARG = ext.e, RIGHTARG = ext.e, FUNCTION = ext.b);
+CREATE OPERATOR ext.<= (LEFTARG = ext.e, RIGHTARG = ext.e, FUNCTION = ext.b);
 CREATE FUNCTION ext.lower(ext.e) RETURNS text LANGUAGE sql AS 'SELECT ''x''';`)
 	alice := w.connect(t, "alice")
 	// Not through migrate: the catalog is not read again.
 	if _, err := w.owner.Exec(ctxT(t), `
 CREATE FUNCTION public.tv_eq(text, varchar) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = varchar, FUNCTION = public.tv_eq);
-CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT ''owned''';`); err != nil {
+CREATE FUNCTION public.lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT ''owned''';
+CREATE OPERATOR public.>= (LEFTARG = text, RIGHTARG = varchar, FUNCTION = public.tv_eq);
+CREATE OPERATOR public.<= (LEFTARG = text, RIGHTARG = varchar, FUNCTION = public.tv_eq);`); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ sql, want string }{
 		{"SELECT count(*) FROM transactions WHERE merchant = 'no such merchant'::varchar", "0"},
 		{"SELECT count(*) FROM transactions WHERE lower(merchant::varchar) = 'owned'", "0"},
 		{"SELECT lower('ABC'::varchar)", "abc"},
+		{"SELECT count(*) FROM transactions WHERE merchant BETWEEN 'y'::varchar AND 'x'::varchar", "0"},
+		{"SELECT count(*) FROM transactions WHERE merchant BETWEEN SYMMETRIC 'y'::varchar AND 'y'::varchar", "0"},
 	} {
 		if picked := picks(t, w, c.sql); len(picked) == 0 {
 			t.Errorf("%s: PostgreSQL runs nothing outside pg_catalog for it as written", c.sql)

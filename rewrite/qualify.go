@@ -1,5 +1,7 @@
 package rewrite
 
+import "google.golang.org/protobuf/proto"
+
 // Qualified names: the rewriter decides which function or operator
 // PostgreSQL will run for each call by re-doing its overload resolution
 // (coerce.go). Where that decision names one schema and another schema
@@ -10,9 +12,10 @@ package rewrite
 // the resolution rules is wrong; within the one schema the pick is the
 // same as before, as the model's winner was the best candidate of all.
 //
-// What the grammar cannot qualify keeps the model alone: the = of IN (…),
-// IS DISTINCT FROM, NULLIF, CASE x WHEN and USING/NATURAL joins, and the
-// >= and <= of BETWEEN (docs/security.md).
+// BETWEEN is written as the comparisons PostgreSQL makes of it
+// (transformAExprBetween), each qualified. What the grammar cannot qualify
+// keeps the model alone: the = of IN (…), IS DISTINCT FROM, NULLIF,
+// CASE x WHEN and USING/NATURAL joins (docs/security.md).
 
 // nameFix writes a function or operator name qualified with the schema
 // the walker resolved it to. like is set for LIKE, ILIKE and SIMILAR TO,
@@ -87,4 +90,62 @@ func (f nameFix) apply() {
 	if f.like != nil {
 		f.like.Kind = pgAExprKindAEXPROP
 	}
+}
+
+// betweenFix writes x [NOT] BETWEEN [SYMMETRIC] a AND b as the
+// comparisons PostgreSQL analyses it as, x copied into each as PostgreSQL
+// copies it (so a volatile x runs as often as it did): x >= a AND x <= b;
+// NOT: x < a OR x > b; SYMMETRIC: both orders of the bounds, OR'd (NOT:
+// AND'd). ops are the two operators' names, written qualified or not.
+type betweenFix struct {
+	node *pgNode
+	e    *pgAExpr
+	ops  [2][]*pgNode
+}
+
+// qualifyBetween records a betweenFix for the BETWEEN e (n's) when one of
+// its two operators, lower and upper, resolved to one schema ("" when not)
+// and another schema has an operator of its name.
+func (w *walker) qualifyBetween(n *pgNode, e *pgAExpr, names, schemas [2]string) {
+	f := betweenFix{node: n, e: e}
+	qualified := false
+	for k, name := range names {
+		f.ops[k] = []*pgNode{strNode(name)}
+		if schemas[k] != "" && w.cat.opHomes.elsewhere(name, schemas[k]) {
+			f.ops[k] = []*pgNode{strNode(schemas[k]), strNode(name)}
+			qualified = true
+		}
+	}
+	if qualified {
+		w.betweens = append(w.betweens, f)
+	}
+}
+
+func (f betweenFix) apply() {
+	if f.node.GetAExpr() != f.e {
+		return // already applied
+	}
+	bounds := f.e.Rexpr.GetList().GetItems()
+	x, a, b := f.e.Lexpr, bounds[0], bounds[1]
+	join, outer := pgBoolExprTypeANDEXPR, pgBoolExprTypeOREXPR
+	if f.e.Kind == pgAExprKindAEXPRNOTBETWEEN || f.e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
+		join, outer = outer, join
+	}
+	pair := func(x1, lo, x2, hi *pgNode) *pgNode {
+		return boolNode(join, opNode(f.ops[0], x1, lo), opNode(f.ops[1], x2, hi))
+	}
+	clone := func(n *pgNode) *pgNode { return proto.Clone(n).(*pgNode) }
+	out := pair(x, a, clone(x), b)
+	if f.e.Kind == pgAExprKindAEXPRBETWEENSYM || f.e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
+		out = boolNode(outer, out, pair(clone(x), clone(b), clone(x), clone(a)))
+	}
+	f.node.Node = out.Node
+}
+
+func opNode(name []*pgNode, l, r *pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeAExpr{AExpr: &pgAExpr{Kind: pgAExprKindAEXPROP, Name: name, Lexpr: l, Rexpr: r, Location: -1}}}
+}
+
+func boolNode(op pgBoolExprType, args ...*pgNode) *pgNode {
+	return &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{Boolop: op, Args: args, Location: -1}}}
 }

@@ -268,7 +268,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 		info := StmtInfo{Kind: w.kind, Name: w.name, All: w.all, Hold: w.hold, Effect: effects[i]}
 		// Forwarded verbatim only when there is nothing to wrap and every
 		// relation is already written as the rewriter resolved it.
-		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.names) == 0 && len(w.targets) == 0 {
+		if len(w.sites) == 0 && len(w.quals) == 0 && len(w.names)+len(w.betweens) == 0 && len(w.targets) == 0 {
 			info.SQL = stmts.text(i)
 			info.Relations = w.relationUses(nil)
 			if templated {

@@ -65,6 +65,9 @@ func (w *walker) splicePlan(sql string, toks []token) (edits []spliceEdit, ok bo
 		}
 		edits = append(edits, qualifierEdit(sql, start, q.schema))
 	}
+	if len(w.betweens) > 0 {
+		return nil, false
+	}
 	for _, f := range w.names {
 		if f.call == nil {
 			return nil, false

@@ -31,6 +31,7 @@ type walker struct {
 	colFixes []colFix
 	quals    []qualFix
 	names    []nameFix
+	betweens []betweenFix
 	rows     []wholeRowFix
 	// groupKeys: relations grouped by their primary key (noteGroupedKeys).
 	groupKeys []groupKey
