@@ -66,6 +66,7 @@ func TestQualifiedNamesKeepResults(t *testing.T) {
 		"SELECT 1 AS x WHERE 2 BETWEEN 1 + 0 AND 3 AND 'a' IN ('a', 'b') AND 1 IS DISTINCT FROM 1 + 1",
 		"SELECT i, i BETWEEN 1 AND 2 AS a, i NOT BETWEEN 1 AND 2 AS b, i BETWEEN SYMMETRIC 3 AND 2 AS c, i NOT BETWEEN SYMMETRIC 3 AND 2 AS d, NOT i BETWEEN 1 AND 2 AS e, (i BETWEEN 1 AND 2) = (i > 1) AS f, i BETWEEN 1 AND 2 IS TRUE AS g FROM (VALUES (1), (2), (3), (NULL)) v(i) ORDER BY i",
 		"SELECT s FROM (VALUES ('a'), ('b'), ('c')) v(s) WHERE s BETWEEN 'a' AND 'b' OR s NOT BETWEEN 'a' AND 'b' AND s > 'b' ORDER BY s",
+		"SELECT i, 2 BETWEEN i AND 3 AS a, 7 NOT BETWEEN SYMMETRIC i AND 5 AS b FROM (VALUES (1), (2), (3)) v(i) ORDER BY i",
 	}
 	cat, _ := w.enforcer.Catalogs.Current()
 	for _, sql := range corpus {
