@@ -57,3 +57,35 @@ func TestQualifiedNamesInPushedConjuncts(t *testing.T) {
 		t.Errorf("want the outer conjunct and its copy qualified, got %s", res.SQL)
 	}
 }
+
+// TestQualifiedBetween: BETWEEN becomes the comparisons PostgreSQL makes
+// of it (transformAExprBetween), x copied into each, when an operator it
+// uses has another schema's namesake; the forms read back as written.
+func TestQualifiedBetween(t *testing.T) {
+	b := NewCatalogBuilder().Table("public.t", "id integer", "n integer")
+	for _, op := range []string{"<", ">", "<=", ">="} {
+		b = b.Operator(&Operator{Schema: "pg_catalog", Name: op, Left: "int4", Right: "int4", Result: "bool", Leakproof: true})
+	}
+	cat, err := b.Operator(&Operator{Schema: "public", Name: ">=", Left: "public.e", Right: "public.e", Result: "bool"}).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &Options{Protected: func(string) bool { return false }}
+	for _, c := range []struct{ sql, want string }{
+		{"SELECT id BETWEEN 1 AND n FROM t",
+			"SELECT id OPERATOR(pg_catalog.>=) 1 AND id <= n FROM public.t"},
+		{"SELECT NOT id NOT BETWEEN 1 AND 2 FROM t", // < and >: no namesake elsewhere
+			"SELECT NOT id NOT BETWEEN 1 AND 2 FROM public.t"},
+		{"SELECT NOT id BETWEEN SYMMETRIC 1 AND 2 FROM t",
+			"SELECT NOT ((id OPERATOR(pg_catalog.>=) 1 AND id <= 2) OR (id OPERATOR(pg_catalog.>=) 2 AND id <= 1)) FROM public.t"},
+		{"SELECT CASE WHEN n BETWEEN 1 AND 2 IS TRUE THEN 1 END FROM t",
+			"SELECT CASE WHEN (n OPERATOR(pg_catalog.>=) 1 AND n <= 2) IS TRUE THEN 1 END FROM public.t"},
+	} {
+		res, err := RewriteSQL(c.sql, cat, Session{}, nil, opts)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+		} else if res.SQL != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.sql, res.SQL, c.want)
+		}
+	}
+}
