@@ -59,9 +59,11 @@ func BenchmarkRewriteColdNewGrants(b *testing.B) {
 	}
 }
 
-// BenchmarkRewriteColdQualified is BenchmarkRewriteCold where another
-// schema has an = operator too (an extension's, say): each = is written
-// OPERATOR(pg_catalog.=) (qualify.go), which takes the deparser.
+// BenchmarkRewriteColdQualified is BenchmarkRewriteCold with and without
+// another schema's = operator (an extension's, say), for benchSQL and for
+// a statement that reads no protected relation: with it, each = is
+// written OPERATOR(pg_catalog.=) (qualify.go), which takes the deparser
+// where the statement was spliced or forwarded as written.
 func BenchmarkRewriteColdQualified(b *testing.B) {
 	base := testCatalog(b)
 	schemas := make([]*Schema, 0, len(base.Schemas))
@@ -69,21 +71,33 @@ func BenchmarkRewriteColdQualified(b *testing.B) {
 		schemas = append(schemas, s)
 	}
 	ops := append(slices.Clone(base.Operators), &Operator{Schema: "public", Name: "=", Left: "public.e", Right: "public.e"})
-	cat, err := NewCatalog(schemas, ops)
+	shadowed, err := NewCatalog(schemas, ops)
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := testOptions()
-	opts.Derived = &DerivedCache{}
-	src := &setSource{set: scenarios()["dana"]}
-	for b.Loop() {
-		src.asked = src.asked[:0]
-		res, err := RewriteSQL(benchSQL, cat, Session{}, src, opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !strings.Contains(res.SQL, "OPERATOR(pg_catalog.=) c.id") {
-			b.Fatalf("not qualified: %s", res.SQL)
+	for _, q := range []struct{ name, sql string }{
+		{"protected", benchSQL},
+		{"unprotected", "SELECT k.name FROM countries k WHERE k.code = $1 ORDER BY k.name"},
+	} {
+		for _, c := range []struct {
+			name string
+			cat  *Catalog
+		}{{"stock", base}, {"shadowed", shadowed}} {
+			b.Run(q.name+"/"+c.name, func(b *testing.B) {
+				opts := testOptions()
+				opts.Derived = &DerivedCache{}
+				src := &setSource{set: scenarios()["dana"]}
+				for b.Loop() {
+					src.asked = src.asked[:0]
+					res, err := RewriteSQL(q.sql, c.cat, Session{}, src, opts)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if strings.Contains(res.SQL, "OPERATOR(pg_catalog.=) $1") != (c.cat == shadowed) {
+						b.Fatalf("qualified only if shadowed: %s", res.SQL)
+					}
+				}
+			})
 		}
 	}
 }

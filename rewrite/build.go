@@ -70,9 +70,6 @@ func (w *walker) apply(set *grant.Set) (map[string]*RelationUse, error) {
 	for _, f := range w.names {
 		f.apply()
 	}
-	for _, f := range w.betweens {
-		f.apply()
-	}
 	for _, s := range w.sites {
 		t := s.table
 		name := t.QualifiedName()

@@ -76,7 +76,7 @@ func (w *walker) expr(n *pgNode, sc *scope, c ectx) error {
 	case *pgNodeFuncCall:
 		return w.funcCall(x.FuncCall, sc, c)
 	case *pgNodeAExpr:
-		return w.aExpr(n, x.AExpr, sc, c)
+		return w.aExpr(x.AExpr, sc, c)
 	case *pgNodeSubLink:
 		return w.subLink(x.SubLink, sc, c)
 	case *pgNodeTypeCast:
@@ -835,7 +835,7 @@ func (w *walker) checkFunction(schema, name string, unresolved bool, fc *pgFuncC
 // those PostgreSQL picks by name for IN, BETWEEN, IS DISTINCT FROM and
 // NULLIF, must resolve to a built-in (checkOperator); leakproofness comes
 // from the catalog's operator for the operand types it can infer.
-func (w *walker) aExpr(n *pgNode, e *pgAExpr, sc *scope, c ectx) error {
+func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 	schema, name, err := qualifiedName(e.Name)
 	if err != nil {
 		return err
@@ -928,7 +928,7 @@ func (w *walker) aExpr(n *pgNode, e *pgAExpr, sc *scope, c ectx) error {
 			}
 			picked[k] = sameSchema(schemas...)
 		}
-		w.qualifyBetween(n, e, [2]string{lower, upper}, picked)
+		w.qualifyBetween(e, [2]string{lower, upper}, picked)
 		leakproof = !symmetric &&
 			w.operatorLeakproof(schema, lower, e.Lexpr, bounds[0], sc) &&
 			w.operatorLeakproof(schema, upper, e.Lexpr, bounds[1], sc)

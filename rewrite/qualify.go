@@ -1,6 +1,9 @@
 package rewrite
 
-import "google.golang.org/protobuf/proto"
+import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
 
 // Qualified names: the rewriter decides which function or operator
 // PostgreSQL will run for each call by re-doing its overload resolution
@@ -92,22 +95,23 @@ func (f nameFix) apply() {
 	}
 }
 
-// betweenFix writes x [NOT] BETWEEN [SYMMETRIC] a AND b as the
-// comparisons PostgreSQL analyses it as, x copied into each as PostgreSQL
-// copies it (so a volatile x runs as often as it did): x >= a AND x <= b;
-// NOT: x < a OR x > b; SYMMETRIC: both orders of the bounds, OR'd (NOT:
-// AND'd). ops are the two operators' names, written qualified or not.
+// betweenFix writes a BETWEEN (found by its location, so mandate's own
+// copies of it, a conjunct pushed beside a filter, are written so too) as
+// the comparisons PostgreSQL analyses it as, x copied into each as
+// PostgreSQL copies it (a volatile x runs as often as it did):
+// x >= a AND x <= b; NOT: x < a OR x > b; SYMMETRIC: both orders of the
+// bounds, OR'd (NOT: AND'd). ops are the two operators' names, written
+// qualified or not.
 type betweenFix struct {
-	node *pgNode
-	e    *pgAExpr
-	ops  [2][]*pgNode
+	loc int32
+	ops [2][]*pgNode
 }
 
-// qualifyBetween records a betweenFix for the BETWEEN e (n's) when one of
-// its two operators, lower and upper, resolved to one schema ("" when not)
-// and another schema has an operator of its name.
-func (w *walker) qualifyBetween(n *pgNode, e *pgAExpr, names, schemas [2]string) {
-	f := betweenFix{node: n, e: e}
+// qualifyBetween records a betweenFix for the BETWEEN e when one of its
+// two operators, lower and upper, resolved to one schema ("" when not) and
+// another schema has an operator of its name.
+func (w *walker) qualifyBetween(e *pgAExpr, names, schemas [2]string) {
+	f := betweenFix{loc: e.Location}
 	qualified := false
 	for k, name := range names {
 		f.ops[k] = []*pgNode{strNode(name)}
@@ -116,30 +120,63 @@ func (w *walker) qualifyBetween(n *pgNode, e *pgAExpr, names, schemas [2]string)
 			qualified = true
 		}
 	}
-	if qualified {
+	if qualified && e.Location >= 0 {
 		w.betweens = append(w.betweens, f)
 	}
 }
 
-func (f betweenFix) apply() {
-	if f.node.GetAExpr() != f.e {
-		return // already applied
+// expandBetweens applies fixes to the statement stmt once every other fix
+// is in place, so the copies of x hold what the statement reads, derived
+// tables included (red team round 51a, high: a copy of x made before the
+// derived tables replaced their relations read them unfiltered). Inner
+// BETWEENs are written out before the ones around them.
+func expandBetweens(stmt *pgNode, fixes []betweenFix) {
+	if len(fixes) == 0 {
+		return
 	}
-	bounds := f.e.Rexpr.GetList().GetItems()
-	x, a, b := f.e.Lexpr, bounds[0], bounds[1]
+	ops := make(map[int32][2][]*pgNode, len(fixes))
+	for _, f := range fixes {
+		ops[f.loc] = f.ops
+	}
+	var found []*pgNode
+	visitMessages(stmt.ProtoReflect(), func(m protoreflect.Message) bool {
+		if n, ok := m.Interface().(*pgNode); ok && isBetween(n.GetAExpr()) {
+			if _, ok := ops[n.GetAExpr().Location]; ok {
+				found = append(found, n)
+			}
+		}
+		return true
+	})
+	for i := len(found) - 1; i >= 0; i-- {
+		n := found[i]
+		n.Node = expandBetween(n.GetAExpr(), ops[n.GetAExpr().Location]).Node
+	}
+}
+
+func isBetween(e *pgAExpr) bool {
+	switch e.GetKind() {
+	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN, pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:
+		return len(e.Rexpr.GetList().GetItems()) == 2
+	}
+	return false
+}
+
+func expandBetween(e *pgAExpr, ops [2][]*pgNode) *pgNode {
+	bounds := e.Rexpr.GetList().GetItems()
+	x, a, b := e.Lexpr, bounds[0], bounds[1]
 	join, outer := pgBoolExprTypeANDEXPR, pgBoolExprTypeOREXPR
-	if f.e.Kind == pgAExprKindAEXPRNOTBETWEEN || f.e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
+	if e.Kind == pgAExprKindAEXPRNOTBETWEEN || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
 		join, outer = outer, join
 	}
-	pair := func(x1, lo, x2, hi *pgNode) *pgNode {
-		return boolNode(join, opNode(f.ops[0], x1, lo), opNode(f.ops[1], x2, hi))
-	}
 	clone := func(n *pgNode) *pgNode { return proto.Clone(n).(*pgNode) }
-	out := pair(x, a, clone(x), b)
-	if f.e.Kind == pgAExprKindAEXPRBETWEENSYM || f.e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
-		out = boolNode(outer, out, pair(clone(x), clone(b), clone(x), clone(a)))
+	name := func(k int) []*pgNode { return copyLeaves(ops[k]) }
+	pair := func(x1, lo, x2, hi *pgNode) *pgNode {
+		return boolNode(join, opNode(name(0), x1, lo), opNode(name(1), x2, hi))
 	}
-	f.node.Node = out.Node
+	if e.Kind == pgAExprKindAEXPRBETWEENSYM || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
+		return boolNode(outer, pair(clone(x), clone(a), clone(x), clone(b)), pair(clone(x), b, x, a))
+	}
+	return pair(x, a, clone(x), b)
 }
 
 func opNode(name []*pgNode, l, r *pgNode) *pgNode {

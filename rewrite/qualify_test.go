@@ -62,7 +62,7 @@ func TestQualifiedNamesInPushedConjuncts(t *testing.T) {
 // of it (transformAExprBetween), x copied into each, when an operator it
 // uses has another schema's namesake; the forms read back as written.
 func TestQualifiedBetween(t *testing.T) {
-	b := NewCatalogBuilder().Table("public.t", "id integer", "n integer")
+	b := NewCatalogBuilder().Table("public.t", "id integer", "n integer", "m text")
 	for _, op := range []string{"<", ">", "<=", ">="} {
 		b = b.Operator(&Operator{Schema: "pg_catalog", Name: op, Left: "int4", Right: "int4", Result: "bool", Leakproof: true})
 	}
@@ -71,6 +71,22 @@ func TestQualifiedBetween(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := &Options{Protected: func(string) bool { return false }}
+	// A copy pushed beside a fenced filter is written out too, and the
+	// operand's copies read the derived table as the original does (red
+	// team round 51a: a copy made before it replaced the relation read t
+	// unfiltered; the pushed BETWEEN crashed the rewriter).
+	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.t": allow("public.t", eq("n", int64(1)), nil)}}
+	for sql, want := range map[string]string{
+		"SELECT id FROM t WHERE id BETWEEN 1 AND 100 AND m ~ 'x'": "SELECT id FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1 AND (_m1.id OPERATOR(pg_catalog.>=) 1 AND _m1.id <= 100) OFFSET 0) t WHERE (id OPERATOR(pg_catalog.>=) 1 AND id <= 100) AND m ~ 'x'",
+		"SELECT (SELECT max(id) FROM t)::int4 BETWEEN 1 AND 2":    "SELECT (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 OPERATOR(pg_catalog.>=) 1 AND (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 <= 2",
+	} {
+		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, &Options{Functions: map[string]bool{"max": true}})
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+		} else if res.SQL != want {
+			t.Errorf("%s:\n got %s\nwant %s", sql, res.SQL, want)
+		}
+	}
 	for _, c := range []struct{ sql, want string }{
 		{"SELECT id BETWEEN 1 AND n FROM t",
 			"SELECT id OPERATOR(pg_catalog.>=) 1 AND id <= n FROM public.t"},

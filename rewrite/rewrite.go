@@ -295,7 +295,8 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			var edits []spliceEdit
 			w.fenceMaskedReads(set)
 			w.inline = w.inlineSite()
-			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !w.pushes(set) && len(w.groupColumns(set)) == 0
+			pushes := w.pushes(set) // before expandBetweens changes what it reads
+			spliceable := toks != nil && !o.deparseAll && w.inline == nil && !pushes && len(w.groupColumns(set)) == 0
 			if spliceable {
 				edits, spliceable = w.splicePlan(stmts.sql, toks)
 			}
@@ -303,6 +304,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			if err != nil {
 				return Result{}, err
 			}
+			expandBetweens(stmt, w.betweens)
 			var sql string
 			if spliceable {
 				start, end, ok := stmts.stmtRange(i)
@@ -313,7 +315,7 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 			if !spliceable {
 				litPos = nil // the deparser spells literals its own way
 				deparseStmt = deparse
-				if w.inline == nil && !w.pushes(set) {
+				if w.inline == nil && !pushes {
 					// Derived tables as splice has them: their text
 					// depends on nothing else of the statement.
 					sites, grants, fenced := w.sites, res.GrantsVersion, w.fenced()
