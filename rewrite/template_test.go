@@ -244,3 +244,33 @@ func TestSignDependentNumbersKeepTheirKey(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateMarkerSpelledByTheStatement (red team round 51b, high): a
+// statement whose own text spells a literal marker, here an alias quoted
+// to read as one, gets no template from the deparsed form: a slot found
+// inside the identifier would paste the next statement's literal there
+// unparsed, closing the identifier and running the rest as SQL.
+func TestTemplateMarkerSpelledByTheStatement(t *testing.T) {
+	cat := testCatalog(t)
+	src := &setSource{set: scenarios()["alice"]}
+	const marker = "mandate\x01literal0\x01"
+	alias := `"'` + marker + `'"`
+	sql := "SELECT '" + marker + "' AS " + alias + " FROM accounts"
+	res, err := RewriteSQL(sql, cat, Session{}, src, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Statements[0].Rewritten || !strings.Contains(res.SQL, "customer_id OPERATOR") {
+		t.Fatalf("not the deparsed path the attack needs: %s", res.SQL)
+	}
+	if res.Template != nil {
+		payload := `'x", (SELECT ssn FROM public.customers) AS "y'`
+		next := "SELECT " + payload + " AS " + alias + " FROM accounts"
+		if l, ok := TemplateKey(next); ok {
+			got, _ := res.Template.Instantiate(next, l)
+			t.Errorf("a template from a statement spelling its marker; the next statement becomes %s", got.SQL)
+		} else {
+			t.Error("a template from a statement spelling its marker")
+		}
+	}
+}
