@@ -105,3 +105,37 @@ func TestTemplatedWritesAreChecked(t *testing.T) {
 		t.Fatalf("tickets 201 and 202: %d rows (%v), want only 201", n, err)
 	}
 }
+
+// TestTemplateMarkerInjection (red team round 51b, high): a statement that
+// spells a template's literal marker in a quoted alias, then the same
+// shape with a literal that closes the identifier. Had the first made a
+// template, the second's literal would have been pasted into the alias
+// unparsed and run as SQL: every customer's ssn, as alice.
+func TestTemplateMarkerInjection(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	const marker = "mandate\x01literal0\x01"
+	alias := `"'` + marker + `'"`
+	payload := `x", (SELECT string_agg(ssn, chr(44)) FROM public.customers) AS "y`
+	for _, lit := range []string{marker, payload, payload} {
+		sql := "SELECT '" + lit + "' AS " + alias + " FROM accounts"
+		r, err := alice.Query(ctxT(t), sql, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatalf("%q: %v", sql, err)
+		}
+		n := 0
+		for r.Next() {
+			vals, err := r.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n++; len(vals) != 1 || vals[0] != lit {
+				t.Errorf("%q returned %v, want the one literal", sql, vals)
+			}
+		}
+		r.Close()
+		if err := r.Err(); err != nil || n == 0 {
+			t.Fatalf("%q: %d rows, %v", sql, n, err)
+		}
+	}
+}
