@@ -67,9 +67,11 @@ func (w *walker) qualifyName(names *[]*pgNode, name, schema string, like *pgAExp
 	}
 }
 
-// qualifyCall is qualifyName for a function call.
+// qualifyCall is qualifyName for a function call written unqualified (the
+// grammar's pg_catalog.json_object for json_object(…) included: the text
+// still needs the schema, for PostgreSQL 15 looks that up on the path).
 func (w *walker) qualifyCall(fc *pgFuncCall, name, schema string) {
-	if schema != "" && len(fc.Funcname) == 1 && w.cat.funcHomes.elsewhere(name, schema) {
+	if schema != "" && w.cat.funcHomes.elsewhere(name, schema) {
 		w.names = append(w.names, nameFix{names: &fc.Funcname, name: name, schema: schema, call: fc})
 	}
 }
@@ -86,9 +88,6 @@ func sameSchema(schemas ...string) string {
 }
 
 func (f nameFix) apply() {
-	if len(*f.names) > 1 {
-		return // already applied: the walk met the node twice
-	}
 	*f.names = []*pgNode{strNode(f.schema), strNode(f.name)}
 	if f.like != nil {
 		f.like.Kind = pgAExprKindAEXPROP

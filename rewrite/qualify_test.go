@@ -105,3 +105,29 @@ func TestQualifiedBetween(t *testing.T) {
 		}
 	}
 }
+
+// TestQualifiedGrammarNames (red team round 52a): json_object(…), which
+// PostgreSQL 17's grammar (mandate's) writes as pg_catalog's and
+// PostgreSQL 15 looks up on the path, is qualified in the forwarded text
+// too; and an ORDER BY position decided for one output column makes no
+// template for the others.
+func TestQualifiedGrammarNames(t *testing.T) {
+	cat, err := NewCatalogBuilder().Table("public.t", "id integer", "n integer").
+		Function(&Function{Schema: "pg_catalog", Name: "json_object", NArgs: 1, Args: []string{"_text"}, Result: "json", Volatility: Immutable, Kind: KindFunction}).
+		Function(&Function{Schema: "evil", Name: "json_object", NArgs: 1, Args: []string{"evil.e"}, Result: "json", Volatility: Immutable, Kind: KindFunction}).
+		Operator(&Operator{Schema: "pg_catalog", Name: "<", Left: "int4", Right: "int4", Result: "bool", Leakproof: true}).
+		Operator(&Operator{Schema: "evil", Name: "<", Left: "evil.e", Right: "evil.e", Result: "bool"}).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &Options{Protected: func(string) bool { return false }}
+	res, err := RewriteSQL("SELECT json_object('{a,b}')", cat, Session{}, nil, opts)
+	if want := "SELECT pg_catalog.json_object('{a,b}')"; err != nil || res.SQL != want {
+		t.Errorf("json_object: %v\n got %s\nwant %s", err, res.SQL, want)
+	}
+	res, err = RewriteSQL("SELECT id, n FROM t ORDER BY 2 USING < LIMIT 2", cat, Session{}, nil, opts)
+	if err != nil || !strings.Contains(res.SQL, "USING OPERATOR(pg_catalog.<)") || res.Template != nil {
+		t.Errorf("ORDER BY 2 USING <: %v, template %v: %s", err, res.Template != nil, res.SQL)
+	}
+}

@@ -674,6 +674,7 @@ func (w *walker) sortOperators(s *pgSelectStmt, sc *scope) error {
 			// column is not known (red team round 47a: SELECT *, 1, 1
 			// ORDER BY 3 sorted iban, taken for the constant).
 			k := int(sb.Node.GetAConst().GetIval().Ival)
+			w.valueDependent = true // another position is another column (red team round 52a)
 			if k >= 1 && k <= len(s.TargetList) && !slices.ContainsFunc(s.TargetList[:k], expandsStar) {
 				targets = append(targets, s.TargetList[k-1].GetResTarget().GetVal())
 			} else {
