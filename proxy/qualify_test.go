@@ -171,3 +171,54 @@ func orderedRows(t testing.TB, conn *pgx.Conn, sql string, args ...any) (string,
 	}
 	return b.String(), r.Err()
 }
+
+// TestPushedCopiesRunBuiltins (red team round 52b, medium): the copy of a
+// condition mandate places beside a fenced filter runs on the rows the
+// filter hides. Owner operators created after the catalog was read, with
+// the persona's path putting public first, had run there on every hidden
+// merchant: through a pushed IN list (whose = SQL cannot qualify) and a
+// pushed <> (a name no other schema had when the catalog was read). The
+// copies are now written pg_catalog's, the IN list as its comparisons.
+func TestPushedCopiesRunBuiltins(t *testing.T) {
+	w := startBank(t)
+	alice := w.connect(t, "alice")
+	visible := map[string]bool{}
+	for _, m := range mustRows(t, alice, "SELECT DISTINCT merchant FROM transactions") {
+		visible[m] = true
+	}
+	if _, err := w.owner.Exec(ctxT(t), `
+CREATE TABLE public.seen (v text);
+GRANT INSERT ON public.seen TO PUBLIC;
+CREATE FUNCTION public.spy(text, text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+  'BEGIN INSERT INTO public.seen VALUES ($1); RETURN $1 OPERATOR(pg_catalog.=) $2; END';
+CREATE FUNCTION public.spy_ne(text, text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+  'BEGIN INSERT INTO public.seen VALUES ($1); RETURN $1 OPERATOR(pg_catalog.<>) $2; END';
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.spy);
+CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.spy_ne);`); err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []string{"SET search_path = public, pg_catalog", "SET enable_indexscan = off", "SET enable_bitmapscan = off"} {
+		if _, err := alice.Exec(ctxT(t), set); err != nil {
+			t.Fatalf("%s: %v", set, err)
+		}
+	}
+	for _, sql := range []string{
+		// ~ is not leakproof: the statement is fenced, the other
+		// conjunct copied beside the filter.
+		"SELECT count(*) FROM transactions WHERE merchant ~ 'zzz' AND merchant IN ('a', 'b')",
+		"SELECT count(*) FROM transactions WHERE merchant ~ 'zzz' AND merchant <> 'a'",
+	} {
+		if _, err := alice.Exec(ctxT(t), sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	var hidden []string
+	for _, v := range mustRows(t, w.owner, "SELECT DISTINCT v FROM public.seen") {
+		if !visible[v] {
+			hidden = append(hidden, v)
+		}
+	}
+	if len(hidden) > 0 {
+		t.Errorf("the owner's operators saw merchants alice may not see: %v", hidden)
+	}
+}

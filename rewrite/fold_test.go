@@ -198,7 +198,7 @@ func TestNumberLiteralsTypedAsPostgresDoes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Count(res.SQL, "= "+lit); got != copies {
+		if got := strings.Count(res.SQL, " "+lit); got != copies {
 			t.Errorf("t.id = %s fenced: %d comparisons, want %d: %s", lit, got, copies, res.SQL)
 		}
 	}

@@ -756,8 +756,12 @@ func TestDerivedCacheIsTransparent(t *testing.T) {
 
 // pushedShape reports whether n is a conjunct pushdown.go copies into a
 // derived table reading its relation as alias: alias.col compared with
-// literals, parameters or casts of them.
+// literals, parameters or casts of them, or an AND or OR of such (IN and
+// BETWEEN written out).
 func pushedShape(n *pgNode, alias string) bool {
+	if b := n.GetBoolExpr(); b != nil && b.Boolop != pgBoolExprTypeNOTEXPR {
+		return !slices.ContainsFunc(b.Args, func(a *pgNode) bool { return !pushedShape(a, alias) })
+	}
 	e := n.GetAExpr()
 	if e == nil {
 		return false

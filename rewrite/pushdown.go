@@ -124,7 +124,16 @@ func (s *site) applicable(g *grant.Relation) []pushable {
 }
 
 // pushedQuals are copies of s's applicable conjuncts, reading the relation
-// as alias.
+// as alias. A copy runs on rows the filter hides, so its operators are
+// written pg_catalog's whatever other schemas have (a pushable conjunct's
+// operator is a leakproof built-in): an operator created since the
+// catalog was read, or one of a name no other schema had then, cannot run
+// there (red team round 52b, medium: an owner's = ran on every hidden ssn
+// through a pushed IN list, and through a pushed = of a name only
+// pg_catalog had). IN, whose = SQL cannot qualify, is copied as the
+// comparisons it makes, OR'd (NOT IN: <>, AND'd), as PostgreSQL itself
+// runs an IN list when its items have no common array type; BETWEEN as
+// its two comparisons.
 func pushedQuals(s *site, g *grant.Relation, alias string) []*pgNode {
 	var out []*pgNode
 	for _, p := range s.applicable(g) {
@@ -134,6 +143,32 @@ func pushedQuals(s *site, g *grant.Relation, alias string) []*pgNode {
 			e.Lexpr = columnRef(alias, p.col)
 		} else {
 			e.Rexpr = columnRef(alias, p.col)
+		}
+		_, name, _ := qualifiedName(e.Name)
+		builtin := []*pgNode{strNode("pg_catalog"), strNode(name)}
+		switch e.Kind {
+		case pgAExprKindAEXPRIN:
+			var terms []*pgNode
+			for i, item := range e.Rexpr.GetList().GetItems() {
+				x := e.Lexpr
+				if i > 0 {
+					x = columnRef(alias, p.col)
+				}
+				terms = append(terms, opNode(copyLeaves(builtin), x, item))
+			}
+			c = terms[0]
+			if join := pgBoolExprTypeOREXPR; len(terms) > 1 {
+				if name == "<>" {
+					join = pgBoolExprTypeANDEXPR // NOT IN (transformAExprIn)
+				}
+				c = boolNode(join, terms...)
+			}
+		case pgAExprKindAEXPRBETWEEN:
+			c = expandBetween(e, [2][]*pgNode{{strNode("pg_catalog"), strNode(">=")}, {strNode("pg_catalog"), strNode("<=")}})
+		case pgAExprKindAEXPRNOTBETWEEN:
+			c = expandBetween(e, [2][]*pgNode{{strNode("pg_catalog"), strNode("<")}, {strNode("pg_catalog"), strNode(">")}})
+		default:
+			e.Name = builtin
 		}
 		out = append(out, c)
 	}

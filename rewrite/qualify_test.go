@@ -77,8 +77,14 @@ func TestQualifiedBetween(t *testing.T) {
 	// unfiltered; the pushed BETWEEN crashed the rewriter).
 	set := &grant.Set{Version: 1, Relations: map[string]*grant.Relation{"public.t": allow("public.t", eq("n", int64(1)), nil)}}
 	for sql, want := range map[string]string{
-		"SELECT id FROM t WHERE id BETWEEN 1 AND 100 AND m ~ 'x'": "SELECT id FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1 AND (_m1.id OPERATOR(pg_catalog.>=) 1 AND _m1.id <= 100) OFFSET 0) t WHERE (id OPERATOR(pg_catalog.>=) 1 AND id <= 100) AND m ~ 'x'",
-		"SELECT (SELECT max(id) FROM t)::int4 BETWEEN 1 AND 2":    "SELECT (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 OPERATOR(pg_catalog.>=) 1 AND (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 <= 2",
+		"SELECT id FROM t WHERE id BETWEEN 1 AND 100 AND m ~ 'x'": "SELECT id FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1 AND (_m1.id OPERATOR(pg_catalog.>=) 1 AND _m1.id OPERATOR(pg_catalog.<=) 100) OFFSET 0) t WHERE (id OPERATOR(pg_catalog.>=) 1 AND id <= 100) AND m ~ 'x'",
+		// Nested: only the innermost is written out, so nothing grows
+		// exponentially (red team round 52b: nine levels of SYMMETRIC).
+		"SELECT ((n BETWEEN SYMMETRIC 0 AND 2)::int4 BETWEEN SYMMETRIC 0 AND 2)::int4 BETWEEN SYMMETRIC 0 AND 2 FROM t": "SELECT (((n OPERATOR(pg_catalog.>=) 0 AND n <= 2) OR (n OPERATOR(pg_catalog.>=) 2 AND n <= 0))::int4 BETWEEN SYMMETRIC 0 AND 2)::int4 BETWEEN SYMMETRIC 0 AND 2 FROM public.t WHERE t.n OPERATOR(pg_catalog.=) 1",
+		// Under IS NULL the deparser would drop the AND's parentheses:
+		// BETWEEN as written, then.
+		"SELECT (n BETWEEN 1 AND 3) IS NULL FROM t":            "SELECT (n BETWEEN 1 AND 3) IS NULL FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) AS t",
+		"SELECT (SELECT max(id) FROM t)::int4 BETWEEN 1 AND 2": "SELECT (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 OPERATOR(pg_catalog.>=) 1 AND (SELECT max(id) FROM (SELECT _m1.id, _m1.n, _m1.m FROM public.t _m1 WHERE _m1.n OPERATOR(pg_catalog.=) 1) t)::int4 <= 2",
 	} {
 		res, err := RewriteSQL(sql, cat, Session{}, &setSource{set: set}, &Options{Functions: map[string]bool{"max": true}})
 		if err != nil {

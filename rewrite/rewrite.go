@@ -64,6 +64,8 @@ type Options struct {
 	deparseAll bool
 	// noInline keeps every protected reference a derived table (inline.go).
 	noInline bool
+	// noBetweens leaves BETWEEN as written (qualify.go).
+	noBetweens bool
 }
 
 // Kind is what a statement does, for the proxy's routing and audit.
@@ -324,9 +326,17 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 					}
 				}
 				if sql, err = deparseStmt(stmt); err != nil {
-					if w.inline != nil {
+					switch {
+					case w.inline != nil:
 						// Not written back faithfully: derived tables instead.
-						return rewriteWithout(stmts.sql, cat, sess, grants, o)
+						o.noInline = true
+						return rewriteAgain(stmts.sql, cat, sess, grants, o)
+					case len(w.betweens) > 0:
+						// The deparser sets no parentheses around an AND
+						// under IS NULL, IS NOT DISTINCT FROM, IN or ANY
+						// (red team round 52b): BETWEEN as written, then.
+						o.noBetweens = true
+						return rewriteAgain(stmts.sql, cat, sess, grants, o)
 					}
 					return Result{}, unsupported("statement cannot be rewritten: %v", err)
 				}
@@ -351,10 +361,10 @@ func rewrite(stmts *Statements, cat *Catalog, sess Session, grants GrantSource, 
 	return res, nil
 }
 
-// rewriteWithout rewrites sql again with every protected reference a
-// derived table, from a fresh parse: the first attempt changed its tree.
-func rewriteWithout(sql string, cat *Catalog, sess Session, grants GrantSource, o Options) (Result, error) {
-	o.noInline = true
+// rewriteAgain rewrites sql again under o, which turns off what the first
+// attempt could not deparse, from a fresh parse: that attempt changed its
+// tree.
+func rewriteAgain(sql string, cat *Catalog, sess Session, grants GrantSource, o Options) (Result, error) {
 	stmts, err := Parse(sql)
 	if err != nil {
 		return Result{}, err

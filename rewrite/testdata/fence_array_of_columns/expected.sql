@@ -1,1 +1,1 @@
-SELECT id FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 AND _m1.id = 104 OFFSET 0) accounts WHERE id = 104 AND CASE WHEN iban = 'NL9' THEN ARRAY[iban, iban, iban] END IS NOT NULL
+SELECT id FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 AND _m1.id OPERATOR(pg_catalog.=) 104 OFFSET 0) accounts WHERE id = 104 AND CASE WHEN iban = 'NL9' THEN ARRAY[iban, iban, iban] END IS NOT NULL

@@ -1,1 +1,1 @@
-SELECT * FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 AND _m1.id = 1 OFFSET 0) accounts WHERE id = 1 AND random() < 0.5
+SELECT * FROM (SELECT _m1.id, _m1.customer_id, _m1.iban, _m1.balance, _m1.opened_at FROM public.accounts _m1 WHERE _m1.customer_id OPERATOR(pg_catalog.=) 1 AND _m1.id OPERATOR(pg_catalog.=) 1 OFFSET 0) accounts WHERE id = 1 AND random() < 0.5
