@@ -219,6 +219,14 @@
 // session's own pg_temp_N. Only CTE references stay unqualified. A statement
 // already written that way is forwarded byte for byte.
 //
+// Functions and operators are written qualified where another schema has
+// one of the same name (qualify.go): pg_catalog.max(x), a
+// OPERATOR(pg_catalog.=) b, BETWEEN as its two comparisons. The overload
+// model (coerce.go) decides which one PostgreSQL picks; written so, an
+// overload the model missed, or one created since the catalog was read,
+// cannot be the pick. Copies the rewriter places beside a fenced filter
+// always run pg_catalog's operators (pushdown.go).
+//
 // # Session state
 //
 // Ways of changing search_path the proxy cannot follow are refused (0A000):
