@@ -356,12 +356,12 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 			return err
 		}
 		result := b.types[ret]
-		if string(r[10]) == "t" || result.opaque {
-			result.name = "" // a set, an array or a pseudo-type: not typed
+		if result.opaque {
+			result.name = "" // an array or a pseudo-type: not typed
 		}
 		f := &rewrite.Function{
 			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t",
-			Args: args, Result: result.name,
+			Args: args, Result: result.name, Set: string(r[10]) == "t",
 			Leakproof: string(r[3]) == "t", Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
 		}
 		s := b.schema(f.Schema)

@@ -151,8 +151,9 @@ type Function struct {
 	Variadic bool
 	Args     []string // proargtypes, named as Operator's types are; nil when unknown
 	// Result is prorettype named so, "" when it is a pseudo-type or an
-	// array, the function returns a set, or it is not known.
+	// array, or it is not known; Set, proretset: it is each row's type.
 	Result     string
+	Set        bool
 	Leakproof  bool
 	Volatility Volatility
 	Kind       FuncKind

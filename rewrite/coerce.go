@@ -204,8 +204,9 @@ func (c *Catalog) visibleFunctions(sess Session, schema, name string, n int, nam
 
 // functionResult is the type a call of name (in schema, or along the path)
 // with arguments of types args returns, when every function PostgreSQL may
-// pick for it returns that one type; "" otherwise.
-func (c *Catalog) functionResult(sess Session, schema, name string, args []string) string {
+// pick for it returns that one type; "" otherwise. A set-returning function
+// counts with its rows' type only if sets (a function in FROM).
+func (c *Catalog) functionResult(sess Session, schema, name string, args []string, sets bool) string {
 	var cands []*Function
 	var params [][]string
 	for _, f := range c.visibleFunctions(sess, schema, name, len(args), false) {
@@ -224,7 +225,7 @@ func (c *Catalog) functionResult(sess Session, schema, name string, args []strin
 		if !keep[i] {
 			continue
 		}
-		if f.Result == "" || result != "" && f.Result != result {
+		if f.Result == "" || f.Set && !sets || result != "" && f.Result != result {
 			return ""
 		}
 		result = f.Result

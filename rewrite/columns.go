@@ -1,6 +1,9 @@
 package rewrite
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Column names of FROM items. PostgreSQL reads x.name, when FROM item x
 // has no column "name", as the function call name(x) on x's whole row
@@ -8,7 +11,8 @@ import "strconv"
 // rewriter needs the names of every FROM item's columns: a catalog
 // relation's come from the catalog; a subquery's, a CTE's, a VALUES list's
 // and a join's are worked out here as PostgreSQL names them; a function's
-// only from a column definition list. Where a name cannot be worked out
+// from a column definition list, or its one column when it returns a
+// built-in base type. Where a name cannot be worked out
 // with certainty the item's columns are unknown, never guessed: a wrong
 // name could let a function call pass as a column.
 
@@ -299,6 +303,32 @@ func functionColumns(rf *pgRangeFunction) columns {
 		names = append(names, d.Colname)
 	}
 	return knownColumns(names)
+}
+
+// scalarFunctionColumns are the columns of a function in FROM known to
+// return one built-in base type (generate_series(0, n) AS s): one, named
+// refname (its alias, or the function's name), and ordinality WITH
+// ORDINALITY, as an alias's column list renames them. Otherwise, or for a
+// row type, not known (psql's \d reads an outer prattrs[s] beside such a
+// function: red team round 53b).
+func (w *walker) scalarFunctionColumns(rf *pgRangeFunction, sc *scope, refname string) columns {
+	if rf.IsRowsfrom || len(rf.Coldeflist) > 0 || len(rf.Functions) != 1 {
+		return unknownColumns.renamed(rf.Alias)
+	}
+	items := rf.Functions[0].GetList().GetItems()
+	if len(items) == 0 || items[0].GetFuncCall() == nil {
+		return unknownColumns.renamed(rf.Alias)
+	}
+	t := w.funcType(items[0].GetFuncCall(), sc, true)
+	if t == "" || strings.Contains(t, ".") || w.cat.Pseudo[t] || w.cat.BuiltinTypes == nil || !w.cat.BuiltinTypes[t] ||
+		w.cat.lookupRelation(Session{}, "pg_catalog", t) != nil {
+		return unknownColumns.renamed(rf.Alias)
+	}
+	names := []string{refname}
+	if rf.Ordinality {
+		names = append(names, "ordinality")
+	}
+	return knownColumns(names).renamed(rf.Alias)
 }
 
 // usingColumns are the columns of a JOIN … USING (a, b) AS alias.

@@ -1990,6 +1990,28 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 			return el, false // ARRAY[ARRAY[1]] is int4[] too
 		}
 		return arrayType(el), false
+	case *pgNodeAIndirection:
+		// a[i] of an array is its element type (int2vector's int2,
+		// oidvector's oid), a[i:j] its array type: psql's \d compares
+		// attnum = prattrs[s]. Field selection and other types'
+		// subscripting (jsonb, hstore) are not worked out.
+		slice := false
+		for _, ind := range x.AIndirection.Indirection {
+			ai := ind.GetAIndices()
+			if ai == nil {
+				return "", false
+			}
+			slice = slice || ai.IsSlice
+		}
+		t, _ := w.exprType(x.AIndirection.Arg, sc)
+		el, ok := arrayElement(t)
+		switch {
+		case !ok || strings.Contains(t, "."):
+			return "", false
+		case slice:
+			return arrayType(el), false
+		}
+		return el, false
 	case *pgNodeBoolExpr, *pgNodeNullTest, *pgNodeBooleanTest:
 		return "bool", false
 	case *pgNodeSqlvalueFunction:
@@ -2005,7 +2027,7 @@ func (w *walker) exprType(n *pgNode, sc *scope) (string, bool) {
 		var t string
 		switch {
 		case n.GetFuncCall() != nil:
-			t = w.funcType(n.GetFuncCall(), sc)
+			t = w.funcType(n.GetFuncCall(), sc, false)
 		case n.GetAExpr() != nil:
 			t = w.operatorType(n.GetAExpr(), sc)
 		default:
@@ -2044,7 +2066,7 @@ var sqlValueTypes = map[pgSQLValueFunctionOp]string{
 
 // funcType is the type a call returns when the rewriter can tell (see
 // Catalog.functionResult), "" otherwise.
-func (w *walker) funcType(fc *pgFuncCall, sc *scope) string {
+func (w *walker) funcType(fc *pgFuncCall, sc *scope, sets bool) string {
 	schema, name, err := w.funcName(fc)
 	if err != nil || fc.FuncVariadic {
 		return ""
@@ -2059,7 +2081,7 @@ func (w *walker) funcType(fc *pgFuncCall, sc *scope) string {
 	if !ok {
 		return ""
 	}
-	return w.cat.functionResult(w.sess, schema, name, args)
+	return w.cat.functionResult(w.sess, schema, name, args, sets)
 }
 
 // operatorType is the type an operator expression returns when the

@@ -985,7 +985,11 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 				}
 			}
 		}
-		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: functionColumns(rf)})
+		cols := functionColumns(rf)
+		if !cols.known {
+			cols = w.scalarFunctionColumns(rf, sc, refname)
+		}
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: cols})
 		return nil
 	}
 	return unsupported("%s in FROM is not supported through mandate", nodeKind(n))
