@@ -892,10 +892,7 @@ func (w *walker) aExpr(e *pgAExpr, sc *scope, c ectx) error {
 		// The name is the keyword; PostgreSQL compares with >= and <= (NOT
 		// BETWEEN: < and >), found by name like any operator. SYMMETRIC
 		// compares the bounds with each other too.
-		lower, upper := ">=", "<="
-		if e.Kind == pgAExprKindAEXPRNOTBETWEEN || e.Kind == pgAExprKindAEXPRNOTBETWEENSYM {
-			lower, upper = "<", ">"
-		}
+		lower, upper := betweenOperators(e.Kind)
 		bounds := e.Rexpr.GetList().GetItems()
 		if len(bounds) != 2 {
 			return unsupported("BETWEEN needs two bounds")

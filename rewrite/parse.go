@@ -364,6 +364,7 @@ type (
 	pgAConstIval             = pg.A_Const_Ival
 	pgAConstSval             = pg.A_Const_Sval
 	pgAExpr                  = pg.A_Expr
+	pgAExprKind              = pg.A_Expr_Kind
 	pgAIndirection           = pg.A_Indirection
 	pgAStar                  = pg.A_Star
 	pgAlias                  = pg.Alias

@@ -163,10 +163,9 @@ func pushedQuals(s *site, g *grant.Relation, alias string) []*pgNode {
 				}
 				c = boolNode(join, terms...)
 			}
-		case pgAExprKindAEXPRBETWEEN:
-			c = expandBetween(e, [2][]*pgNode{{strNode("pg_catalog"), strNode(">=")}, {strNode("pg_catalog"), strNode("<=")}})
-		case pgAExprKindAEXPRNOTBETWEEN:
-			c = expandBetween(e, [2][]*pgNode{{strNode("pg_catalog"), strNode("<")}, {strNode("pg_catalog"), strNode(">")}})
+		case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN:
+			lower, upper := betweenOperators(e.Kind)
+			c = expandBetween(e, [2][]*pgNode{{strNode("pg_catalog"), strNode(lower)}, {strNode("pg_catalog"), strNode(upper)}})
 		default:
 			e.Name = builtin
 		}

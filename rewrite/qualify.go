@@ -168,6 +168,15 @@ func holdsBetween(e *pgAExpr) bool {
 	return held
 }
 
+// betweenOperators are the operators a BETWEEN of kind k compares with:
+// >= and <=; NOT BETWEEN's < and >.
+func betweenOperators(k pgAExprKind) (lower, upper string) {
+	if k == pgAExprKindAEXPRNOTBETWEEN || k == pgAExprKindAEXPRNOTBETWEENSYM {
+		return "<", ">"
+	}
+	return ">=", "<="
+}
+
 func isBetween(e *pgAExpr) bool {
 	switch e.GetKind() {
 	case pgAExprKindAEXPRBETWEEN, pgAExprKindAEXPRNOTBETWEEN, pgAExprKindAEXPRBETWEENSYM, pgAExprKindAEXPRNOTBETWEENSYM:

@@ -879,9 +879,7 @@ func subLink(sel *pgSelectStmt) *pgNode {
 	}}}
 }
 
-func andNode(args ...*pgNode) *pgNode {
-	return &pgNode{Node: &pgNodeBoolExpr{BoolExpr: &pgBoolExpr{Boolop: pgBoolExprTypeANDEXPR, Args: args, Location: -1}}}
-}
+func andNode(args ...*pgNode) *pgNode { return boolNode(pgBoolExprTypeANDEXPR, args...) }
 
 // caseWhen is CASE WHEN cond THEN then ELSE els END: the one construct whose
 // evaluation order PostgreSQL guarantees.
