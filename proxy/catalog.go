@@ -83,7 +83,7 @@ SELECT t.oid, n.nspname, t.typname, t.typcategory = 'A' OR t.typtype = 'p'
  WHERE t.oid IN (SELECT unnest(p.proargtypes) FROM pg_proc p UNION SELECT p.prorettype FROM pg_proc p)
  ORDER BY t.oid;
 SELECT n.nspname, p.proname, p.pronargs, p.proleakproof, p.provolatile, p.prokind, p.pronargdefaults, p.provariadic <> 0,
-       p.proargtypes::text, p.prorettype, p.proretset
+       p.proargtypes::text, p.prorettype, p.proretset, p.proallargtypes IS NOT NULL
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname !~ '^pg_(toast|temp_)'
  ORDER BY p.oid;
@@ -361,7 +361,7 @@ func (b *catalogReader) functions(rows [][][]byte) error {
 		}
 		f := &rewrite.Function{
 			Schema: string(r[0]), Name: string(r[1]), NArgs: nargs, Defaults: defaults, Variadic: string(r[7]) == "t",
-			Args: args, Result: result.name, Set: string(r[10]) == "t",
+			Args: args, Result: result.name, Set: string(r[10]) == "t", Out: string(r[11]) == "t",
 			Leakproof: string(r[3]) == "t", Volatility: rewrite.Volatility(r[4][0]), Kind: rewrite.FuncKind(r[5][0]),
 		}
 		s := b.schema(f.Schema)

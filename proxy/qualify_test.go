@@ -222,3 +222,43 @@ CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.sp
 		t.Errorf("the owner's operators saw merchants alice may not see: %v", hidden)
 	}
 }
+
+// TestFunctionColumnsNamedAsPostgresNamesThem (red team round 54b, high):
+// a function in FROM with an OUT parameter names its column after it
+// (json_array_elements_text's is value), so ts_stat.ts_stat over one
+// aliased ts_stat is no column but the call ts_stat(text), which runs its
+// argument as SQL; mandate had named the column after the alias and let
+// the call through. A column mandate names itself is no proof against a
+// call of that name either.
+func TestFunctionColumnsNamedAsPostgresNamesThem(t *testing.T) {
+	w := startBank(t)
+	sam := w.connect(t, "sam")
+	for _, sql := range []string{
+		`SELECT ts_stat.ts_stat FROM json_array_elements_text('["select array_to_tsvector(array[ssn]) from public.customers"]') AS ts_stat`,
+		`SELECT length.length FROM json_array_elements_text('["abc"]') AS length`,
+		`SELECT length.length FROM generate_series(1, 2) AS length`,
+	} {
+		_, err := sam.Exec(ctxT(t), sql)
+		if err := expectErr(err, stUndefinedColumn, codeInsufficientPriv); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{
+		"SELECT g.g FROM generate_series(1, 2) AS g",
+		"SELECT value FROM json_array_elements_text('[\"a\"]')",
+		"SELECT s.x FROM generate_series(1, 2) AS s(x)",
+		`SELECT s.value FROM json_array_elements_text('["x"]') AS s`,
+	} {
+		if _, err := sam.Exec(ctxT(t), sql); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	// Red team round 54a (high): value, taken for an outer int column,
+	// is the function's text column, and an owner's =(text, int4) ran
+	// for the IN list SQL cannot qualify.
+	w.migrate(t, `CREATE FUNCTION public.ti(text, int4) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = int4, FUNCTION = public.ti);`)
+	refusedOwnerCode(t, w, sam,
+		`SELECT (SELECT 1 FROM json_array_elements_text('["x"]') AS s WHERE value IN (1, 2)) FROM pg_type AS q(value) LIMIT 1`,
+		`SELECT (SELECT NULLIF(value, 1) FROM json_array_elements_text('["x"]') AS s) FROM pg_type AS q(value) LIMIT 1`)
+}

@@ -31,9 +31,12 @@ func (w *walker) checkQualifiedColumn(sc *scope, names []string) error {
 	}
 	has, known := it.hasColumn(col)
 	switch {
-	case has:
+	case has && !(it.workedOut && w.maybeFunction(col)):
+		// A column mandate named itself is no proof against a call: had
+		// it named it wrong, PostgreSQL would call col(x) (red team round
+		// 54b).
 		return nil
-	case known:
+	case known && !has:
 		return attributeNotation(it.refname, col)
 	case w.maybeFunction(col):
 		return &Error{Code: codeUndefinedColumn, Msg: fmt.Sprintf(

@@ -152,8 +152,11 @@ type Function struct {
 	Args     []string // proargtypes, named as Operator's types are; nil when unknown
 	// Result is prorettype named so, "" when it is a pseudo-type or an
 	// array, or it is not known; Set, proretset: it is each row's type.
-	Result     string
-	Set        bool
+	Result string
+	Set    bool
+	// Out: it has OUT (INOUT, TABLE) parameters (proallargtypes): a
+	// column it returns in FROM is named after one, not the call.
+	Out        bool
 	Leakproof  bool
 	Volatility Volatility
 	Kind       FuncKind
@@ -480,6 +483,22 @@ func (c *Catalog) operatorLeakproof(schema, name, left, right string) bool {
 		}
 	}
 	return true
+}
+
+// hasOutParameters reports whether a function of this name in any schema
+// has OUT parameters, or whether the catalog does not say (no function of
+// the name lists its arguments).
+func (c *Catalog) hasOutParameters(name string) bool {
+	listed := false
+	for _, s := range c.Schemas {
+		for _, f := range s.Functions[name] {
+			if f.Out || f.Args == nil {
+				return true
+			}
+			listed = true
+		}
+	}
+	return !listed
 }
 
 // hasBuiltinType reports whether pg_catalog may have a type of this

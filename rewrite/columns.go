@@ -319,9 +319,15 @@ func (w *walker) scalarFunctionColumns(rf *pgRangeFunction, sc *scope, refname s
 	if len(items) == 0 || items[0].GetFuncCall() == nil {
 		return unknownColumns.renamed(rf.Alias)
 	}
-	t := w.funcType(items[0].GetFuncCall(), sc, true)
+	fc := items[0].GetFuncCall()
+	t := w.funcType(fc, sc, true)
 	if t == "" || strings.Contains(t, ".") || w.cat.Pseudo[t] || w.cat.BuiltinTypes == nil || !w.cat.BuiltinTypes[t] ||
-		w.cat.lookupRelation(Session{}, "pg_catalog", t) != nil {
+		w.cat.lookupRelation(Session{}, "pg_catalog", t) != nil || w.cat.hasOutParameters(fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval()) {
+		// An OUT parameter names the column (chooseScalarFunctionAlias:
+		// json_array_elements_text's is value; red team round 54b, high:
+		// mandate took ts_stat.ts_stat over one aliased ts_stat for its
+		// column, and PostgreSQL ran the call ts_stat(text) past the
+		// allow-list, SQL from a string).
 		return unknownColumns.renamed(rf.Alias)
 	}
 	names := []string{refname}

@@ -186,6 +186,9 @@ type item struct {
 	// renamed by an alias's column list (colsSet); see columnsOf.
 	cols    columns
 	colsSet bool
+	// workedOut: cols are a function's one column as mandate names it,
+	// not as the statement does (scalarFunctionColumns).
+	workedOut bool
 }
 
 func newWalker(cat *Catalog, sess Session, opts *Options, lowerSQL string, mutable bool) *walker {
@@ -985,11 +988,12 @@ func (w *walker) fromItem(n *pgNode, sc *scope, lock lockSpec) error {
 				}
 			}
 		}
-		cols := functionColumns(rf)
+		cols, worked := functionColumns(rf), false
 		if !cols.known {
 			cols = w.scalarFunctionColumns(rf, sc, refname)
+			worked = cols.known && len(rf.Alias.GetColnames()) == 0
 		}
-		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: cols})
+		sc.items = append(sc.items, &item{refname: refname, aliased: true, carries: w.since(m), cols: cols, workedOut: worked})
 		return nil
 	}
 	return unsupported("%s in FROM is not supported through mandate", nodeKind(n))
