@@ -261,4 +261,11 @@ CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = int4, FUNCTION = public.ti)
 	refusedOwnerCode(t, w, sam,
 		`SELECT (SELECT 1 FROM json_array_elements_text('["x"]') AS s WHERE value IN (1, 2)) FROM pg_type AS q(value) LIMIT 1`,
 		`SELECT (SELECT NULLIF(value, 1) FROM json_array_elements_text('["x"]') AS s) FROM pg_type AS q(value) LIMIT 1`)
+	// Red team round 55a (high): md5(s) of a whole row s is the field
+	// s.md5 when no md5 takes a row, here a row of pg_sequences, not text:
+	// its columns are not x's one, and start_value is its bigint.
+	w.migrate(t, `CREATE FUNCTION public.bt(int8, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = int8, RIGHTARG = text, FUNCTION = public.bt);`)
+	refusedOwnerCode(t, w, sam,
+		`SELECT 1 FROM information_schema.sequences q WHERE (SELECT count(*) FROM (SELECT '(a,b,c,int8,1,1,9,1,f,1,1)'::pg_sequences AS md5) s, LATERAL md5(s) AS x WHERE start_value IN ('1'::text, '2'::text)) > 0`)
 }

@@ -2075,10 +2075,27 @@ func (w *walker) funcType(fc *pgFuncCall, sc *scope, sets bool) string {
 		return ""
 	}
 	args, ok := w.argTypes(fc, sc)
-	if !ok {
+	if !ok || w.mayBeProjection(fc, args) {
 		return ""
 	}
 	return w.cat.functionResult(w.sess, schema, name, args, sets)
+}
+
+// mayBeProjection reports whether PostgreSQL may read the call fc, with
+// arguments of types args, as the field of a row: f(x) of one row-typed
+// argument, unqualified and undecorated, is x.f when no function f takes
+// it (ParseFuncOrColumn's could_be_projection), and its type is the
+// field's (red team round 55a: md5(s) over a whole row s was taken for
+// text, a row of pg_sequences, and its columns misnamed an owner's
+// =(int8, text) into an IN list). An argument of a type not worked out
+// may be such a row; an untyped literal may not.
+func (w *walker) mayBeProjection(fc *pgFuncCall, args []string) bool {
+	if len(args) != 1 || len(fc.Funcname) != 1 || fc.AggStar || fc.AggDistinct || fc.Over != nil ||
+		fc.FuncVariadic || len(fc.AggOrder) > 0 || fc.AggFilter != nil {
+		return false
+	}
+	t := args[0]
+	return t == "" || t == "record" || strings.Contains(t, ".") || w.cat.lookupRelation(Session{}, "pg_catalog", t) != nil
 }
 
 // operatorType is the type an operator expression returns when the
