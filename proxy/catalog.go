@@ -77,6 +77,13 @@ UNION
 SELECT d.objid, d.refobjid
   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+UNION
+-- A sequence a column default draws from numbers that table's rows too,
+-- owned or not (red team round 57a).
+SELECT d.refobjid, ad.adrelid
+  FROM pg_depend d JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+  JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+ WHERE d.refclassid = 'pg_class'::regclass
  ORDER BY 1, 2;
 SELECT t.oid, n.nspname, t.typname, t.typcategory = 'A' OR t.typtype = 'p'
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
