@@ -485,6 +485,13 @@ func (c *Catalog) operatorLeakproof(schema, name, left, right string) bool {
 	return true
 }
 
+// mayBeRowType reports whether values of type t (named as Operator's
+// types are) may be rows: record, a relation's row type in pg_catalog, or
+// any other schema's type, which the catalog does not describe.
+func (c *Catalog) mayBeRowType(t string) bool {
+	return t == "record" || strings.Contains(t, ".") || c.lookupRelation(Session{}, "pg_catalog", t) != nil
+}
+
 // hasOutParameters reports whether a function of this name in any schema
 // has OUT parameters, or whether the catalog does not say (no function of
 // the name lists its arguments).

@@ -2094,8 +2094,7 @@ func (w *walker) mayBeProjection(fc *pgFuncCall, args []string) bool {
 		fc.FuncVariadic || len(fc.AggOrder) > 0 || fc.AggFilter != nil {
 		return false
 	}
-	t := args[0]
-	return t == "" || t == "record" || strings.Contains(t, ".") || w.cat.lookupRelation(Session{}, "pg_catalog", t) != nil
+	return args[0] == "" || w.cat.mayBeRowType(args[0])
 }
 
 // operatorType is the type an operator expression returns when the
